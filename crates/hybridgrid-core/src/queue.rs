@@ -1,0 +1,190 @@
+//! The [`Queue`] seam: at-least-once work with priorities, leases, retries and dead letters.
+
+use crate::error::{BoxError, Retry};
+use crate::ids::{LeaseToken, WorkId, WorkerId};
+use crate::task::Priority;
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Work to enqueue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewWork {
+    /// Opaque payload; typed layers serialize into it.
+    pub payload: Bytes,
+    /// Which priority lane it joins.
+    pub priority: Priority,
+    /// When set, a second enqueue with the same key (while the first is queued, leased or dead)
+    /// returns [`Enqueued::Duplicate`] with the existing id instead of adding work.
+    pub idempotency_key: Option<String>,
+    /// Claims allowed before the item is dead-lettered (at least 1).
+    pub max_attempts: u32,
+    /// Not claimable before this delay has passed.
+    pub delay: Duration,
+}
+
+impl NewWork {
+    /// Normal priority, no key, 3 attempts, no delay.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Self {
+            payload: payload.into(),
+            priority: Priority::Normal,
+            idempotency_key: None,
+            max_attempts: 3,
+            delay: Duration::ZERO,
+        }
+    }
+    /// Sets the priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+    /// Sets the attempt budget.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+    /// Sets the initial delay.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// Result of [`Queue::enqueue`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    /// New work was added with this id.
+    Created(WorkId),
+    /// The idempotency key was already known; this is the existing item's id.
+    Duplicate(WorkId),
+}
+
+impl Enqueued {
+    /// The item's id either way.
+    pub fn id(&self) -> &WorkId {
+        match self {
+            Enqueued::Created(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+}
+
+/// A leased item. Until `ack`, `nack` or lease expiry, no one else can claim it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The item's id.
+    pub id: WorkId,
+    /// Proof of this lease; a later claim of the same item gets a different token.
+    pub token: LeaseToken,
+    /// 1 on the first claim, incremented on every redelivery.
+    pub attempt: u32,
+    /// The attempt budget it was enqueued with.
+    pub max_attempts: u32,
+    /// Its priority lane.
+    pub priority: Priority,
+    /// The payload as enqueued.
+    pub payload: Bytes,
+}
+
+/// Item counts, per state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Depths {
+    /// Claimable now, per priority (indexed by [`Priority::index`]).
+    pub ready: [u64; 3],
+    /// Waiting for a delay (nack retry-after or initial delay).
+    pub delayed: u64,
+    /// Leased to a claimer.
+    pub in_flight: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+impl Depths {
+    /// Claimable items of one priority.
+    pub fn ready_at(&self, p: Priority) -> u64 {
+        self.ready[p.index()]
+    }
+    /// Claimable items of all priorities.
+    pub fn ready_total(&self) -> u64 {
+        self.ready.iter().sum()
+    }
+}
+
+/// An item that used up its attempts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The item's id.
+    pub id: WorkId,
+    /// Its payload.
+    pub payload: Bytes,
+    /// Claims it had.
+    pub attempts: u32,
+    /// Why it died (`lease expired`, `nacked`).
+    pub reason: String,
+}
+
+/// Errors of a [`Queue`].
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The lease is unknown: it was acked, nacked, or expired and the item redelivered.
+    #[error("lease {token} is no longer held (acked, nacked or expired)")]
+    LeaseLost {
+        /// The stale token.
+        token: LeaseToken,
+    },
+    /// The request itself is wrong (e.g. `max_attempts` of 0).
+    #[error("invalid queue request: {0}")]
+    Invalid(String),
+    /// The backend failed (connection lost, server restarting).
+    #[error("{backend} queue backend failed: {source}")]
+    Backend {
+        /// Backend name (`redis`, `nats`).
+        backend: &'static str,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl QueueError {
+    /// Whether the operation is worth repeating.
+    pub fn retry(&self) -> Retry {
+        match self {
+            QueueError::LeaseLost { .. } | QueueError::Invalid(_) => Retry::Never,
+            QueueError::Backend { .. } => Retry::After(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// At-least-once work queue with priorities and leases (visibility timeouts).
+///
+/// Every backend passes `hybridgrid_testkit::queue::run_queue_suite`.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Adds work. A repeated idempotency key returns the id that already exists.
+    async fn enqueue(&self, work: NewWork) -> Result<Enqueued, QueueError>;
+    /// Waits up to `wait` for the highest-priority visible item and leases it to `worker` for `lease`.
+    /// Returns `None` when nothing became visible in time.
+    async fn claim(
+        &self,
+        worker: &WorkerId,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Option<Claim>, QueueError>;
+    /// Completes the item for good.
+    async fn ack(&self, token: &LeaseToken) -> Result<(), QueueError>;
+    /// Gives the item back, visible again after `retry_after`; dead-lettered when its attempts are used up.
+    async fn nack(&self, token: &LeaseToken, retry_after: Duration) -> Result<(), QueueError>;
+    /// Extends a held lease to `by` from now.
+    async fn extend(&self, token: &LeaseToken, by: Duration) -> Result<(), QueueError>;
+    /// Item counts per state.
+    async fn depths(&self) -> Result<Depths, QueueError>;
+    /// Up to `limit` dead-lettered items, oldest first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;
+}
