@@ -1,0 +1,3 @@
+//! # hybridgrid-cache
+//!
+//! Content-addressed blob caches: local disk with LRU bound, shared tiers, and the compile-cache key.

@@ -1,0 +1,3 @@
+//! # hybridgrid-discovery
+//!
+//! Worker discovery: static lists (default) and mDNS.

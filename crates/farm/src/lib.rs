@@ -1,0 +1,3 @@
+//! # hybridgrid-farm
+//!
+//! The compile farm assembled: coordinator, worker and client (hgbuild) logic, startable in process.

@@ -1,0 +1,3 @@
+//! # hybridgrid-scheduler
+//!
+//! Worker registry, placement, per-worker circuit breakers and retries.

@@ -1,0 +1,3 @@
+//! # hybridgrid-store
+//!
+//! Store backends: SQLite (embedded default) and PostgreSQL, via sqlx with embedded migrations.
