@@ -18,9 +18,6 @@
 
 pub mod cache;
 
-pub mod cache;
-pub mod executor;
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 
