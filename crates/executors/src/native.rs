@@ -1,0 +1,326 @@
+//! [`NativeExecutor`]: a task as a local process group in a private work directory.
+
+use crate::paths::WorkDir;
+use async_trait::async_trait;
+use bytes::Bytes;
+use hybridgrid_core::{CancellationToken, ExecError, Executor, TaskOutput, TaskSpec};
+use process_wrap::tokio::{ChildWrapper, CommandWrap, KillOnDrop, ProcessGroup};
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// How long to wait for a killed process group leader to be reaped before giving up on it
+/// (tokio's orphan reaper collects it later).
+const REAP_GRACE: Duration = Duration::from_secs(5);
+
+/// Settings of a [`NativeExecutor`].
+#[derive(Clone, Debug)]
+pub struct NativeConfig {
+    /// Directory under which each task gets its own, uniquely named work directory (created on
+    /// first use).
+    pub work_root: PathBuf,
+    /// `PATH` given to tasks; `None` passes on this process's own `PATH`.
+    pub path: Option<OsString>,
+}
+
+/// Runs a [`TaskSpec`] as a local process.
+///
+/// For every task:
+/// - a private directory `work_root/hg-<task id>-<random>` is created, the spec's `inputs` are
+///   written into it (absolute paths, `..` and duplicates are refused with
+///   [`ExecError::InvalidSpec`]), and the program runs with it as its current directory;
+/// - the environment is **clean**: only `PATH` (from [`NativeConfig::path`]) plus `spec.env`
+///   (which may override `PATH`); `command[0]` is looked up on that `PATH`;
+/// - the program leads a new process group; on timeout or cancellation the **whole group** gets
+///   `SIGKILL` and the leader is reaped; when the leader exits by itself, whatever it left running
+///   in its group is killed too, so nothing outlives the task (a process that calls `setsid`
+///   leaves the group and is out of reach);
+/// - stdout and stderr are read concurrently, kept up to `limits.max_stream_bytes` each and
+///   drained past it (so the program never blocks on a full pipe), with `truncated` set;
+/// - the requested `outputs` that exist are returned (a path through a symlink is refused; a
+///   total above `limits.max_file_bytes` fails with [`ExecError::OutputTooLarge`]);
+/// - the work directory is removed in every case, on error and when the future is dropped.
+///
+/// A spec naming a container `image` is refused.
+#[derive(Clone, Debug)]
+pub struct NativeExecutor {
+    config: NativeConfig,
+}
+
+impl NativeExecutor {
+    /// An executor with the given settings.
+    pub fn new(config: NativeConfig) -> Self {
+        Self { config }
+    }
+}
+
+#[async_trait]
+impl Executor for NativeExecutor {
+    fn kind(&self) -> &'static str {
+        "native"
+    }
+
+    async fn execute(
+        &self,
+        spec: TaskSpec,
+        cancel: CancellationToken,
+    ) -> Result<TaskOutput, ExecError> {
+        validate(&spec)?;
+        let name = format!("hg-{}-{}", spec.id.as_str(), uuid::Uuid::new_v4().simple());
+        let dir = WorkDir::create(&self.config.work_root, &name).await?;
+        let result = self.run_in(&dir, spec, cancel).await;
+        dir.remove().await;
+        result
+    }
+}
+
+/// What ended the wait for the process.
+enum Ended {
+    Exited {
+        status: std::io::Result<ExitStatus>,
+        stdout: Capture,
+        stderr: Capture,
+    },
+    Deadline,
+    Cancelled,
+}
+
+impl NativeExecutor {
+    async fn run_in(
+        &self,
+        dir: &WorkDir,
+        spec: TaskSpec,
+        cancel: CancellationToken,
+    ) -> Result<TaskOutput, ExecError> {
+        dir.materialise(&spec.inputs).await?;
+        if cancel.is_cancelled() {
+            return Err(ExecError::Cancelled);
+        }
+        let program = spec.command[0].clone();
+        let mut command = CommandWrap::with_new(&program, |cmd| {
+            cmd.args(&spec.command[1..])
+                .current_dir(dir.path())
+                .env_clear()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if let Some(path) = self
+                .config
+                .path
+                .clone()
+                .or_else(|| std::env::var_os("PATH"))
+            {
+                cmd.env("PATH", path);
+            }
+            cmd.envs(&spec.env);
+        });
+        command.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
+        let started = Instant::now();
+        let child = command.spawn().map_err(|source| ExecError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let mut child = GroupGuard { child, done: false };
+        tracing::debug!(task = %spec.id.as_str(), %program, pid = child.child.id(), work_dir = %dir.path().display(), "task started");
+
+        let stdin = child.child.stdin().take();
+        let stdout = child.child.stdout().take();
+        let stderr = child.child.stderr().take();
+        let limit = spec.limits.max_stream_bytes;
+        let ended = {
+            let run = async {
+                let (_, stdout, stderr, status) = tokio::join!(
+                    feed(stdin, spec.stdin.clone()),
+                    capture(stdout, limit),
+                    capture(stderr, limit),
+                    async {
+                        let status = child.child.wait().await;
+                        // Leftovers in the group would hold the pipes open: kill them.
+                        let _ = child.child.start_kill();
+                        status
+                    }
+                );
+                Ended::Exited {
+                    status,
+                    stdout,
+                    stderr,
+                }
+            };
+            tokio::select! {
+                ended = run => ended,
+                () = tokio::time::sleep(spec.timeout) => Ended::Deadline,
+                () = cancel.cancelled() => Ended::Cancelled,
+            }
+        };
+        let duration = started.elapsed();
+
+        let (status, stdout, stderr) = match ended {
+            Ended::Exited {
+                status,
+                stdout,
+                stderr,
+            } => (status, stdout, stderr),
+            Ended::Deadline => {
+                child.kill_and_reap().await;
+                tracing::debug!(task = %spec.id.as_str(), timeout = ?spec.timeout, "task killed: deadline exceeded");
+                return Err(ExecError::DeadlineExceeded {
+                    after: spec.timeout,
+                });
+            }
+            Ended::Cancelled => {
+                child.kill_and_reap().await;
+                tracing::debug!(task = %spec.id.as_str(), "task killed: cancelled");
+                return Err(ExecError::Cancelled);
+            }
+        };
+        child.done = true;
+        let status = status.map_err(|source| ExecError::Backend {
+            backend: "native",
+            source: Box::new(source),
+        })?;
+        let exit_code = exit_code(status);
+        let files = dir
+            .collect(&spec.outputs, spec.limits.max_file_bytes)
+            .await?;
+        let truncated = stdout.truncated || stderr.truncated;
+        tracing::debug!(task = %spec.id.as_str(), exit_code, ?duration, truncated, files = files.len(), "task finished");
+        Ok(TaskOutput {
+            exit_code,
+            stdout: stdout.bytes,
+            stderr: stderr.bytes,
+            truncated,
+            files,
+            duration,
+        })
+    }
+}
+
+/// Refuses specs this executor cannot run, before touching the disk.
+fn validate(spec: &TaskSpec) -> Result<(), ExecError> {
+    if let Some(image) = &spec.image {
+        return Err(ExecError::InvalidSpec(format!(
+            "the native executor runs no container image (spec names {image:?})"
+        )));
+    }
+    match spec.command.first() {
+        None => return Err(ExecError::InvalidSpec("empty command".to_owned())),
+        Some(p) if p.is_empty() || p.contains('\0') => {
+            return Err(ExecError::InvalidSpec(format!("bad program name {p:?}")));
+        }
+        Some(_) => {}
+    }
+    if let Some(arg) = spec.command.iter().find(|a| a.contains('\0')) {
+        return Err(ExecError::InvalidSpec(format!(
+            "argument {arg:?} contains a NUL byte"
+        )));
+    }
+    for (key, value) in &spec.env {
+        if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+            return Err(ExecError::InvalidSpec(format!(
+                "bad environment variable {key:?}"
+            )));
+        }
+    }
+    for input in &spec.inputs {
+        crate::paths::relative(&input.path, "input")?;
+    }
+    for output in &spec.outputs {
+        crate::paths::relative(output, "output")?;
+    }
+    Ok(())
+}
+
+/// `128 + signal` for a process killed by a signal, as shells report it.
+fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => -1,
+    }
+}
+
+/// The spawned group; killed with `SIGKILL` when dropped before the task finished (the caller
+/// dropped the future).
+struct GroupGuard {
+    child: Box<dyn ChildWrapper>,
+    done: bool,
+}
+
+impl GroupGuard {
+    async fn kill_and_reap(&mut self) {
+        self.done = true;
+        if let Err(error) = self.child.start_kill() {
+            tracing::debug!(%error, "killing the process group");
+        }
+        if tokio::time::timeout(REAP_GRACE, self.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pid = self.child.id(),
+                "killed process not reaped in time; left to the background reaper"
+            );
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+/// Writes `data` to the program's stdin and closes it. A program that exits without reading
+/// (broken pipe) is not an error.
+async fn feed(stdin: Option<tokio::process::ChildStdin>, data: Bytes) {
+    if let Some(mut stdin) = stdin {
+        if !data.is_empty()
+            && let Err(error) = stdin.write_all(&data).await
+            && error.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            tracing::debug!(%error, "writing task stdin");
+        }
+        drop(stdin);
+    }
+}
+
+/// A captured stream.
+struct Capture {
+    bytes: Bytes,
+    truncated: bool,
+}
+
+/// Reads `stream` to its end, keeping the first `limit` bytes.
+async fn capture<R: AsyncRead + Unpin>(stream: Option<R>, limit: usize) -> Capture {
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    if let Some(mut stream) = stream {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room = limit.saturating_sub(kept.len());
+                    if n > room {
+                        truncated = true;
+                    }
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    tracing::debug!(%error, "reading task output");
+                    break;
+                }
+            }
+        }
+    }
+    Capture {
+        bytes: Bytes::from(kept),
+        truncated,
+    }
+}
