@@ -6,3 +6,11 @@
 //! - `memory` — [`MemoryQueue`], always built.
 //! - `redis` (feature `redis`) — `RedisQueue` and `RedisLeaderElection`.
 //! - `nats` (feature `nats`) — `NatsQueue` and the JetStream event bus.
+
+mod election;
+pub use election::{Elector, MemoryLeaderElection};
+
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisLeaderElection, RedisQueue};

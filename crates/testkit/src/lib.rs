@@ -17,6 +17,7 @@
 //! checks and then fails once, listing every failure. Checks poll until a deadline rather than sleep.
 
 pub mod cache;
+pub mod election;
 pub mod executor;
 
 use std::future::Future;

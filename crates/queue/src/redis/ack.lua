@@ -1,0 +1,10 @@
+-- ARGV: prefix, id, token. Returns 1 when acked, 0 when the lease is no longer held.
+local ik = held(now_ms())
+if not ik then return 0 end
+local key = redis.call('HGET', ik, 'idem')
+if key and key ~= '' and redis.call('HGET', K_IDEM, key) == ARGV[2] then
+  redis.call('HDEL', K_IDEM, key)
+end
+redis.call('ZREM', K_INFLIGHT, ARGV[2])
+redis.call('DEL', ik)
+return 1

@@ -1,0 +1,20 @@
+//! Redis/Valkey backends (feature `redis`): [`RedisQueue`] and [`RedisLeaderElection`].
+//!
+//! Every multi-step operation is a Lua script (the `*.lua` files beside this module), run with
+//! `EVALSHA`, so each is atomic and one round trip. See `docs/backends/redis.md`.
+
+mod election;
+mod queue;
+
+pub use election::RedisLeaderElection;
+pub use queue::RedisQueue;
+
+use std::time::Duration;
+
+/// Longest duration sent to Redis, in ms (ten years): keeps scores exact in Lua's doubles.
+const MAX_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// A duration in whole milliseconds, capped at [`MAX_MS`].
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(MAX_MS).min(MAX_MS)
+}
