@@ -16,6 +16,7 @@
 //! Every check returns `Err(String)` naming what it expected and what it got; a suite runs all its
 //! checks and then fails once, listing every failure. Checks poll until a deadline rather than sleep.
 
+pub mod breaker;
 pub mod cache;
 pub mod election;
 pub mod executor;
