@@ -1,11 +1,44 @@
 //! # hybridgrid-queue
 //!
 //! Queue backends: in-memory (embedded default), Redis/Valkey and NATS JetStream; plus leader election.
+//! Every backend implements [`hybridgrid_core::Queue`] (priorities, leases, retries, idempotency keys,
+//! dead letters) and passes `hybridgrid_testkit::queue::run_queue_suite`; callers hold an
+//! `Arc<dyn Queue>` chosen from config.
+//!
+//! ```
+//! use hybridgrid_core::{NewWork, Priority, Queue, WorkerId};
+//! use hybridgrid_queue::MemoryQueue;
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), hybridgrid_core::QueueError> {
+//! let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new());
+//! queue.enqueue(NewWork::new(&b"link app"[..])).await?;
+//! queue.enqueue(NewWork::new(&b"compile foo.c"[..]).priority(Priority::High)).await?;
+//!
+//! let worker = WorkerId::new("worker-1");
+//! let lease = Duration::from_secs(30);
+//! let claim = queue.claim(&worker, lease, Duration::from_secs(1)).await?.expect("work is ready");
+//! assert_eq!(&claim.payload[..], b"compile foo.c"); // high priority first
+//! assert_eq!(claim.attempt, 1);
+//! queue.ack(&claim.token).await?; // done for good
+//!
+//! let claim = queue.claim(&worker, lease, Duration::ZERO).await?.expect("work is ready");
+//! queue.nack(&claim.token, Duration::from_millis(50)).await?; // retried after 50 ms
+//! let retry = queue.claim(&worker, lease, Duration::from_secs(1)).await?.expect("redelivered");
+//! assert_eq!((retry.id, retry.attempt), (claim.id, 2));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Modules (each backend is one module, gated once):
 //! - `memory` — [`MemoryQueue`], always built.
 //! - `redis` (feature `redis`) — `RedisQueue` and `RedisLeaderElection`.
 //! - `nats` (feature `nats`) — `NatsQueue` and the JetStream event bus.
+
+mod memory;
+pub use memory::MemoryQueue;
 
 mod election;
 pub use election::{Elector, MemoryLeaderElection};

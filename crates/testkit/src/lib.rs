@@ -20,6 +20,7 @@ pub mod breaker;
 pub mod cache;
 pub mod election;
 pub mod executor;
+pub mod queue;
 pub mod store;
 
 use std::future::Future;
