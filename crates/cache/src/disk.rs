@@ -525,6 +525,7 @@ fn join_error(e: tokio::task::JoinError) -> CacheError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -129,6 +129,7 @@ pub fn decode(key: &Digest, frame: Bytes) -> Result<Bytes, Defect> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -210,6 +210,7 @@ impl Cache for RedisCache {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
     fn default_config_is_bounded() {

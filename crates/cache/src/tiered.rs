@@ -133,7 +133,10 @@ impl Cache for TieredCache {
                 c.misses.fetch_add(1, Relaxed);
                 Ok(None)
             }
-            Err(e) if local_failed => Err(e),
+            Err(e) if local_failed => {
+                c.shared_errors.fetch_add(1, Relaxed);
+                Err(e)
+            }
             Err(e) => {
                 c.shared_errors.fetch_add(1, Relaxed);
                 c.misses.fetch_add(1, Relaxed);

@@ -1,5 +1,7 @@
 //! Every cache backend passes `hybridgrid_testkit::cache::run_cache_suite`.
 
+#![allow(clippy::unwrap_used)]
+
 use hybridgrid_cache::{DiskCache, DiskCacheConfig, TieredCache};
 use hybridgrid_core::Cache;
 use std::sync::Arc;
