@@ -80,7 +80,11 @@ impl RedisCache {
         let client = redis::Client::open(url).map_err(|e| backend("connect", url.to_owned(), e))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(config.response_timeout));
+            .set_response_timeout(Some(config.response_timeout))
+            // A compile must not wait long on a cache that is down: few, short reconnect attempts
+            // (the next command tries again).
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_with_config(client, manager_config)
             .await
             .map_err(|e| backend("connect", url.to_owned(), e))?;
