@@ -78,14 +78,17 @@ impl PostgresStore {
         }
         if let Some(schema) = schema {
             validate_schema(schema)?;
-            let mut conn = options
-                .connect()
-                .await
-                .map_err(|e| crate::sql::backend_err(BACKEND, format!("connecting to {target}"), e))?;
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-                .execute(&mut conn)
-                .await
-                .map_err(|e| crate::sql::backend_err(BACKEND, format!("creating schema on {target}"), e))?;
+            let mut conn = options.connect().await.map_err(|e| {
+                crate::sql::backend_err(BACKEND, format!("connecting to {target}"), e)
+            })?;
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| {
+                crate::sql::backend_err(BACKEND, format!("creating schema on {target}"), e)
+            })?;
             // Closing politely is best effort: the schema exists either way.
             let _ = conn.close().await;
             options = options.options([("search_path", schema)]);
@@ -170,9 +173,10 @@ mod tests {
 
     #[test]
     fn pool_options_parse_from_yaml_shape() {
-        let p: PoolOptions =
-            serde_json::from_value(serde_json::json!({"max_connections": 3, "acquire_timeout": "250ms"}))
-                .expect("valid pool options");
+        let p: PoolOptions = serde_json::from_value(
+            serde_json::json!({"max_connections": 3, "acquire_timeout": "250ms"}),
+        )
+        .expect("valid pool options");
         assert_eq!(p.max_connections, 3);
         assert_eq!(p.acquire_timeout.as_millis(), 250);
         assert!(serde_json::from_value::<PoolOptions>(serde_json::json!({"max_conn": 3})).is_err());

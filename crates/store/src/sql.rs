@@ -186,7 +186,8 @@ pub(crate) fn map_query_err<DB: sqlx::Database>(
         );
     }
     if let Some(db) = err.as_database_error() {
-        if let (sqlx::error::ErrorKind::ForeignKeyViolation, Some((what, id))) = (db.kind(), missing)
+        if let (sqlx::error::ErrorKind::ForeignKeyViolation, Some((what, id))) =
+            (db.kind(), missing)
         {
             return StoreError::NotFound {
                 what,
@@ -550,10 +551,7 @@ mod tests {
         use RunStatus::*;
         assert_eq!(allowed_from(&[Succeeded, Failed, Cancelled]), None);
         assert_eq!(allowed_from(&[]), None);
-        assert_eq!(
-            allowed_from(&[Succeeded, Running]),
-            Some(["RUNNING"; 5])
-        );
+        assert_eq!(allowed_from(&[Succeeded, Running]), Some(["RUNNING"; 5]));
         assert_eq!(
             allowed_from(&[Pending, Failed, Running]),
             Some(["PENDING", "RUNNING", "PENDING", "PENDING", "PENDING"])

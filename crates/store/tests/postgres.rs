@@ -3,6 +3,7 @@
 //! exhaustion and recovery from terminated connections. A missing server fails these tests.
 //! Every store lives in its own schema, dropped at the end.
 #![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use futures::FutureExt;
 use hybridgrid_core::Store;
@@ -46,10 +47,12 @@ async fn admin() -> PgConnection {
 async fn drop_schemas(names: &[String]) {
     let mut conn = admin().await;
     for s in names {
-        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE")))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("dropping schema {s}: {e}"));
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{s}\" CASCADE"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("dropping schema {s}: {e}"));
     }
 }
 
@@ -122,9 +125,10 @@ async fn postgres_store_conforms() {
         made.lock().unwrap().push(schema.clone());
         let url = url.clone();
         async move {
-            let store = PostgresStore::connect(&url, Some(&schema), pool(4, Duration::from_secs(10)))
-                .await
-                .unwrap_or_else(|e| panic!("PostgreSQL is required: {e}"));
+            let store =
+                PostgresStore::connect(&url, Some(&schema), pool(4, Duration::from_secs(10)))
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL is required: {e}"));
             Arc::new(store) as Arc<dyn Store>
         }
     });
@@ -137,16 +141,28 @@ async fn schemas_isolate_stores_and_reconnecting_migrates_nothing_twice() {
     let schemas = Mutex::new(vec![a_name.clone(), b_name.clone()]);
     with_cleanup(&schemas, async {
         let opts = pool(2, Duration::from_secs(10));
-        let a = PostgresStore::connect(&url(), Some(&a_name), opts).await.unwrap();
-        let b = PostgresStore::connect(&url(), Some(&b_name), opts).await.unwrap();
+        let a = PostgresStore::connect(&url(), Some(&a_name), opts)
+            .await
+            .unwrap();
+        let b = PostgresStore::connect(&url(), Some(&b_name), opts)
+            .await
+            .unwrap();
         assert_eq!(a.schema(), Some(a_name.as_str()));
         let wf = a.save_workflow("flow", json!({"in": "a"})).await.unwrap();
-        assert!(b.workflows().await.unwrap().is_empty(), "schema b sees schema a's rows");
+        assert!(
+            b.workflows().await.unwrap().is_empty(),
+            "schema b sees schema a's rows"
+        );
         // A second store on the same schema finds the tables migrated and the data there.
-        let a2 = PostgresStore::connect(&url(), Some(&a_name), opts).await.unwrap();
+        let a2 = PostgresStore::connect(&url(), Some(&a_name), opts)
+            .await
+            .unwrap();
         assert_eq!(a2.workflow(&wf.id).await.unwrap(), wf);
         let text = a2.to_string();
-        assert!(text.contains("127.0.0.1") && text.contains(&a_name), "{text}");
+        assert!(
+            text.contains("127.0.0.1") && text.contains(&a_name),
+            "{text}"
+        );
         for s in [&a, &a2, &b] {
             s.close().await;
         }
@@ -182,7 +198,9 @@ async fn exhausted_pool_names_the_wait() {
     with_cleanup(&schemas, async {
         let wait = Duration::from_millis(300);
         let store = Arc::new(
-            PostgresStore::connect(&url_named(&app), Some(&schema), pool(1, wait)).await.unwrap(),
+            PostgresStore::connect(&url_named(&app), Some(&schema), pool(1, wait))
+                .await
+                .unwrap(),
         );
         // The only connection blocks on a lock held elsewhere.
         let mut locker = lock_runs(&schema).await;
@@ -192,7 +210,11 @@ async fn exhausted_pool_names_the_wait() {
         });
         blocked_backend(&app).await;
         let stats = store.pool_stats();
-        assert_eq!((stats.size, stats.in_use, stats.max), (1, 1, 1), "{stats:?}");
+        assert_eq!(
+            (stats.size, stats.in_use, stats.max),
+            (1, 1, 1),
+            "{stats:?}"
+        );
 
         let err = store.workflows().await.unwrap_err();
         match &err {
@@ -220,9 +242,13 @@ async fn store_recovers_after_its_connections_are_terminated() {
     let schemas = Mutex::new(vec![schema.clone()]);
     with_cleanup(&schemas, async {
         let store = Arc::new(
-            PostgresStore::connect(&url_named(&app), Some(&schema), pool(3, Duration::from_secs(5)))
-                .await
-                .unwrap(),
+            PostgresStore::connect(
+                &url_named(&app),
+                Some(&schema),
+                pool(3, Duration::from_secs(5)),
+            )
+            .await
+            .unwrap(),
         );
         let wf = store.save_workflow("flow", json!({"v": 1})).await.unwrap();
 
@@ -241,7 +267,16 @@ async fn store_recovers_after_its_connections_are_terminated() {
             .unwrap();
         assert!(killed);
         let err = in_flight.await.unwrap().unwrap_err();
-        assert!(matches!(err, StoreError::Backend { backend: "postgres", .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                StoreError::Backend {
+                    backend: "postgres",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.retry().is_retryable(), "{err}");
         sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
 
@@ -249,11 +284,13 @@ async fn store_recovers_after_its_connections_are_terminated() {
         //    on new connections, and any error on the way is retryable.
         let before: Vec<i32> = backends(&app).await.into_iter().map(|(p, _)| p).collect();
         assert!(!before.is_empty());
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
-            .bind(&app)
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&app)
+        .execute(&mut conn)
+        .await
+        .unwrap();
         let errors = Mutex::new(Vec::new());
         let back = eventually(Duration::from_secs(15), || async {
             match store.workflow(&wf.id).await {
@@ -268,11 +305,16 @@ async fn store_recovers_after_its_connections_are_terminated() {
         .expect("the store works again after its connections were terminated");
         assert_eq!(back, wf);
         for e in errors.lock().unwrap().iter() {
-            assert!(e.retry().is_retryable(), "non-retryable error during the outage: {e}");
+            assert!(
+                e.retry().is_retryable(),
+                "non-retryable error during the outage: {e}"
+            );
         }
         let after: Vec<i32> = backends(&app).await.into_iter().map(|(p, _)| p).collect();
-        assert!(!after.is_empty() && after.iter().all(|p| !before.contains(p)),
-            "the pool still uses terminated backends: before {before:?}, after {after:?}");
+        assert!(
+            !after.is_empty() && after.iter().all(|p| !before.contains(p)),
+            "the pool still uses terminated backends: before {before:?}, after {after:?}"
+        );
         // Writes work too.
         store.save_workflow("flow", json!({"v": 2})).await.unwrap();
         store.close().await;

@@ -1,5 +1,6 @@
 //! `SqliteStore` against the conformance suite: a file in a temp dir, and in memory.
 #![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use hybridgrid_core::Store;
 use hybridgrid_core::store::{NewRun, RunStatus, Transition};
@@ -47,7 +48,9 @@ async fn sqlite_memory_store_conforms() {
 async fn in_memory_stores_are_separate() {
     let a = SqliteStore::in_memory().await.unwrap();
     let b = SqliteStore::in_memory().await.unwrap();
-    a.save_workflow("only-in-a", serde_json::json!({})).await.unwrap();
+    a.save_workflow("only-in-a", serde_json::json!({}))
+        .await
+        .unwrap();
     assert!(b.workflows().await.unwrap().is_empty());
     assert_eq!(a.location(), ":memory:");
 }
@@ -68,7 +71,12 @@ async fn file_store_keeps_state_across_reopen_in_wal_mode() {
             .await
             .unwrap();
         store
-            .transition_run(&run.id, &[RunStatus::Pending], RunStatus::Running, Transition::default())
+            .transition_run(
+                &run.id,
+                &[RunStatus::Pending],
+                RunStatus::Running,
+                Transition::default(),
+            )
             .await
             .unwrap();
         let stats = store.pool_stats();
@@ -89,7 +97,10 @@ async fn file_store_keeps_state_across_reopen_in_wal_mode() {
             .connect()
             .await
             .unwrap();
-        sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap()
+        sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
     };
     assert_eq!(mode.to_lowercase(), "wal");
 }

@@ -25,16 +25,66 @@ where
     Fut: Future<Output = Arc<dyn Store>>,
 {
     let mut failed = Vec::new();
-    check(&mut failed, "workflows_save_version_list", workflows(make().await)).await;
-    check(&mut failed, "run_create_and_get", create_and_get(make().await)).await;
-    check(&mut failed, "runs_newest_first_by_status_with_limit", listing(make().await)).await;
-    check(&mut failed, "create_with_same_key_is_idempotent", idempotency(make().await)).await;
-    check(&mut failed, "transitions_compare_and_set", cas(make().await)).await;
-    check(&mut failed, "terminal_status_never_changes", terminal(make().await)).await;
-    check(&mut failed, "steps_ensure_and_transition", steps(make().await)).await;
-    check(&mut failed, "concurrent_transitions_one_winner", race(make().await)).await;
-    check(&mut failed, "missing_records_are_not_found", not_found(make().await)).await;
-    check(&mut failed, "json_documents_round_trip", json_round_trip(make().await)).await;
+    check(
+        &mut failed,
+        "workflows_save_version_list",
+        workflows(make().await),
+    )
+    .await;
+    check(
+        &mut failed,
+        "run_create_and_get",
+        create_and_get(make().await),
+    )
+    .await;
+    check(
+        &mut failed,
+        "runs_newest_first_by_status_with_limit",
+        listing(make().await),
+    )
+    .await;
+    check(
+        &mut failed,
+        "create_with_same_key_is_idempotent",
+        idempotency(make().await),
+    )
+    .await;
+    check(
+        &mut failed,
+        "transitions_compare_and_set",
+        cas(make().await),
+    )
+    .await;
+    check(
+        &mut failed,
+        "terminal_status_never_changes",
+        terminal(make().await),
+    )
+    .await;
+    check(
+        &mut failed,
+        "steps_ensure_and_transition",
+        steps(make().await),
+    )
+    .await;
+    check(
+        &mut failed,
+        "concurrent_transitions_one_winner",
+        race(make().await),
+    )
+    .await;
+    check(
+        &mut failed,
+        "missing_records_are_not_found",
+        not_found(make().await),
+    )
+    .await;
+    check(
+        &mut failed,
+        "json_documents_round_trip",
+        json_round_trip(make().await),
+    )
+    .await;
     assert!(
         failed.is_empty(),
         "Store conformance failures:\n{}",
@@ -98,7 +148,10 @@ async fn workflows(s: Arc<dyn Store>) -> Result<(), String> {
         format!("first save: expected version 1 named b-flow, got {b1:?}")
     })?;
     let a1 = op("save a", s.save_workflow("a-flow", json!({"v": "a"})).await)?;
-    let b2 = op("save b again", s.save_workflow("b-flow", json!({"v": 2})).await)?;
+    let b2 = op(
+        "save b again",
+        s.save_workflow("b-flow", json!({"v": 2})).await,
+    )?;
     ensure(b2.version == 2, || {
         format!("second save: expected version 2, got {}", b2.version)
     })?;
@@ -108,8 +161,13 @@ async fn workflows(s: Arc<dyn Store>) -> Result<(), String> {
     ensure(b2.definition == json!({"v": 2}), || {
         format!("second save: definition {}", b2.definition)
     })?;
-    let b3 = op("save b a third time", s.save_workflow("b-flow", json!({"v": 3})).await)?;
-    ensure(b3.version == 3, || format!("third save: version {}", b3.version))?;
+    let b3 = op(
+        "save b a third time",
+        s.save_workflow("b-flow", json!({"v": 3})).await,
+    )?;
+    ensure(b3.version == 3, || {
+        format!("third save: version {}", b3.version)
+    })?;
     let got = op("workflow(b)", s.workflow(&b1.id).await)?;
     ensure(got == b3, || {
         format!("workflow(id): expected the latest version {b3:?}, got {got:?}")
@@ -124,14 +182,20 @@ async fn workflows(s: Arc<dyn Store>) -> Result<(), String> {
     })?;
     match s.save_workflow("", json!({})).await {
         Err(StoreError::Invalid(_)) => Ok(()),
-        other => Err(format!("save with empty name: expected Invalid, got {other:?}")),
+        other => Err(format!(
+            "save with empty name: expected Invalid, got {other:?}"
+        )),
     }
 }
 
 async fn create_and_get(s: Arc<dyn Store>) -> Result<(), String> {
     let wf = op("save", s.save_workflow("flow", json!({"dag": []})).await)?;
     let input = json!({"branch": "main", "n": 3});
-    let run = op("create", s.create_run(new_run(Some(&wf.id), input.clone(), None)).await)?;
+    let run = op(
+        "create",
+        s.create_run(new_run(Some(&wf.id), input.clone(), None))
+            .await,
+    )?;
     ensure(run.status == RunStatus::Pending, || {
         format!("new run: expected PENDING, got {}", run.status)
     })?;
@@ -144,7 +208,10 @@ async fn create_and_get(s: Arc<dyn Store>) -> Result<(), String> {
         || format!("new run fields: {run:?}"),
     )?;
     ensure(run.updated_at >= run.created_at, || {
-        format!("updated_at {:?} before created_at {:?}", run.updated_at, run.created_at)
+        format!(
+            "updated_at {:?} before created_at {:?}",
+            run.updated_at, run.created_at
+        )
     })?;
     let got = op("run(id)", s.run(&run.id).await)?;
     ensure(got == run, || {
@@ -161,7 +228,9 @@ async fn create_and_get(s: Arc<dyn Store>) -> Result<(), String> {
         .await,
     )?;
     ensure(
-        standalone.workflow_id.is_none() && standalone.kind == "activation" && standalone.input.is_null(),
+        standalone.workflow_id.is_none()
+            && standalone.kind == "activation"
+            && standalone.input.is_null(),
         || format!("standalone run: {standalone:?}"),
     )?;
     ensure(standalone.id != run.id, || "two runs got one id".into())
@@ -170,63 +239,118 @@ async fn create_and_get(s: Arc<dyn Store>) -> Result<(), String> {
 async fn listing(s: Arc<dyn Store>) -> Result<(), String> {
     let mut created: Vec<Run> = Vec::new();
     for i in 0..6 {
-        created.push(op("create", s.create_run(new_run(None, json!({"i": i}), None)).await)?);
+        created.push(op(
+            "create",
+            s.create_run(new_run(None, json!({"i": i}), None)).await,
+        )?);
     }
     // Runs 1, 3 and 5 start.
     for i in [1, 3, 5] {
         op(
             "start",
-            s.transition_run(&created[i].id, &[RunStatus::Pending], RunStatus::Running, Transition::default())
-                .await,
+            s.transition_run(
+                &created[i].id,
+                &[RunStatus::Pending],
+                RunStatus::Running,
+                Transition::default(),
+            )
+            .await,
         )?;
     }
     let ids = |runs: &[Run]| runs.iter().map(|r| r.id.clone()).collect::<Vec<RunId>>();
     let all = op("runs(None, 100)", s.runs(None, 100).await)?;
     let want: Vec<RunId> = created.iter().rev().map(|r| r.id.clone()).collect();
     ensure(ids(&all) == want, || {
-        format!("runs(None): expected newest first {want:?}, got {:?}", ids(&all))
+        format!(
+            "runs(None): expected newest first {want:?}, got {:?}",
+            ids(&all)
+        )
     })?;
     let top2 = op("runs(None, 2)", s.runs(None, 2).await)?;
     ensure(ids(&top2) == want[..2], || {
-        format!("runs(None, 2): expected {:?}, got {:?}", &want[..2], ids(&top2))
+        format!(
+            "runs(None, 2): expected {:?}, got {:?}",
+            &want[..2],
+            ids(&top2)
+        )
     })?;
     let running = op("runs(Running)", s.runs(Some(RunStatus::Running), 100).await)?;
-    let want_running = vec![created[5].id.clone(), created[3].id.clone(), created[1].id.clone()];
+    let want_running = vec![
+        created[5].id.clone(),
+        created[3].id.clone(),
+        created[1].id.clone(),
+    ];
     ensure(ids(&running) == want_running, || {
-        format!("runs(Running): expected {want_running:?}, got {:?}", ids(&running))
+        format!(
+            "runs(Running): expected {want_running:?}, got {:?}",
+            ids(&running)
+        )
     })?;
-    ensure(running.iter().all(|r| r.status == RunStatus::Running), || {
-        format!("runs(Running) returned other statuses: {running:?}")
-    })?;
-    let pending1 = op("runs(Pending, 1)", s.runs(Some(RunStatus::Pending), 1).await)?;
+    ensure(
+        running.iter().all(|r| r.status == RunStatus::Running),
+        || format!("runs(Running) returned other statuses: {running:?}"),
+    )?;
+    let pending1 = op(
+        "runs(Pending, 1)",
+        s.runs(Some(RunStatus::Pending), 1).await,
+    )?;
     ensure(ids(&pending1) == [created[4].id.clone()], || {
-        format!("runs(Pending, 1): expected [{}], got {:?}", created[4].id, ids(&pending1))
+        format!(
+            "runs(Pending, 1): expected [{}], got {:?}",
+            created[4].id,
+            ids(&pending1)
+        )
     })?;
     let none = op("runs(Failed)", s.runs(Some(RunStatus::Failed), 100).await)?;
-    ensure(none.is_empty(), || format!("runs(Failed): expected none, got {none:?}"))?;
+    ensure(none.is_empty(), || {
+        format!("runs(Failed): expected none, got {none:?}")
+    })?;
     let zero = op("runs(None, 0)", s.runs(None, 0).await)?;
-    ensure(zero.is_empty(), || format!("runs(None, 0): expected none, got {} runs", zero.len()))
+    ensure(zero.is_empty(), || {
+        format!("runs(None, 0): expected none, got {} runs", zero.len())
+    })
 }
 
 async fn idempotency(s: Arc<dyn Store>) -> Result<(), String> {
-    let first = op("create k1", s.create_run(new_run(None, json!({"n": 1}), Some("k1"))).await)?;
+    let first = op(
+        "create k1",
+        s.create_run(new_run(None, json!({"n": 1}), Some("k1")))
+            .await,
+    )?;
     // A repeat (even with another input) returns the run that exists, unchanged.
-    let again = op("create k1 again", s.create_run(new_run(None, json!({"n": 2}), Some("k1"))).await)?;
+    let again = op(
+        "create k1 again",
+        s.create_run(new_run(None, json!({"n": 2}), Some("k1")))
+            .await,
+    )?;
     ensure(again == first, || {
         format!("repeated key: expected the existing run {first:?}, got {again:?}")
     })?;
-    let other = op("create k2", s.create_run(new_run(None, json!({"n": 3}), Some("k2"))).await)?;
-    ensure(other.id != first.id, || "a different key returned the same run".into())?;
+    let other = op(
+        "create k2",
+        s.create_run(new_run(None, json!({"n": 3}), Some("k2")))
+            .await,
+    )?;
+    ensure(other.id != first.id, || {
+        "a different key returned the same run".into()
+    })?;
     // Runs without a key are never merged.
-    let a = op("create unkeyed", s.create_run(new_run(None, json!({}), None)).await)?;
-    let b = op("create unkeyed", s.create_run(new_run(None, json!({}), None)).await)?;
+    let a = op(
+        "create unkeyed",
+        s.create_run(new_run(None, json!({}), None)).await,
+    )?;
+    let b = op(
+        "create unkeyed",
+        s.create_run(new_run(None, json!({}), None)).await,
+    )?;
     ensure(a.id != b.id, || "two runs without a key were merged".into())?;
     // Eight concurrent creates with one key make one run.
     let mut tasks = Vec::new();
     for i in 0..8 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.create_run(new_run(None, json!({"racer": i}), Some("k3"))).await
+            s.create_run(new_run(None, json!({"racer": i}), Some("k3")))
+                .await
         }));
     }
     let mut ids = HashSet::new();
@@ -235,11 +359,17 @@ async fn idempotency(s: Arc<dyn Store>) -> Result<(), String> {
         ids.insert(op("concurrent create k3", r)?.id);
     }
     ensure(ids.len() == 1, || {
-        format!("8 concurrent creates with one key made {} runs: {ids:?}", ids.len())
+        format!(
+            "8 concurrent creates with one key made {} runs: {ids:?}",
+            ids.len()
+        )
     })?;
     let all = op("runs", s.runs(None, 100).await)?;
     ensure(all.len() == 5, || {
-        format!("expected 5 runs (k1, k2, two unkeyed, k3), found {}", all.len())
+        format!(
+            "expected 5 runs (k1, k2, two unkeyed, k3), found {}",
+            all.len()
+        )
     })
 }
 
@@ -247,19 +377,36 @@ async fn cas(s: Arc<dyn Store>) -> Result<(), String> {
     let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
     let started = op(
         "Pending -> Running",
-        s.transition_run(&run.id, &[RunStatus::Pending], RunStatus::Running, Transition::default())
-            .await,
+        s.transition_run(
+            &run.id,
+            &[RunStatus::Pending],
+            RunStatus::Running,
+            Transition::default(),
+        )
+        .await,
     )?;
-    ensure(started.status == RunStatus::Running && started.id == run.id, || {
-        format!("after start: {started:?}")
-    })?;
-    ensure(started.created_at == run.created_at && started.updated_at >= run.updated_at, || {
-        format!("start changed created_at or moved updated_at back: {run:?} -> {started:?}")
-    })?;
+    ensure(
+        started.status == RunStatus::Running && started.id == run.id,
+        || format!("after start: {started:?}"),
+    )?;
+    ensure(
+        started.created_at == run.created_at && started.updated_at >= run.updated_at,
+        || format!("start changed created_at or moved updated_at back: {run:?} -> {started:?}"),
+    )?;
     let again = s
-        .transition_run(&run.id, &[RunStatus::Pending], RunStatus::Running, Transition::default())
+        .transition_run(
+            &run.id,
+            &[RunStatus::Pending],
+            RunStatus::Running,
+            Transition::default(),
+        )
         .await;
-    expect_conflict("second Pending -> Running", again, RunStatus::Running, &[RunStatus::Pending])?;
+    expect_conflict(
+        "second Pending -> Running",
+        again,
+        RunStatus::Running,
+        &[RunStatus::Pending],
+    )?;
     // Several allowed statuses: one matching is enough.
     let done = op(
         "[Pending, Running] -> Succeeded",
@@ -281,7 +428,9 @@ async fn cas(s: Arc<dyn Store>) -> Result<(), String> {
         || format!("after success: {done:?}"),
     )?;
     let read = op("run(id)", s.run(&run.id).await)?;
-    ensure(read == done, || format!("stored {read:?}, transition returned {done:?}"))?;
+    ensure(read == done, || {
+        format!("stored {read:?}, transition returned {done:?}")
+    })?;
     // Failure stores its error text; an output set earlier is kept when none is given.
     let r2 = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
     op(
@@ -290,7 +439,10 @@ async fn cas(s: Arc<dyn Store>) -> Result<(), String> {
             &r2.id,
             &[RunStatus::Pending],
             RunStatus::Running,
-            Transition { output: Some(json!({"partial": true})), error: None },
+            Transition {
+                output: Some(json!({"partial": true})),
+                error: None,
+            },
         )
         .await,
     )?;
@@ -300,7 +452,10 @@ async fn cas(s: Arc<dyn Store>) -> Result<(), String> {
             &r2.id,
             &[RunStatus::Running],
             RunStatus::Failed,
-            Transition { output: None, error: Some("exit code 2: ld: symbol not found".into()) },
+            Transition {
+                output: None,
+                error: Some("exit code 2: ld: symbol not found".into()),
+            },
         )
         .await,
     )?;
@@ -317,12 +472,22 @@ async fn cas(s: Arc<dyn Store>) -> Result<(), String> {
             &r3.id,
             &[RunStatus::Running],
             RunStatus::Succeeded,
-            Transition { output: Some(json!("nope")), error: None },
+            Transition {
+                output: Some(json!("nope")),
+                error: None,
+            },
         )
         .await;
-    expect_conflict("Running -> Succeeded on a pending run", refused, RunStatus::Pending, &[RunStatus::Running])?;
+    expect_conflict(
+        "Running -> Succeeded on a pending run",
+        refused,
+        RunStatus::Pending,
+        &[RunStatus::Running],
+    )?;
     let still = op("run(id)", s.run(&r3.id).await)?;
-    ensure(still == r3, || format!("a refused move changed the run: {r3:?} -> {still:?}"))
+    ensure(still == r3, || {
+        format!("a refused move changed the run: {r3:?} -> {still:?}")
+    })
 }
 
 async fn terminal(s: Arc<dyn Store>) -> Result<(), String> {
@@ -331,22 +496,41 @@ async fn terminal(s: Arc<dyn Store>) -> Result<(), String> {
         let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
         let ended = op(
             "Pending -> terminal",
-            s.transition_run(&run.id, &[Pending], end, Transition::default()).await,
+            s.transition_run(&run.id, &[Pending], end, Transition::default())
+                .await,
         )?;
         for to in [Pending, Running, Succeeded, Failed, Cancelled] {
             // Even a caller that names the terminal status as allowed cannot move it.
             let r = s
-                .transition_run(&run.id, &[end], to, Transition { output: Some(json!(1)), error: None })
+                .transition_run(
+                    &run.id,
+                    &[end],
+                    to,
+                    Transition {
+                        output: Some(json!(1)),
+                        error: None,
+                    },
+                )
                 .await;
             expect_conflict(&format!("{end} -> {to}"), r, end, &[end])?;
             let r = s
                 .transition_run(&run.id, &[Pending, Running, end], to, Transition::default())
                 .await;
-            expect_conflict(&format!("{end} -> {to} (wide from)"), r, end, &[Pending, Running, end])?;
+            expect_conflict(
+                &format!("{end} -> {to} (wide from)"),
+                r,
+                end,
+                &[Pending, Running, end],
+            )?;
         }
         let read = op("run(id)", s.run(&run.id).await)?;
-        ensure(read == ended, || format!("terminal run changed: {ended:?} -> {read:?}"))?;
-        match s.transition_run(&run.id, &[Running], Succeeded, Transition::default()).await {
+        ensure(read == ended, || {
+            format!("terminal run changed: {ended:?} -> {read:?}")
+        })?;
+        match s
+            .transition_run(&run.id, &[Running], Succeeded, Transition::default())
+            .await
+        {
             Err(e) if !e.retry().is_retryable() => {}
             other => return Err(format!("a conflict must not be retryable, got {other:?}")),
         }
@@ -357,7 +541,11 @@ async fn terminal(s: Arc<dyn Store>) -> Result<(), String> {
 async fn steps(s: Arc<dyn Store>) -> Result<(), String> {
     use RunStatus::*;
     let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
-    let compile = op("ensure compile", s.ensure_step(&run.id, "compile", json!({"file": "a.c"})).await)?;
+    let compile = op(
+        "ensure compile",
+        s.ensure_step(&run.id, "compile", json!({"file": "a.c"}))
+            .await,
+    )?;
     ensure(
         compile.status == Pending
             && compile.attempt == 0
@@ -367,15 +555,41 @@ async fn steps(s: Arc<dyn Store>) -> Result<(), String> {
             && compile.output.is_none(),
         || format!("new step: {compile:?}"),
     )?;
-    let again = op("ensure compile again", s.ensure_step(&run.id, "compile", json!({"file": "b.c"})).await)?;
-    ensure(again == compile, || format!("ensure again changed the step: {compile:?} -> {again:?}"))?;
-    op("ensure archive", s.ensure_step(&run.id, "archive", json!(null)).await)?;
+    let again = op(
+        "ensure compile again",
+        s.ensure_step(&run.id, "compile", json!({"file": "b.c"}))
+            .await,
+    )?;
+    ensure(again == compile, || {
+        format!("ensure again changed the step: {compile:?} -> {again:?}")
+    })?;
+    op(
+        "ensure archive",
+        s.ensure_step(&run.id, "archive", json!(null)).await,
+    )?;
     let first = op(
         "compile Pending -> Running",
-        s.transition_step(&run.id, "compile", &[Pending], Running, Transition::default()).await,
+        s.transition_step(
+            &run.id,
+            "compile",
+            &[Pending],
+            Running,
+            Transition::default(),
+        )
+        .await,
     )?;
-    ensure(first.attempt == 1 && first.status == Running, || format!("after start: {first:?}"))?;
-    let dup = s.transition_step(&run.id, "compile", &[Pending], Running, Transition::default()).await;
+    ensure(first.attempt == 1 && first.status == Running, || {
+        format!("after start: {first:?}")
+    })?;
+    let dup = s
+        .transition_step(
+            &run.id,
+            "compile",
+            &[Pending],
+            Running,
+            Transition::default(),
+        )
+        .await;
     expect_conflict("compile second start", dup, Running, &[Pending])?;
     // A retry goes back to Pending (no attempt counted) and starts again (attempt 2).
     let back = op(
@@ -385,18 +599,31 @@ async fn steps(s: Arc<dyn Store>) -> Result<(), String> {
             "compile",
             &[Running],
             Pending,
-            Transition { output: None, error: Some("worker lost".into()) },
+            Transition {
+                output: None,
+                error: Some("worker lost".into()),
+            },
         )
         .await,
     )?;
-    ensure(back.attempt == 1 && back.error.as_deref() == Some("worker lost"), || {
-        format!("after requeue: {back:?}")
-    })?;
+    ensure(
+        back.attempt == 1 && back.error.as_deref() == Some("worker lost"),
+        || format!("after requeue: {back:?}"),
+    )?;
     let second = op(
         "compile restart",
-        s.transition_step(&run.id, "compile", &[Pending], Running, Transition::default()).await,
+        s.transition_step(
+            &run.id,
+            "compile",
+            &[Pending],
+            Running,
+            Transition::default(),
+        )
+        .await,
     )?;
-    ensure(second.attempt == 2, || format!("after restart: attempt {}", second.attempt))?;
+    ensure(second.attempt == 2, || {
+        format!("after restart: attempt {}", second.attempt)
+    })?;
     let done = op(
         "compile Running -> Succeeded",
         s.transition_step(
@@ -404,30 +631,61 @@ async fn steps(s: Arc<dyn Store>) -> Result<(), String> {
             "compile",
             &[Running],
             Succeeded,
-            Transition { output: Some(json!({"object": "a.o"})), error: None },
+            Transition {
+                output: Some(json!({"object": "a.o"})),
+                error: None,
+            },
         )
         .await,
     )?;
-    ensure(done.attempt == 2 && done.output == Some(json!({"object": "a.o"})), || {
-        format!("after success: {done:?}")
-    })?;
-    let reopen = s.transition_step(&run.id, "compile", &[Succeeded], Running, Transition::default()).await;
-    expect_conflict("compile Succeeded -> Running", reopen, Succeeded, &[Succeeded])?;
+    ensure(
+        done.attempt == 2 && done.output == Some(json!({"object": "a.o"})),
+        || format!("after success: {done:?}"),
+    )?;
+    let reopen = s
+        .transition_step(
+            &run.id,
+            "compile",
+            &[Succeeded],
+            Running,
+            Transition::default(),
+        )
+        .await;
+    expect_conflict(
+        "compile Succeeded -> Running",
+        reopen,
+        Succeeded,
+        &[Succeeded],
+    )?;
     let list = op("steps", s.steps(&run.id).await)?;
     let names: Vec<&str> = list.iter().map(|st| st.name.as_str()).collect();
-    ensure(names == ["archive", "compile"], || format!("steps(): expected [archive, compile], got {names:?}"))?;
-    ensure(list[1] == done, || format!("steps() compile: {:?} vs {done:?}", list[1]))?;
+    ensure(names == ["archive", "compile"], || {
+        format!("steps(): expected [archive, compile], got {names:?}")
+    })?;
+    ensure(list[1] == done, || {
+        format!("steps() compile: {:?} vs {done:?}", list[1])
+    })?;
     // Steps belong to their run.
     let other = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
     let other_steps = op("steps of other run", s.steps(&other.id).await)?;
-    ensure(other_steps.is_empty(), || format!("a new run has steps: {other_steps:?}"))?;
-    let fresh = op("ensure compile in other run", s.ensure_step(&other.id, "compile", json!(1)).await)?;
-    ensure(fresh.attempt == 0 && fresh.status == Pending, || format!("same name in another run: {fresh:?}"))
+    ensure(other_steps.is_empty(), || {
+        format!("a new run has steps: {other_steps:?}")
+    })?;
+    let fresh = op(
+        "ensure compile in other run",
+        s.ensure_step(&other.id, "compile", json!(1)).await,
+    )?;
+    ensure(fresh.attempt == 0 && fresh.status == Pending, || {
+        format!("same name in another run: {fresh:?}")
+    })
 }
 
 async fn race(s: Arc<dyn Store>) -> Result<(), String> {
     let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
-    op("ensure step", s.ensure_step(&run.id, "only", json!({})).await)?;
+    op(
+        "ensure step",
+        s.ensure_step(&run.id, "only", json!({})).await,
+    )?;
     let start = Arc::new(tokio::sync::Barrier::new(16));
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -439,33 +697,68 @@ async fn race(s: Arc<dyn Store>) -> Result<(), String> {
                     &id,
                     &[RunStatus::Pending],
                     RunStatus::Running,
-                    Transition { output: Some(json!({"winner": i})), error: None },
+                    Transition {
+                        output: Some(json!({"winner": i})),
+                        error: None,
+                    },
                 )
                 .await;
-            let st = s.transition_step(&id, "only", &[RunStatus::Pending], RunStatus::Running, Transition::default()).await;
+            let st = s
+                .transition_step(
+                    &id,
+                    "only",
+                    &[RunStatus::Pending],
+                    RunStatus::Running,
+                    Transition::default(),
+                )
+                .await;
             (i, r, st)
         }));
     }
     let (mut run_wins, mut step_wins) = (Vec::new(), 0);
     for t in tasks {
-        let (i, r, st) = t.await.map_err(|e| format!("transition task panicked: {e}"))?;
+        let (i, r, st) = t
+            .await
+            .map_err(|e| format!("transition task panicked: {e}"))?;
         match r {
             Ok(_) => run_wins.push(i),
-            Err(e) => expect_conflict("losing run transition", Err::<(), _>(e), RunStatus::Running, &[RunStatus::Pending])?,
+            Err(e) => expect_conflict(
+                "losing run transition",
+                Err::<(), _>(e),
+                RunStatus::Running,
+                &[RunStatus::Pending],
+            )?,
         }
         match st {
             Ok(_) => step_wins += 1,
-            Err(e) => expect_conflict("losing step transition", Err::<(), _>(e), RunStatus::Running, &[RunStatus::Pending])?,
+            Err(e) => expect_conflict(
+                "losing step transition",
+                Err::<(), _>(e),
+                RunStatus::Running,
+                &[RunStatus::Pending],
+            )?,
         }
     }
-    ensure(run_wins.len() == 1, || format!("16 racing run transitions: {} won ({run_wins:?})", run_wins.len()))?;
-    ensure(step_wins == 1, || format!("16 racing step transitions: {step_wins} won"))?;
+    ensure(run_wins.len() == 1, || {
+        format!(
+            "16 racing run transitions: {} won ({run_wins:?})",
+            run_wins.len()
+        )
+    })?;
+    ensure(step_wins == 1, || {
+        format!("16 racing step transitions: {step_wins} won")
+    })?;
     let read = op("run(id)", s.run(&run.id).await)?;
     ensure(read.output == Some(json!({"winner": run_wins[0]})), || {
-        format!("stored output {:?} is not the winner's ({})", read.output, run_wins[0])
+        format!(
+            "stored output {:?} is not the winner's ({})",
+            read.output, run_wins[0]
+        )
     })?;
     let steps = op("steps", s.steps(&run.id).await)?;
-    ensure(steps.len() == 1 && steps[0].attempt == 1, || format!("racing starts counted attempts: {steps:?}"))
+    ensure(steps.len() == 1 && steps[0].attempt == 1, || {
+        format!("racing starts counted attempts: {steps:?}")
+    })
 }
 
 async fn not_found(s: Arc<dyn Store>) -> Result<(), String> {
@@ -473,21 +766,43 @@ async fn not_found(s: Arc<dyn Store>) -> Result<(), String> {
     expect_not_found("run(unknown)", s.run(&ghost).await, "run")?;
     expect_not_found(
         "transition_run(unknown)",
-        s.transition_run(&ghost, &[RunStatus::Pending], RunStatus::Running, Transition::default()).await,
+        s.transition_run(
+            &ghost,
+            &[RunStatus::Pending],
+            RunStatus::Running,
+            Transition::default(),
+        )
+        .await,
         "run",
     )?;
-    expect_not_found("workflow(unknown)", s.workflow(&WorkflowId::random()).await, "workflow")?;
     expect_not_found(
-        "create_run(unknown workflow)",
-        s.create_run(new_run(Some(&WorkflowId::random()), json!({}), None)).await,
+        "workflow(unknown)",
+        s.workflow(&WorkflowId::random()).await,
         "workflow",
     )?;
-    expect_not_found("ensure_step(unknown run)", s.ensure_step(&ghost, "a", json!({})).await, "run")?;
+    expect_not_found(
+        "create_run(unknown workflow)",
+        s.create_run(new_run(Some(&WorkflowId::random()), json!({}), None))
+            .await,
+        "workflow",
+    )?;
+    expect_not_found(
+        "ensure_step(unknown run)",
+        s.ensure_step(&ghost, "a", json!({})).await,
+        "run",
+    )?;
     expect_not_found("steps(unknown run)", s.steps(&ghost).await, "run")?;
     let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
     expect_not_found(
         "transition_step(unknown step)",
-        s.transition_step(&run.id, "nope", &[RunStatus::Pending], RunStatus::Running, Transition::default()).await,
+        s.transition_step(
+            &run.id,
+            "nope",
+            &[RunStatus::Pending],
+            RunStatus::Running,
+            Transition::default(),
+        )
+        .await,
         "step",
     )?;
     match s.run(&ghost).await {
@@ -508,33 +823,66 @@ async fn json_round_trip(s: Arc<dyn Store>) -> Result<(), String> {
     });
     let wf = op("save", s.save_workflow("ünïcödé-flow ✓", doc.clone()).await)?;
     let wf_read = op("workflow(id)", s.workflow(&wf.id).await)?;
-    ensure(wf_read.definition == doc && wf_read.name == "ünïcödé-flow ✓", || {
-        format!("workflow definition changed: {}", wf_read.definition)
-    })?;
-    let run = op("create", s.create_run(new_run(Some(&wf.id), doc.clone(), Some("ключ-🔑"))).await)?;
+    ensure(
+        wf_read.definition == doc && wf_read.name == "ünïcödé-flow ✓",
+        || format!("workflow definition changed: {}", wf_read.definition),
+    )?;
+    let run = op(
+        "create",
+        s.create_run(new_run(Some(&wf.id), doc.clone(), Some("ключ-🔑")))
+            .await,
+    )?;
     let done = op(
         "finish",
         s.transition_run(
             &run.id,
             &[RunStatus::Pending],
             RunStatus::Failed,
-            Transition { output: Some(doc.clone()), error: Some("ошибка: 失败 💥\nline 2".into()) },
+            Transition {
+                output: Some(doc.clone()),
+                error: Some("ошибка: 失败 💥\nline 2".into()),
+            },
         )
         .await,
     )?;
     let read = op("run(id)", s.run(&run.id).await)?;
-    ensure(read == done && read.input == doc && read.output.as_ref() == Some(&doc), || {
-        format!("run documents changed: input {} output {:?}", read.input, read.output)
+    ensure(
+        read == done && read.input == doc && read.output.as_ref() == Some(&doc),
+        || {
+            format!(
+                "run documents changed: input {} output {:?}",
+                read.input, read.output
+            )
+        },
+    )?;
+    ensure(
+        read.error.as_deref() == Some("ошибка: 失败 💥\nline 2"),
+        || format!("error text changed: {:?}", read.error),
+    )?;
+    let again = op(
+        "create with unicode key",
+        s.create_run(new_run(None, json!(0), Some("ключ-🔑"))).await,
+    )?;
+    ensure(again.id == run.id, || {
+        "unicode idempotency key did not match itself".into()
     })?;
-    ensure(read.error.as_deref() == Some("ошибка: 失败 💥\nline 2"), || {
-        format!("error text changed: {:?}", read.error)
-    })?;
-    let again = op("create with unicode key", s.create_run(new_run(None, json!(0), Some("ключ-🔑"))).await)?;
-    ensure(again.id == run.id, || "unicode idempotency key did not match itself".into())?;
-    for (i, scalar) in [json!(null), json!("just a string"), json!(12.5), json!([1, "two", [3]])].into_iter().enumerate() {
+    for (i, scalar) in [
+        json!(null),
+        json!("just a string"),
+        json!(12.5),
+        json!([1, "two", [3]]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let name = format!("step-{i}-ß");
-        let step = op("ensure", s.ensure_step(&run.id, &name, scalar.clone()).await)?;
-        ensure(step.input == scalar, || format!("step input {scalar} came back as {}", step.input))?;
+        let step = op(
+            "ensure",
+            s.ensure_step(&run.id, &name, scalar.clone()).await,
+        )?;
+        ensure(step.input == scalar, || {
+            format!("step input {scalar} came back as {}", step.input)
+        })?;
         let moved = op(
             "step output",
             s.transition_step(
@@ -542,7 +890,10 @@ async fn json_round_trip(s: Arc<dyn Store>) -> Result<(), String> {
                 &name,
                 &[RunStatus::Pending],
                 RunStatus::Succeeded,
-                Transition { output: Some(scalar.clone()), error: None },
+                Transition {
+                    output: Some(scalar.clone()),
+                    error: None,
+                },
             )
             .await,
         )?;
@@ -551,5 +902,7 @@ async fn json_round_trip(s: Arc<dyn Store>) -> Result<(), String> {
         })?;
     }
     let steps = op("steps", s.steps(&run.id).await)?;
-    ensure(steps.len() == 4, || format!("expected 4 steps, got {}", steps.len()))
+    ensure(steps.len() == 4, || {
+        format!("expected 4 steps, got {}", steps.len())
+    })
 }
