@@ -1,0 +1,427 @@
+//! Table-driven tests of the argument table.
+
+use super::*;
+use std::ffi::OsString;
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+fn job(args: &[&str]) -> CompileJob {
+    match parse(&os(args)) {
+        Invocation::Distributable(j) => j,
+        Invocation::Local(r) => panic!("{args:?} ran locally: {r:?}"),
+    }
+}
+
+fn local(args: &[&str]) -> LocalReason {
+    match parse(&os(args)) {
+        Invocation::Distributable(j) => panic!("{args:?} was distributable: {j:?}"),
+        Invocation::Local(r) => r,
+    }
+}
+
+fn strs(v: &[OsString]) -> Vec<String> {
+    v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn local_reasons() {
+    use LocalReason::*;
+    let flag = |s: &str| UnsupportedFlag(s.to_owned());
+    let cases: &[(&[&str], LocalReason)] = &[
+        (&["foo.c", "-o", "foo"], NotCompileOnly),
+        (&["foo.o", "bar.o", "-o", "app"], NotCompileOnly),
+        (&["-S", "foo.c"], NotCompileOnly),
+        (&["-c", "-S", "foo.c"], NotCompileOnly),
+        (&["-c", "-fsyntax-only", "foo.c"], NotCompileOnly),
+        (&["-E", "foo.c"], PreprocessOnly),
+        (&["-c", "-E", "foo.c"], PreprocessOnly),
+        (&["-M", "foo.c"], DepsOnly),
+        (&["-c", "-MM", "foo.c"], DepsOnly),
+        (&["-c", "a.c", "b.c"], MultipleSources),
+        (&["-c", "a.c", "b.o"], MultipleSources),
+        (&["-c"], NoSource),
+        (&["-c", "-O2", "-Iinc"], NoSource),
+        (&["-c", "-"], StdinSource),
+        (&["-c", "-x", "c", "-"], StdinSource),
+        (&["-c", "foo.c", "-o", "-"], OutputToStdout),
+        (&["-c", "foo.s"], UnsupportedLanguage("foo.s".into())),
+        (&["-c", "foo.S"], UnsupportedLanguage("foo.S".into())),
+        (&["-c", "foo.m"], UnsupportedLanguage("foo.m".into())),
+        (&["-c", "foo.i"], UnsupportedLanguage("foo.i".into())),
+        (&["-c", "foo.h"], UnsupportedLanguage("foo.h".into())),
+        (&["-c", "foo"], UnsupportedLanguage("foo".into())),
+        (
+            &["-c", "-x", "assembler-with-cpp", "foo.c"],
+            UnsupportedLanguage("assembler-with-cpp".into()),
+        ),
+        (
+            &["-c", "-xobjective-c", "foo.c"],
+            UnsupportedLanguage("objective-c".into()),
+        ),
+        (
+            &["-c", "-x", "c-header", "foo.h"],
+            UnsupportedLanguage("c-header".into()),
+        ),
+        (&["-c", "@args.rsp"], flag("@args.rsp")),
+        (&["-c", "foo.c", "-include", "@x"], flag("-include")),
+        (
+            &["-c", "foo.c", "-fprofile-use=/p"],
+            flag("-fprofile-use=/p"),
+        ),
+        (&["-c", "foo.c", "-fprofile-use"], flag("-fprofile-use")),
+        (
+            &["-c", "foo.c", "-fprofile-generate"],
+            flag("-fprofile-generate"),
+        ),
+        (&["-c", "foo.c", "-fprofile-arcs"], flag("-fprofile-arcs")),
+        (&["-c", "foo.c", "--coverage"], flag("--coverage")),
+        (&["-c", "foo.c", "-save-temps"], flag("-save-temps")),
+        (&["-c", "foo.c", "-save-temps=obj"], flag("-save-temps=obj")),
+        (
+            &["-c", "foo.c", "-frecord-gcc-switches"],
+            flag("-frecord-gcc-switches"),
+        ),
+        (&["-c", "foo.c", "-specs=x.specs"], flag("-specs=x.specs")),
+        (&["-c", "foo.c", "-wrapper", "gdb"], flag("-wrapper")),
+        (&["-c", "foo.c", "-fplugin=foo.so"], flag("-fplugin=foo.so")),
+        (
+            &["-c", "foo.c", "-fplugin-arg-foo-x=1"],
+            flag("-fplugin-arg-foo-x=1"),
+        ),
+        (&["-c", "foo.c", "-B/opt/bin"], flag("-B/opt/bin")),
+        (&["-c", "foo.c", "-B", "/opt/bin"], flag("-B")),
+        (
+            &["-c", "foo.c", "-include-pch", "x.pch"],
+            flag("-include-pch"),
+        ),
+        (
+            &["-c", "foo.c", "-fsanitize-blacklist=b.txt"],
+            flag("-fsanitize-blacklist=b.txt"),
+        ),
+        (
+            &["-c", "foo.c", "-fsanitize-ignorelist=b.txt"],
+            flag("-fsanitize-ignorelist=b.txt"),
+        ),
+        (&["-c", "foo.c", "-gsplit-dwarf"], flag("-gsplit-dwarf")),
+        (&["-c", "foo.c", "-g3"], flag("-g3")),
+        (&["-c", "foo.c", "-ggdb3"], flag("-g3")),
+        (&["-c", "foo.c", "-fdump-tree-all"], flag("-fdump-tree-all")),
+        (&["-c", "foo.c", "-fstack-usage"], flag("-fstack-usage")),
+        (&["-c", "foo.c", "-P"], flag("-P")),
+        (
+            &["-c", "foo.c", "-fdirectives-only"],
+            flag("-fdirectives-only"),
+        ),
+        (&["-c", "foo.c", "-fmodules-ts"], flag("-fmodules-ts")),
+        (&["-c", "foo.c", "-Wp,-MF,x.d"], flag("-Wp,-MF,x.d")),
+        (&["-c", "foo.c", "-Xpreprocessor", "-M"], flag("-M")),
+        (&["-c", "foo.c", "-Xclang", "-load"], flag("-load")),
+        (&["-c", "foo.c", "-v"], flag("-v")),
+        (&["-c", "foo.c", "-o"], MissingValue("-o".into())),
+        (&["-c", "foo.c", "-MF"], MissingValue("-MF".into())),
+    ];
+    for (args, want) in cases {
+        assert_eq!(&local(args), want, "args {args:?}");
+    }
+}
+
+#[test]
+fn output_paths() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["-c", "foo.c"], "foo.o"),
+        (&["-c", "src/foo.c"], "foo.o"),
+        (&["-c", "../src/foo.cpp"], "foo.o"),
+        (&["-c", "/abs/src/foo.tar.c"], "foo.tar.o"),
+        (&["-c", "src/foo.c", "-o", "obj/foo.o"], "obj/foo.o"),
+        (&["-o", "obj/foo.o", "-c", "src/foo.c"], "obj/foo.o"),
+        (&["-c", "-oobj/foo.o", "src/foo.c"], "obj/foo.o"),
+        (&["-c", "src/foo.c", "-o", "a", "-o", "b.o"], "b.o"),
+        (&["-x", "c", "-c", "weird.txt"], "weird.o"),
+        (&["-x", "c", "-c", "noext"], "noext.o"),
+    ];
+    for (args, want) in cases {
+        assert_eq!(job(args).output(), Path::new(want), "args {args:?}");
+    }
+}
+
+#[test]
+fn languages() {
+    let cases: &[(&[&str], Language)] = &[
+        (&["-c", "a.c"], Language::C),
+        (&["-c", "a.cc"], Language::Cxx),
+        (&["-c", "a.cpp"], Language::Cxx),
+        (&["-c", "a.cxx"], Language::Cxx),
+        (&["-c", "a.C"], Language::Cxx),
+        (&["-c", "a.c++"], Language::Cxx),
+        (&["-c", "-x", "c++", "a.c"], Language::Cxx),
+        (&["-c", "-xc", "a.cpp"], Language::C),
+        // `-x` applies only to inputs after it.
+        (&["-c", "a.c", "-x", "c++"], Language::C),
+        (&["-c", "-x", "c++", "-x", "none", "a.c"], Language::C),
+    ];
+    for (args, want) in cases {
+        assert_eq!(job(args).language(), *want, "args {args:?}");
+    }
+    // A C++ driver compiles `.c` as C++.
+    let Invocation::Distributable(j) = parse_for(CompilerKind::Gxx, &os(&["-c", "a.c"])) else {
+        panic!()
+    };
+    assert_eq!(j.language(), Language::Cxx);
+}
+
+#[test]
+fn depfiles() {
+    // (args, depfile path, explicit path, explicit target)
+    type Want<'a> = Option<(&'a str, bool, bool)>;
+    let cases: &[(&[&str], Want)] = &[
+        (&["-c", "src/foo.c"], None),
+        (&["-c", "-MD", "src/foo.c"], Some(("foo.d", false, false))),
+        (
+            &["-c", "-MMD", "src/foo.c", "-o", "obj/x.o"],
+            Some(("obj/x.d", false, false)),
+        ),
+        (
+            &["-c", "-MD", "src/foo.c", "-o", "a.b.o"],
+            Some(("a.b.d", false, false)),
+        ),
+        (
+            &["-c", "-MD", "src/foo.c", "-o", "d.x/foo"],
+            Some(("d.x/foo.d", false, false)),
+        ),
+        (
+            &["-c", "-MD", "-MF", "deps/x.d", "foo.c"],
+            Some(("deps/x.d", true, false)),
+        ),
+        (
+            &["-c", "-MD", "-MFdeps/x.d", "foo.c"],
+            Some(("deps/x.d", true, false)),
+        ),
+        (
+            &["-c", "-MD", "-MT", "t", "foo.c"],
+            Some(("foo.d", false, true)),
+        ),
+        (
+            &["-c", "-MMD", "-MQ", "t", "-MP", "foo.c"],
+            Some(("foo.d", false, true)),
+        ),
+        (
+            &["-c", "-Wp,-MD,.foo.o.d", "foo.c"],
+            Some((".foo.o.d", true, true)),
+        ),
+        (
+            &["-c", "-Wp,-MMD,obj/.k.d", "foo.c"],
+            Some(("obj/.k.d", true, true)),
+        ),
+        // `-MF` without `-MD` writes nothing during a compile.
+        (&["-c", "-MF", "x.d", "foo.c"], None),
+    ];
+    for (args, want) in cases {
+        let j = job(args);
+        let got = j
+            .depfile()
+            .map(|d| (d.path.to_str().unwrap(), d.explicit_path, d.explicit_target));
+        assert_eq!(got, *want, "args {args:?}");
+    }
+}
+
+#[test]
+fn preprocess_args_add_depfile_path_and_target() {
+    let j = job(&[
+        "-c",
+        "-O2",
+        "-Iinc",
+        "-MD",
+        "src/foo.c",
+        "-o",
+        "obj/foo.o",
+        "-DX=1",
+    ]);
+    assert_eq!(
+        strs(&j.preprocess_args()),
+        [
+            "-E",
+            "-fdirectives-only",
+            "-O2",
+            "-Iinc",
+            "-MD",
+            "-DX=1",
+            "-MF",
+            "obj/foo.d",
+            "-MQ",
+            "obj/foo.o",
+            "-x",
+            "c",
+            "src/foo.c"
+        ]
+    );
+    let j = job(&["-c", "-MMD", "-MF", "f.d", "-MT", "t", "foo.cc"]);
+    assert_eq!(
+        strs(&j.preprocess_args()),
+        [
+            "-E",
+            "-fdirectives-only",
+            "-MMD",
+            "-MF",
+            "f.d",
+            "-MT",
+            "t",
+            "-x",
+            "c++",
+            "foo.cc"
+        ]
+    );
+    // Kernel style: passed through untouched.
+    let j = job(&[
+        "-c",
+        "-Wp,-MD,.f.d",
+        "-Wp,-D_FORTIFY_SOURCE=2",
+        "f.c",
+        "-o",
+        "f.o",
+    ]);
+    assert_eq!(
+        strs(&j.preprocess_args()),
+        [
+            "-E",
+            "-fdirectives-only",
+            "-Wp,-MD,.f.d",
+            "-Wp,-D_FORTIFY_SOURCE=2",
+            "-x",
+            "c",
+            "f.c"
+        ]
+    );
+}
+
+#[test]
+fn remote_args_keep_codegen_only() {
+    let j = job(&[
+        "-c",
+        "-O2",
+        "-g",
+        "-Iinc",
+        "-isystem",
+        "/sys",
+        "-include",
+        "cfg.h",
+        "-DX",
+        "-UY",
+        "-MD",
+        "-MF",
+        "x.d",
+        "-Wall",
+        "-Werror=format",
+        "-fPIC",
+        "-march=x86-64",
+        "-std=c11",
+        "-pedantic",
+        "-w",
+        "-fdiagnostics-color=always",
+        "-lm",
+        "-L/lib",
+        "-Wl,-z,now",
+        "--param",
+        "max-inline-insns-single=10",
+        "-Xlinker",
+        "-zdefs",
+        "foo.c",
+        "-o",
+        "o.o",
+    ]);
+    assert_eq!(
+        strs(&j.remote_args("in.i", "out.o")),
+        [
+            "-O2",
+            "-g",
+            "-Wall",
+            "-Werror=format",
+            "-fPIC",
+            "-march=x86-64",
+            "-std=c11",
+            "-pedantic",
+            "-w",
+            "-fdiagnostics-color=always",
+            "--param",
+            "max-inline-insns-single=10",
+            "-fpreprocessed",
+            "-fdirectives-only",
+            "-c",
+            "-x",
+            "cpp-output",
+            "in.i",
+            "-o",
+            "out.o"
+        ]
+    );
+    assert_eq!(j.color(), ColorMode::Always);
+    assert!(j.debug_info());
+}
+
+#[test]
+fn cache_args_exclude_paths_of_outputs() {
+    let a = job(&[
+        "-c",
+        "-O2",
+        "-Iinc",
+        "-MD",
+        "-MF",
+        "a.d",
+        "-fdiagnostics-color",
+        "a/foo.c",
+        "-o",
+        "a.o",
+    ]);
+    let b = job(&[
+        "-c", "-O2", "-Iinc", "-MD", "-MF", "b.d", "b/foo.c", "-o", "b.o",
+    ]);
+    assert_eq!(a.cache_relevant_args(), b.cache_relevant_args());
+    assert_eq!(strs(&a.cache_relevant_args()), ["-x", "c", "-O2", "-Iinc"]);
+    let c = job(&["-c", "-O1", "-Iinc", "foo.c"]);
+    assert_ne!(a.cache_relevant_args(), c.cache_relevant_args());
+    let d = job(&["-c", "-O2", "-Iinc", "foo.cc"]);
+    assert_ne!(a.cache_relevant_args(), d.cache_relevant_args());
+}
+
+#[test]
+fn debug_levels() {
+    let cases: &[(&[&str], bool)] = &[
+        (&["-c", "a.c"], false),
+        (&["-c", "-g", "a.c"], true),
+        (&["-c", "-g", "-g0", "a.c"], false),
+        (&["-c", "-ggdb", "a.c"], true),
+        (&["-c", "-gdwarf-4", "a.c"], true),
+        (&["-c", "-g3", "-g", "a.c"], true),
+        (&["-c", "-gno-record-gcc-switches", "a.c"], false),
+    ];
+    for (args, want) in cases {
+        assert_eq!(job(args).debug_info(), *want, "args {args:?}");
+    }
+}
+
+#[test]
+fn glued_and_separate_values_are_one_argument() {
+    // A separate value that looks like a source must not count as one.
+    for args in [
+        &["-c", "-I", "dir.c", "a.c"][..],
+        &["-c", "-include", "pre.h", "a.c"],
+        &["-c", "-MT", "x.c", "-MD", "a.c"],
+        &["-c", "-Xassembler", "--noexecstack", "a.c"],
+        &["-c", "-isystem", "x.c", "a.c"],
+        &["-c", "-iquote", "q", "-idirafter", "d", "a.c"],
+        &["-c", "-L", "lib.c", "a.c"],
+        &["-c", "--sysroot", "/sr", "a.c"],
+        &["-c", "--sysroot=/sr", "a.c"],
+    ] {
+        assert_eq!(job(args).source(), Path::new("a.c"), "args {args:?}");
+    }
+}
+
+#[test]
+fn unknown_flag_with_separate_value_runs_locally() {
+    assert_eq!(
+        local(&["-c", "-fnew-thing", "value", "a.c"]),
+        LocalReason::MultipleSources
+    );
+}

@@ -1,0 +1,216 @@
+//! The exact remote compile: the worker recompiles the directives-only text *as source*, at a
+//! path that mirrors the client's, so the object is byte-identical to the plain local build.
+
+use crate::job::{CompileJob, remap};
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+/// Everything a worker needs to run one exact remote compile (see [`CompileJob::remote_command`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteCommand {
+    /// Working directory for the compiler (inside the worker directory; create it).
+    pub cwd: PathBuf,
+    /// Where to write [`RemoteCommand::input`] (inside the worker directory; create its parents).
+    pub input_path: PathBuf,
+    /// The text to compile: the preprocessed text minus GCC's working-directory marker and its
+    /// predefined-macro block (the worker's compiler predefines them again).
+    pub input: Vec<u8>,
+    /// Compiler arguments (run `cc <args>` in `cwd`).
+    pub args: Vec<OsString>,
+    /// Environment to set: `PWD` = `cwd`, because GCC trusts `$PWD` for the working directory.
+    pub env: Vec<(OsString, OsString)>,
+    /// The object file the compiler writes.
+    pub output: PathBuf,
+}
+
+/// The remote command cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// The worker directory must be absolute (and canonical: no symlinks).
+    #[error("worker directory `{0}` is not absolute")]
+    RelativeWorkerDir(PathBuf),
+}
+
+impl CompileJob {
+    /// Builds the worker-side command for an exact object from `preprocessed` (the standard
+    /// output of `cc <`[`CompileJob::preprocess_args`]`>` on the client), in the empty, canonical
+    /// worker directory `worker_dir`, writing the object to `worker_dir/out.o`.
+    ///
+    /// The worker recreates the client's view: it writes the text at the source's relative path
+    /// under a working directory deep enough for its `..` components (an absolute source goes
+    /// under `worker_dir/abs`), compiles it as ordinary C/C++ (`-x c`, `-nostdinc`: every include
+    /// is already inlined) with the same flags, and maps its own directories back to the client's
+    /// with `-fdebug-prefix-map`/`-fmacro-prefix-map` (composed with the user's own maps). GCC
+    /// leaves those flags and `-nostdinc` out of `DW_AT_producer`, so the object is byte-identical,
+    /// debug info included. The worker may call [`crate::parse`] on the client's original
+    /// arguments to get the same job.
+    pub fn remote_command(
+        &self,
+        preprocessed: &[u8],
+        worker_dir: &Path,
+    ) -> Result<RemoteCommand, RemoteError> {
+        if !worker_dir.is_absolute() {
+            return Err(RemoteError::RelativeWorkerDir(worker_dir.to_owned()));
+        }
+        let (input, client_wd) = strip_markers(preprocessed);
+        let debug_maps = self.prefix_maps(false);
+        let macro_maps = self.prefix_maps(true);
+        let mut extra: Vec<OsString> = Vec::new();
+        let (cwd, input_path, input_arg) = if self.source.is_absolute() {
+            let cwd = worker_dir.join("cwd");
+            let rel = self.source.strip_prefix("/").unwrap_or(&self.source);
+            let path = worker_dir.join("abs").join(rel);
+            let client = self.source.as_os_str();
+            extra.push(map_flag(
+                "-fdebug-prefix-map=",
+                &path,
+                &remap(&debug_maps, client),
+            ));
+            extra.push(map_flag(
+                "-fmacro-prefix-map=",
+                &path,
+                &remap(&macro_maps, client),
+            ));
+            (cwd, path.clone(), path.into_os_string())
+        } else {
+            let mut cwd = worker_dir.join("cwd");
+            for _ in 0..escape_depth(&self.source) {
+                cwd.push("d");
+            }
+            let path = cwd.join(&self.source);
+            (cwd, path, self.source.clone().into_os_string())
+        };
+        if let Some(wd) = client_wd {
+            extra.push(map_flag(
+                "-fdebug-prefix-map=",
+                &cwd,
+                &remap(&debug_maps, &wd),
+            ));
+        }
+        let output = worker_dir.join("out.o");
+        let mut args: Vec<OsString> = self.remote_codegen_words().cloned().collect();
+        args.extend(extra);
+        args.extend(["-nostdinc", "-c", "-x", self.language.as_str()].map(OsString::from));
+        args.push(input_arg);
+        args.push("-o".into());
+        args.push(output.clone().into_os_string());
+        Ok(RemoteCommand {
+            env: vec![("PWD".into(), cwd.clone().into_os_string())],
+            cwd,
+            input_path,
+            input,
+            args,
+            output,
+        })
+    }
+}
+
+fn map_flag(flag: &str, old: &Path, new: &std::ffi::OsStr) -> OsString {
+    let mut s = OsString::from(flag);
+    s.push(old.as_os_str());
+    s.push("=");
+    s.push(new);
+    s
+}
+
+/// How many directories above its working directory a relative path reaches (`../../a.c` → 2).
+fn escape_depth(path: &Path) -> usize {
+    let mut level: isize = 0;
+    let mut lowest: isize = 0;
+    for c in path.components() {
+        match c {
+            Component::ParentDir => level -= 1,
+            Component::Normal(_) => level += 1,
+            _ => {}
+        }
+        lowest = lowest.min(level);
+    }
+    lowest.unsigned_abs()
+}
+
+/// Removes GCC's working-directory marker (`# 1 "/cwd//"`, second line, present with debug info)
+/// and the `#define`s of the `<built-in>` block; returns the text and the recorded directory.
+fn strip_markers(text: &[u8]) -> (Vec<u8>, Option<OsString>) {
+    let mut out = Vec::with_capacity(text.len());
+    let mut wd = None;
+    let mut in_builtin = false;
+    for (n, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        if let Some(name) = marker_name(body) {
+            if n == 1
+                && let Some(dir) = name.strip_suffix(b"//")
+            {
+                wd = Some(os_from_bytes(dir));
+                continue;
+            }
+            in_builtin = name == b"<built-in>";
+        } else if in_builtin && (body.starts_with(b"#define ") || body.starts_with(b"#undef ")) {
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    (out, wd)
+}
+
+/// The file name of a line marker `# <n> "<name>" [flags]`, or `None`.
+fn marker_name(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"# ")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let rest = rest[digits..].strip_prefix(b" \"")?;
+    // Names escape `"` and `\` with a backslash; the closing quote is the last one on the line.
+    let end = rest.iter().rposition(|b| *b == b'"')?;
+    Some(&rest[..end])
+}
+
+#[cfg(unix)]
+fn os_from_bytes(b: &[u8]) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(b).to_owned()
+}
+
+#[cfg(not(unix))]
+fn os_from_bytes(b: &[u8]) -> OsString {
+    String::from_utf8_lossy(b).into_owned().into()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_depths() {
+        for (p, d) in [
+            ("foo.c", 0),
+            ("src/foo.c", 0),
+            ("../foo.c", 1),
+            ("../../src/foo.c", 2),
+            ("a/../../b.c", 1),
+            ("./x/./y.c", 0),
+        ] {
+            assert_eq!(escape_depth(Path::new(p)), d, "{p}");
+        }
+    }
+
+    #[test]
+    fn strips_working_dir_and_builtins() {
+        let text = b"# 0 \"foo.c\"\n# 1 \"/home/u/p//\"\n# 0 \"<built-in>\"\n#define __STDC__ 1\n# 0 \"<command-line>\"\n#define VAL 3\n# 1 \"foo.c\"\nint x;\n";
+        let (out, wd) = strip_markers(text);
+        assert_eq!(wd, Some(OsString::from("/home/u/p")));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "# 0 \"foo.c\"\n# 0 \"<built-in>\"\n# 0 \"<command-line>\"\n#define VAL 3\n# 1 \"foo.c\"\nint x;\n"
+        );
+    }
+
+    #[test]
+    fn no_marker_without_debug() {
+        let text = b"# 0 \"foo.c\"\n# 0 \"<built-in>\"\nint x;\n";
+        let (out, wd) = strip_markers(text);
+        assert_eq!(wd, None);
+        assert_eq!(out, text);
+    }
+}

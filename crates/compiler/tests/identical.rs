@@ -1,0 +1,435 @@
+//! With the real `gcc`/`g++` on this machine: a plain compile and *preprocess locally, compile in
+//! another directory* give byte-identical objects and depfiles.
+
+#![allow(clippy::unwrap_used)]
+
+use hybridgrid_compiler::{CompileJob, CompilerKind, Invocation, parse_for};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const HEADER: &str = r#"#ifndef H_H
+#define H_H
+#define SQ(x) ((x) * (x))
+#define LOG(fmt, ...) printf("%s:%d: " fmt "\n", __FILE__, __LINE__, __VA_ARGS__)
+static inline int twice(int a) { return SQ(a) + SQ(a + 1); }
+#endif
+"#;
+
+const C_SRC: &str = r#"#include "h.h"
+#include <stdio.h>
+#include <assert.h>
+#ifndef VAL
+#define VAL 2
+#endif
+struct point { int x, y; };
+int g(int x) {
+    struct point p = { SQ(x), twice(x) };
+    LOG("%d %d", p.x, p.y);
+    assert(x != 42);
+    return p.x * VAL + p.y + __LINE__;
+}
+const char *where(void) { return __FILE__; }
+"#;
+
+const CXX_SRC: &str = r#"#include "h.h"
+#include <string>
+#include <vector>
+#include <map>
+namespace {
+std::map<std::string, int> table = {{"a", SQ(2)}, {"b", twice(3)}};
+template <typename T> T sum(const std::vector<T>& v) { T s{}; for (auto& x : v) s += x; return s; }
+}
+int lookup(const std::string& k) { auto it = table.find(k); return it == table.end() ? -1 : it->second; }
+double avg(const std::vector<double>& v) { return v.empty() ? 0 : sum(v) / v.size(); }
+const char *file() { return __FILE__; }
+"#;
+
+struct Case {
+    driver: &'static str,
+    /// Files under the project root.
+    files: Vec<(&'static str, &'static str)>,
+    /// Client working directory, relative to the project root.
+    cwd: &'static str,
+    /// Arguments; `{root}` is replaced by the absolute project root.
+    args: Vec<&'static str>,
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("spawn compiler");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Runs the case both ways and returns the job (for further checks).
+fn check(case: Case) -> CompileJob {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(tmp.path()).unwrap();
+    let root = base.join("client/project");
+    for (name, text) in &case.files {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let cwd = root.join(case.cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    for d in ["obj", "deps"] {
+        std::fs::create_dir_all(cwd.join(d)).unwrap();
+    }
+    let root_s = root.to_str().unwrap();
+    let args: Vec<OsString> = case
+        .args
+        .iter()
+        .map(|a| OsString::from(a.replace("{root}", root_s)))
+        .collect();
+    let kind = CompilerKind::detect(Path::new(case.driver)).unwrap();
+    let job = match parse_for(kind, &args) {
+        Invocation::Distributable(j) => j,
+        Invocation::Local(r) => panic!("{args:?} ran locally: {r:?}"),
+    };
+    let obj = cwd.join(job.output());
+    let dep = job.depfile().map(|d| cwd.join(&d.path));
+
+    // 1. Plain local build.
+    run(Command::new(case.driver).args(&args).current_dir(&cwd));
+    let plain_obj = read(&obj);
+    let plain_dep = dep.as_ref().map(|d| read(d));
+    std::fs::remove_file(&obj).unwrap();
+    if let Some(d) = &dep {
+        std::fs::remove_file(d).unwrap();
+    }
+
+    // 2. Preprocess on the client: same depfile, and no object.
+    let text = run(Command::new(case.driver)
+        .args(job.preprocess_args())
+        .current_dir(&cwd));
+    assert!(!obj.exists(), "preprocessing wrote the object");
+    if let (Some(d), Some(want)) = (&dep, &plain_dep) {
+        let got = read(d);
+        assert!(
+            &got == want,
+            "depfile differs:\n--- plain\n{}\n--- preprocess\n{}",
+            String::from_utf8_lossy(want),
+            String::from_utf8_lossy(&got)
+        );
+    }
+
+    // 3. Exact remote compile in a directory unrelated to the client's.
+    let worker = base.join("worker/job-1");
+    std::fs::create_dir_all(&worker).unwrap();
+    let cmd = job.remote_command(&text, &worker).unwrap();
+    std::fs::create_dir_all(&cmd.cwd).unwrap();
+    std::fs::create_dir_all(cmd.input_path.parent().unwrap()).unwrap();
+    std::fs::write(&cmd.input_path, &cmd.input).unwrap();
+    let out = Command::new(case.driver)
+        .args(&cmd.args)
+        .current_dir(&cmd.cwd)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "remote {:?} failed: {}",
+        cmd.args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "remote compile printed diagnostics the plain one did not: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let remote_obj = read(&cmd.output);
+    assert!(
+        remote_obj == plain_obj,
+        "object differs for {args:?} (remote args {:?}); compare with `cmp`: plain {} bytes, remote {} bytes",
+        cmd.args,
+        plain_obj.len(),
+        remote_obj.len()
+    );
+
+    // 4. Simple remote compile (`remote_args`): exact whenever there is no debug info.
+    if !job.debug_info() {
+        let w2 = base.join("worker/job-2");
+        std::fs::create_dir_all(&w2).unwrap();
+        std::fs::write(w2.join("in.i"), &text).unwrap();
+        run(Command::new(case.driver)
+            .args(job.remote_args("in.i", "out.o"))
+            .current_dir(&w2));
+        assert!(
+            read(&w2.join("out.o")) == plain_obj,
+            "remote_args object differs"
+        );
+    }
+    job
+}
+
+fn c_files() -> Vec<(&'static str, &'static str)> {
+    vec![("inc/h.h", HEADER), ("src/foo.c", C_SRC)]
+}
+
+#[test]
+fn c_debug_optimised_with_depfile() {
+    let job = check(Case {
+        driver: "gcc",
+        files: c_files(),
+        cwd: "",
+        args: vec![
+            "-c",
+            "-O2",
+            "-g",
+            "-Iinc",
+            "-DVAL=3",
+            "-MD",
+            "-o",
+            "obj/foo.o",
+            "src/foo.c",
+        ],
+    });
+    assert!(job.debug_info());
+}
+
+#[test]
+fn c_no_debug_mmd_mf_mp() {
+    check(Case {
+        driver: "gcc",
+        files: c_files(),
+        cwd: "",
+        args: vec![
+            "-c",
+            "src/foo.c",
+            "-O2",
+            "-Wall",
+            "-Iinc",
+            "-MMD",
+            "-MF",
+            "deps/foo.d",
+            "-MP",
+            "-ofoo-nodebug.o",
+        ],
+    });
+}
+
+#[test]
+fn c_default_output_and_target_quoting() {
+    check(Case {
+        driver: "gcc",
+        files: vec![("inc/h.h", HEADER), ("src/foo.c", C_SRC)],
+        cwd: "",
+        args: vec![
+            "-c",
+            "-g",
+            "-O1",
+            "-Iinc",
+            "-MD",
+            "src/foo.c",
+            "-o",
+            "obj/o$x.o",
+        ],
+    });
+    check(Case {
+        driver: "gcc",
+        files: c_files(),
+        cwd: "",
+        args: vec!["-c", "-g", "-Iinc", "-MD", "src/foo.c"],
+    });
+}
+
+#[test]
+fn c_out_of_tree_build_with_parent_dirs() {
+    check(Case {
+        driver: "gcc",
+        files: c_files(),
+        cwd: "build/release",
+        args: vec![
+            "-c",
+            "-O2",
+            "-g",
+            "-I../../inc",
+            "-MD",
+            "-MT",
+            "obj/foo.o",
+            "../../src/foo.c",
+            "-o",
+            "obj/foo.o",
+        ],
+    });
+}
+
+#[test]
+fn c_absolute_paths_cmake_style() {
+    check(Case {
+        driver: "gcc",
+        files: c_files(),
+        cwd: "build",
+        args: vec![
+            "-c",
+            "-O2",
+            "-g",
+            "-I{root}/inc",
+            "-fPIC",
+            "-MD",
+            "-MT",
+            "obj/foo.o",
+            "-MF",
+            "obj/foo.o.d",
+            "-o",
+            "obj/foo.o",
+            "{root}/src/foo.c",
+        ],
+    });
+}
+
+#[test]
+fn c_user_prefix_maps() {
+    check(Case {
+        driver: "gcc",
+        files: c_files(),
+        cwd: "",
+        args: vec![
+            "-c",
+            "-O2",
+            "-g",
+            "-Iinc",
+            "-fdebug-prefix-map={root}=/buildroot",
+            "src/foo.c",
+            "-o",
+            "obj/foo.o",
+        ],
+    });
+    check(Case {
+        driver: "gcc",
+        files: c_files(),
+        cwd: "build",
+        args: vec![
+            "-c",
+            "-g",
+            "-I{root}/inc",
+            "-ffile-prefix-map={root}=.",
+            "{root}/src/foo.c",
+        ],
+    });
+}
+
+#[test]
+fn c_kernel_style_depfile_and_forced_include() {
+    check(Case {
+        driver: "gcc",
+        files: vec![
+            ("inc/h.h", HEADER),
+            ("src/foo.c", C_SRC),
+            (
+                "inc/config.h",
+                "#define CONFIG_FOO 1\n#define VAL CONFIG_FOO\n",
+            ),
+            ("sys/sys.h", "typedef int sys_t;\n"),
+        ],
+        cwd: "",
+        args: vec![
+            "-Wp,-MD,obj/.foo.o.d",
+            "-nostdinc",
+            "-isystem",
+            "/usr/lib/gcc/x86_64-linux-gnu/12/include",
+            "-isystem",
+            "/usr/include",
+            "-isystem",
+            "/usr/include/x86_64-linux-gnu",
+            "-include",
+            "inc/config.h",
+            "-Iinc",
+            "-isystem",
+            "sys",
+            "-Wp,-D_FORTIFY_SOURCE=2",
+            "-O2",
+            "-g",
+            "-fno-common",
+            "-fno-PIE",
+            "-std=gnu11",
+            "-c",
+            "-o",
+            "obj/foo.o",
+            "src/foo.c",
+        ],
+    });
+}
+
+#[test]
+fn cxx_debug_templates_anonymous_namespace() {
+    check(Case {
+        driver: "g++",
+        files: vec![("inc/h.h", HEADER), ("src/foo.cc", CXX_SRC)],
+        cwd: "",
+        args: vec![
+            "-c",
+            "-std=c++17",
+            "-O1",
+            "-g",
+            "-fPIC",
+            "-Iinc",
+            "-MD",
+            "src/foo.cc",
+            "-o",
+            "obj/foo.o",
+        ],
+    });
+}
+
+#[test]
+fn cxx_no_debug_and_cxx_driver_on_dot_c() {
+    check(Case {
+        driver: "g++",
+        files: vec![("inc/h.h", HEADER), ("src/foo.cc", CXX_SRC)],
+        cwd: "",
+        args: vec![
+            "-c",
+            "-O2",
+            "-Iinc",
+            "src/foo.cc",
+            "-o",
+            "obj/foo.o",
+            "-MMD",
+        ],
+    });
+    // g++ compiles `.c` as C++.
+    let job = check(Case {
+        driver: "g++",
+        files: vec![("inc/h.h", HEADER), ("src/foo.c", CXX_SRC)],
+        cwd: "",
+        args: vec!["-c", "-g", "-Iinc", "src/foo.c"],
+    });
+    assert_eq!(job.language(), hybridgrid_compiler::Language::Cxx);
+}
+
+#[test]
+fn c_explicit_language_on_odd_extension() {
+    check(Case {
+        driver: "gcc",
+        files: vec![("inc/h.h", HEADER), ("gen/foo.inc", C_SRC)],
+        cwd: "",
+        args: vec![
+            "-x",
+            "c",
+            "-c",
+            "-g",
+            "-O2",
+            "-Iinc",
+            "-MD",
+            "gen/foo.inc",
+            "-o",
+            "obj/gen.o",
+        ],
+    });
+}
+
+/// The root of `p` as a `PathBuf` (keeps `Path` imported for helpers above).
+#[allow(dead_code)]
+fn _unused(p: &Path) -> PathBuf {
+    p.to_owned()
+}
