@@ -321,3 +321,30 @@ async fn store_recovers_after_its_connections_are_terminated() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn nul_in_a_document_is_invalid_and_a_newer_schema_is_refused() {
+    let schema = unique_prefix("store");
+    let schemas = Mutex::new(vec![schema.clone()]);
+    with_cleanup(&schemas, async {
+        let opts = pool(2, Duration::from_secs(10));
+        let store = PostgresStore::connect(&url(), Some(&schema), opts).await.unwrap();
+        let err = store.save_workflow("nul", json!({"s": "a\u{0}b"})).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+        store.close().await;
+
+        // A migration this build does not know (applied by a newer build) stops connect.
+        let mut conn = admin().await;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO \"{schema}\"._sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (999, 'from the future', true, '\\x00', 0)"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let err = PostgresStore::connect(&url(), Some(&schema), opts).await.unwrap_err();
+        assert!(err.to_string().contains("applying migrations"), "{err}");
+        assert!(err.to_string().contains("999"), "{err}");
+    })
+    .await;
+}
