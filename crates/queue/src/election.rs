@@ -63,7 +63,7 @@ impl MemoryLeaderElection {
         }
     }
 
-    fn live<'a>(state: &'a mut MemoryState, now: Instant) -> Option<&'a mut Held> {
+    fn live(state: &mut MemoryState, now: Instant) -> Option<&mut Held> {
         if state.held.as_ref().is_some_and(|h| h.expires <= now) {
             state.held = None;
         }
@@ -228,10 +228,10 @@ impl Elector {
     /// Stops campaigning and releases a held lease.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            if let Err(e) = task.await {
-                warn!(holder = %self.holder, error = %e, "elector_task_failed");
-            }
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            warn!(holder = %self.holder, error = %e, "elector_task_failed");
         }
     }
 }
@@ -333,6 +333,7 @@ impl Campaign {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use hybridgrid_core::clock::ManualClock;

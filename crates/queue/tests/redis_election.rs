@@ -1,5 +1,6 @@
 //! `LeaderElection` conformance for the Redis and in-memory backends, and the `Elector` driver.
 #![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used)]
 
 use hybridgrid_core::LeaderElection;
 use hybridgrid_queue::{Elector, MemoryLeaderElection, RedisLeaderElection};

@@ -1,5 +1,6 @@
 //! Fault tests for the Redis backends: dead claimers, killed connections, contending electors.
 #![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used)]
 
 use async_trait::async_trait;
 use hybridgrid_core::{

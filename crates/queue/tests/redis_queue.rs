@@ -1,5 +1,6 @@
 //! `RedisQueue` against the real server at 127.0.0.1:6379 (a missing server fails these tests).
 #![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
 use hybridgrid_core::{NewWork, Priority, Queue, QueueError, WorkerId};
