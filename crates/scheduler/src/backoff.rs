@@ -71,7 +71,11 @@ impl Backoff {
     /// `[cap / 2, cap]` (values outside are clamped). For deterministic callers and tests.
     pub fn delay_with(&self, attempt: u32, unit: f64) -> Duration {
         let cap = self.cap(attempt);
-        let unit = if unit.is_nan() { 0.0 } else { unit.clamp(0.0, 1.0) };
+        let unit = if unit.is_nan() {
+            0.0
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
         let half = cap / 2;
         (half + (cap - half).mul_f64(unit)).min(cap)
     }
@@ -97,16 +101,19 @@ fn unit_random() -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn backoff() -> impl Strategy<Value = Backoff> {
-        (0u64..10_000_000_000, 0u64..100_000_000_000, 0.0f64..10.0).prop_map(|(base, max, factor)| Backoff {
-            base: Duration::from_nanos(base),
-            max: Duration::from_nanos(max),
-            factor,
-        })
+        (0u64..10_000_000_000, 0u64..100_000_000_000, 0.0f64..10.0).prop_map(
+            |(base, max, factor)| Backoff {
+                base: Duration::from_nanos(base),
+                max: Duration::from_nanos(max),
+                factor,
+            },
+        )
     }
 
     proptest! {

@@ -194,7 +194,7 @@ pub struct KeyedBreaker {
     origin: Instant,
     bucket_nanos: u64,
     open_nanos: u64,
-    keys: RwLock<HashMap<Box<str>, Arc<KeyCircuit>>>,
+    keys: RwLock<HashMap<Box<str>, Arc<KeyCircuit>, foldhash::fast::RandomState>>,
 }
 
 impl std::fmt::Debug for KeyedBreaker {
@@ -221,7 +221,7 @@ impl KeyedBreaker {
             origin: clock.now(),
             clock,
             config,
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(HashMap::default()),
         })
     }
 
@@ -235,14 +235,24 @@ impl KeyedBreaker {
         nanos(self.clock.now().saturating_duration_since(self.origin))
     }
 
-    fn lookup(&self, key: &str) -> Option<Arc<KeyCircuit>> {
-        self.keys.read().get(key).cloned()
+    /// Runs `f` on `key`'s circuit under the map's read lock (no reference count touched), or
+    /// returns `None` for a key never seen.
+    fn with_known<R>(&self, key: &str, f: impl FnOnce(&KeyCircuit) -> R) -> Option<R> {
+        self.keys.read().get(key).map(|c| f(c))
+    }
+
+    /// Runs `f` on `key`'s circuit, creating it closed if new.
+    fn with_circuit<R>(&self, key: &str, f: impl FnOnce(&KeyCircuit) -> R) -> R {
+        if let Some(c) = self.keys.read().get(key) {
+            return f(c);
+        }
+        f(&self.circuit(key))
     }
 
     /// The circuit of `key`, created closed if new.
     pub(crate) fn circuit(&self, key: &str) -> Arc<KeyCircuit> {
-        if let Some(c) = self.lookup(key) {
-            return c;
+        if let Some(c) = self.keys.read().get(key) {
+            return c.clone();
         }
         self.keys
             .write()
@@ -292,12 +302,26 @@ impl KeyedBreaker {
             Phase::Closed => (Ok(()), None),
             Phase::Open { until } if until > now => (Err(self.refusal(c, until - now)), None),
             Phase::Open { .. } => {
-                self.set_phase(c, &mut st, Phase::HalfOpen { probe_until: Some(now + self.open_nanos) });
+                self.set_phase(
+                    c,
+                    &mut st,
+                    Phase::HalfOpen {
+                        probe_until: Some(now + self.open_nanos),
+                    },
+                );
                 (Ok(()), Some(Event::HalfOpen))
             }
-            Phase::HalfOpen { probe_until: Some(t) } if t > now => (Err(self.refusal(c, t - now)), None),
+            Phase::HalfOpen {
+                probe_until: Some(t),
+            } if t > now => (Err(self.refusal(c, t - now)), None),
             Phase::HalfOpen { probe_until } => {
-                self.set_phase(c, &mut st, Phase::HalfOpen { probe_until: Some(now + self.open_nanos) });
+                self.set_phase(
+                    c,
+                    &mut st,
+                    Phase::HalfOpen {
+                        probe_until: Some(now + self.open_nanos),
+                    },
+                );
                 (Ok(()), probe_until.map(|_| Event::ProbeExpired))
             }
         };
@@ -323,7 +347,9 @@ impl KeyedBreaker {
                     None
                 }
             }
-            Phase::HalfOpen { probe_until: Some(_) } => match outcome {
+            Phase::HalfOpen {
+                probe_until: Some(_),
+            } => match outcome {
                 Outcome::Success => {
                     st.buckets = [Bucket::default(); BUCKETS];
                     st.reason = None;
@@ -347,7 +373,13 @@ impl KeyedBreaker {
         let event = if let Phase::Open { .. } = st.phase {
             // Already refusing: restart the timeout under the new reason; it did not open again.
             st.reason = Some(reason.to_owned());
-            self.set_phase(c, &mut st, Phase::Open { until: now + self.open_nanos });
+            self.set_phase(
+                c,
+                &mut st,
+                Phase::Open {
+                    until: now + self.open_nanos,
+                },
+            );
             None
         } else {
             let (_, rate) = self.window(&st, now);
@@ -380,9 +412,17 @@ impl KeyedBreaker {
         let (calls, rate) = self.window(&st, now);
         CircuitStatus {
             state,
-            failure_rate: if state == CircuitState::Closed { rate } else { st.opened_rate },
+            failure_rate: if state == CircuitState::Closed {
+                rate
+            } else {
+                st.opened_rate
+            },
             calls_in_window: calls,
-            reason: if state == CircuitState::Closed { None } else { st.reason.clone() },
+            reason: if state == CircuitState::Closed {
+                None
+            } else {
+                st.reason.clone()
+            },
             times_opened: st.times_opened,
         }
     }
@@ -410,7 +450,13 @@ impl KeyedBreaker {
         st.times_opened += 1;
         st.opened_rate = rate;
         st.reason = Some(reason.to_owned());
-        self.set_phase(c, st, Phase::Open { until: now + self.open_nanos });
+        self.set_phase(
+            c,
+            st,
+            Phase::Open {
+                until: now + self.open_nanos,
+            },
+        );
         Event::Opened {
             rate,
             reason: reason.to_owned(),
@@ -443,7 +489,11 @@ impl KeyedBreaker {
                 failures = failures.saturating_add(b.failures);
             }
         }
-        let rate = if calls == 0 { 0.0 } else { f64::from(failures) / f64::from(calls) };
+        let rate = if calls == 0 {
+            0.0
+        } else {
+            f64::from(failures) / f64::from(calls)
+        };
         (calls, rate)
     }
 
@@ -467,29 +517,24 @@ impl KeyedBreaker {
 
 impl CircuitBreaker for KeyedBreaker {
     fn try_acquire(&self, key: &str) -> Result<(), CircuitOpen> {
-        match self.lookup(key) {
-            Some(c) => self.acquire(&c),
-            None => Ok(()),
-        }
+        self.with_known(key, |c| self.acquire(c)).unwrap_or(Ok(()))
     }
 
     fn record(&self, key: &str, outcome: Outcome) {
-        self.record_on(&self.circuit(key), outcome);
+        self.with_circuit(key, |c| self.record_on(c, outcome));
     }
 
     fn trip(&self, key: &str, reason: &str) {
-        self.trip_on(&self.circuit(key), reason);
+        self.with_circuit(key, |c| self.trip_on(c, reason));
     }
 
     fn state(&self, key: &str) -> CircuitState {
-        match self.lookup(key) {
-            Some(c) => {
-                let (state, event) = self.state_of(&c, self.now());
-                self.log(&c, event);
-                state
-            }
-            None => CircuitState::Closed,
-        }
+        self.with_known(key, |c| {
+            let (state, event) = self.state_of(c, self.now());
+            self.log(c, event);
+            state
+        })
+        .unwrap_or(CircuitState::Closed)
     }
 
     fn snapshot(&self) -> Vec<(String, CircuitStatus)> {
@@ -504,6 +549,7 @@ impl CircuitBreaker for KeyedBreaker {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use hybridgrid_core::clock::ManualClock;
@@ -514,7 +560,8 @@ mod tests {
 
     #[test]
     fn config_defaults_and_yaml() {
-        let cfg: BreakerConfig = serde_json::from_str(r#"{"window":"2m","open_timeout":"45s"}"#).unwrap();
+        let cfg: BreakerConfig =
+            serde_json::from_str(r#"{"window":"2m","open_timeout":"45s"}"#).unwrap();
         assert_eq!(cfg.window, Duration::from_secs(120));
         assert_eq!(cfg.open_timeout, Duration::from_secs(45));
         assert_eq!(cfg.min_calls, 5);
@@ -530,10 +577,34 @@ mod tests {
     fn invalid_config_names_the_field() {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
         for (cfg, field) in [
-            (BreakerConfig { failure_rate_threshold: 0.0, ..Default::default() }, "failure_rate_threshold"),
-            (BreakerConfig { failure_rate_threshold: 1.5, ..Default::default() }, "failure_rate_threshold"),
-            (BreakerConfig { window: Duration::ZERO, ..Default::default() }, "window"),
-            (BreakerConfig { open_timeout: Duration::ZERO, ..Default::default() }, "open_timeout"),
+            (
+                BreakerConfig {
+                    failure_rate_threshold: 0.0,
+                    ..Default::default()
+                },
+                "failure_rate_threshold",
+            ),
+            (
+                BreakerConfig {
+                    failure_rate_threshold: 1.5,
+                    ..Default::default()
+                },
+                "failure_rate_threshold",
+            ),
+            (
+                BreakerConfig {
+                    window: Duration::ZERO,
+                    ..Default::default()
+                },
+                "window",
+            ),
+            (
+                BreakerConfig {
+                    open_timeout: Duration::ZERO,
+                    ..Default::default()
+                },
+                "open_timeout",
+            ),
         ] {
             let err = KeyedBreaker::new(cfg, clock.clone()).unwrap_err();
             assert_eq!(err.field, field);
@@ -545,7 +616,12 @@ mod tests {
         // F F F S S: the fifth call is a success, but 3/5 = 0.6 ≥ 0.5 with 5 calls.
         let clock = ManualClock::new();
         let b = breaker(&clock);
-        for o in [Outcome::Failure, Outcome::Failure, Outcome::Failure, Outcome::Success] {
+        for o in [
+            Outcome::Failure,
+            Outcome::Failure,
+            Outcome::Failure,
+            Outcome::Success,
+        ] {
             b.record("w", o);
         }
         assert_eq!(b.state("w"), CircuitState::Closed);

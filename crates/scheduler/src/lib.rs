@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use hybridgrid_core::clock::ManualClock;
-//! use hybridgrid_core::{Capabilities, DiscoverySource, Outcome, Toolchain, WorkerId, WorkerInfo};
+//! use hybridgrid_core::{Capabilities, CircuitBreaker, DiscoverySource, Outcome, Toolchain, WorkerId, WorkerInfo};
 //! use hybridgrid_scheduler::{BreakerConfig, KeyedBreaker, NoPlacement, PlacementRequest, Registry};
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -47,5 +47,8 @@ mod duration_serde;
 mod placement;
 
 pub use backoff::Backoff;
-pub use breaker::{BUCKETS, BreakerConfig, BreakerConfigError, KeyedBreaker, REASON_FAILURE_RATE, REASON_PROBE_FAILED};
+pub use breaker::{
+    BUCKETS, BreakerConfig, BreakerConfigError, KeyedBreaker, REASON_FAILURE_RATE,
+    REASON_PROBE_FAILED,
+};
 pub use placement::{NoPlacement, Placement, PlacementRequest, Registry, WorkerStats};

@@ -185,7 +185,8 @@ impl Inner {
                 None => {
                     self.toolchains.push(tc.clone());
                     self.by_toolchain.push(Vec::new());
-                    self.toolchain_ids.insert(tc.clone(), self.toolchains.len() - 1);
+                    self.toolchain_ids
+                        .insert(tc.clone(), self.toolchains.len() - 1);
                     self.toolchains.len() - 1
                 }
             };
@@ -254,7 +255,10 @@ impl Inner {
     }
 
     fn excluded(&self, req: &PlacementRequest, c: &Candidate) -> bool {
-        !req.exclude.is_empty() && req.exclude.contains(&self.entries[c.entry as usize].info.id)
+        !req.exclude.is_empty()
+            && req
+                .exclude
+                .contains(&self.entries[c.entry as usize].info.id)
     }
 }
 
@@ -420,7 +424,13 @@ impl Registry {
     }
 
     /// The precise reason nothing was placed (slow path: looks at every matching worker).
-    fn reason(&self, inner: &Inner, req: &PlacementRequest, arch: Option<u16>, os: Option<u16>) -> NoPlacement {
+    fn reason(
+        &self,
+        inner: &Inner,
+        req: &PlacementRequest,
+        arch: Option<u16>,
+        os: Option<u16>,
+    ) -> NoPlacement {
         let (mut matched, mut excluded, mut usable) = (0usize, 0usize, 0usize);
         let mut now = None;
         inner.for_each_match(req, arch, os, 0, |c| {
@@ -474,10 +484,12 @@ fn reserve(load: &Load, mut seen: u32) -> bool {
         if seen >= load.slots.load(Ordering::Acquire) {
             return false;
         }
-        match load
-            .in_flight
-            .compare_exchange_weak(seen, seen + 1, Ordering::AcqRel, Ordering::Relaxed)
-        {
+        match load.in_flight.compare_exchange_weak(
+            seen,
+            seen + 1,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => return true,
             Err(now) => seen = now,
         }
@@ -517,14 +529,19 @@ impl Placement {
         match outcome {
             Outcome::Success => {
                 load.done.fetch_add(1, Ordering::Relaxed);
-                let sample = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX).max(1);
-                let _ = load.ewma_nanos.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                    Some(if old == 0 {
-                        sample
-                    } else {
-                        ((EWMA_ALPHA * sample as f64 + (1.0 - EWMA_ALPHA) * old as f64) as u64).max(1)
-                    })
-                });
+                let sample = u64::try_from(duration.as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let _ = load
+                    .ewma_nanos
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                        Some(if old == 0 {
+                            sample
+                        } else {
+                            ((EWMA_ALPHA * sample as f64 + (1.0 - EWMA_ALPHA) * old as f64) as u64)
+                                .max(1)
+                        })
+                    });
             }
             Outcome::Failure => {
                 load.failed.fetch_add(1, Ordering::Relaxed);

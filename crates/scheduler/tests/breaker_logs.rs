@@ -2,6 +2,8 @@
 //! (Its own test binary: tracing caches callsite interest process-wide, so a scoped subscriber
 //! must be the first to see these callsites.)
 
+#![allow(clippy::unwrap_used)]
+
 use hybridgrid_core::clock::{Clock, ManualClock};
 use hybridgrid_core::{CircuitBreaker, Outcome};
 use hybridgrid_scheduler::{BreakerConfig, KeyedBreaker};
@@ -54,7 +56,11 @@ fn transitions_are_logged_with_worker_rate_and_reason() {
     let subscriber = tracing_subscriber::registry().with(capture.clone());
     tracing::subscriber::with_default(subscriber, || {
         let clock = ManualClock::new();
-        let b = KeyedBreaker::new(BreakerConfig::default(), Arc::new(clock.clone()) as Arc<dyn Clock>).unwrap();
+        let b = KeyedBreaker::new(
+            BreakerConfig::default(),
+            Arc::new(clock.clone()) as Arc<dyn Clock>,
+        )
+        .unwrap();
         for _ in 0..5 {
             b.record("w7", Outcome::Failure);
         }
