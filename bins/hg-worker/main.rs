@@ -1,0 +1,80 @@
+//! `hg-worker serve --coordinator=HOST:9000`: a compile-farm worker (gRPC :50052, HTTP :9090).
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hybridgrid_core::config::ProcessEnv;
+use hybridgrid_farm::{app, config::FarmConfig};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "hg-worker", version, about = "hybridgrid compile-farm worker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run compile tasks for a coordinator.
+    Serve {
+        /// YAML config file (env: HG_CONFIG).
+        #[arg(long, env = "HG_CONFIG")]
+        config: Option<PathBuf>,
+        /// Coordinator to register with, host:port (overrides worker.coordinator).
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// gRPC listen address (overrides worker.grpc_addr).
+        #[arg(long)]
+        grpc_addr: Option<String>,
+        /// HTTP listen address (overrides worker.http_addr).
+        #[arg(long)]
+        http_addr: Option<String>,
+        /// Worker id (overrides worker.id).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hg-worker: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let Command::Serve {
+        config,
+        coordinator,
+        grpc_addr,
+        http_addr,
+        id,
+    } = Cli::parse().command;
+    let mut cfg = FarmConfig::load(config.as_deref(), &ProcessEnv).context("loading config")?;
+    if coordinator.is_some() {
+        cfg.worker.coordinator = coordinator;
+    }
+    if let Some(a) = grpc_addr {
+        cfg.worker.grpc_addr = a;
+    }
+    if let Some(a) = http_addr {
+        cfg.worker.http_addr = a;
+    }
+    if id.is_some() {
+        cfg.worker.id = id;
+    }
+    hybridgrid_core::logging::init_logging(&cfg.logging);
+    let handle = app::start_native_worker(&cfg)
+        .await
+        .context("starting worker")?;
+    eprintln!(
+        "hg-worker: {} serving gRPC on {}, health on http://{}/health",
+        handle.state.info.id, handle.grpc_addr, handle.http_addr
+    );
+    app::wait_for_signal(handle.stop_token()).await;
+    handle.shutdown().await;
+    Ok(())
+}

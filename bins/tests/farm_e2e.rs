@@ -1,0 +1,197 @@
+//! End-to-end: the real `hg-coord`, `hg-worker` and `hgbuild` processes on 127.0.0.x build a real
+//! C code base (Lua, from the `lua-src` crate), and every object must equal a plain local build.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+const CFLAGS: &str = "-O2 -std=gnu99 -DLUA_USE_LINUX -MD";
+
+/// Plain local build of `stems` from `src` into `dir/plain`, with `make -j2`.
+fn plain_build(
+    dir: &std::path::Path,
+    src: &std::path::Path,
+    stems: &[String],
+) -> std::path::PathBuf {
+    let plain = dir.join("plain");
+    write_makefile(&plain, src, stems, CFLAGS);
+    let (code, _, err) = run(Command::new("make").args(["-s", "-j2", "-C"]).arg(&plain));
+    assert_eq!(code, 0, "plain build failed: {err}");
+    plain
+}
+
+fn workers_with_done(stats: &serde_json::Value) -> Vec<(String, u64)> {
+    stats["workers"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| {
+                    (
+                        w["id"].as_str().unwrap_or("").to_owned(),
+                        w["done"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn farm_build_matches_local_build_and_spreads_over_workers() {
+    let tmp = TempDir::new("spread");
+    let dir = tmp.path();
+    let src = dir.join("src");
+    let stems = copy_sources(&lua_dir("5.4"), &src);
+    assert!(
+        stems.len() >= 30,
+        "need at least 30 translation units, have {}",
+        stems.len()
+    );
+    let coord = Daemon::coordinator(dir, &[]);
+    let _w1 = Daemon::worker(dir, "w1", "127.0.0.2", &coord.grpc, None);
+    let _w2 = Daemon::worker(dir, "w2", "127.0.0.3", &coord.grpc, None);
+    // w3 cannot see the client's source tree at all: it must work from what the client ships.
+    let _w3 = Daemon::worker(dir, "w3", "127.0.0.4", &coord.grpc, Some(&src));
+    wait_workers_up(&coord.http, 3);
+
+    let plain = plain_build(dir, &src, &stems);
+    let farm = dir.join("farm");
+    write_makefile(&farm, &src, &stems, CFLAGS);
+    let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+        .args(["make", "-s", "-j12", "-C"])
+        .arg(&farm));
+    assert_eq!(code, 0, "farm build failed: {err}");
+    assert!(
+        err.contains(&format!("{} compiled remotely", stems.len())),
+        "summary: {err}"
+    );
+    assert!(err.contains(" 0 local fallbacks"), "summary: {err}");
+    assert_same_outputs(&plain, &farm, &stems);
+
+    let s = stats(&coord.http);
+    let busy: Vec<_> = workers_with_done(&s)
+        .into_iter()
+        .filter(|(_, d)| *d > 0)
+        .collect();
+    assert!(busy.len() >= 2, "work was not spread: {busy:?}");
+    assert!(
+        busy.iter().any(|(id, _)| id == "w3"),
+        "the worker without the source tree did no work: {busy:?}"
+    );
+    assert_eq!(s["tasks_failed"], 0, "fallbacks: {s}");
+    assert_eq!(s["tasks_done"].as_u64(), Some(stems.len() as u64), "{s}");
+}
+
+#[test]
+fn build_survives_a_worker_killed_mid_build() {
+    let tmp = TempDir::new("kill");
+    let dir = tmp.path();
+    let src = dir.join("src");
+    // Two Lua releases side by side: enough work to kill a worker in the middle of it.
+    let mut stems = copy_sources(&lua_dir("5.4"), &src);
+    let src53 = dir.join("src53");
+    let stems53 = copy_sources(&lua_dir("5.3"), &src53);
+    let coord = Daemon::coordinator(dir, &[]);
+    let _w1 = Daemon::worker(dir, "w1", "127.0.0.2", &coord.grpc, None);
+    let mut w2 = Daemon::worker(dir, "w2", "127.0.0.3", &coord.grpc, None);
+    let _w3 = Daemon::worker(dir, "w3", "127.0.0.4", &coord.grpc, None);
+    wait_workers_up(&coord.http, 3);
+
+    let plain = plain_build(dir, &src, &stems);
+    let plain53 = dir.join("plain53");
+    write_makefile(&plain53, &src53, &stems53, CFLAGS);
+    assert_eq!(
+        run(Command::new("make").args(["-s", "-j2", "-C"]).arg(&plain53)).0,
+        0
+    );
+
+    let farm = dir.join("farm");
+    let farm53 = dir.join("farm53");
+    write_makefile(&farm, &src, &stems, CFLAGS);
+    write_makefile(&farm53, &src53, &stems53, CFLAGS);
+    let script = format!(
+        "make -s -j12 -C {} && make -s -j12 -C {}",
+        farm.display(),
+        farm53.display()
+    );
+    let build = hgbuild(dir, &coord.grpc)
+        .args(["sh", "-c", &script])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start build");
+
+    // Kill w2 once it is busy.
+    let busy = wait_until(Duration::from_secs(60), || {
+        stats(&coord.http)["workers"].as_array().is_some_and(|ws| {
+            ws.iter()
+                .any(|w| w["id"] == "w2" && w["in_flight"].as_u64() > Some(0))
+        })
+    });
+    assert!(busy, "w2 never got work: {}", stats(&coord.http));
+    w2.child.kill().expect("SIGKILL w2");
+    let _ = w2.child.wait();
+
+    let out = build.wait_with_output().expect("build finished");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "build failed after the kill: {err}");
+    assert_same_outputs(&plain, &farm, &stems);
+    assert_same_outputs(&plain53, &farm53, &stems53);
+    stems.extend(stems53);
+
+    let open = wait_until(Duration::from_secs(10), || {
+        stats(&coord.http)["workers"].as_array().is_some_and(|ws| {
+            ws.iter()
+                .any(|w| w["id"] == "w2" && w["circuit"]["state"] == "open")
+        })
+    });
+    assert!(open, "w2's circuit did not open: {}", stats(&coord.http));
+    let (_, metrics) = http_get(&coord.http, "/metrics");
+    assert!(
+        metrics.contains("hybridgrid_circuit_state{worker=\"w2\"} 2"),
+        "metrics: {metrics}"
+    );
+}
+
+#[test]
+fn syntax_error_returns_compiler_diagnostics_and_opens_no_circuit() {
+    let tmp = TempDir::new("syntax");
+    let dir = tmp.path();
+    let coord = Daemon::coordinator(dir, &[]);
+    let _w1 = Daemon::worker(dir, "w1", "127.0.0.2", &coord.grpc, None);
+    wait_workers_up(&coord.http, 1);
+    std::fs::write(dir.join("bad.c"), "int f(void) {\n  return 1\n}\n").expect("write bad.c");
+    std::fs::write(
+        dir.join("warn.c"),
+        "int g(int x) { int unused; return x; }\n",
+    )
+    .expect("write warn.c");
+    for (file, flags) in [("bad.c", vec!["-c"]), ("warn.c", vec!["-Wall", "-c"])] {
+        let (pcode, _, perr) = run(Command::new("cc")
+            .args(&flags)
+            .arg(file)
+            .args(["-o", "plain.o"])
+            .current_dir(dir));
+        let (hcode, _, herr) = run(hgbuild(dir, &coord.grpc)
+            .arg("cc")
+            .args(&flags)
+            .arg(file)
+            .args(["-o", "farm.o"])
+            .current_dir(dir));
+        assert_eq!(
+            hcode, pcode,
+            "{file}: exit codes differ; hgbuild stderr: {herr}"
+        );
+        assert_eq!(herr, perr, "{file}: diagnostics differ");
+    }
+    let s = stats(&coord.http);
+    for w in s["workers"].as_array().expect("workers") {
+        assert_eq!(w["circuit"]["state"], "closed", "{s}");
+        assert_eq!(w["failed"], 0, "{s}");
+    }
+    assert_eq!(
+        s["tasks_compile_errors"], 1,
+        "the syntax error ran on the worker: {s}"
+    );
+}

@@ -1,0 +1,355 @@
+//! The `hgbuild` client: the compiler wrapper (one compile: preprocess locally, compile on the
+//! farm, write the object), and the build-tool mode (`hgbuild make -j16`) that puts the wrapper in
+//! front of the build's compilers.
+//!
+//! What the wrapper ships is the **preprocessed source** (`cc -E -fdirectives-only`, run locally),
+//! so a worker never needs the client's files; see `docs/COMPILE_FARM.md`. Whatever the farm cannot
+//! do exactly is done by the local compiler, unchanged: non-compile invocations, flags that cannot
+//! be shipped safely, and any compile whose diagnostics must be shown (the local rerun prints them
+//! exactly as the compiler does). Every local fallback is recorded with its reason.
+
+pub mod buildtool;
+pub mod stats;
+
+use crate::config::FarmConfig;
+use hybridgrid_compiler::{CompileJob, Invocation, LocalReason};
+use hybridgrid_core::{PROTOCOL_VERSION, TaskId, Toolchain};
+use hybridgrid_transport::MAX_MESSAGE_BYTES;
+use hybridgrid_transport::pb::{self, coordinator_client::CoordinatorClient};
+use stats::Served;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Environment variable naming the masquerade directory the build-tool mode put first on `PATH`.
+pub const MASQUERADE_ENV: &str = "HGBUILD_MASQUERADE_DIR";
+/// Environment variable naming the stats log the wrapper appends to.
+pub const STATS_ENV: &str = "HGBUILD_STATS_FILE";
+
+/// Errors of the client that stop it before any compiler runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The named compiler is not on `PATH` (or only hgbuild itself is).
+    #[error(
+        "compiler {name:?} not found on PATH (hgbuild wraps a real compiler: is it installed?)"
+    )]
+    CompilerNotFound {
+        /// The name given.
+        name: String,
+    },
+    /// The compiler could not be identified.
+    #[error("cannot identify compiler {path}: {message}")]
+    Probe {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Running a local program failed.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Setting up the build environment failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The user's home directory (`$HOME`), or `/` when unset.
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+/// Where the wrapper records its counters: `$HGBUILD_STATS_FILE`, else `~/.hybridgrid/stats.log`.
+pub fn stats_log() -> PathBuf {
+    std::env::var_os(STATS_ENV).map_or_else(stats::default_log, PathBuf::from)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Finds the real compiler `name`: a path is used as given; a bare name is searched on `PATH`,
+/// skipping the masquerade directory and anything that is hgbuild itself.
+pub fn resolve_compiler(name: &OsStr) -> Result<PathBuf, ClientError> {
+    let me = std::env::current_exe().ok();
+    let is_me = |p: &Path| me.as_deref().is_some_and(|m| same_file(m, p));
+    let not_found = || ClientError::CompilerNotFound {
+        name: name.to_string_lossy().into_owned(),
+    };
+    let as_path = Path::new(name);
+    if as_path.components().count() > 1 {
+        return if is_executable(as_path) && !is_me(as_path) {
+            Ok(as_path.to_owned())
+        } else {
+            Err(not_found())
+        };
+    }
+    let masq = std::env::var_os(MASQUERADE_ENV).map(PathBuf::from);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        if masq.as_deref().is_some_and(|m| same_file(m, &dir)) {
+            continue;
+        }
+        let cand = dir.join(name);
+        if is_executable(&cand) && !is_me(&cand) {
+            return Ok(cand);
+        }
+    }
+    Err(not_found())
+}
+
+/// What the wrapper decided for one invocation; the caller records the [`Served`] either way.
+pub enum Step {
+    /// Finished: exit with this code (the object and diagnostics are written).
+    Exit(i32, Served),
+    /// Run the original command locally, unchanged (then exit with its code).
+    RunLocal(Served),
+}
+
+/// The original command, to run locally.
+pub fn local_command(compiler: &Path, args: &[OsString]) -> Command {
+    let mut c = Command::new(compiler);
+    c.args(args);
+    c
+}
+
+fn local_reason_label(r: &LocalReason) -> String {
+    let s = format!("{r:?}");
+    let head = s.split(['(', ' ', '{']).next().unwrap_or("other");
+    let mut out = String::new();
+    for (i, ch) in head.chars().enumerate() {
+        if ch.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Handles one compiler invocation: `compiler` is the real compiler, `args` its arguments.
+pub async fn compile(
+    cfg: &FarmConfig,
+    compiler: &Path,
+    args: &[OsString],
+) -> Result<Step, ClientError> {
+    let job = match hybridgrid_compiler::parse(args) {
+        Invocation::Distributable(job) => job,
+        Invocation::Local(reason) => {
+            return Ok(Step::RunLocal(Served::LocalOnly {
+                reason: local_reason_label(&reason),
+            }));
+        }
+    };
+    let toolchain =
+        hybridgrid_compiler::probe_toolchain(compiler).map_err(|e| ClientError::Probe {
+            path: compiler.to_owned(),
+            message: e.to_string(),
+        })?;
+    // Preprocess locally; this also writes the depfile exactly as the plain compile would.
+    let pre = Command::new(compiler)
+        .args(job.preprocess_args())
+        .output()
+        .map_err(|source| ClientError::Spawn {
+            program: compiler.display().to_string(),
+            source,
+        })?;
+    if !pre.status.success() || !pre.stderr.is_empty() {
+        // Errors or warnings from the preprocessor: the local compiler shows them exactly.
+        return Ok(Step::RunLocal(Served::LocalDiagnostics));
+    }
+    match remote_compile(cfg, &job, &toolchain, pre.stdout).await {
+        Ok(RemoteResult::Done { worker }) => Ok(Step::Exit(0, Served::Remote { worker })),
+        Ok(RemoteResult::NeedsDiagnostics) => Ok(Step::RunLocal(Served::LocalDiagnostics)),
+        Err(reason) => Ok(Step::RunLocal(Served::Fallback { reason })),
+    }
+}
+
+enum RemoteResult {
+    Done { worker: String },
+    NeedsDiagnostics,
+}
+
+async fn connect(cfg: &FarmConfig) -> Result<CoordinatorClient<tonic::transport::Channel>, String> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", cfg.client.coordinator))
+        .map_err(|e| format!("bad coordinator address {:?}: {e}", cfg.client.coordinator))?
+        .connect_timeout(*cfg.client.connect_timeout)
+        .timeout(*cfg.client.compile_timeout)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| format!("coordinator {} unreachable: {e}", cfg.client.coordinator))?;
+    Ok(CoordinatorClient::new(ch)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// Ships the preprocessed text; returns the fallback reason when the farm could not compile it.
+async fn remote_compile(
+    cfg: &FarmConfig,
+    job: &CompileJob,
+    toolchain: &Toolchain,
+    preprocessed: Vec<u8>,
+) -> Result<RemoteResult, String> {
+    let mut client = match connect(cfg).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hgbuild: {e}; compiling locally");
+            return Err("coordinator_unreachable".into());
+        }
+    };
+    let input = if job.language() == hybridgrid_compiler::Language::Cxx {
+        "input.ii"
+    } else {
+        "input.i"
+    };
+    let output = "output.o";
+    let mut command = vec![toolchain.name.clone()];
+    command.extend(
+        job.remote_args(input, output)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned()),
+    );
+    let spec = pb::TaskSpec {
+        id: TaskId::random().to_string(),
+        command,
+        inputs: vec![pb::InputFile {
+            path: input.into(),
+            contents: preprocessed,
+            executable: false,
+        }],
+        outputs: vec![output.into()],
+        timeout_ms: cfg.client.compile_timeout.as_millis() as u64,
+        ..Default::default()
+    };
+    let resp = client
+        .compile(pb::CompileRequest {
+            protocol_version: PROTOCOL_VERSION,
+            toolchain: Some(toolchain.clone().into()),
+            spec: Some(spec),
+            client_id: String::new(),
+        })
+        .await;
+    let resp = match resp {
+        Ok(r) => r.into_inner(),
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            eprintln!(
+                "hgbuild: coordinator refused the request: {}",
+                status.message()
+            );
+            return Err("protocol_mismatch".into());
+        }
+        Err(status) => {
+            eprintln!(
+                "hgbuild: remote compile failed: {}; compiling locally",
+                status.message()
+            );
+            return Err("coordinator_error".into());
+        }
+    };
+    use pb::compile_response::Result as R;
+    match resp.result {
+        Some(R::Completed(done)) => {
+            let out = done.output.unwrap_or_default();
+            if out.exit_code != 0 || !out.stderr.is_empty() {
+                return Ok(RemoteResult::NeedsDiagnostics);
+            }
+            let Some(obj) = out.files.into_iter().find(|f| f.path == output) else {
+                return Err("worker_output_missing".into());
+            };
+            write_atomic(job.output(), &obj.contents).map_err(|e| {
+                eprintln!("hgbuild: cannot write {}: {e}", job.output().display());
+                "output_write_failed".to_owned()
+            })?;
+            Ok(RemoteResult::Done {
+                worker: done.worker_id,
+            })
+        }
+        Some(R::Fallback(f)) => Err(f.reason),
+        None => Err("coordinator_error".into()),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.hgbuild-{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Free slots the farm offers now (the coordinator's `Hello`), or `None` when it cannot be asked.
+pub async fn farm_slots(cfg: &FarmConfig) -> Option<u32> {
+    let mut c = connect(cfg).await.ok()?;
+    let hello = c
+        .hello(pb::InfoRequest {
+            protocol_version: PROTOCOL_VERSION,
+        })
+        .await
+        .ok()?;
+    Some(hello.into_inner().total_slots)
+}
+
+/// Tells the coordinator about fallbacks it could not see itself (e.g. it was unreachable), so its
+/// `/api/stats` counts every local fallback. Best effort.
+pub async fn report_fallbacks(cfg: &FarmConfig, totals: &stats::Totals) {
+    const COORDINATOR_COUNTED: &[&str] = &[
+        "no_workers",
+        "no_matching_toolchain",
+        "all_busy",
+        "all_circuits_open",
+        "all_excluded",
+        "workers_failed",
+        "admission_full",
+        "rejected_by_worker",
+    ];
+    let fallbacks: std::collections::HashMap<String, u64> = totals
+        .fallbacks
+        .iter()
+        .filter(|(k, _)| !COORDINATOR_COUNTED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    if fallbacks.is_empty() {
+        return;
+    }
+    if let Ok(mut c) = connect(cfg).await {
+        let _ = c
+            .report(pb::ReportRequest {
+                protocol_version: PROTOCOL_VERSION,
+                client_id: String::new(),
+                fallbacks,
+            })
+            .await;
+    }
+}
+
+/// Pretty JSON of the totals, for `hgbuild --stats`.
+pub fn to_json(t: &stats::Totals) -> Option<String> {
+    serde_json::to_string_pretty(t).ok()
+}

@@ -1,0 +1,349 @@
+//! The compile worker: a gRPC `Worker` service running tasks on an [`Executor`] within its slots,
+//! only with the toolchains it advertises, plus the loop that registers it with a coordinator.
+
+use crate::metrics::WorkerMetrics;
+use hybridgrid_core::{
+    CancellationToken, Capabilities, DiscoverySource, ExecError, Executor, PROTOCOL_VERSION,
+    TaskSpec, Toolchain, WorkerId, WorkerInfo,
+};
+use hybridgrid_transport::pb::{self, worker_server};
+use hybridgrid_transport::{check_version, exec_error_to_failure};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+/// A compiler this worker offers: its identity and the binary that has it.
+#[derive(Clone, Debug)]
+pub struct LocalToolchain {
+    /// Exact identity, as advertised.
+    pub toolchain: Toolchain,
+    /// Resolved binary.
+    pub path: PathBuf,
+}
+
+/// Compiler flags that would make a worker load code or read files of the requester's choosing.
+const FORBIDDEN_FLAG_PREFIXES: &[&str] = &[
+    "-fplugin",
+    "-B",
+    "-wrapper",
+    "-specs",
+    "--specs",
+    "-load",
+    "-Xclang",
+    "-Xlinker",
+    "-Wl,",
+    "-fprofile-use",
+    "-fprofile-generate",
+    "-fauto-profile",
+    "-include",
+    "-imacros",
+    "--sysroot",
+    "-isysroot",
+    "-I",
+    "-L",
+    "-save-temps",
+    "-dumpdir",
+    "-fdump",
+    "-o/",
+    "-x-",
+];
+
+/// Checks that `args` (without the compiler) only compile files inside the work dir.
+pub fn validate_compile_args(args: &[String]) -> Result<(), String> {
+    for a in args {
+        if a.starts_with('@') {
+            return Err(format!("response files are not accepted: {a:?}"));
+        }
+        if let Some(p) = FORBIDDEN_FLAG_PREFIXES.iter().find(|p| a.starts_with(*p)) {
+            return Err(format!(
+                "flag {a:?} is not accepted by workers (matches {p:?})"
+            ));
+        }
+        if a.starts_with('/') || a.contains("../") {
+            return Err(format!(
+                "argument {a:?} names a path outside the work directory"
+            ));
+        }
+    }
+    if !args.iter().any(|a| a == "-c") {
+        return Err("only compile-only (-c) invocations are accepted".into());
+    }
+    Ok(())
+}
+
+/// Shared state of one worker.
+pub struct WorkerState {
+    /// This worker's advertised identity.
+    pub info: WorkerInfo,
+    executor: Arc<dyn Executor>,
+    toolchains: Vec<LocalToolchain>,
+    slots: Arc<Semaphore>,
+    task_timeout: Duration,
+    metrics: Arc<WorkerMetrics>,
+}
+
+impl WorkerState {
+    /// A worker with `slots` concurrent tasks, each capped at `task_timeout`.
+    pub fn new(
+        id: WorkerId,
+        advertise_addr: String,
+        slots: u32,
+        task_timeout: Duration,
+        executor: Arc<dyn Executor>,
+        toolchains: Vec<LocalToolchain>,
+        metrics: Arc<WorkerMetrics>,
+    ) -> Arc<Self> {
+        let mut capabilities = Capabilities::of_this_host(slots);
+        capabilities.toolchains = toolchains.iter().map(|t| t.toolchain.clone()).collect();
+        capabilities.executors = vec![executor.kind().to_owned()];
+        metrics.slots.set(i64::from(slots));
+        Arc::new(Self {
+            info: WorkerInfo {
+                id,
+                addr: advertise_addr,
+                capabilities,
+                protocol_version: PROTOCOL_VERSION,
+                source: DiscoverySource::Registration,
+            },
+            executor,
+            toolchains,
+            slots: Arc::new(Semaphore::new(slots as usize)),
+            task_timeout,
+            metrics,
+        })
+    }
+
+    /// Tasks running now.
+    pub fn in_flight(&self) -> u32 {
+        self.info.capabilities.slots - self.slots.available_permits() as u32
+    }
+
+    fn resolve(&self, wanted: &Toolchain) -> Option<&LocalToolchain> {
+        self.toolchains.iter().find(|t| t.toolchain.matches(wanted))
+    }
+
+    /// Runs one request: validation, slot, toolchain pinning, deadline, metrics and logs.
+    async fn execute(&self, req: pb::ExecuteRequest) -> Result<pb::ExecuteResponse, Status> {
+        check_version(req.protocol_version, "coordinator")?;
+        let wire = req
+            .spec
+            .ok_or_else(|| Status::invalid_argument("malformed message: missing field spec"))?;
+        let mut spec = TaskSpec::try_from(wire)?;
+        let failure = |kind: pb::task_failure::Kind, message: String| pb::ExecuteResponse {
+            worker_id: self.info.id.to_string(),
+            result: Some(pb::execute_response::Result::Failure(pb::TaskFailure {
+                kind: kind as i32,
+                message,
+            })),
+        };
+        let Some(wanted) = req.toolchain.map(Toolchain::from) else {
+            return Ok(failure(
+                pb::task_failure::Kind::InvalidSpec,
+                "compile workers only run tasks that name a toolchain".into(),
+            ));
+        };
+        let Some(local) = self.resolve(&wanted) else {
+            return Ok(failure(
+                pb::task_failure::Kind::ToolchainUnavailable,
+                format!(
+                    "no toolchain {} {} for {} on worker {}",
+                    wanted.name, wanted.version, wanted.target, self.info.id
+                ),
+            ));
+        };
+        if let Err(e) = validate_compile_args(&spec.command[1..]) {
+            return Ok(failure(pb::task_failure::Kind::InvalidSpec, e));
+        }
+        spec.command[0] = local.path.to_string_lossy().into_owned();
+        spec.timeout = spec.timeout.min(self.task_timeout);
+        // Wait for a slot, but never past the task's own deadline.
+        let permit =
+            match tokio::time::timeout(spec.timeout, self.slots.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    return Ok(failure(
+                        pb::task_failure::Kind::Overloaded,
+                        format!(
+                            "worker {} had no free slot within {:?}",
+                            self.info.id, spec.timeout
+                        ),
+                    ));
+                }
+            };
+        self.metrics.in_flight.inc();
+        let task_id = spec.id.clone();
+        info!(task_id = %task_id, worker = %self.info.id, compiler = %wanted.name, "task started");
+        let started = Instant::now();
+        // Dropping this future (the coordinator went away) cancels and kills the task.
+        let cancel = CancellationToken::new();
+        let _guard = cancel.clone().drop_guard();
+        let result = self.executor.execute(spec, cancel).await;
+        drop(permit);
+        self.metrics.in_flight.dec();
+        let duration = started.elapsed();
+        self.metrics.task_seconds.observe(duration.as_secs_f64());
+        let outcome = match result {
+            Ok(out) => {
+                let label = if out.success() {
+                    "success"
+                } else {
+                    "compile_error"
+                };
+                self.metrics
+                    .tasks
+                    .get_or_create(&vec![("result", label.to_owned())])
+                    .inc();
+                info!(task_id = %task_id, duration = ?duration, success = out.success(), exit_code = out.exit_code, "task completed");
+                pb::execute_response::Result::Output(out.into())
+            }
+            Err(e) => {
+                let f = exec_error_to_failure(&e);
+                let label = hybridgrid_transport::failure_kind_name(f.kind);
+                self.metrics
+                    .tasks
+                    .get_or_create(&vec![("result", label.to_owned())])
+                    .inc();
+                log_exec_error(&task_id.to_string(), duration, &e);
+                pb::execute_response::Result::Failure(f)
+            }
+        };
+        Ok(pb::ExecuteResponse {
+            worker_id: self.info.id.to_string(),
+            result: Some(outcome),
+        })
+    }
+}
+
+fn log_exec_error(task_id: &str, duration: Duration, e: &ExecError) {
+    warn!(task_id, duration = ?duration, success = false, error = %e, "task completed");
+}
+
+/// The tonic service wrapper.
+#[derive(Clone)]
+pub struct WorkerService(pub Arc<WorkerState>);
+
+#[tonic::async_trait]
+impl worker_server::Worker for WorkerService {
+    async fn info(
+        &self,
+        req: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::WorkerInfo>, Status> {
+        check_version(req.into_inner().protocol_version, "coordinator")?;
+        Ok(Response::new(self.0.info.clone().into()))
+    }
+
+    async fn execute(
+        &self,
+        req: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResponse>, Status> {
+        self.0.execute(req.into_inner()).await.map(Response::new)
+    }
+}
+
+/// Registers with the coordinator at `coordinator`, then heartbeats; registers again whenever the
+/// coordinator forgets the worker (it restarted) or cannot be reached. Runs until `stop` fires.
+pub async fn registration_loop(
+    state: Arc<WorkerState>,
+    coordinator: String,
+    stop: CancellationToken,
+) {
+    let url = format!("http://{coordinator}");
+    let mut backoff = Duration::from_millis(200);
+    'outer: while !stop.is_cancelled() {
+        let client = async {
+            let ch = tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| e.to_string())?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(pb::coordinator_client::CoordinatorClient::new(ch))
+        }
+        .await;
+        let mut client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(coordinator = %coordinator, error = %e, "coordinator unreachable, will retry");
+                tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.cancelled() => break }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let reg = client
+            .register(pb::RegisterRequest {
+                protocol_version: PROTOCOL_VERSION,
+                worker: Some(state.info.clone().into()),
+            })
+            .await;
+        let interval = match reg {
+            Ok(r) => {
+                let r = r.into_inner();
+                info!(coordinator = %coordinator, coordinator_id = %r.coordinator_id, "registered with coordinator");
+                backoff = Duration::from_millis(200);
+                Duration::from_millis(r.heartbeat_interval_ms.clamp(100, 60_000))
+            }
+            Err(e) => {
+                warn!(coordinator = %coordinator, error = %e.message(), "registration refused, will retry");
+                tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.cancelled() => break }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            tokio::select! { _ = tokio::time::sleep(interval) => {}, _ = stop.cancelled() => break 'outer }
+            let hb = client
+                .heartbeat(pb::HeartbeatRequest {
+                    protocol_version: PROTOCOL_VERSION,
+                    worker_id: state.info.id.to_string(),
+                    in_flight: state.in_flight(),
+                })
+                .await;
+            match hb {
+                Ok(r) if r.get_ref().known => {}
+                Ok(_) => {
+                    info!(coordinator = %coordinator, "coordinator does not know this worker, registering again");
+                    continue 'outer;
+                }
+                Err(e) => {
+                    warn!(coordinator = %coordinator, error = %e.message(), "heartbeat failed, reconnecting");
+                    continue 'outer;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn compile_args_are_checked() {
+        assert!(validate_compile_args(&args("-x cpp-output -O2 -c src.i -o out.o")).is_ok());
+        assert!(
+            validate_compile_args(&args("-O2 src.i -o out"))
+                .unwrap_err()
+                .contains("-c")
+        );
+        assert!(
+            validate_compile_args(&args("-fplugin=x.so -c a.i"))
+                .unwrap_err()
+                .contains("-fplugin")
+        );
+        assert!(
+            validate_compile_args(&args("-c /etc/passwd"))
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(validate_compile_args(&args("-c a.i -o ../x.o")).is_err());
+        assert!(validate_compile_args(&args("@rsp -c a.i")).is_err());
+    }
+}
