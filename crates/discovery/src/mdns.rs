@@ -16,6 +16,7 @@ use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The DNS-SD service type hybridgrid workers announce.
 pub const SERVICE_TYPE: &str = "_hybridgrid._tcp.local.";
@@ -74,14 +75,26 @@ impl MdnsAnnouncer {
     }
 }
 
+/// How long dropping an announcer waits for mdns-sd to send the goodbye, and then to stop.
+const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+
 impl Drop for MdnsAnnouncer {
+    /// Sends the goodbye (so browsers see the worker leave at once rather than when its record
+    /// expires) and stops the daemon, blocking up to a few seconds.
     fn drop(&mut self) {
-        if let Err(error) = self.daemon.unregister(&self.fullname) {
-            tracing::debug!(%error, fullname = %self.fullname, "mDNS unregister");
+        match self.daemon.unregister(&self.fullname) {
+            Ok(done) => {
+                if done.recv_timeout(GOODBYE_WAIT).is_err() {
+                    tracing::debug!(fullname = %self.fullname, "mDNS goodbye not confirmed");
+                }
+            }
+            Err(error) => tracing::debug!(%error, fullname = %self.fullname, "mDNS unregister"),
         }
-        // Commands run in order on the daemon thread: the goodbye goes out before it stops.
-        if let Err(error) = self.daemon.shutdown() {
-            tracing::debug!(%error, "mDNS daemon shutdown");
+        match self.daemon.shutdown() {
+            Ok(done) => {
+                let _ = done.recv_timeout(GOODBYE_WAIT);
+            }
+            Err(error) => tracing::debug!(%error, "mDNS daemon shutdown"),
         }
     }
 }
