@@ -204,6 +204,10 @@ static TABLE: &[Spec] = &[
     ("-fmodule", Prefix, Refuse),
     ("-fmodules", Prefix, Refuse),
     ("-fdirectives-only", Flag, Refuse),
+    // LTO objects record the compile options (the worker's differ); without the working-directory
+    // marker the worker cannot restore DW_AT_comp_dir.
+    ("-flto", Prefix, Refuse),
+    ("-fno-working-directory", Flag, Refuse),
     ("-fpreprocessed", Flag, Refuse),
     ("-fpch-preprocess", Flag, Refuse),
     ("-gsplit-dwarf", Flag, Refuse),

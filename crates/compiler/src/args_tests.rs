@@ -119,6 +119,12 @@ fn local_reasons() {
         (&["-c", "foo.c", "-Xpreprocessor", "-M"], flag("-M")),
         (&["-c", "foo.c", "-Xclang", "-load"], flag("-load")),
         (&["-c", "foo.c", "-v"], flag("-v")),
+        (&["-c", "foo.c", "-flto"], flag("-flto")),
+        (&["-c", "foo.c", "-flto=auto"], flag("-flto=auto")),
+        (
+            &["-c", "foo.c", "-fno-working-directory"],
+            flag("-fno-working-directory"),
+        ),
         (&["-c", "foo.c", "-o"], MissingValue("-o".into())),
         (&["-c", "foo.c", "-MF"], MissingValue("-MF".into())),
     ];

@@ -27,6 +27,7 @@
 //! The pieces: [`parse`] → [`Invocation`] (a [`CompileJob`] or a [`LocalReason`]);
 //! [`CompileJob::preprocess_args`], [`CompileJob::remote_command`] (exact) and
 //! [`CompileJob::remote_args`] (simple, see its caveat), [`CompileJob::cache_relevant_args`];
+//! [`expand_response_files`] for `@file` arguments (which [`parse`] alone runs locally);
 //! [`probe_toolchain`] and [`CompilerKind::detect`] for toolchain identity.
 //!
 //! Features: none. GCC is the verified compiler; clang's argument syntax is accepted, but clang
@@ -37,9 +38,11 @@ mod family;
 mod job;
 mod probe;
 mod remote;
+mod response;
 
 pub use args::{Invocation, LocalReason, parse, parse_for};
 pub use family::{CompilerKind, UnknownCompiler};
 pub use job::{ColorMode, CompileJob, Depfile, Language};
 pub use probe::{ProbeError, probe_toolchain};
 pub use remote::{RemoteCommand, RemoteError};
+pub use response::{ResponseFileError, expand_response_files};

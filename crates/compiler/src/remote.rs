@@ -3,14 +3,15 @@
 
 use crate::job::{CompileJob, remap};
 use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Everything a worker needs to run one exact remote compile (see [`CompileJob::remote_command`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteCommand {
-    /// Working directory for the compiler (inside the worker directory; create it).
+    /// Working directory for the compiler: `worker_dir/cwd` (create it; keep it empty).
     pub cwd: PathBuf,
-    /// Where to write [`RemoteCommand::input`] (inside the worker directory; create its parents).
+    /// Where to write [`RemoteCommand::input`]: `worker_dir/in/<source file name>` (create its
+    /// parent).
     pub input_path: PathBuf,
     /// The text to compile: the preprocessed text minus GCC's working-directory marker and its
     /// predefined-macro block (the worker's compiler predefines them again).
@@ -29,6 +30,10 @@ pub enum RemoteError {
     /// The worker directory must be absolute (and canonical: no symlinks).
     #[error("worker directory `{0}` is not absolute")]
     RelativeWorkerDir(PathBuf),
+    /// Debug info is on but the preprocessed text has no working-directory line marker
+    /// (`# 1 "<cwd>//"`): it was not produced by [`CompileJob::preprocess_args`].
+    #[error("preprocessed text lacks the working-directory line marker that debug info needs")]
+    MissingWorkingDir,
 }
 
 impl CompileJob {
@@ -36,13 +41,15 @@ impl CompileJob {
     /// output of `cc <`[`CompileJob::preprocess_args`]`>` on the client), in the empty, canonical
     /// worker directory `worker_dir`, writing the object to `worker_dir/out.o`.
     ///
-    /// The worker recreates the client's view: it writes the text at the source's relative path
-    /// under a working directory deep enough for its `..` components (an absolute source goes
-    /// under `worker_dir/abs`), compiles it as ordinary C/C++ (`-x c`, `-nostdinc`: every include
-    /// is already inlined) with the same flags, and maps its own directories back to the client's
-    /// with `-fdebug-prefix-map`/`-fmacro-prefix-map` (composed with the user's own maps). GCC
-    /// leaves those flags and `-nostdinc` out of `DW_AT_producer`, so the object is byte-identical,
-    /// debug info included. The worker may call [`crate::parse`] on the client's original
+    /// The worker compiles the text as ordinary C/C++ (`-x c`, `-nostdinc`: every include is
+    /// already inlined, and the line markers name the client's files) with the same
+    /// code-generation flags, and maps its own paths back to the client's with
+    /// `-fdebug-prefix-map`/`-fmacro-prefix-map` (composed with the user's own maps): the input
+    /// file to the source path as given, its working directory to the client's (recorded by GCC in
+    /// the text). GCC leaves those flags and `-nostdinc` out of `DW_AT_producer`, so the object is
+    /// byte-identical, debug info included. Diagnostics name the client's files and lines too;
+    /// only the quoted source excerpts under them are missing, because the worker does not have
+    /// the client's files. The worker may call [`crate::parse`] on the client's original
     /// arguments to get the same job.
     pub fn remote_command(
         &self,
@@ -55,31 +62,25 @@ impl CompileJob {
         let (input, client_wd) = strip_markers(preprocessed);
         let debug_maps = self.prefix_maps(false);
         let macro_maps = self.prefix_maps(true);
-        let mut extra: Vec<OsString> = Vec::new();
-        let (cwd, input_path, input_arg) = if self.source.is_absolute() {
-            let cwd = worker_dir.join("cwd");
-            let rel = self.source.strip_prefix("/").unwrap_or(&self.source);
-            let path = worker_dir.join("abs").join(rel);
-            let client = self.source.as_os_str();
-            extra.push(map_flag(
+        let cwd = worker_dir.join("cwd");
+        let file_name = self
+            .source
+            .file_name()
+            .map_or_else(|| OsString::from("source"), |f| f.to_owned());
+        let input_path = worker_dir.join("in").join(file_name);
+        let client = self.source.as_os_str();
+        let mut extra = vec![
+            map_flag(
                 "-fdebug-prefix-map=",
-                &path,
+                &input_path,
                 &remap(&debug_maps, client),
-            ));
-            extra.push(map_flag(
+            ),
+            map_flag(
                 "-fmacro-prefix-map=",
-                &path,
+                &input_path,
                 &remap(&macro_maps, client),
-            ));
-            (cwd, path.clone(), path.into_os_string())
-        } else {
-            let mut cwd = worker_dir.join("cwd");
-            for _ in 0..escape_depth(&self.source) {
-                cwd.push("d");
-            }
-            let path = cwd.join(&self.source);
-            (cwd, path, self.source.clone().into_os_string())
-        };
+            ),
+        ];
         if let Some(wd) = client_wd {
             extra.push(map_flag(
                 "-fdebug-prefix-map=",
@@ -91,7 +92,7 @@ impl CompileJob {
         let mut args: Vec<OsString> = self.remote_codegen_words().cloned().collect();
         args.extend(extra);
         args.extend(["-nostdinc", "-c", "-x", self.language.as_str()].map(OsString::from));
-        args.push(input_arg);
+        args.push(input_path.clone().into_os_string());
         args.push("-o".into());
         args.push(output.clone().into_os_string());
         Ok(RemoteCommand {
@@ -111,21 +112,6 @@ fn map_flag(flag: &str, old: &Path, new: &std::ffi::OsStr) -> OsString {
     s.push("=");
     s.push(new);
     s
-}
-
-/// How many directories above its working directory a relative path reaches (`../../a.c` → 2).
-fn escape_depth(path: &Path) -> usize {
-    let mut level: isize = 0;
-    let mut lowest: isize = 0;
-    for c in path.components() {
-        match c {
-            Component::ParentDir => level -= 1,
-            Component::Normal(_) => level += 1,
-            _ => {}
-        }
-        lowest = lowest.min(level);
-    }
-    lowest.unsigned_abs()
 }
 
 /// Removes GCC's working-directory marker (`# 1 "/cwd//"`, second line, present with debug info)
@@ -180,20 +166,6 @@ fn os_from_bytes(b: &[u8]) -> OsString {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_depths() {
-        for (p, d) in [
-            ("foo.c", 0),
-            ("src/foo.c", 0),
-            ("../foo.c", 1),
-            ("../../src/foo.c", 2),
-            ("a/../../b.c", 1),
-            ("./x/./y.c", 0),
-        ] {
-            assert_eq!(escape_depth(Path::new(p)), d, "{p}");
-        }
-    }
 
     #[test]
     fn strips_working_dir_and_builtins() {

@@ -5,7 +5,7 @@
 
 use hybridgrid_compiler::{CompileJob, CompilerKind, Invocation, parse_for};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const HEADER: &str = r#"#ifndef H_H
@@ -65,6 +65,29 @@ fn run(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
+fn stderr_of(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("spawn compiler");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stderr
+}
+
+/// Diagnostics without GCC's source excerpt lines (`    5 | int x;` and `      |     ^~~`).
+fn without_excerpts(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
+            !t[digits..].trim_start().starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
@@ -99,7 +122,7 @@ fn check(case: Case) -> CompileJob {
     let dep = job.depfile().map(|d| cwd.join(&d.path));
 
     // 1. Plain local build.
-    run(Command::new(case.driver).args(&args).current_dir(&cwd));
+    let plain_err = stderr_of(Command::new(case.driver).args(&args).current_dir(&cwd));
     let plain_obj = read(&obj);
     let plain_dep = dep.as_ref().map(|d| read(d));
     std::fs::remove_file(&obj).unwrap();
@@ -108,9 +131,17 @@ fn check(case: Case) -> CompileJob {
     }
 
     // 2. Preprocess on the client: same depfile, and no object.
-    let text = run(Command::new(case.driver)
+    let pre = Command::new(case.driver)
         .args(job.preprocess_args())
-        .current_dir(&cwd));
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(
+        pre.status.success(),
+        "preprocess failed: {}",
+        String::from_utf8_lossy(&pre.stderr)
+    );
+    let text = pre.stdout;
     assert!(!obj.exists(), "preprocessing wrote the object");
     if let (Some(d), Some(want)) = (&dep, &plain_dep) {
         let got = read(d);
@@ -141,10 +172,13 @@ fn check(case: Case) -> CompileJob {
         cmd.args,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.stderr.is_empty(),
-        "remote compile printed diagnostics the plain one did not: {}",
-        String::from_utf8_lossy(&out.stderr)
+    // Diagnostics: the local preprocessing reports the directive warnings, the worker the rest,
+    // with the client's file names and line:column; only the quoted source excerpts are missing.
+    let split = [pre.stderr.clone(), out.stderr.clone()].concat();
+    assert_eq!(
+        without_excerpts(&split),
+        without_excerpts(&plain_err),
+        "diagnostics differ"
     );
     let remote_obj = read(&cmd.output);
     assert!(
@@ -428,8 +462,94 @@ fn c_explicit_language_on_odd_extension() {
     });
 }
 
-/// The root of `p` as a `PathBuf` (keeps `Path` imported for helpers above).
-#[allow(dead_code)]
-fn _unused(p: &Path) -> PathBuf {
-    p.to_owned()
+const WARN_SRC: &str = r#"#include "h.h"
+#warning "generated file is stale"
+#if UNDEFINED_THING
+#endif
+int g(int x) { int unused; return twice(x) + SQ(x) + 1; }
+"#;
+
+#[test]
+fn c_diagnostics_are_reported_once_with_client_names() {
+    check(Case {
+        driver: "gcc",
+        files: vec![("inc/h.h", HEADER), ("src/warn.c", WARN_SRC)],
+        cwd: "",
+        args: vec![
+            "-c",
+            "-g",
+            "-O2",
+            "-Wall",
+            "-Wundef",
+            "-Iinc",
+            "src/warn.c",
+            "-o",
+            "obj/w.o",
+        ],
+    });
+    check(Case {
+        driver: "gcc",
+        files: vec![("inc/h.h", HEADER), ("src/warn.c", WARN_SRC)],
+        cwd: "build",
+        args: vec!["-c", "-Wall", "-I{root}/inc", "{root}/src/warn.c"],
+    });
+}
+
+/// Negative controls: the comparison does see the differences the exact path avoids.
+#[test]
+fn differences_are_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    std::fs::create_dir_all(root.join("inc")).unwrap();
+    std::fs::write(root.join("inc/h.h"), HEADER).unwrap();
+    std::fs::write(root.join("foo.c"), C_SRC).unwrap();
+    let args: Vec<OsString> = ["-c", "-O2", "-g", "-Iinc", "foo.c", "-o", "plain.o"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    let Invocation::Distributable(job) = parse_for(CompilerKind::Gcc, &args) else {
+        panic!()
+    };
+    run(Command::new("gcc").args(&args).current_dir(&root));
+    let plain = read(&root.join("plain.o"));
+    let text = run(Command::new("gcc")
+        .args(job.preprocess_args())
+        .current_dir(&root));
+
+    // `remote_args` with debug info: DW_AT_producer also lists -fdirectives-only.
+    let w = root.join("w");
+    std::fs::create_dir_all(&w).unwrap();
+    std::fs::write(w.join("in.i"), &text).unwrap();
+    run(Command::new("gcc")
+        .args(job.remote_args("in.i", "out.o"))
+        .current_dir(&w));
+    let simple = read(&w.join("out.o"));
+    assert_ne!(simple, plain);
+    let needle = b"-fdirectives-only";
+    assert!(simple.windows(needle.len()).any(|w| w == needle));
+
+    // The exact command without its working-directory map: DW_AT_comp_dir is the worker's.
+    let cmd = job.remote_command(&text, &root.join("x")).unwrap();
+    std::fs::create_dir_all(&cmd.cwd).unwrap();
+    std::fs::create_dir_all(cmd.input_path.parent().unwrap()).unwrap();
+    std::fs::write(&cmd.input_path, &cmd.input).unwrap();
+    let cwd_map = format!("-fdebug-prefix-map={}=", cmd.cwd.display());
+    let args: Vec<&OsString> = cmd
+        .args
+        .iter()
+        .filter(|a| !a.to_string_lossy().starts_with(&cwd_map))
+        .collect();
+    assert_eq!(args.len() + 1, cmd.args.len());
+    run(Command::new("gcc")
+        .args(args)
+        .current_dir(&cmd.cwd)
+        .envs(cmd.env.clone()));
+    assert_ne!(read(&cmd.output), plain);
+
+    // With the map, identical.
+    run(Command::new("gcc")
+        .args(&cmd.args)
+        .current_dir(&cmd.cwd)
+        .envs(cmd.env.clone()));
+    assert_eq!(read(&cmd.output), plain);
 }
