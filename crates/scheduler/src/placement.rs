@@ -156,6 +156,8 @@ struct Inner {
     toolchain_ids: HashMap<Toolchain, usize>,
     by_toolchain: Vec<Vec<Candidate>>,
     all: Vec<Candidate>,
+    /// Counters of removed workers that still have tasks in flight, reused if they return.
+    retired: HashMap<WorkerId, Arc<Load>>,
 }
 
 fn intern(table: &mut Vec<String>, s: &str) -> u16 {
@@ -202,8 +204,10 @@ impl Inner {
     /// Rebuilds every index from `entries` (after a removal or a change of capabilities).
     fn reindex(&mut self) {
         let entries = std::mem::take(&mut self.entries);
+        let retired = std::mem::take(&mut self.retired);
         *self = Inner {
             entries,
+            retired,
             ..Inner::default()
         };
         for idx in 0..self.entries.len() {
@@ -309,8 +313,9 @@ impl Registry {
         &self.breaker
     }
 
-    /// Adds a worker, or replaces its address and capabilities. Its counters, speed and circuit are
-    /// kept across updates (and its circuit across removal and return).
+    /// Adds a worker, or replaces its address and capabilities. Its counters and speed are kept
+    /// across updates (and across removal and return while tasks placed on it are still running);
+    /// its circuit is kept always.
     pub fn upsert_worker(&self, info: WorkerInfo) {
         let mut inner = self.inner.write();
         match inner.by_id.get(&info.id).copied() {
@@ -325,14 +330,23 @@ impl Registry {
                 inner.reindex();
             }
             None => {
-                let load = Arc::new(Load {
-                    in_flight: AtomicU32::new(0),
-                    slots: AtomicU32::new(info.capabilities.slots),
-                    ewma_nanos: AtomicU64::new(0),
-                    done: AtomicU64::new(0),
-                    failed: AtomicU64::new(0),
-                    circuit: self.breaker.circuit(info.id.as_str()),
-                });
+                inner
+                    .retired
+                    .retain(|_, l| l.in_flight.load(Ordering::Acquire) > 0);
+                let load = match inner.retired.remove(&info.id) {
+                    Some(load) => {
+                        load.slots.store(info.capabilities.slots, Ordering::Release);
+                        load
+                    }
+                    None => Arc::new(Load {
+                        in_flight: AtomicU32::new(0),
+                        slots: AtomicU32::new(info.capabilities.slots),
+                        ewma_nanos: AtomicU64::new(0),
+                        done: AtomicU64::new(0),
+                        failed: AtomicU64::new(0),
+                        circuit: self.breaker.circuit(info.id.as_str()),
+                    }),
+                };
                 let idx = inner.entries.len();
                 inner.by_id.insert(info.id.clone(), idx);
                 inner.entries.push(Arc::new(Entry { info, load }));
@@ -341,13 +355,22 @@ impl Registry {
         }
     }
 
-    /// Forgets a worker; tasks already placed on it finish normally. Returns whether it was known.
+    /// Forgets a worker; tasks already placed on it finish normally (and still hold their slots
+    /// should it return before they end). Returns whether it was known.
     pub fn remove_worker(&self, id: &WorkerId) -> bool {
         let mut inner = self.inner.write();
         let Some(idx) = inner.by_id.remove(id) else {
             return false;
         };
-        inner.entries.swap_remove(idx);
+        let gone = inner.entries.swap_remove(idx);
+        inner
+            .retired
+            .retain(|_, l| l.in_flight.load(Ordering::Acquire) > 0);
+        if gone.load.in_flight.load(Ordering::Acquire) > 0 {
+            inner
+                .retired
+                .insert(gone.info.id.clone(), gone.load.clone());
+        }
         inner.reindex();
         true
     }

@@ -247,6 +247,22 @@ fn upsert_keeps_counters_and_remove_forgets() {
 }
 
 #[test]
+fn a_returning_worker_still_counts_its_running_tasks() {
+    let (_, r) = registry();
+    r.upsert_worker(worker("w", "x86_64", 2, vec![gcc("12.2.0", "")]));
+    let held = r.place(&req()).unwrap();
+    r.remove_worker(&WorkerId::new("w"));
+    r.upsert_worker(worker("w", "x86_64", 2, vec![gcc("12.2.0", "")]));
+    assert_eq!(r.snapshot()[0].in_flight, 1);
+    let second = r.place(&req()).unwrap();
+    assert_eq!(r.place(&req()).unwrap_err(), NoPlacement::AllBusy);
+    held.complete(Outcome::Success, Duration::from_millis(3));
+    drop(second);
+    let s = &r.snapshot()[0];
+    assert_eq!((s.in_flight, s.done), (0, 1));
+}
+
+#[test]
 fn removal_keeps_the_rest_indexed() {
     let (_, r) = registry();
     for i in 0..10 {
