@@ -7,6 +7,8 @@ use hybridgrid_core::{CancellationToken, Discovery, WorkerEvent, WorkerId, Worke
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Who vouches for a worker: a source added with [`DiscoveryHub::add_source`] (by index) or a
 /// direct registration.
@@ -57,6 +59,8 @@ type Claims = BTreeMap<Claimant, (u64, WorkerInfo)>;
 #[derive(Debug, Default)]
 struct HubInner {
     fanout: Fanout,
+    /// When each registered worker last registered (for [`DiscoveryHub::with_registration_ttl`]).
+    registered: Mutex<BTreeMap<WorkerId, Instant>>,
     /// Per worker, what each claimant last reported, with a sequence number to find the latest.
     claims: Mutex<BTreeMap<WorkerId, Claims>>,
     seq: Mutex<(u64, usize)>,
@@ -99,6 +103,22 @@ impl HubInner {
         }
     }
 
+    /// Deregisters the workers whose last registration is `ttl` old.
+    fn expire(&self, ttl: Duration) {
+        let now = Instant::now();
+        let mut registered = self.registered.lock();
+        let stale: Vec<WorkerId> = registered
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) >= ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            tracing::info!(worker = %id, ?ttl, "worker registration expired");
+            registered.remove(&id);
+            self.down(Claimant::Registration, &id);
+        }
+    }
+
     fn withdraw_all(&self, by: Claimant) {
         let ids: Vec<WorkerId> = self
             .claims
@@ -114,9 +134,28 @@ impl HubInner {
 }
 
 impl DiscoveryHub {
-    /// An empty hub.
+    /// An empty hub. Registrations last until [`DiscoveryHub::deregister`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty hub whose registrations expire: a worker that has not registered again (its
+    /// heartbeat) within `ttl` is deregistered. Must be called inside a Tokio runtime; the sweep
+    /// runs every `ttl / 4` until the hub is dropped.
+    pub fn with_registration_ttl(ttl: Duration) -> Self {
+        let hub = Self::new();
+        let inner = hub.inner.clone();
+        let stop = hub.stop.clone();
+        let every = (ttl / 4).max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(every) => inner.expire(ttl),
+                }
+            }
+        });
+        hub
     }
 
     /// Follows `source` from now on (its replay of known workers included). Must be called inside
@@ -151,14 +190,20 @@ impl DiscoveryHub {
     }
 
     /// A worker registered itself (or re-registered with new capabilities).
+    ///
+    /// Registering again renews the registration (see [`DiscoveryHub::with_registration_ttl`]).
     pub fn register(&self, info: WorkerInfo) {
         tracing::debug!(worker = %info.id, addr = %info.addr, "worker registered");
+        let mut registered = self.inner.registered.lock();
+        registered.insert(info.id.clone(), Instant::now());
         self.inner.up(Claimant::Registration, info);
     }
 
     /// A registered worker left (or its registration expired).
     pub fn deregister(&self, id: &WorkerId) {
         tracing::debug!(worker = %id, "worker deregistered");
+        let mut registered = self.inner.registered.lock();
+        registered.remove(id);
         self.inner.down(Claimant::Registration, id);
     }
 

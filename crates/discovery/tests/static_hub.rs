@@ -300,3 +300,36 @@ async fn hub_withdraws_a_source_whose_stream_ends() {
     hub.deregister(&WorkerId::new("never-registered"));
     nothing_pending(&mut events);
 }
+
+#[tokio::test(start_paused = true)]
+async fn hub_registrations_expire_without_heartbeat() {
+    let ttl = Duration::from_secs(30);
+    let hub = DiscoveryHub::with_registration_ttl(ttl);
+    let mut events = hub.watch();
+    hub.register(info("h1", 1));
+    assert_eq!(next(&mut events).await, WorkerEvent::Up(info("h1", 1)));
+
+    // Heartbeats (registering again) every 10 s keep it for well past the TTL.
+    for _ in 0..6 {
+        tokio::time::advance(Duration::from_secs(10)).await;
+        hub.register(info("h1", 1));
+    }
+    tokio::task::yield_now().await;
+    nothing_pending(&mut events);
+
+    // Silence: the registration expires (virtual time runs on while the test waits).
+    let started = tokio::time::Instant::now();
+    let event = tokio::time::timeout(Duration::from_secs(600), events.next())
+        .await
+        .expect("expiry");
+    assert_eq!(event, Some(WorkerEvent::Down(WorkerId::new("h1"))));
+    assert!(
+        started.elapsed() >= ttl,
+        "expired after {:?}",
+        started.elapsed()
+    );
+
+    // A heartbeat after expiry brings it back.
+    hub.register(info("h1", 1));
+    assert_eq!(next(&mut events).await, WorkerEvent::Up(info("h1", 1)));
+}

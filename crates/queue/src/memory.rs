@@ -188,6 +188,13 @@ impl MemoryQueue {
     }
 }
 
+/// Lets the tokio scheduler run other tasks once this task has used up its budget: no call
+/// here ever waits on I/O, so a loop of them (say, claims with no wait on an empty queue) would
+/// otherwise hold its worker thread indefinitely.
+async fn cooperate() {
+    tokio::task::coop::consume_budget().await;
+}
+
 /// Decrements the sleeper count when a blocked claim wakes up or is dropped.
 struct Sleeping<'a>(&'a Shared);
 
@@ -200,6 +207,7 @@ impl Drop for Sleeping<'_> {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn enqueue(&self, work: NewWork) -> Result<Enqueued, QueueError> {
+        cooperate().await;
         if work.max_attempts == 0 {
             return Err(QueueError::Invalid(format!(
                 "max_attempts must be at least 1 (idempotency key {:?})",
@@ -216,6 +224,7 @@ impl Queue for MemoryQueue {
         lease: Duration,
         wait: Duration,
     ) -> Result<Option<Claim>, QueueError> {
+        cooperate().await;
         let (claim, _) = self.try_claim(worker, lease, false);
         if claim.is_some() || wait.is_zero() {
             return Ok(claim);
@@ -253,6 +262,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn ack(&self, token: &LeaseToken) -> Result<(), QueueError> {
+        cooperate().await;
         let (seq, attempt) = self.parse_token(token)?;
         self.with_state(|s, _, _| s.ack(seq, attempt))
             .ok_or_else(|| QueueError::LeaseLost {
@@ -261,6 +271,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn nack(&self, token: &LeaseToken, retry_after: Duration) -> Result<(), QueueError> {
+        cooperate().await;
         let (seq, attempt) = self.parse_token(token)?;
         self.with_state(|s, now, fx| s.nack(seq, attempt, retry_after, now, fx))
             .ok_or_else(|| QueueError::LeaseLost {
@@ -269,6 +280,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn extend(&self, token: &LeaseToken, by: Duration) -> Result<(), QueueError> {
+        cooperate().await;
         let (seq, attempt) = self.parse_token(token)?;
         self.with_state(|s, now, fx| s.extend(seq, attempt, by, now, fx))
             .ok_or_else(|| QueueError::LeaseLost {

@@ -1,5 +1,6 @@
 //! `MemoryQueue` passes the queue conformance suite, plus checks of memory-specific behaviour
 //! (manual clock, key reuse after ack, tokens from another queue, huge durations).
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use hybridgrid_core::clock::ManualClock;
 use hybridgrid_core::{
@@ -304,4 +305,106 @@ async fn cancelled_claim_loses_nothing() {
         .unwrap();
     assert_eq!(c.map(|c| c.payload), Some(bytes::Bytes::from_static(b"x")));
     assert_eq!(q.depths().await.unwrap().in_flight, 1);
+}
+
+/// A `MemoryQueue` with one behaviour broken, to show the suite catches it.
+#[derive(Clone, Copy, Debug)]
+enum Bug {
+    ClaimIgnoresWait,
+    LeasesNeverExpire,
+    NackIgnoresRetryAfter,
+    ExtendDoesNothing,
+    AckAcceptsStaleTokens,
+    IdempotencyKeysIgnored,
+    MaxAttemptsIgnored,
+}
+
+struct Mutant(MemoryQueue, Bug);
+
+#[async_trait::async_trait]
+impl Queue for Mutant {
+    async fn enqueue(&self, mut work: NewWork) -> Result<Enqueued, QueueError> {
+        match self.1 {
+            Bug::IdempotencyKeysIgnored => work.idempotency_key = None,
+            Bug::MaxAttemptsIgnored if work.max_attempts > 0 => work.max_attempts = 100,
+            _ => {}
+        }
+        self.0.enqueue(work).await
+    }
+    async fn claim(
+        &self,
+        worker: &WorkerId,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Option<hybridgrid_core::Claim>, QueueError> {
+        match self.1 {
+            Bug::ClaimIgnoresWait => self.0.claim(worker, lease, Duration::ZERO).await,
+            Bug::LeasesNeverExpire => self.0.claim(worker, Duration::MAX, wait).await,
+            _ => self.0.claim(worker, lease, wait).await,
+        }
+    }
+    async fn ack(&self, token: &LeaseToken) -> Result<(), QueueError> {
+        match (self.0.ack(token).await, self.1) {
+            (Err(QueueError::LeaseLost { .. }), Bug::AckAcceptsStaleTokens) => Ok(()),
+            (r, _) => r,
+        }
+    }
+    async fn nack(&self, token: &LeaseToken, retry_after: Duration) -> Result<(), QueueError> {
+        match self.1 {
+            Bug::NackIgnoresRetryAfter => self.0.nack(token, Duration::ZERO).await,
+            _ => self.0.nack(token, retry_after).await,
+        }
+    }
+    async fn extend(&self, token: &LeaseToken, by: Duration) -> Result<(), QueueError> {
+        match self.1 {
+            Bug::ExtendDoesNothing => Ok(()),
+            _ => self.0.extend(token, by).await,
+        }
+    }
+    async fn depths(&self) -> Result<Depths, QueueError> {
+        self.0.depths().await
+    }
+    async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<hybridgrid_core::DeadLetter>, QueueError> {
+        self.0.dead_letters(limit).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_catches_broken_queues() {
+    use futures::FutureExt;
+    let cases = [
+        (Bug::ClaimIgnoresWait, "empty_claim_waits_then_returns_none"),
+        (
+            Bug::LeasesNeverExpire,
+            "expired_lease_is_redelivered_exactly_once",
+        ),
+        (Bug::NackIgnoresRetryAfter, "nack_delays_visibility"),
+        (Bug::ExtendDoesNothing, "extend_keeps_lease"),
+        (Bug::AckAcceptsStaleTokens, "stale_lease_ack_is_rejected"),
+        (Bug::IdempotencyKeysIgnored, "duplicate_key_enqueues_once"),
+        (
+            Bug::MaxAttemptsIgnored,
+            "dead_letter_after_max_attempts_via_expiry",
+        ),
+    ];
+    let runs = cases.map(|(bug, check)| async move {
+        let suite = hybridgrid_testkit::queue::run_queue_suite(move || async move {
+            Arc::new(Mutant(MemoryQueue::new(), bug)) as Arc<dyn Queue>
+        });
+        let outcome = std::panic::AssertUnwindSafe(suite).catch_unwind().await;
+        let message = match outcome {
+            Ok(()) => String::new(),
+            Err(panic) => panic.downcast_ref::<String>().cloned().unwrap_or_default(),
+        };
+        (bug, check, message)
+    });
+    for (bug, check, message) in futures::future::join_all(runs).await {
+        assert!(
+            message.contains(&format!("\n{check}: ")),
+            "{bug:?}: expected the suite to fail {check}, got {message:?}"
+        );
+    }
 }

@@ -498,12 +498,14 @@ async fn enqueue_delay(q: Arc<dyn Queue>) -> Result<(), String> {
 async fn extend(q: Arc<dyn Queue>) -> Result<(), String> {
     let q = &*q;
     put_new(q, work("long-job").max_attempts(3)).await?;
-    let c = take_some(q, SHORT_LEASE, "the item").await?;
+    // 2 s, so that a busy machine does not let it lapse before the extend.
+    let lease = SHORT_LEASE * 2;
+    let c = take_some(q, lease, "the item").await?;
     let extended_to = Duration::from_secs(10);
     ok("extend", q.extend(&c.token, extended_to).await)?;
     let extended_at = Instant::now();
     // Wait well past the original lease: the extended lease must hold.
-    let wait = SHORT_LEASE * 2;
+    let wait = lease + SHORT_LEASE;
     if let Some(other) = take(q, LONG_LEASE, wait).await? {
         let at = extended_at.elapsed();
         if at < extended_to {
@@ -683,7 +685,11 @@ async fn concurrent(q: Arc<dyn Queue>) -> Result<(), String> {
                 while Instant::now() < deadline && lock().acked.len() < ITEMS {
                     let c = match q.claim(&worker(n), LONG_LEASE, EXPECT_NONE).await {
                         Ok(Some(c)) => c,
-                        Ok(None) => continue,
+                        // Yield, in case the backend returned without waiting.
+                        Ok(None) => {
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
                         Err(e) => {
                             lock()
                                 .problems
