@@ -19,6 +19,7 @@ const HELP: &str = "hgbuild: run a build through the hybridgrid compile farm
 usage:
   hgbuild <build tool> [args...]   e.g. hgbuild make -j16, hgbuild cmake --build build, hgbuild ninja
   hgbuild <compiler> [args...]     e.g. CC=\"hgbuild cc\"; compilers: cc gcc g++ c++ clang clang++ (or a path)
+  hgbuild demo                     start a coordinator and 2 workers here, build Lua through them
   hgbuild --stats                  how compiles were served (remote, fallbacks by reason, ...)
   hgbuild --jobs                   the parallelism the farm offers now
   hgbuild --help | --version
@@ -92,6 +93,7 @@ fn run() -> i32 {
             return 0;
         }
         Some("--stats") => return print_stats(),
+        Some("demo") => return demo(),
         Some("--jobs") => {
             let cfg = match load_config() {
                 Ok(c) => c,
@@ -176,7 +178,7 @@ fn build_mode(program: &OsStr, args: &[OsString]) -> i32 {
         Err(e) => return fail(&format!("cannot find hgbuild's own path: {e}")),
     };
     let n = jobs(&cfg);
-    match buildtool::run(&me, program, args, Some(n)) {
+    match buildtool::run(&me, program, args, Some(n), &[]) {
         Ok((code, totals)) => {
             eprintln!("{}", totals.summary());
             runtime().block_on(client::report_fallbacks(&cfg, &totals));
@@ -197,5 +199,26 @@ fn print_stats() -> i32 {
             0
         }
         Err(e) => fail(&format!("reading {}: {e}", log.display())),
+    }
+}
+
+fn demo() -> i32 {
+    hybridgrid_core::logging::init_logging(&hybridgrid_core::logging::LoggingConfig {
+        level: hybridgrid_core::logging::LogLevel::Warn,
+        ..Default::default()
+    });
+    let me = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("cannot find hgbuild's own path: {e}")),
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join("hybridgrid-demo");
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start async runtime: {e}")),
+    };
+    match rt.block_on(hybridgrid_farm::demo::run(workspace, &me, &out)) {
+        Ok(()) => 0,
+        Err(e) => fail(&e.to_string()),
     }
 }

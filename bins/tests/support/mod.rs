@@ -246,32 +246,7 @@ pub fn wait_workers_up(http: &str, n: usize) {
 
 /// The directory of a Lua release bundled by the `lua-src` crate, found through `cargo metadata`.
 pub fn lua_dir(version: &str) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
-    let pkg = meta["packages"]
-        .as_array()
-        .and_then(|p| p.iter().find(|p| p["name"] == "lua-src"))
-        .expect("lua-src is a dev-dependency of hybridgrid-bins");
-    let manifest = PathBuf::from(pkg["manifest_path"].as_str().expect("manifest_path"));
-    let root = manifest.parent().expect("crate dir").to_owned();
-    let dir = std::fs::read_dir(&root)
-        .expect("read lua-src dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("lua-{version}")))
-        })
-        .unwrap_or_else(|| panic!("no lua-{version}* in {}", root.display()));
-    dir
+    hybridgrid_farm::demo::lua_dir(Path::new(env!("CARGO_MANIFEST_DIR")), version).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Copies the `.c`/`.h` files of `from` into `to`; returns the `.c` stems, sorted.

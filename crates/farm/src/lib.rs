@@ -21,5 +21,6 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod coordinator;
+pub mod demo;
 pub mod metrics;
 pub mod worker;

@@ -63,13 +63,15 @@ pub fn has_jobs_flag(args: &[OsString]) -> bool {
     in_args || in_env
 }
 
-/// Runs `program args` under the wrapper; `jobs` is added as `-jN` to make/ninja when the user gave none.
+/// Runs `program args` under the wrapper, with `env` added; `jobs` is added as `-jN` to make/ninja
+/// when the user gave none.
 /// Returns the build's exit code and the totals of its compiles.
 pub fn run(
     wrapper: &Path,
     program: &OsStr,
     args: &[OsString],
     jobs: Option<u32>,
+    env: &[(&str, String)],
 ) -> Result<(i32, Totals), ClientError> {
     let masq = Masquerade::create(wrapper)?;
     let log = stats_log();
@@ -93,7 +95,8 @@ pub fn run(
     cmd.args(args)
         .env("PATH", new_path)
         .env(MASQUERADE_ENV, masq.dir())
-        .env(STATS_ENV, &log);
+        .env(STATS_ENV, &log)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let status = cmd.status().map_err(|source| ClientError::Spawn {
         program: program.to_string_lossy().into_owned(),
         source,
