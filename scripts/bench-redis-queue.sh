@@ -28,4 +28,4 @@ redis-benchmark -h "$HOST" -p "$PORT" -t lpush,rpop -n 100000 -c 1 -q | summary
 redis-cli -h "$HOST" -p "$PORT" del mylist >/dev/null
 
 echo "== RedisQueue (enqueue -> claim -> ack) =="
-cargo bench -p hybridgrid-benches --bench queue_redis 2>&1 | grep -E "queue_redis|time:|thrpt:|claimers|^ +[0-9]+ "
+cargo bench -p hybridgrid-benches --bench queue_redis 2>&1 | grep -vE "^(Benchmarking|Found|  [0-9]+ \()" 

@@ -1,0 +1,199 @@
+//! RedisQueue round trips against the real server at 127.0.0.1:6379 (or `HG_TEST_REDIS_URL`): one
+//! `enqueue` + `claim` + `ack` is one element, i.e. three `EVALSHA` round trips. Measured with one
+//! claimer on a current-thread runtime and with 8 concurrent claimer tasks on a multi-thread
+//! runtime (each enqueuing, claiming and acking in turn, so a task may claim another's item).
+//! Every sample uses a fresh key prefix, deleted afterwards (outside the timing).
+//!
+//! After the criterion groups it prints, per claimer count, items/s, Redis calls/s and the p50 /
+//! p99 latency of `claim` and of the whole round trip, over a fixed 3 s run.
+//! `scripts/bench-redis-queue.sh` runs this beside `redis-benchmark -t lpush,rpop` for the ceiling.
+//!
+//! Run: `cargo bench -p hybridgrid-benches --bench queue_redis`
+
+use criterion::{Criterion, Throughput};
+use hybridgrid_core::{NewWork, Queue, WorkerId};
+use hybridgrid_queue::RedisQueue;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LEASE: Duration = Duration::from_secs(30);
+const PAYLOAD: &[u8] = b"cc -c src/module_0042.c -o module_0042.o -O2 -fPIC -Iinclude";
+
+fn url() -> String {
+    std::env::var("HG_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn fresh_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("hgbench_{}_{nanos}:", std::process::id())
+}
+
+async fn fresh_queue() -> RedisQueue {
+    RedisQueue::connect(&url(), fresh_prefix())
+        .await
+        .expect("Redis at 127.0.0.1:6379 (bash shared/services.sh redis)")
+}
+
+async fn delete_keys(prefix: &str) {
+    let client = redis::Client::open(url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+    }
+}
+
+/// Latencies of one round trip: (claim, enqueue + claim + ack).
+type Sample = (Duration, Duration);
+
+/// `n` round trips by one claimer, recording latencies into `out` when given.
+async fn round_trips(q: &RedisQueue, worker: &WorkerId, n: u64, mut out: Option<&mut Vec<Sample>>) {
+    for _ in 0..n {
+        let t0 = Instant::now();
+        q.enqueue(NewWork::new(PAYLOAD)).await.expect("enqueue");
+        let t1 = Instant::now();
+        // Our own item (or an earlier one) is ready: the wait is a safety net.
+        let c = q
+            .claim(worker, LEASE, Duration::from_secs(5))
+            .await
+            .expect("claim")
+            .expect("an item was ready");
+        let t2 = Instant::now();
+        q.ack(&c.token).await.expect("ack");
+        if let Some(out) = out.as_deref_mut() {
+            out.push((t2 - t1, t0.elapsed()));
+        }
+    }
+}
+
+/// Runs `claimers` tasks doing `per_task` round trips each on `q`; returns the latencies.
+async fn concurrent(q: Arc<RedisQueue>, claimers: u64, per_task: u64, record: bool) -> Vec<Sample> {
+    let tasks: Vec<_> = (0..claimers)
+        .map(|i| {
+            let q = Arc::clone(&q);
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let worker = WorkerId::new(format!("bench-{i}"));
+                round_trips(&q, &worker, per_task, record.then_some(&mut out)).await;
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("claimer task"));
+    }
+    all
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue_redis");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(5));
+    g.warm_up_time(Duration::from_secs(1));
+    g.sample_size(20);
+
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    g.bench_function("enqueue_claim_ack/1_claimer", |b| {
+        b.to_async(&single).iter_custom(|iters| async move {
+            let q = fresh_queue().await;
+            let start = Instant::now();
+            round_trips(&q, &WorkerId::new("bench-0"), iters, None).await;
+            let took = start.elapsed();
+            delete_keys(q.prefix()).await;
+            took
+        })
+    });
+
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    g.bench_function("enqueue_claim_ack/8_claimers", |b| {
+        b.to_async(&multi).iter_custom(|iters| async move {
+            let q = Arc::new(fresh_queue().await);
+            let per_task = iters.div_ceil(8);
+            let start = Instant::now();
+            concurrent(q.clone(), 8, per_task, false).await;
+            // Normalise to the `iters` elements criterion asked for.
+            let took = start
+                .elapsed()
+                .mul_f64(iters as f64 / (per_task * 8) as f64);
+            delete_keys(q.prefix()).await;
+            took
+        })
+    });
+    g.finish();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+/// Fixed-length runs that print throughput and latency percentiles.
+fn latency_report() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!("\nqueue_redis summary (3 s per row; 3 EVALSHA per item)");
+    println!(
+        "{:>9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "claimers", "items/s", "redis ops/s", "claim p50", "claim p99", "trip p50", "trip p99"
+    );
+    for claimers in [1u64, 8] {
+        rt.block_on(async {
+            let q = Arc::new(fresh_queue().await);
+            // Warm up: scripts loaded, connections made.
+            concurrent(q.clone(), claimers, 50, false).await;
+            let start = Instant::now();
+            let mut samples = Vec::new();
+            while start.elapsed() < Duration::from_secs(3) {
+                samples.extend(concurrent(q.clone(), claimers, 200, true).await);
+            }
+            let took = start.elapsed();
+            let items = samples.len() as f64 / took.as_secs_f64();
+            let mut claim: Vec<Duration> = samples.iter().map(|s| s.0).collect();
+            let mut trip: Vec<Duration> = samples.iter().map(|s| s.1).collect();
+            claim.sort();
+            trip.sort();
+            println!(
+                "{claimers:>9} {items:>10.0} {:>12.0} {:>10.2?} {:>10.2?} {:>10.2?} {:>10.2?}",
+                items * 3.0,
+                percentile(&claim, 0.5),
+                percentile(&claim, 0.99),
+                percentile(&trip, 0.5),
+                percentile(&trip, 0.99),
+            );
+            delete_keys(q.prefix()).await;
+        });
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    // `cargo test --benches` runs benches in test mode: skip the timed report there.
+    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+        latency_report();
+    }
+}
