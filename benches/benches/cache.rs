@@ -1,7 +1,10 @@
-//! DiskCache latency: a hit served from the page cache (open, read, BLAKE3 check, LRU touch, via
-//! tokio's blocking pool) for 1 KB / 100 KB / 1 MB entries, a miss, and a put (temp file, write,
-//! rename, index update, eviction at the bound). `fs_read` is the floor: `std::fs::read` of the same
-//! 100 KB entry file, on the calling thread, without any check.
+//! DiskCache latency, through the `Cache` trait on a multi-thread tokio runtime:
+//! - `get_hit/{1KB,100KB,1MB}`: a hit served from the page cache (open, fstat, read, BLAKE3 check,
+//!   LRU touch; entries up to 128 KiB on the calling task, larger ones on the blocking pool);
+//! - `get_miss`: a key with no entry file;
+//! - `fs_read/100KB`: the floor, `std::fs::read` of the same 100 KB entry file with no check;
+//! - `put/{1KB,100KB,1MB}`: a new entry into a full cache (temp file, write, rename, index update,
+//!   eviction of the least recently used entry).
 //!
 //! Run: `cargo bench -p hybridgrid-benches --bench cache`
 
@@ -23,7 +26,9 @@ fn key(group: u8, n: u64) -> Digest {
 }
 
 fn payload(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(151).wrapping_add(7)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(151).wrapping_add(7))
+        .collect()
 }
 
 /// A fresh cache directory under the system temp dir, removed when dropped.
@@ -46,7 +51,8 @@ fn bench(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(1));
     for (i, (name, len)) in SIZES.into_iter().enumerate() {
         let k = key(1, i as u64);
-        rt.block_on(cache.put(&k, payload(len).into())).expect("put");
+        rt.block_on(cache.put(&k, payload(len).into()))
+            .expect("put");
         g.throughput(Throughput::Bytes(len as u64));
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.to_async(&rt).iter(|| async {
@@ -62,37 +68,56 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     g.warm_up_time(Duration::from_secs(1));
     g.bench_function("get_miss", |b| {
-        b.to_async(&rt).iter(|| async { assert!(cache.get(black_box(&key(9, 9))).await.expect("get").is_none()) })
+        b.to_async(&rt).iter(|| async {
+            assert!(
+                cache
+                    .get(black_box(&key(9, 9)))
+                    .await
+                    .expect("get")
+                    .is_none()
+            )
+        })
     });
     let file = cache.entry_path(&key(1, 1));
     g.throughput(Throughput::Bytes(100 << 10));
-    g.bench_function("fs_read/100KB", |b| b.iter(|| std::fs::read(black_box(&file)).expect("read")));
+    g.bench_function("fs_read/100KB", |b| {
+        b.iter(|| std::fs::read(black_box(&file)).expect("read"))
+    });
     g.finish();
 
-    // Puts rotate over 64 keys per size, so steady state includes replacing existing files, and for
-    // 1 MB entries (64 MB written per round) eviction at the 256 MB bound over the run.
+    // Puts write a new key each time into their own cache bounded at 64 MB: once it is full (soon
+    // for 1 MB entries), each put also evicts the least recently used entry, as a full cache does.
+    let put_config = DiskCacheConfig::new(tmp.0.join("put"), 64 << 20);
+    let put_cache = rt
+        .block_on(DiskCache::open(put_config))
+        .expect("open cache");
     let mut g = c.benchmark_group("disk_cache/put");
     g.measurement_time(Duration::from_secs(3));
     g.warm_up_time(Duration::from_secs(1));
     for (i, (name, len)) in SIZES.into_iter().enumerate() {
         // The payload as `Bytes`, read back from the entry written above.
-        let value = rt.block_on(cache.get(&key(1, i as u64))).expect("get").expect("hit");
+        let value = rt
+            .block_on(cache.get(&key(1, i as u64)))
+            .expect("get")
+            .expect("hit");
         let n = AtomicU64::new(0);
         g.throughput(Throughput::Bytes(len as u64));
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.to_async(&rt).iter(|| async {
-                let k = key(2 + i as u8, n.fetch_add(1, Ordering::Relaxed) % 64);
-                cache.put(&k, value.clone()).await.expect("put")
+                let k = key(2 + i as u8, n.fetch_add(1, Ordering::Relaxed));
+                put_cache.put(&k, value.clone()).await.expect("put")
             })
         });
     }
     g.finish();
 
-    let s = cache.stats();
-    println!(
-        "disk_cache stats: hits {} misses {} writes {} evictions {} corrupt {} entries {} bytes {}",
-        s.hits, s.misses, s.writes, s.evictions, s.corrupt, s.entries, s.bytes_stored
-    );
+    for (name, c) in [("hit/miss cache", &*cache), ("put cache", &put_cache)] {
+        let s = c.stats();
+        println!(
+            "disk_cache {name}: hits {} misses {} writes {} evictions {} corrupt {} entries {} bytes {}",
+            s.hits, s.misses, s.writes, s.evictions, s.corrupt, s.entries, s.bytes_stored
+        );
+    }
 }
 
 criterion_group!(benches, bench);
