@@ -306,7 +306,7 @@ impl KeyedBreaker {
                     c,
                     &mut st,
                     Phase::HalfOpen {
-                        probe_until: Some(now + self.open_nanos),
+                        probe_until: Some(now.saturating_add(self.open_nanos)),
                     },
                 );
                 (Ok(()), Some(Event::HalfOpen))
@@ -319,7 +319,7 @@ impl KeyedBreaker {
                     c,
                     &mut st,
                     Phase::HalfOpen {
-                        probe_until: Some(now + self.open_nanos),
+                        probe_until: Some(now.saturating_add(self.open_nanos)),
                     },
                 );
                 (Ok(()), probe_until.map(|_| Event::ProbeExpired))
@@ -367,6 +367,18 @@ impl KeyedBreaker {
         self.log(c, event);
     }
 
+    /// Gives back a half-open probe whose call was abandoned (no outcome will come), so the next
+    /// caller may probe at once instead of waiting for the probe to expire.
+    pub(crate) fn abandon_probe(&self, c: &KeyCircuit) {
+        let mut st = c.state.lock();
+        if let Phase::HalfOpen {
+            probe_until: Some(_),
+        } = st.phase
+        {
+            self.set_phase(c, &mut st, Phase::HalfOpen { probe_until: None });
+        }
+    }
+
     fn trip_on(&self, c: &KeyCircuit, reason: &str) {
         let now = self.now();
         let mut st = c.state.lock();
@@ -377,7 +389,7 @@ impl KeyedBreaker {
                 c,
                 &mut st,
                 Phase::Open {
-                    until: now + self.open_nanos,
+                    until: now.saturating_add(self.open_nanos),
                 },
             );
             None
@@ -454,7 +466,7 @@ impl KeyedBreaker {
             c,
             st,
             Phase::Open {
-                until: now + self.open_nanos,
+                until: now.saturating_add(self.open_nanos),
             },
         );
         Event::Opened {

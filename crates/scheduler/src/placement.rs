@@ -403,17 +403,20 @@ impl Registry {
         let mut skipped = [u32::MAX; MAX_SKIPS];
         let mut n_skipped = 0;
         loop {
-            let mut best: Option<(&Candidate, u64, u64, u32)> = None;
+            let mut best: Option<(&Candidate, Rank)> = None;
             inner.for_each_match(req, arch, os, start, |c| {
                 let slots = c.load.slots.load(Ordering::Relaxed);
                 let in_flight = c.load.in_flight.load(Ordering::Relaxed);
                 if in_flight >= slots {
                     return;
                 }
-                let ewma = c.load.ewma_nanos.load(Ordering::Relaxed);
-                let score = ewma.saturating_mul(u64::from(in_flight) + 1) / u64::from(slots);
-                let load = (u64::from(in_flight) << 32) / u64::from(slots);
-                if best.is_some_and(|(_, s, l, _)| (score, load) >= (s, l)) {
+                let rank = Rank {
+                    work: u128::from(c.load.ewma_nanos.load(Ordering::Relaxed))
+                        * u128::from(in_flight + 1),
+                    in_flight,
+                    slots,
+                };
+                if best.as_ref().is_some_and(|(_, b)| !rank.better_than(b)) {
                     return;
                 }
                 if inner.excluded(req, c)
@@ -422,9 +425,15 @@ impl Registry {
                 {
                     return;
                 }
-                best = Some((c, score, load, in_flight));
+                best = Some((c, rank));
             });
-            let Some((c, _, _, seen)) = best else {
+            let Some((
+                c,
+                Rank {
+                    in_flight: seen, ..
+                },
+            )) = best
+            else {
                 return Err(self.reason(&inner, req, arch, os));
             };
             if reserve(&c.load, seen) {
@@ -501,6 +510,28 @@ impl Registry {
     }
 }
 
+/// A candidate's standing: `work / slots` (expected busy time per slot once this task is added),
+/// then `in_flight / slots`; compared by cross-multiplying, so the scan does no division.
+#[derive(Clone, Copy, Debug)]
+struct Rank {
+    /// Moving-average task duration × (in-flight + 1).
+    work: u128,
+    in_flight: u32,
+    slots: u32,
+}
+
+impl Rank {
+    /// Strictly better (lower) than `other`.
+    fn better_than(&self, other: &Rank) -> bool {
+        let lhs = self.work * u128::from(other.slots);
+        let rhs = other.work * u128::from(self.slots);
+        lhs < rhs
+            || (lhs == rhs
+                && u64::from(self.in_flight) * u64::from(other.slots)
+                    < u64::from(other.in_flight) * u64::from(self.slots))
+    }
+}
+
 /// Takes a slot if one is still free; `seen` is the in-flight count the scan read.
 fn reserve(load: &Load, mut seen: u32) -> bool {
     loop {
@@ -520,7 +551,8 @@ fn reserve(load: &Load, mut seen: u32) -> bool {
 }
 
 /// A reserved slot on a worker. Report the task's end with [`complete`](Self::complete); dropping
-/// it without doing so (the task was cancelled) frees the slot and records nothing.
+/// it without doing so (the task was cancelled) frees the slot, records nothing, and, if it was a
+/// half-open probe, lets the next placement probe the worker at once.
 #[derive(Debug)]
 #[must_use = "dropping a Placement frees its slot at once"]
 pub struct Placement {
@@ -547,7 +579,8 @@ impl Placement {
 
     /// Reports how the task went on this worker, and frees the slot. `duration` of a success
     /// feeds the worker's moving average; `outcome` feeds its circuit.
-    pub fn complete(self, outcome: Outcome, duration: Duration) {
+    pub fn complete(mut self, outcome: Outcome, duration: Duration) {
+        self.probe = false; // decided by `outcome`, not abandoned
         let load = &self.entry.load;
         match outcome {
             Outcome::Success => {
@@ -576,6 +609,9 @@ impl Placement {
 
 impl Drop for Placement {
     fn drop(&mut self) {
+        if self.probe {
+            self.breaker.abandon_probe(&self.entry.load.circuit);
+        }
         self.entry.load.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -205,6 +205,23 @@ fn open_circuits_refuse_then_let_one_probe_through() {
 }
 
 #[test]
+fn an_abandoned_probe_lets_the_next_placement_probe() {
+    let (clock, r) = registry();
+    r.upsert_worker(worker("w", "x86_64", 4, vec![gcc("12.2.0", "")]));
+    r.breaker().trip("w", "output_mismatch");
+    clock.advance(Duration::from_secs(30));
+    let probe = r.place(&req()).unwrap();
+    assert!(probe.is_probe());
+    assert_eq!(r.place(&req()).unwrap_err(), NoPlacement::AllCircuitsOpen);
+    drop(probe); // cancelled: no outcome
+    let again = r.place(&req()).unwrap();
+    assert!(again.is_probe());
+    again.complete(Outcome::Failure, Duration::from_secs(1));
+    assert_eq!(r.breaker().state("w"), CircuitState::Open);
+    assert_eq!(r.snapshot()[0].circuit.times_opened, 2);
+}
+
+#[test]
 fn busy_wins_over_open_when_both() {
     let (_, r) = registry();
     r.upsert_worker(worker("busy", "x86_64", 1, vec![gcc("12.2.0", "")]));
