@@ -213,7 +213,10 @@ fn demo() -> i32 {
     };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::env::temp_dir().join("hybridgrid-demo");
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start async runtime: {e}")),
     };

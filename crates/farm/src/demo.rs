@@ -31,21 +31,33 @@ pub fn lua_dir(workspace: &Path, version: &str) -> Result<PathBuf, DemoError> {
         .output()
         .map_err(|e| DemoError::Sources(format!("running cargo metadata: {e}")))?;
     if !out.status.success() {
-        return Err(DemoError::Sources(String::from_utf8_lossy(&out.stderr).into_owned()));
+        return Err(DemoError::Sources(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| DemoError::Sources(format!("cargo metadata output: {e}")))?;
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| DemoError::Sources(format!("cargo metadata output: {e}")))?;
     let manifest = meta["packages"]
         .as_array()
         .and_then(|p| p.iter().find(|p| p["name"] == "lua-src"))
         .and_then(|p| p["manifest_path"].as_str())
-        .ok_or_else(|| DemoError::Sources("lua-src is not in this workspace's dependency graph".into()))?;
-    let root = Path::new(manifest).parent().unwrap_or(Path::new("/")).to_owned();
+        .ok_or_else(|| {
+            DemoError::Sources("lua-src is not in this workspace's dependency graph".into())
+        })?;
+    let root = Path::new(manifest)
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_owned();
     std::fs::read_dir(&root)
         .map_err(|e| DemoError::Sources(format!("{}: {e}", root.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("lua-{version}"))))
-        .ok_or_else(|| DemoError::Sources(format!("no lua-{version}* directory in {}", root.display())))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("lua-{version}")))
+        })
+        .ok_or_else(|| {
+            DemoError::Sources(format!("no lua-{version}* directory in {}", root.display()))
+        })
 }
 
 /// The host program linked with the Lua library: runs each argument as a chunk of Lua.
@@ -77,7 +89,10 @@ fn makefile(src: &Path, objs: &[String]) -> String {
          lua: $(OBJS)\n\t$(CC) -o $@ $(OBJS) -lm -ldl\nhost.o: host.c\n\t$(CC) $(CFLAGS) -I$(SRC) -c $< -o $@\n\
          %.o: $(SRC)/%.c\n\t$(CC) $(CFLAGS) -c $< -o $@\n",
         src.display(),
-        core.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        core.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     )
 }
 
@@ -97,9 +112,14 @@ pub async fn run(workspace: &Path, wrapper: &Path, out: &Path) -> Result<(), Dem
     cfg.coordinator.grpc_addr = "127.0.0.1:0".into();
     cfg.coordinator.http_addr = "127.0.0.1:0".into();
     cfg.coordinator.heartbeat_interval = hybridgrid_core::config::HumanDuration::from_millis(500);
-    let coord = app::start_coordinator(&cfg, vec![]).await.map_err(|e| step("starting coordinator", &e))?;
+    let coord = app::start_coordinator(&cfg, vec![])
+        .await
+        .map_err(|e| step("starting coordinator", &e))?;
     let coord_addr = coord.grpc_addr.to_string();
-    println!("hybridgrid demo: coordinator on {coord_addr}, dashboard at http://{}/", coord.http_addr);
+    println!(
+        "hybridgrid demo: coordinator on {coord_addr}, dashboard at http://{}/",
+        coord.http_addr
+    );
     let mut workers = Vec::new();
     for (i, ip) in ["127.0.0.2", "127.0.0.3"].iter().enumerate() {
         let mut wc = cfg.clone();
@@ -107,8 +127,13 @@ pub async fn run(workspace: &Path, wrapper: &Path, out: &Path) -> Result<(), Dem
         wc.worker.grpc_addr = format!("{ip}:0");
         wc.worker.http_addr = format!("{ip}:0");
         wc.worker.coordinator = Some(coord_addr.clone());
-        let w = app::start_native_worker(&wc).await.map_err(|e| step("starting worker", &e))?;
-        println!("  worker {} on {} ({} slots)", w.state.info.id, w.grpc_addr, w.state.info.capabilities.slots);
+        let w = app::start_native_worker(&wc)
+            .await
+            .map_err(|e| step("starting worker", &e))?;
+        println!(
+            "  worker {} on {} ({} slots)",
+            w.state.info.id, w.grpc_addr, w.state.info.capabilities.slots
+        );
         workers.push(w);
     }
     let up = async {
@@ -125,14 +150,31 @@ pub async fn run(workspace: &Path, wrapper: &Path, out: &Path) -> Result<(), Dem
     for d in [&farm, &plain] {
         let _ = std::fs::remove_dir_all(d);
         std::fs::create_dir_all(d).map_err(|e| step(&format!("creating {}", d.display()), &e))?;
-        std::fs::write(d.join("Makefile"), makefile(&src, &stems)).map_err(|e| step("writing Makefile", &e))?;
+        std::fs::write(d.join("Makefile"), makefile(&src, &stems))
+            .map_err(|e| step("writing Makefile", &e))?;
         std::fs::write(d.join("host.c"), HOST_MAIN).map_err(|e| step("writing host.c", &e))?;
     }
-    println!("building Lua {} ({} translation units) through the farm: hgbuild make -j8 -C {}", src.display(), stems.len(), farm.display());
+    println!(
+        "building Lua {} ({} translation units) through the farm: hgbuild make -j8 -C {}",
+        src.display(),
+        stems.len(),
+        farm.display()
+    );
     let t0 = Instant::now();
     let (wrapper, farm2, coord2) = (wrapper.to_owned(), farm.clone(), coord_addr.clone());
     let built = tokio::task::spawn_blocking(move || {
-        buildtool::run(&wrapper, "make".as_ref(), &["-s".into(), "-j8".into(), "-C".into(), farm2.into_os_string()], None, &[("HG_CLIENT_COORDINATOR", coord2)])
+        buildtool::run(
+            &wrapper,
+            "make".as_ref(),
+            &[
+                "-s".into(),
+                "-j8".into(),
+                "-C".into(),
+                farm2.into_os_string(),
+            ],
+            None,
+            &[("HG_CLIENT_COORDINATOR", coord2)],
+        )
     })
     .await
     .map_err(|e| step("build task", &e))?
@@ -140,10 +182,17 @@ pub async fn run(workspace: &Path, wrapper: &Path, out: &Path) -> Result<(), Dem
     let farm_secs = t0.elapsed().as_secs_f64();
     println!("{}", built.1.summary());
     if built.0 != 0 {
-        return Err(DemoError::Step(format!("the farm build failed with exit code {}", built.0)));
+        return Err(DemoError::Step(format!(
+            "the farm build failed with exit code {}",
+            built.0
+        )));
     }
     let t0 = Instant::now();
-    let status = Command::new("make").args(["-s", "-j2", "-C"]).arg(&plain).status().map_err(|e| step("plain make", &e))?;
+    let status = Command::new("make")
+        .args(["-s", "-j2", "-C"])
+        .arg(&plain)
+        .status()
+        .map_err(|e| step("plain make", &e))?;
     let plain_secs = t0.elapsed().as_secs_f64();
     if !status.success() {
         return Err(DemoError::Step("the plain local build failed".into()));
@@ -154,10 +203,16 @@ pub async fn run(workspace: &Path, wrapper: &Path, out: &Path) -> Result<(), Dem
         match (a, b) {
             (Ok(a), Ok(b)) if a == b => same += 1,
             _ if o == "luac.o" => {}
-            _ => return Err(DemoError::Step(format!("{o} differs between the farm and the local build"))),
+            _ => {
+                return Err(DemoError::Step(format!(
+                    "{o} differs between the farm and the local build"
+                )));
+            }
         }
     }
-    println!("farm build {farm_secs:.1}s, plain `make -j2` {plain_secs:.1}s; {same} objects byte-identical to the local build");
+    println!(
+        "farm build {farm_secs:.1}s, plain `make -j2` {plain_secs:.1}s; {same} objects byte-identical to the local build"
+    );
     for w in coord.state.stats().workers {
         println!("  {}: {} tasks, circuit {}", w.id, w.done, w.circuit.state);
     }

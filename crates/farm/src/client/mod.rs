@@ -187,18 +187,49 @@ enum RemoteResult {
     NeedsDiagnostics,
 }
 
+/// Connects to the coordinator and exchanges protocol versions (`Hello`), within
+/// `client.connect_timeout` in all: a coordinator that accepts but never answers cannot hang a build.
 async fn connect(cfg: &FarmConfig) -> Result<CoordinatorClient<tonic::transport::Channel>, String> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", cfg.client.coordinator))
-        .map_err(|e| format!("bad coordinator address {:?}: {e}", cfg.client.coordinator))?
-        .connect_timeout(*cfg.client.connect_timeout)
-        .timeout(*cfg.client.compile_timeout)
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|e| format!("coordinator {} unreachable: {e}", cfg.client.coordinator))?;
-    Ok(CoordinatorClient::new(ch)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    let addr = &cfg.client.coordinator;
+    let limit = *cfg.client.connect_timeout;
+    let attempt = async {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad coordinator address {addr:?}: {e}"))?
+            .connect_timeout(limit)
+            .timeout(*cfg.client.compile_timeout)
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| format!("coordinator {addr} unreachable: {e}"))?;
+        let mut client = CoordinatorClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let hello = client
+            .hello(pb::InfoRequest {
+                protocol_version: PROTOCOL_VERSION,
+            })
+            .await
+            .map_err(|s| {
+                if s.code() == tonic::Code::FailedPrecondition {
+                    format!("coordinator {addr} refused this client: {}", s.message())
+                } else {
+                    format!("coordinator {addr} unreachable: {}", s.message())
+                }
+            })?;
+        let theirs = hello.into_inner().protocol_version;
+        if theirs != PROTOCOL_VERSION {
+            return Err(format!(
+                "protocol version mismatch: coordinator {addr} speaks version {theirs}, this hgbuild speaks version {PROTOCOL_VERSION}"
+            ));
+        }
+        Ok(client)
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "coordinator {addr} did not answer within {limit:?}"
+        )),
+    }
 }
 
 /// Ships the preprocessed text; returns the fallback reason when the farm could not compile it.
