@@ -1,5 +1,6 @@
-//! Per-call cost of the keyed circuit breaker: `try_acquire` + `record` on a closed circuit,
-//! through the `dyn CircuitBreaker` seam, on the real clock.
+//! Per-call cost of the keyed circuit breaker through the `dyn CircuitBreaker` seam, on the real
+//! clock: `try_acquire` + `record` on closed circuits (1 key, and 1,000 keys round-robin), and
+//! `try_acquire` alone on a closed and on an open key.
 //!
 //! Run: `cargo bench -p hybridgrid-benches --bench breaker`
 
@@ -49,6 +50,12 @@ fn bench(c: &mut Criterion) {
             };
             b.record(black_box(key), outcome);
         })
+    });
+
+    let b = breaker();
+    b.record("worker-0001", Outcome::Success);
+    g.bench_function("try_acquire/closed_key", |bench| {
+        bench.iter(|| b.try_acquire(black_box("worker-0001")).expect("closed"))
     });
 
     let b = breaker();
