@@ -47,3 +47,12 @@ pub use election::{Elector, MemoryLeaderElection};
 mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisLeaderElection, RedisQueue};
+
+#[path = "nats/event.rs"]
+pub mod event;
+pub use event::{Event, EventBus, EventBusError, EventFilter, EventKind, MemoryEventBus};
+
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "nats")]
+pub use nats::{NatsEventBus, NatsEventBusConfig, NatsQueue, NatsQueueConfig};
