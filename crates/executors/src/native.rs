@@ -29,9 +29,12 @@ pub struct NativeConfig {
 /// Runs a [`TaskSpec`] as a local process.
 ///
 /// For every task:
-/// - a private directory `work_root/hg-<task id>-<random>` is created, the spec's `inputs` are
-///   written into it (absolute paths, `..` and duplicates are refused with
-///   [`ExecError::InvalidSpec`]), and the program runs with it as its current directory;
+/// - a private directory is created: `work_root/hg-<task id>` when the id is made of at most 64
+///   ASCII letters, digits, `-` and `_` (so the task's author knows the path in advance:
+///   [`Executor::work_dir_for`]; an existing directory of that name fails the task), else
+///   `work_root/hg-<filtered id>-<random>`. The spec's `inputs` are written into it (absolute
+///   paths, `..` and duplicates are refused with [`ExecError::InvalidSpec`]), and the program runs
+///   in it, or in its relative subdirectory `spec.cwd` (created if missing);
 /// - the environment is **clean**: only `PATH` (from [`NativeConfig::path`]) plus `spec.env`
 ///   (which may override `PATH`); `command[0]` is looked up on that `PATH`;
 /// - the program leads a new process group; on timeout or cancellation the **whole group** gets
@@ -63,13 +66,19 @@ impl Executor for NativeExecutor {
         "native"
     }
 
+    /// `work_root/hg-<id>` when the id is safe to use as a name (see the type's docs).
+    fn work_dir_for(&self, task_id: &hybridgrid_core::TaskId) -> Option<PathBuf> {
+        let id = task_id.as_str();
+        is_safe_id(id).then(|| self.config.work_root.join(format!("hg-{id}")))
+    }
+
     async fn execute(
         &self,
         spec: TaskSpec,
         cancel: CancellationToken,
     ) -> Result<TaskOutput, ExecError> {
         validate(&spec)?;
-        let name = format!("hg-{}-{}", spec.id.as_str(), uuid::Uuid::new_v4().simple());
+        let name = work_dir_name(spec.id.as_str());
         let dir = WorkDir::create(&self.config.work_root, &name).await?;
         let result = self.run_in(&dir, spec, cancel).await;
         dir.remove().await;
@@ -96,13 +105,24 @@ impl NativeExecutor {
         cancel: CancellationToken,
     ) -> Result<TaskOutput, ExecError> {
         dir.materialise(&spec.inputs).await?;
+        let run_dir = match &spec.cwd {
+            Some(rel) => {
+                let p = dir.path().join(crate::paths::relative(rel, "cwd")?);
+                tokio::fs::create_dir_all(&p).await.map_err(|source| ExecError::WorkDir {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                p
+            }
+            None => dir.path().to_owned(),
+        };
         if cancel.is_cancelled() {
             return Err(ExecError::Cancelled);
         }
         let program = spec.command[0].clone();
         let mut command = CommandWrap::with_new(&program, |cmd| {
             cmd.args(&spec.command[1..])
-                .current_dir(dir.path())
+                .current_dir(&run_dir)
                 .env_clear()
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -230,7 +250,30 @@ fn validate(spec: &TaskSpec) -> Result<(), ExecError> {
     for output in &spec.outputs {
         crate::paths::relative(output, "output")?;
     }
+    if let Some(cwd) = &spec.cwd {
+        crate::paths::relative(cwd, "cwd")?;
+    }
     Ok(())
+}
+
+/// `hg-<task id>-<random>`, with the id cut to 64 safe characters: the id comes from the network
+/// and must not steer the path (`/`, `..`).
+fn work_dir_name(task_id: &str) -> String {
+    if is_safe_id(task_id) {
+        return format!("hg-{task_id}");
+    }
+    let safe: String = task_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(64)
+        .collect();
+    format!("hg-{safe}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn is_safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
 }
 
 /// `128 + signal` for a process killed by a signal, as shells report it.
@@ -322,5 +365,20 @@ async fn capture<R: AsyncRead + Unpin>(stream: Option<R>, limit: usize) -> Captu
     Capture {
         bytes: Bytes::from(kept),
         truncated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_dir_name_ignores_hostile_ids() {
+        let name = work_dir_name("../../etc/x");
+        assert!(name.starts_with("hg-etcx-"), "{name}");
+        assert_eq!(std::path::Path::new(&name).components().count(), 1);
+        assert_eq!(work_dir_name("safe-id_1"), "hg-safe-id_1");
+        assert_ne!(work_dir_name("un/safe"), work_dir_name("un/safe"));
+        assert!(work_dir_name(&"a".repeat(500)).len() < 110);
     }
 }
