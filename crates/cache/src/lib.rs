@@ -30,8 +30,13 @@
 //! - default: [`DiskCache`] and [`TieredCache`] (no network dependencies).
 //! - `redis`: [`RedisCache`], a shared tier in Redis/Valkey.
 //!
+//! Module [`compile`] holds the direct-mode manifest of a compile cache (ccache-style: find a
+//! result from the files a previous compile read, without preprocessing).
+//!
 //! See `docs/backends/cache.md` for the on-disk layout, the entry format and operations.
 
+#[cfg(unix)]
+pub mod compile;
 mod disk;
 pub mod entry;
 #[cfg(feature = "redis")]
