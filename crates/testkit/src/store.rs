@@ -4,18 +4,24 @@
 //! # use std::sync::Arc;
 //! # use hybridgrid_core::Store;
 //! # async fn demo(make_store: impl Fn() -> Arc<dyn Store>) {
-//! // In crates/store/tests/conformance.rs:
+//! // In crates/store/tests/sqlite.rs:
 //! hybridgrid_testkit::store::run_store_suite(|| async { make_store() }).await;
 //! # }
 //! ```
 
 use crate::check;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use hybridgrid_core::ids::{RunId, WorkflowId};
-use hybridgrid_core::store::{NewRun, Run, RunStatus, Store, StoreError, Transition};
+use hybridgrid_core::store::{NewRun, Run, RunStatus, Step, Store, StoreError, Transition};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
+
+use RunStatus::{Cancelled, Failed, Pending, Running, Succeeded};
+
+type Check = fn(Arc<dyn Store>) -> BoxFuture<'static, Result<(), String>>;
 
 /// Runs every [`Store`] check, each on a fresh instance from `make`, and panics once listing all
 /// failures. `make` must return an empty, isolated store each time (checks count what they find).
@@ -24,67 +30,26 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Store>>,
 {
+    let checks: [(&str, Check); 10] = [
+        ("workflows_save_version_list", |s| workflows(s).boxed()),
+        ("run_create_and_get", |s| create_and_get(s).boxed()),
+        ("runs_newest_first_by_status_with_limit", |s| {
+            listing(s).boxed()
+        }),
+        ("create_with_same_key_is_idempotent", |s| {
+            idempotency(s).boxed()
+        }),
+        ("transitions_compare_and_set", |s| cas(s).boxed()),
+        ("terminal_status_never_changes", |s| terminal(s).boxed()),
+        ("steps_ensure_and_transition", |s| steps(s).boxed()),
+        ("concurrent_transitions_one_winner", |s| race(s).boxed()),
+        ("missing_records_are_not_found", |s| not_found(s).boxed()),
+        ("json_documents_round_trip", |s| json_round_trip(s).boxed()),
+    ];
     let mut failed = Vec::new();
-    check(
-        &mut failed,
-        "workflows_save_version_list",
-        workflows(make().await),
-    )
-    .await;
-    check(
-        &mut failed,
-        "run_create_and_get",
-        create_and_get(make().await),
-    )
-    .await;
-    check(
-        &mut failed,
-        "runs_newest_first_by_status_with_limit",
-        listing(make().await),
-    )
-    .await;
-    check(
-        &mut failed,
-        "create_with_same_key_is_idempotent",
-        idempotency(make().await),
-    )
-    .await;
-    check(
-        &mut failed,
-        "transitions_compare_and_set",
-        cas(make().await),
-    )
-    .await;
-    check(
-        &mut failed,
-        "terminal_status_never_changes",
-        terminal(make().await),
-    )
-    .await;
-    check(
-        &mut failed,
-        "steps_ensure_and_transition",
-        steps(make().await),
-    )
-    .await;
-    check(
-        &mut failed,
-        "concurrent_transitions_one_winner",
-        race(make().await),
-    )
-    .await;
-    check(
-        &mut failed,
-        "missing_records_are_not_found",
-        not_found(make().await),
-    )
-    .await;
-    check(
-        &mut failed,
-        "json_documents_round_trip",
-        json_round_trip(make().await),
-    )
-    .await;
+    for (name, run) in checks {
+        check(&mut failed, name, run(make().await)).await;
+    }
     assert!(
         failed.is_empty(),
         "Store conformance failures:\n{}",
@@ -97,9 +62,13 @@ fn op<T>(what: &str, r: Result<T, StoreError>) -> Result<T, String> {
     r.map_err(|e| format!("{what}: unexpected error: {e}"))
 }
 
-/// Fails the check with `msg` unless `cond`.
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if cond { Ok(()) } else { Err(msg()) }
+/// Fails the check with the message unless the condition holds.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
 }
 
 fn new_run(workflow: Option<&WorkflowId>, input: Value, key: Option<&str>) -> NewRun {
@@ -109,6 +78,54 @@ fn new_run(workflow: Option<&WorkflowId>, input: Value, key: Option<&str>) -> Ne
         input,
         idempotency_key: key.map(str::to_owned),
     }
+}
+
+/// Creates a run of no workflow.
+async fn create(s: &Arc<dyn Store>, input: Value, key: Option<&str>) -> Result<Run, String> {
+    op("create_run", s.create_run(new_run(None, input, key)).await)
+}
+
+/// Moves a run, expecting success.
+async fn move_run(
+    s: &Arc<dyn Store>,
+    id: &RunId,
+    from: &[RunStatus],
+    to: RunStatus,
+    set: Transition,
+) -> Result<Run, String> {
+    let what = format!("run {id} {from:?} -> {to}");
+    op(&what, s.transition_run(id, from, to, set).await)
+}
+
+/// Moves a step, expecting success.
+async fn move_step(
+    s: &Arc<dyn Store>,
+    run: &RunId,
+    name: &str,
+    from: &[RunStatus],
+    to: RunStatus,
+    set: Transition,
+) -> Result<Step, String> {
+    let what = format!("step {name} {from:?} -> {to}");
+    op(&what, s.transition_step(run, name, from, to, set).await)
+}
+
+fn output(v: Value) -> Transition {
+    Transition {
+        output: Some(v),
+        error: None,
+    }
+}
+
+fn error(e: &str) -> Transition {
+    Transition {
+        output: None,
+        error: Some(e.to_owned()),
+    }
+}
+
+fn none() -> Transition {
+    Transition::default()
 }
 
 fn expect_not_found<T: std::fmt::Debug>(
@@ -137,49 +154,50 @@ fn expect_conflict<T: std::fmt::Debug>(
             ..
         }) if a == actual && e == expected => Ok(()),
         other => Err(format!(
-            "{what_op}: expected Conflict {{ actual: {actual}, expected: {expected:?} }}, got {other:?}"
+            "{what_op}: expected Conflict {{ actual: {actual}, expected: {expected:?} }}, \
+             got {other:?}"
         )),
     }
 }
 
 async fn workflows(s: Arc<dyn Store>) -> Result<(), String> {
-    let b1 = op("save b", s.save_workflow("b-flow", json!({"v": 1})).await)?;
-    ensure(b1.version == 1 && b1.name == "b-flow", || {
-        format!("first save: expected version 1 named b-flow, got {b1:?}")
-    })?;
-    let a1 = op("save a", s.save_workflow("a-flow", json!({"v": "a"})).await)?;
-    let b2 = op(
-        "save b again",
-        s.save_workflow("b-flow", json!({"v": 2})).await,
-    )?;
-    ensure(b2.version == 2, || {
-        format!("second save: expected version 2, got {}", b2.version)
-    })?;
-    ensure(b2.id == b1.id, || {
-        format!("second save changed the id: {} -> {}", b1.id, b2.id)
-    })?;
-    ensure(b2.definition == json!({"v": 2}), || {
-        format!("second save: definition {}", b2.definition)
-    })?;
-    let b3 = op(
-        "save b a third time",
-        s.save_workflow("b-flow", json!({"v": 3})).await,
-    )?;
-    ensure(b3.version == 3, || {
-        format!("third save: version {}", b3.version)
-    })?;
+    let save = |name: &'static str, v: Value| {
+        let s = s.clone();
+        async move { op(&format!("save {name}"), s.save_workflow(name, v).await) }
+    };
+    let b1 = save("b-flow", json!({"v": 1})).await?;
+    ensure!(b1.version == 1 && b1.name == "b-flow", "first save: {b1:?}");
+    let a1 = save("a-flow", json!({"v": "a"})).await?;
+    let b2 = save("b-flow", json!({"v": 2})).await?;
+    ensure!(b2.version == 2, "second save: version {}", b2.version);
+    ensure!(
+        b2.id == b1.id,
+        "second save changed the id: {} -> {}",
+        b1.id,
+        b2.id
+    );
+    ensure!(
+        b2.definition == json!({"v": 2}),
+        "second save: definition {}",
+        b2.definition
+    );
+    let b3 = save("b-flow", json!({"v": 3})).await?;
+    ensure!(b3.version == 3, "third save: version {}", b3.version);
     let got = op("workflow(b)", s.workflow(&b1.id).await)?;
-    ensure(got == b3, || {
-        format!("workflow(id): expected the latest version {b3:?}, got {got:?}")
-    })?;
+    ensure!(
+        got == b3,
+        "workflow(id): expected the latest {b3:?}, got {got:?}"
+    );
     let all = op("workflows()", s.workflows().await)?;
     let names: Vec<&str> = all.iter().map(|w| w.name.as_str()).collect();
-    ensure(names == ["a-flow", "b-flow"], || {
-        format!("workflows(): expected [a-flow, b-flow] by name, got {names:?}")
-    })?;
-    ensure(all[0] == a1 && all[1] == b3, || {
-        format!("workflows(): records differ from what was saved: {all:?}")
-    })?;
+    ensure!(
+        names == ["a-flow", "b-flow"],
+        "workflows(): expected [a-flow, b-flow], got {names:?}"
+    );
+    ensure!(
+        all[0] == a1 && all[1] == b3,
+        "workflows(): records differ from saved: {all:?}"
+    );
     match s.save_workflow("", json!({})).await {
         Err(StoreError::Invalid(_)) => Ok(()),
         other => Err(format!(
@@ -191,344 +209,230 @@ async fn workflows(s: Arc<dyn Store>) -> Result<(), String> {
 async fn create_and_get(s: Arc<dyn Store>) -> Result<(), String> {
     let wf = op("save", s.save_workflow("flow", json!({"dag": []})).await)?;
     let input = json!({"branch": "main", "n": 3});
-    let run = op(
-        "create",
-        s.create_run(new_run(Some(&wf.id), input.clone(), None))
-            .await,
-    )?;
-    ensure(run.status == RunStatus::Pending, || {
-        format!("new run: expected PENDING, got {}", run.status)
-    })?;
-    ensure(
+    let new = new_run(Some(&wf.id), input.clone(), None);
+    let run = op("create", s.create_run(new).await)?;
+    ensure!(
+        run.status == Pending,
+        "new run: expected PENDING, got {}",
+        run.status
+    );
+    ensure!(
         run.workflow_id.as_ref() == Some(&wf.id)
             && run.kind == "workflow"
             && run.input == input
             && run.output.is_none()
             && run.error.is_none(),
-        || format!("new run fields: {run:?}"),
-    )?;
-    ensure(run.updated_at >= run.created_at, || {
-        format!(
-            "updated_at {:?} before created_at {:?}",
-            run.updated_at, run.created_at
-        )
-    })?;
+        "new run fields: {run:?}"
+    );
+    ensure!(
+        run.updated_at >= run.created_at,
+        "updated_at before created_at: {run:?}"
+    );
     let got = op("run(id)", s.run(&run.id).await)?;
-    ensure(got == run, || {
-        format!("run(id): expected {run:?}, got {got:?}")
-    })?;
-    let standalone = op(
-        "create activation",
-        s.create_run(NewRun {
-            workflow_id: None,
-            kind: "activation".into(),
-            input: json!(null),
-            idempotency_key: None,
-        })
-        .await,
-    )?;
-    ensure(
-        standalone.workflow_id.is_none()
-            && standalone.kind == "activation"
-            && standalone.input.is_null(),
-        || format!("standalone run: {standalone:?}"),
-    )?;
-    ensure(standalone.id != run.id, || "two runs got one id".into())
+    ensure!(got == run, "run(id): expected {run:?}, got {got:?}");
+    let activation = NewRun {
+        workflow_id: None,
+        kind: "activation".into(),
+        input: json!(null),
+        idempotency_key: None,
+    };
+    let solo = op("create activation", s.create_run(activation).await)?;
+    ensure!(
+        solo.workflow_id.is_none() && solo.kind == "activation" && solo.input.is_null(),
+        "standalone run: {solo:?}"
+    );
+    ensure!(solo.id != run.id, "two runs got one id");
+    Ok(())
 }
 
 async fn listing(s: Arc<dyn Store>) -> Result<(), String> {
     let mut created: Vec<Run> = Vec::new();
     for i in 0..6 {
-        created.push(op(
-            "create",
-            s.create_run(new_run(None, json!({"i": i}), None)).await,
-        )?);
+        created.push(create(&s, json!({"i": i}), None).await?);
     }
-    // Runs 1, 3 and 5 start.
     for i in [1, 3, 5] {
-        op(
-            "start",
-            s.transition_run(
-                &created[i].id,
-                &[RunStatus::Pending],
-                RunStatus::Running,
-                Transition::default(),
-            )
-            .await,
-        )?;
+        move_run(&s, &created[i].id, &[Pending], Running, none()).await?;
     }
     let ids = |runs: &[Run]| runs.iter().map(|r| r.id.clone()).collect::<Vec<RunId>>();
-    let all = op("runs(None, 100)", s.runs(None, 100).await)?;
     let want: Vec<RunId> = created.iter().rev().map(|r| r.id.clone()).collect();
-    ensure(ids(&all) == want, || {
-        format!(
-            "runs(None): expected newest first {want:?}, got {:?}",
-            ids(&all)
-        )
-    })?;
+    let all = op("runs(None, 100)", s.runs(None, 100).await)?;
+    ensure!(
+        ids(&all) == want,
+        "runs(None): expected newest first {want:?}, got {:?}",
+        ids(&all)
+    );
     let top2 = op("runs(None, 2)", s.runs(None, 2).await)?;
-    ensure(ids(&top2) == want[..2], || {
-        format!(
-            "runs(None, 2): expected {:?}, got {:?}",
-            &want[..2],
-            ids(&top2)
-        )
-    })?;
-    let running = op("runs(Running)", s.runs(Some(RunStatus::Running), 100).await)?;
-    let want_running = vec![
-        created[5].id.clone(),
-        created[3].id.clone(),
-        created[1].id.clone(),
-    ];
-    ensure(ids(&running) == want_running, || {
-        format!(
-            "runs(Running): expected {want_running:?}, got {:?}",
-            ids(&running)
-        )
-    })?;
-    ensure(
-        running.iter().all(|r| r.status == RunStatus::Running),
-        || format!("runs(Running) returned other statuses: {running:?}"),
-    )?;
-    let pending1 = op(
-        "runs(Pending, 1)",
-        s.runs(Some(RunStatus::Pending), 1).await,
-    )?;
-    ensure(ids(&pending1) == [created[4].id.clone()], || {
-        format!(
-            "runs(Pending, 1): expected [{}], got {:?}",
-            created[4].id,
-            ids(&pending1)
-        )
-    })?;
-    let none = op("runs(Failed)", s.runs(Some(RunStatus::Failed), 100).await)?;
-    ensure(none.is_empty(), || {
-        format!("runs(Failed): expected none, got {none:?}")
-    })?;
+    ensure!(
+        ids(&top2) == want[..2],
+        "runs(None, 2): expected {:?}, got {:?}",
+        &want[..2],
+        ids(&top2)
+    );
+    let running = op("runs(Running)", s.runs(Some(Running), 100).await)?;
+    let want_running = [5, 3, 1].map(|i| created[i].id.clone());
+    ensure!(
+        ids(&running) == want_running,
+        "runs(Running): expected {want_running:?}, got {:?}",
+        ids(&running)
+    );
+    ensure!(
+        running.iter().all(|r| r.status == Running),
+        "runs(Running) mixed: {running:?}"
+    );
+    let pending1 = op("runs(Pending, 1)", s.runs(Some(Pending), 1).await)?;
+    ensure!(
+        ids(&pending1) == [created[4].id.clone()],
+        "runs(Pending, 1): expected [{}], got {:?}",
+        created[4].id,
+        ids(&pending1)
+    );
+    let failed = op("runs(Failed)", s.runs(Some(Failed), 100).await)?;
+    ensure!(
+        failed.is_empty(),
+        "runs(Failed): expected none, got {failed:?}"
+    );
     let zero = op("runs(None, 0)", s.runs(None, 0).await)?;
-    ensure(zero.is_empty(), || {
-        format!("runs(None, 0): expected none, got {} runs", zero.len())
-    })
+    ensure!(
+        zero.is_empty(),
+        "runs(None, 0): expected none, got {}",
+        zero.len()
+    );
+    Ok(())
 }
 
 async fn idempotency(s: Arc<dyn Store>) -> Result<(), String> {
-    let first = op(
-        "create k1",
-        s.create_run(new_run(None, json!({"n": 1}), Some("k1")))
-            .await,
-    )?;
+    let first = create(&s, json!({"n": 1}), Some("k1")).await?;
     // A repeat (even with another input) returns the run that exists, unchanged.
-    let again = op(
-        "create k1 again",
-        s.create_run(new_run(None, json!({"n": 2}), Some("k1")))
-            .await,
-    )?;
-    ensure(again == first, || {
-        format!("repeated key: expected the existing run {first:?}, got {again:?}")
-    })?;
-    let other = op(
-        "create k2",
-        s.create_run(new_run(None, json!({"n": 3}), Some("k2")))
-            .await,
-    )?;
-    ensure(other.id != first.id, || {
-        "a different key returned the same run".into()
-    })?;
+    let again = create(&s, json!({"n": 2}), Some("k1")).await?;
+    ensure!(
+        again == first,
+        "repeated key: expected {first:?}, got {again:?}"
+    );
+    let other = create(&s, json!({"n": 3}), Some("k2")).await?;
+    ensure!(
+        other.id != first.id,
+        "a different key returned the same run"
+    );
     // Runs without a key are never merged.
-    let a = op(
-        "create unkeyed",
-        s.create_run(new_run(None, json!({}), None)).await,
-    )?;
-    let b = op(
-        "create unkeyed",
-        s.create_run(new_run(None, json!({}), None)).await,
-    )?;
-    ensure(a.id != b.id, || "two runs without a key were merged".into())?;
+    let a = create(&s, json!({}), None).await?;
+    let b = create(&s, json!({}), None).await?;
+    ensure!(a.id != b.id, "two runs without a key were merged");
     // Eight concurrent creates with one key make one run.
     let mut tasks = Vec::new();
     for i in 0..8 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.create_run(new_run(None, json!({"racer": i}), Some("k3")))
-                .await
+            create(&s, json!({"racer": i}), Some("k3")).await
         }));
     }
     let mut ids = HashSet::new();
     for t in tasks {
-        let r = t.await.map_err(|e| format!("create task panicked: {e}"))?;
-        ids.insert(op("concurrent create k3", r)?.id);
+        let run = t
+            .await
+            .map_err(|e| format!("create task panicked: {e}"))??;
+        ids.insert(run.id);
     }
-    ensure(ids.len() == 1, || {
-        format!(
-            "8 concurrent creates with one key made {} runs: {ids:?}",
-            ids.len()
-        )
-    })?;
+    ensure!(
+        ids.len() == 1,
+        "8 concurrent creates with one key made {} runs",
+        ids.len()
+    );
     let all = op("runs", s.runs(None, 100).await)?;
-    ensure(all.len() == 5, || {
-        format!(
-            "expected 5 runs (k1, k2, two unkeyed, k3), found {}",
-            all.len()
-        )
-    })
+    ensure!(
+        all.len() == 5,
+        "expected 5 runs (k1, k2, 2 unkeyed, k3), found {}",
+        all.len()
+    );
+    Ok(())
 }
 
 async fn cas(s: Arc<dyn Store>) -> Result<(), String> {
-    let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
-    let started = op(
-        "Pending -> Running",
-        s.transition_run(
-            &run.id,
-            &[RunStatus::Pending],
-            RunStatus::Running,
-            Transition::default(),
-        )
-        .await,
-    )?;
-    ensure(
-        started.status == RunStatus::Running && started.id == run.id,
-        || format!("after start: {started:?}"),
-    )?;
-    ensure(
+    let run = create(&s, json!({}), None).await?;
+    let started = move_run(&s, &run.id, &[Pending], Running, none()).await?;
+    ensure!(
+        started.status == Running && started.id == run.id,
+        "after start: {started:?}"
+    );
+    ensure!(
         started.created_at == run.created_at && started.updated_at >= run.updated_at,
-        || format!("start changed created_at or moved updated_at back: {run:?} -> {started:?}"),
-    )?;
-    let again = s
-        .transition_run(
-            &run.id,
-            &[RunStatus::Pending],
-            RunStatus::Running,
-            Transition::default(),
-        )
-        .await;
-    expect_conflict(
-        "second Pending -> Running",
-        again,
-        RunStatus::Running,
-        &[RunStatus::Pending],
-    )?;
+        "start changed created_at or moved updated_at back: {run:?} -> {started:?}"
+    );
+    let again = s.transition_run(&run.id, &[Pending], Running, none()).await;
+    expect_conflict("second Pending -> Running", again, Running, &[Pending])?;
     // Several allowed statuses: one matching is enough.
-    let done = op(
-        "[Pending, Running] -> Succeeded",
-        s.transition_run(
-            &run.id,
-            &[RunStatus::Pending, RunStatus::Running],
-            RunStatus::Succeeded,
-            Transition {
-                output: Some(json!({"artifact": "a.tar", "bytes": 1024})),
-                error: None,
-            },
-        )
-        .await,
-    )?;
-    ensure(
-        done.status == RunStatus::Succeeded
-            && done.output == Some(json!({"artifact": "a.tar", "bytes": 1024}))
-            && done.error.is_none(),
-        || format!("after success: {done:?}"),
-    )?;
+    let out = json!({"artifact": "a.tar", "bytes": 1024});
+    let done = move_run(
+        &s,
+        &run.id,
+        &[Pending, Running],
+        Succeeded,
+        output(out.clone()),
+    )
+    .await?;
+    ensure!(
+        done.status == Succeeded && done.output == Some(out) && done.error.is_none(),
+        "after success: {done:?}"
+    );
     let read = op("run(id)", s.run(&run.id).await)?;
-    ensure(read == done, || {
-        format!("stored {read:?}, transition returned {done:?}")
-    })?;
+    ensure!(
+        read == done,
+        "stored {read:?}, transition returned {done:?}"
+    );
     // Failure stores its error text; an output set earlier is kept when none is given.
-    let r2 = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
-    op(
-        "Pending -> Running with output",
-        s.transition_run(
-            &r2.id,
-            &[RunStatus::Pending],
-            RunStatus::Running,
-            Transition {
-                output: Some(json!({"partial": true})),
-                error: None,
-            },
-        )
-        .await,
-    )?;
-    let failed = op(
-        "Running -> Failed",
-        s.transition_run(
-            &r2.id,
-            &[RunStatus::Running],
-            RunStatus::Failed,
-            Transition {
-                output: None,
-                error: Some("exit code 2: ld: symbol not found".into()),
-            },
-        )
-        .await,
-    )?;
-    ensure(
-        failed.status == RunStatus::Failed
-            && failed.error.as_deref() == Some("exit code 2: ld: symbol not found")
+    let r2 = create(&s, json!({}), None).await?;
+    move_run(
+        &s,
+        &r2.id,
+        &[Pending],
+        Running,
+        output(json!({"partial": true})),
+    )
+    .await?;
+    let why = "exit code 2: ld: symbol not found";
+    let failed = move_run(&s, &r2.id, &[Running], Failed, error(why)).await?;
+    ensure!(
+        failed.status == Failed
+            && failed.error.as_deref() == Some(why)
             && failed.output == Some(json!({"partial": true})),
-        || format!("after failure: {failed:?}"),
-    )?;
+        "after failure: {failed:?}"
+    );
     // A refused move changes nothing.
-    let r3 = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
+    let r3 = create(&s, json!({}), None).await?;
     let refused = s
-        .transition_run(
-            &r3.id,
-            &[RunStatus::Running],
-            RunStatus::Succeeded,
-            Transition {
-                output: Some(json!("nope")),
-                error: None,
-            },
-        )
+        .transition_run(&r3.id, &[Running], Succeeded, output(json!("no")))
         .await;
     expect_conflict(
         "Running -> Succeeded on a pending run",
         refused,
-        RunStatus::Pending,
-        &[RunStatus::Running],
+        Pending,
+        &[Running],
     )?;
     let still = op("run(id)", s.run(&r3.id).await)?;
-    ensure(still == r3, || {
-        format!("a refused move changed the run: {r3:?} -> {still:?}")
-    })
+    ensure!(
+        still == r3,
+        "a refused move changed the run: {r3:?} -> {still:?}"
+    );
+    Ok(())
 }
 
 async fn terminal(s: Arc<dyn Store>) -> Result<(), String> {
-    use RunStatus::*;
     for end in [Succeeded, Failed, Cancelled] {
-        let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
-        let ended = op(
-            "Pending -> terminal",
-            s.transition_run(&run.id, &[Pending], end, Transition::default())
-                .await,
-        )?;
+        let run = create(&s, json!({}), None).await?;
+        let ended = move_run(&s, &run.id, &[Pending], end, none()).await?;
         for to in [Pending, Running, Succeeded, Failed, Cancelled] {
             // Even a caller that names the terminal status as allowed cannot move it.
             let r = s
-                .transition_run(
-                    &run.id,
-                    &[end],
-                    to,
-                    Transition {
-                        output: Some(json!(1)),
-                        error: None,
-                    },
-                )
+                .transition_run(&run.id, &[end], to, output(json!(1)))
                 .await;
             expect_conflict(&format!("{end} -> {to}"), r, end, &[end])?;
-            let r = s
-                .transition_run(&run.id, &[Pending, Running, end], to, Transition::default())
-                .await;
-            expect_conflict(
-                &format!("{end} -> {to} (wide from)"),
-                r,
-                end,
-                &[Pending, Running, end],
-            )?;
+            let wide = [Pending, Running, end];
+            let r = s.transition_run(&run.id, &wide, to, none()).await;
+            expect_conflict(&format!("{end} -> {to} (wide from)"), r, end, &wide)?;
         }
         let read = op("run(id)", s.run(&run.id).await)?;
-        ensure(read == ended, || {
-            format!("terminal run changed: {ended:?} -> {read:?}")
-        })?;
+        ensure!(read == ended, "terminal run changed: {ended:?} -> {read:?}");
         match s
-            .transition_run(&run.id, &[Running], Succeeded, Transition::default())
+            .transition_run(&run.id, &[Running], Succeeded, none())
             .await
         {
             Err(e) if !e.retry().is_retryable() => {}
@@ -539,117 +443,70 @@ async fn terminal(s: Arc<dyn Store>) -> Result<(), String> {
 }
 
 async fn steps(s: Arc<dyn Store>) -> Result<(), String> {
-    use RunStatus::*;
-    let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
+    let run = create(&s, json!({}), None).await?;
+    let id = &run.id;
     let compile = op(
-        "ensure compile",
-        s.ensure_step(&run.id, "compile", json!({"file": "a.c"}))
-            .await,
+        "ensure",
+        s.ensure_step(id, "compile", json!({"file": "a.c"})).await,
     )?;
-    ensure(
+    ensure!(
         compile.status == Pending
             && compile.attempt == 0
-            && compile.run_id == run.id
+            && compile.run_id == *id
             && compile.name == "compile"
             && compile.input == json!({"file": "a.c"})
             && compile.output.is_none(),
-        || format!("new step: {compile:?}"),
-    )?;
+        "new step: {compile:?}"
+    );
     let again = op(
-        "ensure compile again",
-        s.ensure_step(&run.id, "compile", json!({"file": "b.c"}))
-            .await,
+        "ensure again",
+        s.ensure_step(id, "compile", json!({"file": "b.c"})).await,
     )?;
-    ensure(again == compile, || {
-        format!("ensure again changed the step: {compile:?} -> {again:?}")
-    })?;
+    ensure!(
+        again == compile,
+        "ensure again changed the step: {compile:?} -> {again:?}"
+    );
     op(
         "ensure archive",
-        s.ensure_step(&run.id, "archive", json!(null)).await,
+        s.ensure_step(id, "archive", json!(null)).await,
     )?;
-    let first = op(
-        "compile Pending -> Running",
-        s.transition_step(
-            &run.id,
-            "compile",
-            &[Pending],
-            Running,
-            Transition::default(),
-        )
-        .await,
-    )?;
-    ensure(first.attempt == 1 && first.status == Running, || {
-        format!("after start: {first:?}")
-    })?;
+    let first = move_step(&s, id, "compile", &[Pending], Running, none()).await?;
+    ensure!(
+        first.attempt == 1 && first.status == Running,
+        "after start: {first:?}"
+    );
     let dup = s
-        .transition_step(
-            &run.id,
-            "compile",
-            &[Pending],
-            Running,
-            Transition::default(),
-        )
+        .transition_step(id, "compile", &[Pending], Running, none())
         .await;
     expect_conflict("compile second start", dup, Running, &[Pending])?;
     // A retry goes back to Pending (no attempt counted) and starts again (attempt 2).
-    let back = op(
-        "compile Running -> Pending",
-        s.transition_step(
-            &run.id,
-            "compile",
-            &[Running],
-            Pending,
-            Transition {
-                output: None,
-                error: Some("worker lost".into()),
-            },
-        )
-        .await,
-    )?;
-    ensure(
+    let back = move_step(&s, id, "compile", &[Running], Pending, error("worker lost")).await?;
+    ensure!(
         back.attempt == 1 && back.error.as_deref() == Some("worker lost"),
-        || format!("after requeue: {back:?}"),
-    )?;
-    let second = op(
-        "compile restart",
-        s.transition_step(
-            &run.id,
-            "compile",
-            &[Pending],
-            Running,
-            Transition::default(),
-        )
-        .await,
-    )?;
-    ensure(second.attempt == 2, || {
-        format!("after restart: attempt {}", second.attempt)
-    })?;
-    let done = op(
-        "compile Running -> Succeeded",
-        s.transition_step(
-            &run.id,
-            "compile",
-            &[Running],
-            Succeeded,
-            Transition {
-                output: Some(json!({"object": "a.o"})),
-                error: None,
-            },
-        )
-        .await,
-    )?;
-    ensure(
-        done.attempt == 2 && done.output == Some(json!({"object": "a.o"})),
-        || format!("after success: {done:?}"),
-    )?;
+        "after requeue: {back:?}"
+    );
+    let second = move_step(&s, id, "compile", &[Pending], Running, none()).await?;
+    ensure!(
+        second.attempt == 2,
+        "after restart: attempt {}",
+        second.attempt
+    );
+    let obj = json!({"object": "a.o"});
+    let done = move_step(
+        &s,
+        id,
+        "compile",
+        &[Running],
+        Succeeded,
+        output(obj.clone()),
+    )
+    .await?;
+    ensure!(
+        done.attempt == 2 && done.output == Some(obj),
+        "after success: {done:?}"
+    );
     let reopen = s
-        .transition_step(
-            &run.id,
-            "compile",
-            &[Succeeded],
-            Running,
-            Transition::default(),
-        )
+        .transition_step(id, "compile", &[Succeeded], Running, none())
         .await;
     expect_conflict(
         "compile Succeeded -> Running",
@@ -657,31 +514,37 @@ async fn steps(s: Arc<dyn Store>) -> Result<(), String> {
         Succeeded,
         &[Succeeded],
     )?;
-    let list = op("steps", s.steps(&run.id).await)?;
+    let list = op("steps", s.steps(id).await)?;
     let names: Vec<&str> = list.iter().map(|st| st.name.as_str()).collect();
-    ensure(names == ["archive", "compile"], || {
-        format!("steps(): expected [archive, compile], got {names:?}")
-    })?;
-    ensure(list[1] == done, || {
-        format!("steps() compile: {:?} vs {done:?}", list[1])
-    })?;
+    ensure!(
+        names == ["archive", "compile"],
+        "steps(): expected [archive, compile], got {names:?}"
+    );
+    ensure!(
+        list[1] == done,
+        "steps() compile: {:?} vs {done:?}",
+        list[1]
+    );
     // Steps belong to their run.
-    let other = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
+    let other = create(&s, json!({}), None).await?;
     let other_steps = op("steps of other run", s.steps(&other.id).await)?;
-    ensure(other_steps.is_empty(), || {
-        format!("a new run has steps: {other_steps:?}")
-    })?;
+    ensure!(
+        other_steps.is_empty(),
+        "a new run has steps: {other_steps:?}"
+    );
     let fresh = op(
-        "ensure compile in other run",
+        "ensure in other run",
         s.ensure_step(&other.id, "compile", json!(1)).await,
     )?;
-    ensure(fresh.attempt == 0 && fresh.status == Pending, || {
-        format!("same name in another run: {fresh:?}")
-    })
+    ensure!(
+        fresh.attempt == 0 && fresh.status == Pending,
+        "same name, other run: {fresh:?}"
+    );
+    Ok(())
 }
 
 async fn race(s: Arc<dyn Store>) -> Result<(), String> {
-    let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
+    let run = create(&s, json!({}), None).await?;
     op(
         "ensure step",
         s.ensure_step(&run.id, "only", json!({})).await,
@@ -692,25 +555,10 @@ async fn race(s: Arc<dyn Store>) -> Result<(), String> {
         let (s, start, id) = (s.clone(), start.clone(), run.id.clone());
         tasks.push(tokio::spawn(async move {
             start.wait().await;
-            let r = s
-                .transition_run(
-                    &id,
-                    &[RunStatus::Pending],
-                    RunStatus::Running,
-                    Transition {
-                        output: Some(json!({"winner": i})),
-                        error: None,
-                    },
-                )
-                .await;
+            let mine = output(json!({"winner": i}));
+            let r = s.transition_run(&id, &[Pending], Running, mine).await;
             let st = s
-                .transition_step(
-                    &id,
-                    "only",
-                    &[RunStatus::Pending],
-                    RunStatus::Running,
-                    Transition::default(),
-                )
+                .transition_step(&id, "only", &[Pending], Running, none())
                 .await;
             (i, r, st)
         }));
@@ -722,89 +570,53 @@ async fn race(s: Arc<dyn Store>) -> Result<(), String> {
             .map_err(|e| format!("transition task panicked: {e}"))?;
         match r {
             Ok(_) => run_wins.push(i),
-            Err(e) => expect_conflict(
-                "losing run transition",
-                Err::<(), _>(e),
-                RunStatus::Running,
-                &[RunStatus::Pending],
-            )?,
+            Err(e) => expect_conflict("losing run move", Err::<(), _>(e), Running, &[Pending])?,
         }
         match st {
             Ok(_) => step_wins += 1,
-            Err(e) => expect_conflict(
-                "losing step transition",
-                Err::<(), _>(e),
-                RunStatus::Running,
-                &[RunStatus::Pending],
-            )?,
+            Err(e) => expect_conflict("losing step move", Err::<(), _>(e), Running, &[Pending])?,
         }
     }
-    ensure(run_wins.len() == 1, || {
-        format!(
-            "16 racing run transitions: {} won ({run_wins:?})",
-            run_wins.len()
-        )
-    })?;
-    ensure(step_wins == 1, || {
-        format!("16 racing step transitions: {step_wins} won")
-    })?;
+    ensure!(
+        run_wins.len() == 1,
+        "16 racing run moves: {} won ({run_wins:?})",
+        run_wins.len()
+    );
+    ensure!(step_wins == 1, "16 racing step moves: {step_wins} won");
     let read = op("run(id)", s.run(&run.id).await)?;
-    ensure(read.output == Some(json!({"winner": run_wins[0]})), || {
-        format!(
-            "stored output {:?} is not the winner's ({})",
-            read.output, run_wins[0]
-        )
-    })?;
+    ensure!(
+        read.output == Some(json!({"winner": run_wins[0]})),
+        "stored output {:?} is not the winner's ({})",
+        read.output,
+        run_wins[0]
+    );
     let steps = op("steps", s.steps(&run.id).await)?;
-    ensure(steps.len() == 1 && steps[0].attempt == 1, || {
-        format!("racing starts counted attempts: {steps:?}")
-    })
+    ensure!(
+        steps.len() == 1 && steps[0].attempt == 1,
+        "racing starts counted: {steps:?}"
+    );
+    Ok(())
 }
 
 async fn not_found(s: Arc<dyn Store>) -> Result<(), String> {
     let ghost = RunId::random();
     expect_not_found("run(unknown)", s.run(&ghost).await, "run")?;
-    expect_not_found(
-        "transition_run(unknown)",
-        s.transition_run(
-            &ghost,
-            &[RunStatus::Pending],
-            RunStatus::Running,
-            Transition::default(),
-        )
-        .await,
-        "run",
-    )?;
-    expect_not_found(
-        "workflow(unknown)",
-        s.workflow(&WorkflowId::random()).await,
-        "workflow",
-    )?;
-    expect_not_found(
-        "create_run(unknown workflow)",
-        s.create_run(new_run(Some(&WorkflowId::random()), json!({}), None))
-            .await,
-        "workflow",
-    )?;
-    expect_not_found(
-        "ensure_step(unknown run)",
-        s.ensure_step(&ghost, "a", json!({})).await,
-        "run",
-    )?;
+    let r = s.transition_run(&ghost, &[Pending], Running, none()).await;
+    expect_not_found("transition_run(unknown)", r, "run")?;
+    let r = s.workflow(&WorkflowId::random()).await;
+    expect_not_found("workflow(unknown)", r, "workflow")?;
+    let r = s
+        .create_run(new_run(Some(&WorkflowId::random()), json!({}), None))
+        .await;
+    expect_not_found("create_run(unknown workflow)", r, "workflow")?;
+    let r = s.ensure_step(&ghost, "a", json!({})).await;
+    expect_not_found("ensure_step(unknown run)", r, "run")?;
     expect_not_found("steps(unknown run)", s.steps(&ghost).await, "run")?;
-    let run = op("create", s.create_run(new_run(None, json!({}), None)).await)?;
-    expect_not_found(
-        "transition_step(unknown step)",
-        s.transition_step(
-            &run.id,
-            "nope",
-            &[RunStatus::Pending],
-            RunStatus::Running,
-            Transition::default(),
-        )
-        .await,
-        "step",
-    )?;
+    let run = create(&s, json!({}), None).await?;
+    let r = s
+        .transition_step(&run.id, "nope", &[Pending], Running, none())
+        .await;
+    expect_not_found("transition_step(unknown step)", r, "step")?;
     match s.run(&ghost).await {
         Err(e) if !e.retry().is_retryable() => Ok(()),
         other => Err(format!("NotFound must not be retryable, got {other:?}")),
@@ -816,93 +628,71 @@ async fn json_round_trip(s: Arc<dyn Store>) -> Result<(), String> {
         "nested": {"a": {"b": {"c": [1, 2, {"d": null}]}}, "empty_obj": {}, "empty_arr": []},
         "unicode": "héllo wörld — 日本語 — עברית — 🦀🚀 — e\u{301}",
         "escapes": "quote \" backslash \\ newline \n tab \t slash /",
-        "numbers": {"int": 42, "neg": -7, "big": 9_007_199_254_740_993_i64, "max": i64::MAX, "float": 3.25, "tiny": 1.5e-10},
+        "numbers": {
+            "int": 42, "neg": -7, "big": 9_007_199_254_740_993_i64, "max": i64::MAX,
+            "float": 3.25, "tiny": 1.5e-10
+        },
         "bools": [true, false],
         "ключ": "значение",
         "": "empty key",
     });
     let wf = op("save", s.save_workflow("ünïcödé-flow ✓", doc.clone()).await)?;
     let wf_read = op("workflow(id)", s.workflow(&wf.id).await)?;
-    ensure(
+    ensure!(
         wf_read.definition == doc && wf_read.name == "ünïcödé-flow ✓",
-        || format!("workflow definition changed: {}", wf_read.definition),
-    )?;
-    let run = op(
-        "create",
-        s.create_run(new_run(Some(&wf.id), doc.clone(), Some("ключ-🔑")))
-            .await,
-    )?;
-    let done = op(
-        "finish",
-        s.transition_run(
-            &run.id,
-            &[RunStatus::Pending],
-            RunStatus::Failed,
-            Transition {
-                output: Some(doc.clone()),
-                error: Some("ошибка: 失败 💥\nline 2".into()),
-            },
-        )
-        .await,
-    )?;
+        "workflow changed: {wf_read:?}"
+    );
+    let new = new_run(Some(&wf.id), doc.clone(), Some("ключ-🔑"));
+    let run = op("create", s.create_run(new).await)?;
+    let why = "ошибка: 失败 💥\nline 2";
+    let set = Transition {
+        output: Some(doc.clone()),
+        error: Some(why.into()),
+    };
+    let done = move_run(&s, &run.id, &[Pending], Failed, set).await?;
     let read = op("run(id)", s.run(&run.id).await)?;
-    ensure(
+    ensure!(
         read == done && read.input == doc && read.output.as_ref() == Some(&doc),
-        || {
-            format!(
-                "run documents changed: input {} output {:?}",
-                read.input, read.output
-            )
-        },
-    )?;
-    ensure(
-        read.error.as_deref() == Some("ошибка: 失败 💥\nline 2"),
-        || format!("error text changed: {:?}", read.error),
-    )?;
-    let again = op(
-        "create with unicode key",
-        s.create_run(new_run(None, json!(0), Some("ключ-🔑"))).await,
-    )?;
-    ensure(again.id == run.id, || {
-        "unicode idempotency key did not match itself".into()
-    })?;
-    for (i, scalar) in [
+        "run documents changed: input {} output {:?}",
+        read.input,
+        read.output
+    );
+    ensure!(
+        read.error.as_deref() == Some(why),
+        "error text changed: {:?}",
+        read.error
+    );
+    let again = create(&s, json!(0), Some("ключ-🔑")).await?;
+    ensure!(
+        again.id == run.id,
+        "a unicode idempotency key did not match itself"
+    );
+    let scalars = [
         json!(null),
-        json!("just a string"),
+        json!("a string"),
         json!(12.5),
         json!([1, "two", [3]]),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    for (i, scalar) in scalars.into_iter().enumerate() {
         let name = format!("step-{i}-ß");
         let step = op(
             "ensure",
             s.ensure_step(&run.id, &name, scalar.clone()).await,
         )?;
-        ensure(step.input == scalar, || {
-            format!("step input {scalar} came back as {}", step.input)
-        })?;
-        let moved = op(
-            "step output",
-            s.transition_step(
-                &run.id,
-                &name,
-                &[RunStatus::Pending],
-                RunStatus::Succeeded,
-                Transition {
-                    output: Some(scalar.clone()),
-                    error: None,
-                },
-            )
-            .await,
-        )?;
-        ensure(moved.output.as_ref() == Some(&scalar), || {
-            format!("step output {scalar} came back as {:?}", moved.output)
-        })?;
+        ensure!(
+            step.input == scalar,
+            "step input {scalar} came back as {}",
+            step.input
+        );
+        let set = output(scalar.clone());
+        let moved = move_step(&s, &run.id, &name, &[Pending], Succeeded, set).await?;
+        ensure!(
+            moved.output.as_ref() == Some(&scalar),
+            "step output {scalar} came back as {:?}",
+            moved.output
+        );
     }
     let steps = op("steps", s.steps(&run.id).await)?;
-    ensure(steps.len() == 4, || {
-        format!("expected 4 steps, got {}", steps.len())
-    })
+    ensure!(steps.len() == 4, "expected 4 steps, got {}", steps.len());
+    Ok(())
 }
