@@ -31,6 +31,25 @@ fn bench(c: &mut Criterion) {
         });
     });
 
+    // The same spawn options as the executor (pipes, cwd, clean env, own group), no work dir.
+    let cwd = root.path().to_path_buf();
+    group.bench_function("bare_tokio_spawn_true_like_executor", |b| {
+        b.to_async(&rt).iter(|| async {
+            let out = tokio::process::Command::new("true")
+                .current_dir(&cwd)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .process_group(0)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .await
+                .expect("true");
+            assert!(out.status.success());
+        });
+    });
+
     group.bench_function("execute_true", |b| {
         b.to_async(&rt).iter(|| async {
             let spec = TaskSpec::new(vec!["true".into()], Duration::from_secs(30));

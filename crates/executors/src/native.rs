@@ -108,10 +108,12 @@ impl NativeExecutor {
         let run_dir = match &spec.cwd {
             Some(rel) => {
                 let p = dir.path().join(crate::paths::relative(rel, "cwd")?);
-                tokio::fs::create_dir_all(&p).await.map_err(|source| ExecError::WorkDir {
-                    path: p.display().to_string(),
-                    source,
-                })?;
+                tokio::fs::create_dir_all(&p)
+                    .await
+                    .map_err(|source| ExecError::WorkDir {
+                        path: p.display().to_string(),
+                        source,
+                    })?;
                 p
             }
             None => dir.path().to_owned(),
@@ -273,7 +275,9 @@ fn work_dir_name(task_id: &str) -> String {
 fn is_safe_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
 }
 
 /// `128 + signal` for a process killed by a signal, as shells report it.
