@@ -38,6 +38,9 @@ pub enum LocalReason {
     MissingValue(String),
     /// `-o -`.
     OutputToStdout,
+    /// The compiler family has no verified preprocess-then-compile path yet (clang: it lacks
+    /// `-fdirectives-only`); carries the family name.
+    UnsupportedCompiler(String),
 }
 
 /// How a table entry takes its value.
@@ -254,6 +257,10 @@ pub fn parse(args: &[OsString]) -> Invocation {
 }
 
 /// Parses a command line for the given driver (its C++-ness decides the language of `.c` files).
+///
+/// Pass the family the compiler really is: `cc` may be clang, so derive the kind from the probed
+/// [`hybridgrid_core::Toolchain::name`] (`CompilerKind::detect(tc.name.as_ref())`). Clang
+/// invocations are classified but returned as [`LocalReason::UnsupportedCompiler`].
 pub fn parse_for(driver: CompilerKind, args: &[OsString]) -> Invocation {
     match Parser::default().run(driver, args) {
         Ok(job) => Invocation::Distributable(job),
@@ -491,6 +498,9 @@ impl Parser {
         }
         if let Some(reason) = self.refused {
             return Err(reason);
+        }
+        if matches!(driver, CompilerKind::Clang | CompilerKind::Clangxx) {
+            return Err(LocalReason::UnsupportedCompiler(driver.name().to_owned()));
         }
         if self.debug_level3 {
             // Macro debug info needs the macro definitions the preprocessed text no longer

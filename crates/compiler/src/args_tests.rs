@@ -384,6 +384,11 @@ fn cache_args_exclude_paths_of_outputs() {
     ]);
     assert_eq!(a.cache_relevant_args(), b.cache_relevant_args());
     assert_eq!(strs(&a.cache_relevant_args()), ["-x", "c", "-O2", "-Iinc"]);
+    // Kernel style: the depfile path is not part of the key, the other `-Wp,` options are.
+    let k1 = job(&["-c", "-Wp,-MD,.a.o.d", "-Wp,-MMD,x.d,-DX", "a.c"]);
+    let k2 = job(&["-c", "-Wp,-MD,.b.o.d", "-Wp,-MMD,y.d,-DX", "a.c"]);
+    assert_eq!(k1.cache_relevant_args(), k2.cache_relevant_args());
+    assert_eq!(strs(&k1.cache_relevant_args()), ["-x", "c", "-Wp,-DX"]);
     let c = job(&["-c", "-O1", "-Iinc", "foo.c"]);
     assert_ne!(a.cache_relevant_args(), c.cache_relevant_args());
     let d = job(&["-c", "-O2", "-Iinc", "foo.cc"]);
@@ -422,6 +427,21 @@ fn glued_and_separate_values_are_one_argument() {
     ] {
         assert_eq!(job(args).source(), Path::new("a.c"), "args {args:?}");
     }
+}
+
+#[test]
+fn clang_runs_locally_for_now() {
+    for kind in [CompilerKind::Clang, CompilerKind::Clangxx] {
+        assert_eq!(
+            parse_for(kind, &os(&["-c", "a.c"])),
+            Invocation::Local(LocalReason::UnsupportedCompiler(kind.name().into()))
+        );
+    }
+    // Not-a-compile reasons still come first.
+    assert_eq!(
+        parse_for(CompilerKind::Clang, &os(&["a.o", "-o", "app"])),
+        Invocation::Local(LocalReason::NotCompileOnly)
+    );
 }
 
 #[test]

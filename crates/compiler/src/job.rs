@@ -207,7 +207,7 @@ impl CompileJob {
         let mut out: Vec<OsString> = vec!["-x".into(), self.language.as_str().into()];
         out.extend(
             self.words(|c| matches!(c, ArgClass::Both | ArgClass::Pre))
-                .cloned(),
+                .filter_map(|w| without_wp_depfile(w)),
         );
         out
     }
@@ -234,6 +234,24 @@ impl CompileJob {
             })
             .collect()
     }
+}
+
+/// `-Wp,...` without its `-MD,<path>`/`-MMD,<path>` part (the depfile path is not an input);
+/// `None` when nothing remains. Other words are returned unchanged.
+fn without_wp_depfile(word: &OsString) -> Option<OsString> {
+    let Some(list) = word.to_str().and_then(|w| w.strip_prefix("-Wp,")) else {
+        return Some(word.clone());
+    };
+    let mut kept = Vec::new();
+    let mut parts = list.split(',');
+    while let Some(p) = parts.next() {
+        if p == "-MD" || p == "-MMD" {
+            parts.next();
+        } else {
+            kept.push(p);
+        }
+    }
+    (!kept.is_empty()).then(|| format!("-Wp,{}", kept.join(",")).into())
 }
 
 /// GCC's `remap_filename`: the most recently given map whose old prefix starts `name` wins.

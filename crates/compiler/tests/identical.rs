@@ -113,8 +113,14 @@ fn check(case: Case) -> CompileJob {
         .iter()
         .map(|a| OsString::from(a.replace("{root}", root_s)))
         .collect();
-    let kind = CompilerKind::detect(Path::new(case.driver)).unwrap();
-    let job = match parse_for(kind, &args) {
+    both_ways(case.driver, &cwd, &args, &base.join("worker/job-1"))
+}
+
+/// Compiles `args` in `cwd` plainly, then preprocessed locally and compiled remotely in
+/// `worker` (created; must be empty), and asserts identical objects, depfiles and diagnostics.
+fn both_ways(driver: &str, cwd: &Path, args: &[OsString], worker: &Path) -> CompileJob {
+    let kind = CompilerKind::detect(Path::new(driver)).unwrap();
+    let job = match parse_for(kind, args) {
         Invocation::Distributable(j) => j,
         Invocation::Local(r) => panic!("{args:?} ran locally: {r:?}"),
     };
@@ -122,7 +128,7 @@ fn check(case: Case) -> CompileJob {
     let dep = job.depfile().map(|d| cwd.join(&d.path));
 
     // 1. Plain local build.
-    let plain_err = stderr_of(Command::new(case.driver).args(&args).current_dir(&cwd));
+    let plain_err = stderr_of(Command::new(driver).args(args).current_dir(cwd));
     let plain_obj = read(&obj);
     let plain_dep = dep.as_ref().map(|d| read(d));
     std::fs::remove_file(&obj).unwrap();
@@ -131,7 +137,7 @@ fn check(case: Case) -> CompileJob {
     }
 
     // 2. Preprocess on the client: same depfile, and no object.
-    let pre = Command::new(case.driver)
+    let pre = Command::new(driver)
         .args(job.preprocess_args())
         .current_dir(&cwd)
         .output()
@@ -154,13 +160,12 @@ fn check(case: Case) -> CompileJob {
     }
 
     // 3. Exact remote compile in a directory unrelated to the client's.
-    let worker = base.join("worker/job-1");
-    std::fs::create_dir_all(&worker).unwrap();
-    let cmd = job.remote_command(&text, &worker).unwrap();
+    std::fs::create_dir_all(worker).unwrap();
+    let cmd = job.remote_command(&text, worker).unwrap();
     std::fs::create_dir_all(&cmd.cwd).unwrap();
     std::fs::create_dir_all(cmd.input_path.parent().unwrap()).unwrap();
     std::fs::write(&cmd.input_path, &cmd.input).unwrap();
-    let out = Command::new(case.driver)
+    let out = Command::new(driver)
         .args(&cmd.args)
         .current_dir(&cmd.cwd)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
@@ -191,10 +196,10 @@ fn check(case: Case) -> CompileJob {
 
     // 4. Simple remote compile (`remote_args`): exact whenever there is no debug info.
     if !job.debug_info() {
-        let w2 = base.join("worker/job-2");
+        let w2 = worker.join("simple");
         std::fs::create_dir_all(&w2).unwrap();
         std::fs::write(w2.join("in.i"), &text).unwrap();
-        run(Command::new(case.driver)
+        run(Command::new(driver)
             .args(job.remote_args("in.i", "out.o"))
             .current_dir(&w2));
         assert!(
@@ -552,4 +557,82 @@ fn differences_are_detected() {
         .current_dir(&cmd.cwd)
         .envs(cmd.env.clone()));
     assert_eq!(read(&cmd.output), plain);
+}
+
+/// Where cargo unpacked the `lua-src` dev-dependency's Lua 5.4 sources.
+fn lua_sources() -> std::path::PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = run(Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR")));
+    let meta: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let manifest = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "lua-src" && p["version"].as_str().unwrap().starts_with("548."))
+        .expect("lua-src 548 in cargo metadata")["manifest_path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = Path::new(&manifest).parent().unwrap().to_owned();
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("lua-5.4")
+        })
+        .expect("lua-5.4 sources")
+}
+
+/// A real C code base: every Lua 5.4 source, out-of-tree (`../src/x.c`), `-O2 -g -MD`.
+#[test]
+fn lua_objects_are_identical() {
+    let src = lua_sources();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(tmp.path()).unwrap();
+    let client = base.join("client/lua");
+    std::fs::create_dir_all(client.join("src")).unwrap();
+    std::fs::create_dir_all(client.join("build/obj")).unwrap();
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".c") || name.ends_with(".h") {
+            std::fs::copy(&path, client.join("src").join(&name)).unwrap();
+            if let Some(stem) = name.strip_suffix(".c") {
+                sources.push(stem.to_owned());
+            }
+        }
+    }
+    sources.sort();
+    assert!(sources.len() >= 30, "found only {sources:?}");
+    for (n, stem) in sources.iter().enumerate() {
+        let args: Vec<OsString> = [
+            "-c",
+            "-O2",
+            "-g",
+            "-Wall",
+            "-std=gnu99",
+            "-DLUA_COMPAT_5_3",
+            "-DLUA_USE_LINUX",
+            "-I../src",
+            "-MD",
+            "-o",
+            &format!("obj/{stem}.o"),
+            &format!("../src/{stem}.c"),
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        both_ways(
+            "gcc",
+            &client.join("build"),
+            &args,
+            &base.join(format!("worker/{n}")),
+        );
+    }
 }
