@@ -43,70 +43,37 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the [`Queue`] conformance suite: each check gets a fresh queue from `make`, which must
 /// isolate it (a unique key prefix or stream name) because checks run concurrently. Panics once,
-/// listing every failed check.
+/// listing every failed check. Checks leave items behind (dead letters, a delayed item): remove
+/// the prefixes afterwards.
 pub async fn run_queue_suite<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Queue>>,
 {
     type Check = LocalBoxFuture<'static, Result<(), String>>;
-    let checks: Vec<(&str, Check)> = vec![
-        (
-            "claims_highest_priority_first",
-            priority_order(make().await).boxed_local(),
-        ),
-        ("fifo_within_priority", fifo(make().await).boxed_local()),
-        (
-            "empty_claim_waits_then_returns_none",
-            empty_wait(make().await).boxed_local(),
-        ),
-        (
-            "claim_wakes_on_enqueue",
-            wakes_on_enqueue(make().await).boxed_local(),
-        ),
-        (
-            "expired_lease_is_redelivered_exactly_once",
-            lease_expiry(make().await).boxed_local(),
-        ),
-        (
-            "stale_lease_ack_is_rejected",
-            stale_token(make().await).boxed_local(),
-        ),
-        (
-            "ack_removes_for_good",
-            ack_for_good(make().await).boxed_local(),
-        ),
-        (
-            "nack_delays_visibility",
-            nack_delay(make().await).boxed_local(),
-        ),
-        (
-            "enqueue_delay_hides_until_due",
-            enqueue_delay(make().await).boxed_local(),
-        ),
-        ("extend_keeps_lease", extend(make().await).boxed_local()),
-        (
-            "duplicate_key_enqueues_once",
-            idempotency(make().await).boxed_local(),
-        ),
-        (
-            "dead_letter_after_max_attempts_via_nack",
-            dead_by_nack(make().await).boxed_local(),
-        ),
-        (
-            "dead_letter_after_max_attempts_via_expiry",
-            dead_by_expiry(make().await).boxed_local(),
-        ),
-        ("depths_per_priority", depths(make().await).boxed_local()),
-        (
-            "rejects_zero_max_attempts",
-            zero_attempts(make().await).boxed_local(),
-        ),
-        (
-            "concurrent_claimers_never_share_an_item",
-            concurrent(make().await).boxed_local(),
-        ),
-    ];
+    macro_rules! checks {
+        ($($name:literal => $check:ident,)*) => {
+            vec![$(($name, $check(make().await).boxed_local())),*]
+        };
+    }
+    let checks: Vec<(&str, Check)> = checks! {
+        "claims_highest_priority_first" => priority_order,
+        "fifo_within_priority" => fifo,
+        "empty_claim_waits_then_returns_none" => empty_wait,
+        "claim_wakes_on_enqueue" => wakes_on_enqueue,
+        "expired_lease_is_redelivered_exactly_once" => lease_expiry,
+        "stale_lease_ack_is_rejected" => stale_token,
+        "ack_removes_for_good" => ack_for_good,
+        "nack_delays_visibility" => nack_delay,
+        "enqueue_delay_hides_until_due" => enqueue_delay,
+        "extend_keeps_lease" => extend,
+        "duplicate_key_enqueues_once" => idempotency,
+        "dead_letter_after_max_attempts_via_nack" => dead_by_nack,
+        "dead_letter_after_max_attempts_via_expiry" => dead_by_expiry,
+        "depths_per_priority" => depths,
+        "rejects_zero_max_attempts" => zero_attempts,
+        "concurrent_claimers_never_share_an_item" => concurrent,
+    };
     let results = join_all(checks.into_iter().map(|(name, check)| async move {
         let result = tokio::time::timeout(CHECK_TIMEOUT, check)
             .await
