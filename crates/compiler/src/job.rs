@@ -207,7 +207,7 @@ impl CompileJob {
         let mut out: Vec<OsString> = vec!["-x".into(), self.language.as_str().into()];
         out.extend(
             self.words(|c| matches!(c, ArgClass::Both | ArgClass::Pre))
-                .filter_map(|w| without_wp_depfile(w)),
+                .filter_map(without_wp_depfile),
         );
         out
     }
