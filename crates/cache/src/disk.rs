@@ -446,9 +446,13 @@ impl Inner {
     }
 
     fn io_error(&self, path: &Path, e: io::Error) -> CacheError {
-        if e.kind() == io::ErrorKind::PermissionDenied
-            || e.kind() == io::ErrorKind::ReadOnlyFilesystem
-        {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::PermissionDenied
+                | io::ErrorKind::ReadOnlyFilesystem
+                | io::ErrorKind::StorageFull
+                | io::ErrorKind::QuotaExceeded
+        ) {
             return dir_error(&self.dir, e);
         }
         CacheError::Io {
@@ -533,6 +537,9 @@ fn dir_error(dir: &Path, e: io::Error) -> CacheError {
         }
         io::ErrorKind::PermissionDenied => format!(
             "the cache directory must be writable by this user: `chown -R $USER {shown} && chmod 755 {shown}`, or set the cache dir elsewhere"
+        ),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => format!(
+            "no space left for {shown}: free disk space or lower the cache size bound (cache.max_size_gb)"
         ),
         io::ErrorKind::ReadOnlyFilesystem => {
             format!("{shown} is on a read-only file system: set the cache dir to a writable place")
