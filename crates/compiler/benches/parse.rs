@@ -1,6 +1,9 @@
 //! Hot paths of the wrapper: classifying a command line, and preparing a worker command from a
 //! preprocessed text. Run: `cargo bench -p hybridgrid-compiler --bench parse`.
 
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use hybridgrid_compiler::{Invocation, parse};
 use std::ffi::OsString;

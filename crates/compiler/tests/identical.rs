@@ -139,7 +139,7 @@ fn both_ways(driver: &str, cwd: &Path, args: &[OsString], worker: &Path) -> Comp
     // 2. Preprocess on the client: same depfile, and no object.
     let pre = Command::new(driver)
         .args(job.preprocess_args())
-        .current_dir(&cwd)
+        .current_dir(cwd)
         .output()
         .unwrap();
     assert!(
