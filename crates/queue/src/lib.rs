@@ -36,6 +36,8 @@
 //! - `memory` — [`MemoryQueue`], always built.
 //! - `redis` (feature `redis`) — `RedisQueue` and `RedisLeaderElection`.
 //! - `nats` (feature `nats`) — `NatsQueue` and the JetStream event bus.
+//! - `event` — run/task [`Event`]s: the [`EventBus`] seam and [`MemoryEventBus`], always built
+//!   (`NatsEventBus` with feature `nats`). See `docs/backends/nats.md` for the NATS layout.
 
 mod memory;
 pub use memory::MemoryQueue;

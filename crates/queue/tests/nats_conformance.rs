@@ -1,6 +1,8 @@
 //! `NatsQueue` passes the shared `Queue` conformance suite, unchanged, against the real NATS
 //! JetStream server (127.0.0.1:4222, or `HG_TEST_NATS_URL`). A missing server fails the test.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use futures::FutureExt;
 use hybridgrid_core::Queue;
 use hybridgrid_queue::NatsQueue;

@@ -1,7 +1,10 @@
 //! `NatsEventBus` against the real NATS JetStream server (127.0.0.1:4222, or `HG_TEST_NATS_URL`),
 //! and the same checks on `MemoryEventBus`, so both honour one contract.
 
-use futures::StreamExt;
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use futures::{FutureExt, StreamExt};
+use std::panic::AssertUnwindSafe;
 use hybridgrid_core::{RunId, RunStatus, TaskId};
 use hybridgrid_queue::{Event, EventBus, EventFilter, EventKind, MemoryEventBus, NatsEventBus};
 use hybridgrid_testkit::{service_url, unique_prefix};
@@ -54,16 +57,23 @@ async fn bus_contract(bus: Arc<dyn EventBus>) {
         .await
         .unwrap();
     let e = next(&mut late).await;
-    assert_eq!((e.run_id.clone(), e.status), (run.clone(), RunStatus::Succeeded));
+    assert_eq!(
+        (e.run_id.clone(), e.status),
+        (run.clone(), RunStatus::Succeeded)
+    );
     let e = next(&mut live).await;
     assert_eq!(
         (e.run_id, e.status),
         (run.clone(), RunStatus::Succeeded),
         "a live subscriber starts after the past"
     );
-    bus.publish(&Event::task(other.clone(), TaskId::new("t2"), RunStatus::Running))
-        .await
-        .unwrap();
+    bus.publish(&Event::task(
+        other.clone(),
+        TaskId::new("t2"),
+        RunStatus::Running,
+    ))
+    .await
+    .unwrap();
     let e = next(&mut tasks_only).await;
     assert_eq!((e.run_id, e.task_id), (other, Some(TaskId::new("t2"))));
 }
@@ -74,8 +84,13 @@ async fn nats_event_bus_honours_the_contract() {
     let bus = NatsEventBus::connect(&url, &unique_prefix("natsev"))
         .await
         .expect("NATS JetStream must be running on 127.0.0.1:4222");
-    bus_contract(Arc::new(bus.clone())).await;
-    bus.destroy().await.unwrap();
+    let outcome = AssertUnwindSafe(bus_contract(Arc::new(bus.clone())))
+        .catch_unwind()
+        .await;
+    bus.destroy().await.unwrap(); // pass or fail, leave no stream behind
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 #[tokio::test]

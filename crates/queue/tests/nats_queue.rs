@@ -1,6 +1,8 @@
 //! `NatsQueue` against the real NATS JetStream server (127.0.0.1:4222, or `HG_TEST_NATS_URL`).
 //! A missing server fails these tests. Every test uses its own queue name and deletes its streams.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use hybridgrid_core::{NewWork, Priority, Queue, QueueError, WorkerId};
 use hybridgrid_queue::{NatsQueue, NatsQueueConfig};
 use hybridgrid_testkit::{eventually, service_url, unique_prefix};
@@ -25,7 +27,30 @@ fn server_addr() -> String {
 async fn open(name: &str, config: NatsQueueConfig) -> NatsQueue {
     NatsQueue::connect_with(&nats_url(), name, config)
         .await
-        .expect("NATS JetStream must be running on 127.0.0.1:4222 (bash /work/shared/services.sh nats)")
+        .expect(
+            "NATS JetStream must be running on 127.0.0.1:4222 (bash /work/shared/services.sh nats)",
+        )
+}
+
+/// Deletes a queue's streams when dropped, also when the test fails, so nothing is left behind.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // Drop cannot await, and the test's runtime may be unwinding: use a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let q = NatsQueue::connect(&nats_url(), &name).await.unwrap();
+                q.destroy().await.unwrap();
+            });
+        })
+        .join();
+    }
 }
 
 fn short_ack_wait() -> NatsQueueConfig {
@@ -62,7 +87,8 @@ impl Proxy {
                     let server = server.clone();
                     conns.lock().await.spawn(async move {
                         if let Ok(mut outbound) = TcpStream::connect(&server).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
                     });
                 }
@@ -102,6 +128,7 @@ impl Drop for Proxy {
 #[tokio::test]
 async fn dead_claimer_is_redelivered_once_after_its_lease() {
     let name = unique_prefix("natsq");
+    let _cleanup = Cleanup(name.clone());
     let proxy = Proxy::start().await;
     let dying = NatsQueue::connect_with(&proxy.url(), &name, short_ack_wait())
         .await
@@ -115,7 +142,11 @@ async fn dead_claimer_is_redelivered_once_after_its_lease() {
         .clone();
 
     let first = dying
-        .claim(&WorkerId::new("doomed"), Duration::from_secs(1), Duration::from_secs(5))
+        .claim(
+            &WorkerId::new("doomed"),
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap()
         .expect("item is ready");
@@ -142,16 +173,23 @@ async fn dead_claimer_is_redelivered_once_after_its_lease() {
             got.push(claim);
         }
     }
-    assert_eq!(got.len(), 1, "exactly one claimer gets the expired item: {got:?}");
+    assert_eq!(
+        got.len(),
+        1,
+        "exactly one claimer gets the expired item: {got:?}"
+    );
     assert_eq!((got[0].id.clone(), got[0].attempt), (id, 2));
     let depths = live.depths().await.unwrap();
-    assert_eq!((depths.ready_total(), depths.in_flight), (0, 1), "{depths:?}");
+    assert_eq!(
+        (depths.ready_total(), depths.in_flight),
+        (0, 1),
+        "{depths:?}"
+    );
     live.ack(&got[0].token).await.unwrap();
     assert_eq!(live.depths().await.unwrap().in_flight, 0);
     // The vanished claimer's token is dead everywhere; in its own process it fails (retryably,
     // as the connection is down) or reports the lease lost; it never succeeds.
     assert!(dying.ack(&first.token).await.is_err());
-    live.destroy().await.unwrap();
 }
 
 /// At the last attempt, a claimer that vanishes sends the item to the dead letters (reason
@@ -159,6 +197,7 @@ async fn dead_claimer_is_redelivered_once_after_its_lease() {
 #[tokio::test]
 async fn dead_claimer_on_last_attempt_dead_letters() {
     let name = unique_prefix("natsq");
+    let _cleanup = Cleanup(name.clone());
     let proxy = Proxy::start().await;
     let dying = NatsQueue::connect_with(&proxy.url(), &name, short_ack_wait())
         .await
@@ -171,7 +210,11 @@ async fn dead_claimer_on_last_attempt_dead_letters() {
         .id()
         .clone();
     let claim = dying
-        .claim(&WorkerId::new("doomed"), Duration::from_secs(1), Duration::from_secs(5))
+        .claim(
+            &WorkerId::new("doomed"),
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap()
         .expect("item is ready");
@@ -181,10 +224,17 @@ async fn dead_claimer_on_last_attempt_dead_letters() {
     let dead = eventually(Duration::from_secs(10), || async {
         // Claiming is what notices the server-side expiry.
         let c = live
-            .claim(&WorkerId::new("w"), Duration::from_secs(5), Duration::from_millis(200))
+            .claim(
+                &WorkerId::new("w"),
+                Duration::from_secs(5),
+                Duration::from_millis(200),
+            )
             .await
             .unwrap();
-        assert!(c.is_none(), "an item past its budget must not be handed out: {c:?}");
+        assert!(
+            c.is_none(),
+            "an item past its budget must not be handed out: {c:?}"
+        );
         let dead = live.dead_letters(10).await.unwrap();
         (!dead.is_empty()).then_some(dead)
     })
@@ -194,7 +244,6 @@ async fn dead_claimer_on_last_attempt_dead_letters() {
     assert_eq!((dead[0].id.clone(), dead[0].attempts), (id, 1));
     assert_eq!(dead[0].reason, "lease expired");
     assert_eq!(&dead[0].payload[..], b"fragile");
-    live.destroy().await.unwrap();
 }
 
 /// Cutting the client's connection makes operations fail with a retryable error; once the network
@@ -202,6 +251,7 @@ async fn dead_claimer_on_last_attempt_dead_letters() {
 #[tokio::test]
 async fn operations_fail_retryably_while_disconnected_and_recover() {
     let name = unique_prefix("natsq");
+    let _cleanup = Cleanup(name.clone());
     let proxy = Proxy::start().await;
     let config = NatsQueueConfig {
         request_timeout: Duration::from_secs(1),
@@ -236,7 +286,10 @@ async fn operations_fail_retryably_while_disconnected_and_recover() {
         .expect_err("enqueue cannot be confirmed without a connection");
     assert!(matches!(err, QueueError::Backend { .. }), "{err:?}");
     assert!(err.retry().is_retryable());
-    let err = q.ack(&held.token).await.expect_err("ack cannot be confirmed");
+    let err = q
+        .ack(&held.token)
+        .await
+        .expect_err("ack cannot be confirmed");
     assert!(err.retry().is_retryable(), "{err:?}");
     assert!(q.depths().await.unwrap_err().retry().is_retryable());
 
@@ -274,13 +327,13 @@ async fn operations_fail_retryably_while_disconnected_and_recover() {
     assert!(seen.len() <= must_deliver.len() + 1, "{seen:?}");
     let depths = direct.depths().await.unwrap();
     assert_eq!((depths.ready_total(), depths.in_flight), (0, 0));
-    direct.destroy().await.unwrap();
 }
 
 /// NATS-specific bookkeeping: depths per state, delayed items, re-published attempts, priorities.
 #[tokio::test]
 async fn depths_follow_items_through_their_states() {
     let name = unique_prefix("natsq");
+    let _cleanup = Cleanup(name.clone());
     let q = open(&name, NatsQueueConfig::default()).await;
     let w = WorkerId::new("w");
     q.enqueue(NewWork::new(&b"low"[..]).priority(Priority::Low))
@@ -333,20 +386,23 @@ async fn depths_follow_items_through_their_states() {
     assert_eq!((&third.payload[..], third.attempt), (&b"high"[..], 3));
     q.nack(&third.token, Duration::ZERO).await.unwrap(); // budget (3) used up
     let d = q.depths().await.unwrap();
-    assert_eq!((d.ready, d.delayed, d.in_flight, d.dead), ([0, 0, 0], 1, 0, 1));
+    assert_eq!(
+        (d.ready, d.delayed, d.in_flight, d.dead),
+        ([0, 0, 0], 1, 0, 1)
+    );
     let dead = q.dead_letters(10).await.unwrap();
     assert_eq!((dead[0].attempts, dead[0].reason.as_str()), (3, "nacked"));
     assert!(matches!(
         q.ack(&third.token).await,
         Err(QueueError::LeaseLost { .. })
     ));
-    q.destroy().await.unwrap();
 }
 
 /// A second handle on the same queue name sees the same items and keys.
 #[tokio::test]
 async fn two_handles_share_one_queue() {
     let name = unique_prefix("natsq");
+    let _cleanup = Cleanup(name.clone());
     let a = open(&name, NatsQueueConfig::default()).await;
     let b = open(&name, NatsQueueConfig::default()).await;
     let first = a
@@ -357,9 +413,16 @@ async fn two_handles_share_one_queue() {
         .enqueue(NewWork::new(&b"x"[..]).idempotency_key("k/1 é"))
         .await
         .unwrap();
-    assert_eq!(second, hybridgrid_core::Enqueued::Duplicate(first.id().clone()));
+    assert_eq!(
+        second,
+        hybridgrid_core::Enqueued::Duplicate(first.id().clone())
+    );
     let c = b
-        .claim(&WorkerId::new("w"), Duration::from_secs(30), Duration::from_secs(1))
+        .claim(
+            &WorkerId::new("w"),
+            Duration::from_secs(30),
+            Duration::from_secs(1),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -370,5 +433,4 @@ async fn two_handles_share_one_queue() {
         Err(QueueError::LeaseLost { .. })
     ));
     b.ack(&c.token).await.unwrap();
-    a.destroy().await.unwrap();
 }

@@ -197,6 +197,7 @@ impl EventBus for NatsEventBus {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

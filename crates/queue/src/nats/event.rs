@@ -219,7 +219,11 @@ impl EventBus for MemoryEventBus {
         let (past, receiver) = {
             let history = self.inner.history.lock();
             let past: Vec<Event> = if filter.replay {
-                history.iter().filter(|e| filter.matches(e)).cloned().collect()
+                history
+                    .iter()
+                    .filter(|e| filter.matches(e))
+                    .cloned()
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -242,6 +246,7 @@ impl EventBus for MemoryEventBus {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -260,15 +265,26 @@ mod tests {
             .await
             .unwrap();
         let mut live_only = bus.subscribe(EventFilter::all()).await.unwrap();
-        bus.publish(&Event::task(run.clone(), TaskId::new("t"), RunStatus::Succeeded))
-            .await
-            .unwrap();
+        bus.publish(&Event::task(
+            run.clone(),
+            TaskId::new("t"),
+            RunStatus::Succeeded,
+        ))
+        .await
+        .unwrap();
         let first = sub.next().await.unwrap();
-        assert_eq!((first.kind, first.status), (EventKind::Run, RunStatus::Running));
+        assert_eq!(
+            (first.kind, first.status),
+            (EventKind::Run, RunStatus::Running)
+        );
         let second = sub.next().await.unwrap();
         assert_eq!(second.task_id, Some(TaskId::new("t")));
         let live = live_only.next().await.unwrap();
-        assert_eq!(live.kind, EventKind::Task, "a non-replaying subscriber sees only new events");
+        assert_eq!(
+            live.kind,
+            EventKind::Task,
+            "a non-replaying subscriber sees only new events"
+        );
     }
 
     #[tokio::test]
@@ -280,11 +296,7 @@ mod tests {
                 .unwrap();
         }
         let sub = bus.subscribe(EventFilter::all().replay()).await.unwrap();
-        let got: Vec<String> = sub
-            .take(2)
-            .map(|e| e.run_id.to_string())
-            .collect()
-            .await;
+        let got: Vec<String> = sub.take(2).map(|e| e.run_id.to_string()).collect().await;
         assert_eq!(got, vec!["r3", "r4"]);
     }
 

@@ -12,6 +12,7 @@
 
 mod bus;
 mod lease;
+mod ops;
 mod queue;
 
 pub use bus::{NatsEventBus, NatsEventBusConfig};
@@ -49,7 +50,8 @@ async fn connect_client(
         .request_timeout(Some(request_timeout))
         .max_reconnects(None)
         .reconnect_delay_callback(|attempt| {
-            Duration::from_millis(50u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(1))
+            Duration::from_millis(50u64.saturating_mul(1 << attempt.min(5)))
+                .min(Duration::from_secs(1))
         })
         .event_callback(|event| async move {
             tracing::info!(%event, "nats connection event");
@@ -58,6 +60,7 @@ async fn connect_client(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

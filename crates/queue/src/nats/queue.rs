@@ -12,26 +12,22 @@ use async_nats::jetstream::{
     message::PublishMessage,
     stream::{self, LastRawMessageErrorKind, RetentionPolicy, Stream},
 };
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use hybridgrid_core::{
-    Claim, DeadLetter, Depths, Enqueued, LeaseToken, NewWork, Priority, Queue, QueueError, WorkId,
-    WorkerId,
-};
+use hybridgrid_core::{Claim, LeaseToken, Priority, QueueError, WorkId, WorkerId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-const DELAYED: &str = "delayed";
+pub(super) const DELAYED: &str = "delayed";
 /// How long a `no_wait` pull request may go unanswered. nats-server 2.9 parks a `no_wait` request
 /// that lost a race for the last message (from another process) until a message arrives; after
 /// this the request is dropped, and the server skips it once its inbox has no subscriber. (An
 /// `expires` would bound it on the server, but 2.9 then waits out `expires` on every empty lane.)
 const FETCH_STUCK: Duration = Duration::from_millis(250);
 /// Longest idempotency key accepted (it becomes a hex KV key, i.e. part of a subject).
-const MAX_KEY_LEN: usize = 1024;
+pub(super) const MAX_KEY_LEN: usize = 1024;
 
 /// Settings of a [`NatsQueue`]. `Default` gives the values documented on each field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,28 +70,28 @@ impl Default for NatsQueueConfig {
 /// Cloning is cheap and shares the connection and the held leases.
 #[derive(Clone)]
 pub struct NatsQueue {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    name: String,
-    client: async_nats::Client,
-    js: Context,
-    work: Stream,
-    dead: Stream,
+pub(super) struct Inner {
+    pub(super) name: String,
+    pub(super) client: async_nats::Client,
+    pub(super) js: Context,
+    pub(super) work: Stream,
+    pub(super) dead: Stream,
     /// Indexed by [`Priority::index`].
-    lanes: [PullConsumer; 3],
-    delayed: PullConsumer,
+    pub(super) lanes: [PullConsumer; 3],
+    pub(super) delayed: PullConsumer,
     /// One pull request at a time per consumer from this client (index 3: `delayed`), so this
     /// process's claimers do not race each other for the same message.
-    fetching: [tokio::sync::Mutex<()>; 4],
-    keys: Stream,
-    ack_wait: Duration,
-    poll_interval: Duration,
-    leases: parking_lot::Mutex<HashMap<LeaseToken, Arc<Lease>>>,
-    wake: Arc<Notify>,
-    last_promote: parking_lot::Mutex<Option<Instant>>,
-    wake_task: tokio::task::JoinHandle<()>,
+    pub(super) fetching: [tokio::sync::Mutex<()>; 4],
+    pub(super) keys: Stream,
+    pub(super) ack_wait: Duration,
+    pub(super) poll_interval: Duration,
+    pub(super) leases: parking_lot::Mutex<HashMap<LeaseToken, Arc<Lease>>>,
+    pub(super) wake: Arc<Notify>,
+    pub(super) last_promote: parking_lot::Mutex<Option<Instant>>,
+    pub(super) wake_task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Inner {
@@ -105,13 +101,13 @@ impl Drop for Inner {
 }
 
 /// Where a re-published item goes.
-enum Target {
+pub(super) enum Target {
     Lane(Priority),
     Delayed(u64),
 }
 
 impl Target {
-    fn token(&self) -> &'static str {
+    pub(super) fn token(&self) -> &'static str {
         match self {
             Target::Lane(p) => p.as_str(),
             Target::Delayed(_) => DELAYED,
@@ -282,7 +278,7 @@ impl NatsQueue {
 }
 
 impl Inner {
-    fn subject(&self, target: &Target) -> String {
+    pub(super) fn subject(&self, target: &Target) -> String {
         match target {
             Target::Lane(p) => format!("{}.{p}", self.name),
             Target::Delayed(_) => format!("{}.{DELAYED}", self.name),
@@ -290,7 +286,7 @@ impl Inner {
     }
 
     /// Publishes with a `Nats-Msg-Id` and waits for the stream's acknowledgement.
-    async fn publish(
+    pub(super) async fn publish(
         &self,
         subject: String,
         msg_id: &str,
@@ -314,7 +310,7 @@ impl Inner {
     }
 
     /// Tells waiting claimers (in every process) that something became claimable.
-    async fn poke(&self) {
+    pub(super) async fn poke(&self) {
         if let Err(e) = self
             .client
             .publish(format!("{}.wake", self.name), Bytes::new())
@@ -326,7 +322,7 @@ impl Inner {
 
     /// Re-publishes an item (after a nack, an expiry or a delay) and removes the old message.
     /// Publishing first means a failure in between duplicates the item rather than losing it.
-    async fn requeue(
+    pub(super) async fn requeue(
         &self,
         msg: &jetstream::Message,
         meta: &Meta,
@@ -359,7 +355,7 @@ impl Inner {
     }
 
     /// Moves an item to the dead-letter stream and removes it from the work stream.
-    async fn dead_letter(
+    pub(super) async fn dead_letter(
         &self,
         msg: &jetstream::Message,
         work_id: &WorkId,
@@ -389,7 +385,10 @@ impl Inner {
         Ok(())
     }
 
-    async fn fetch_one(&self, priority: Priority) -> Result<Option<jetstream::Message>, QueueError> {
+    pub(super) async fn fetch_one(
+        &self,
+        priority: Priority,
+    ) -> Result<Option<jetstream::Message>, QueueError> {
         let what = priority.as_str();
         let _one_at_a_time = self.fetching[priority.index()].lock().await;
         let mut batch = self.lanes[priority.index()]
@@ -411,7 +410,7 @@ impl Inner {
 
     /// Moves delayed items that came due onto their lanes; re-arms the others with a server-side
     /// `Nak(delay)` so they come back when due. Throttled to once per poll interval.
-    async fn promote_due(&self) -> Result<(), QueueError> {
+    pub(super) async fn promote_due(&self) -> Result<(), QueueError> {
         {
             let mut last = self.last_promote.lock();
             if last.is_some_and(|t| t.elapsed() < self.poll_interval) {
@@ -456,7 +455,7 @@ impl Inner {
     }
 
     /// Turns a fetched lane message into a claim, or dead-letters it when its budget is spent.
-    async fn take(
+    pub(super) async fn take(
         self: &Arc<Self>,
         msg: jetstream::Message,
         worker: &WorkerId,
@@ -512,17 +511,21 @@ impl Inner {
             changed: Notify::new(),
         });
         self.leases.lock().insert(token, Arc::clone(&held));
-        tokio::spawn(keep_lease(Arc::clone(self), held));
+        tokio::spawn(super::ops::keep_lease(Arc::clone(self), held));
         Ok(Some(claim))
     }
 
-    fn key_subject(&self, key: &str) -> String {
+    pub(super) fn key_subject(&self, key: &str) -> String {
         format!("{}.key.{}", self.name, kv_key(key))
     }
 
     /// Records `key -> id` unless the key is already known within the window; then returns the id
     /// recorded first. The server's expected-last-subject-sequence check makes this atomic.
-    async fn claim_key(&self, key: &str, id: &WorkId) -> Result<Option<WorkId>, QueueError> {
+    pub(super) async fn claim_key(
+        &self,
+        key: &str,
+        id: &WorkId,
+    ) -> Result<Option<WorkId>, QueueError> {
         let subject = self.key_subject(key);
         loop {
             let published = match self
@@ -558,7 +561,7 @@ impl Inner {
         }
     }
 
-    async fn release_key(&self, key: &str) -> Result<(), QueueError> {
+    pub(super) async fn release_key(&self, key: &str) -> Result<(), QueueError> {
         self.keys
             .purge()
             .filter(self.key_subject(key))
@@ -567,7 +570,7 @@ impl Inner {
         Ok(())
     }
 
-    fn held(&self, token: &LeaseToken) -> Result<Arc<Lease>, QueueError> {
+    pub(super) fn held(&self, token: &LeaseToken) -> Result<Arc<Lease>, QueueError> {
         self.leases
             .lock()
             .get(token)
@@ -578,7 +581,7 @@ impl Inner {
     }
 
     /// Marks a lease settled: its token is dead from now on.
-    fn settle(&self, lease: &Lease, state: &mut LeaseState) {
+    pub(super) fn settle(&self, lease: &Lease, state: &mut LeaseState) {
         state.done = true;
         self.leases.lock().remove(&lease.token);
         lease.changed.notify_one();
@@ -587,298 +590,4 @@ impl Inner {
 
 fn seq_of(msg: &jetstream::Message) -> u64 {
     msg.info().map(|i| i.stream_sequence).unwrap_or(0)
-}
-
-/// Holds one lease: sends `+WPI` progress while the lease outlives the server's `ack_wait`, and at
-/// the deadline re-queues the item (or dead-letters it when its attempts are used up).
-async fn keep_lease(inner: Arc<Inner>, lease: Arc<Lease>) {
-    let margin = inner.ack_wait / 3;
-    loop {
-        let wake_at = {
-            let state = lease.state.lock().await;
-            if state.done {
-                return;
-            }
-            state.next_wake(margin)
-        };
-        tokio::select! {
-            _ = tokio::time::sleep_until(wake_at.into()) => {}
-            _ = lease.changed.notified() => {}
-        }
-        let mut state = lease.state.lock().await;
-        if state.done {
-            return;
-        }
-        let now = Instant::now();
-        if now >= state.deadline {
-            inner.settle(&lease, &mut state);
-            let result = if lease.attempt >= lease.meta.max_attempts {
-                inner
-                    .dead_letter(
-                        &lease.msg,
-                        &lease.meta.work_id,
-                        Some(lease.meta.priority),
-                        lease.attempt,
-                        "lease expired",
-                    )
-                    .await
-            } else {
-                let target = Target::Lane(lease.meta.priority);
-                inner
-                    .requeue(&lease.msg, &lease.meta, lease.attempt, target)
-                    .await
-            };
-            match result {
-                Ok(()) => tracing::info!(
-                    queue = %inner.name, work_id = %lease.meta.work_id, worker = %lease.worker,
-                    attempt = lease.attempt, "lease expired"
-                ),
-                // The server redelivers it after ack_wait anyway.
-                Err(e) => tracing::warn!(
-                    queue = %inner.name, work_id = %lease.meta.work_id, error = %e,
-                    "lease expired; re-queue failed, the server will redeliver after ack_wait"
-                ),
-            }
-            return;
-        }
-        if state.needs_progress_before_deadline(margin) && now + margin >= state.server_deadline {
-            match lease.msg.ack_with(AckKind::Progress).await {
-                Ok(()) => state.server_deadline = now + inner.ack_wait,
-                Err(e) => tracing::warn!(
-                    queue = %inner.name, work_id = %lease.meta.work_id, error = %e,
-                    "lease progress signal failed"
-                ),
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Queue for NatsQueue {
-    async fn enqueue(&self, work: NewWork) -> Result<Enqueued, QueueError> {
-        let inner = &self.inner;
-        if work.max_attempts == 0 {
-            return Err(QueueError::Invalid("max_attempts must be at least 1".into()));
-        }
-        let id = WorkId::random();
-        let key = match &work.idempotency_key {
-            Some(k) if k.len() > MAX_KEY_LEN => {
-                return Err(QueueError::Invalid(format!(
-                    "idempotency key of {} bytes (at most {MAX_KEY_LEN})",
-                    k.len()
-                )));
-            }
-            Some(k) if k.is_empty() => {
-                return Err(QueueError::Invalid("empty idempotency key".into()));
-            }
-            Some(k) => Some(k),
-            None => None,
-        };
-        if let Some(key) = key {
-            if let Some(existing) = inner.claim_key(key, &id).await? {
-                return Ok(Enqueued::Duplicate(existing));
-            }
-        }
-        let target = if work.delay.is_zero() {
-            Target::Lane(work.priority)
-        } else {
-            Target::Delayed(now_ms() + work.delay.as_millis() as u64)
-        };
-        let meta = Meta {
-            work_id: id.clone(),
-            max_attempts: work.max_attempts,
-            prior_attempts: 0,
-            priority: work.priority,
-            not_before_ms: match target {
-                Target::Delayed(ms) => Some(ms),
-                Target::Lane(_) => None,
-            },
-        };
-        let msg_id = format!("{id}:0:{}", target.token());
-        if let Err(e) = inner
-            .publish(inner.subject(&target), &msg_id, meta.to_headers(), work.payload)
-            .await
-        {
-            if let Some(key) = key {
-                // Free the key so a retry is not answered with the id of an item that may not exist.
-                if let Err(del) = inner.release_key(key).await {
-                    tracing::warn!(queue = %inner.name, key = %key, error = %del,
-                        "could not release idempotency key after a failed enqueue");
-                }
-            }
-            return Err(e);
-        }
-        inner.poke().await;
-        Ok(Enqueued::Created(id))
-    }
-
-    async fn claim(
-        &self,
-        worker: &WorkerId,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<Option<Claim>, QueueError> {
-        let inner = &self.inner;
-        let deadline = Instant::now() + wait;
-        loop {
-            // Register for wake-ups before polling, so an enqueue in between is not missed.
-            let notified = inner.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            inner.promote_due().await?;
-            for priority in Priority::ALL {
-                loop {
-                    let fetched_at = Instant::now();
-                    let Some(msg) = inner.fetch_one(priority).await? else {
-                        break;
-                    };
-                    if let Some(claim) = inner.take(msg, worker, lease, fetched_at).await? {
-                        tracing::debug!(queue = %inner.name, work_id = %claim.id, worker = %worker,
-                            attempt = claim.attempt, "claimed");
-                        return Ok(Some(claim));
-                    }
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            let nap = (deadline - now).min(inner.poll_interval);
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(nap) => {}
-            }
-        }
-    }
-
-    async fn ack(&self, token: &LeaseToken) -> Result<(), QueueError> {
-        let inner = &self.inner;
-        let lease = inner.held(token)?;
-        let mut state = lease.state.lock().await;
-        if state.done {
-            return Err(QueueError::LeaseLost {
-                token: token.clone(),
-            });
-        }
-        lease
-            .msg
-            .double_ack()
-            .await
-            .map_err(|e| backend(format!("ack of {} (lease {token})", lease.meta.work_id), e))?;
-        inner.settle(&lease, &mut state);
-        Ok(())
-    }
-
-    async fn nack(&self, token: &LeaseToken, retry_after: Duration) -> Result<(), QueueError> {
-        let inner = &self.inner;
-        let lease = inner.held(token)?;
-        let mut state = lease.state.lock().await;
-        if state.done {
-            return Err(QueueError::LeaseLost {
-                token: token.clone(),
-            });
-        }
-        let meta = &lease.meta;
-        if lease.attempt >= meta.max_attempts {
-            inner
-                .dead_letter(
-                    &lease.msg,
-                    &meta.work_id,
-                    Some(meta.priority),
-                    lease.attempt,
-                    "nacked",
-                )
-                .await?;
-        } else {
-            let target = if retry_after.is_zero() {
-                Target::Lane(meta.priority)
-            } else {
-                Target::Delayed(now_ms() + retry_after.as_millis() as u64)
-            };
-            inner
-                .requeue(&lease.msg, meta, lease.attempt, target)
-                .await?;
-        }
-        inner.settle(&lease, &mut state);
-        Ok(())
-    }
-
-    async fn extend(&self, token: &LeaseToken, by: Duration) -> Result<(), QueueError> {
-        let lease = self.inner.held(token)?;
-        let mut state = lease.state.lock().await;
-        if state.done {
-            return Err(QueueError::LeaseLost {
-                token: token.clone(),
-            });
-        }
-        state.deadline = Instant::now() + by;
-        lease.changed.notify_one();
-        Ok(())
-    }
-
-    async fn depths(&self) -> Result<Depths, QueueError> {
-        let inner = &self.inner;
-        let mut depths = Depths::default();
-        for priority in Priority::ALL {
-            let info = inner
-                .work
-                .consumer_info(priority.as_str())
-                .await
-                .map_err(|e| backend(format!("consumer info {}/{priority}", inner.name), e))?;
-            depths.ready[priority.index()] = info.num_pending;
-            depths.in_flight += info.num_ack_pending as u64;
-        }
-        let info = inner
-            .work
-            .consumer_info(DELAYED)
-            .await
-            .map_err(|e| backend(format!("consumer info {}/{DELAYED}", inner.name), e))?;
-        depths.delayed = info.num_pending + info.num_ack_pending as u64;
-        let dead = inner
-            .dead
-            .get_info()
-            .await
-            .map_err(|e| backend(format!("stream info {}_dead", inner.name), e))?;
-        depths.dead = dead.state.messages;
-        Ok(depths)
-    }
-
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        let inner = &self.inner;
-        let info = inner
-            .dead
-            .get_info()
-            .await
-            .map_err(|e| backend(format!("stream info {}_dead", inner.name), e))?;
-        let mut out = Vec::new();
-        if info.state.messages == 0 {
-            return Ok(out);
-        }
-        let mut seq = info.state.first_sequence;
-        while out.len() < limit && seq <= info.state.last_sequence {
-            match inner.dead.get_raw_message(seq).await {
-                Ok(m) => {
-                    let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
-                    out.push(DeadLetter {
-                        id: WorkId::new(header(H_WORK_ID).unwrap_or_else(|| format!("seq-{seq}"))),
-                        payload: m.payload,
-                        attempts: header(H_ATTEMPTS)
-                            .and_then(|a| a.parse().ok())
-                            .unwrap_or(0),
-                        reason: header(H_REASON).unwrap_or_default(),
-                    });
-                }
-                Err(e)
-                    if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
-                Err(e) => {
-                    return Err(backend(
-                        format!("read dead letter {seq} of {}_dead", inner.name),
-                        e,
-                    ));
-                }
-            }
-            seq += 1;
-        }
-        Ok(out)
-    }
 }
