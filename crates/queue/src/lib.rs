@@ -38,6 +38,9 @@
 //! - `nats` (feature `nats`) — `NatsQueue` and the JetStream event bus.
 //! - `event` — run/task [`Event`]s: the [`EventBus`] seam and [`MemoryEventBus`], always built
 //!   (`NatsEventBus` with feature `nats`). See `docs/backends/nats.md` for the NATS layout.
+//! - `election` — leader election: [`MemoryLeaderElection`] and the [`Elector`] driver (keeps a
+//!   lease in the background, says whether this process leads), always built;
+//!   `RedisLeaderElection` with feature `redis`. See `docs/backends/redis.md` for the Redis layout.
 
 mod memory;
 pub use memory::MemoryQueue;
