@@ -215,7 +215,21 @@ impl Queue for MemoryQueue {
             )));
         }
         let instance = self.shared.instance;
-        Ok(self.with_state(|s, now, fx| s.enqueue(instance, work, now, fx)))
+        if work.delay.is_zero() {
+            // No deadline involved: skip the clock; the next claim reaps whatever is due.
+            let mut fx = Effects::default();
+            let created = self
+                .shared
+                .state
+                .lock()
+                .enqueue(instance, work, None, &mut fx);
+            fx.apply(&self.shared.notify);
+            return Ok(created);
+        }
+        Ok(self.with_state(|s, now, fx| {
+            let due = deadline(now, work.delay);
+            s.enqueue(instance, work, Some(due), fx)
+        }))
     }
 
     async fn claim(
@@ -426,6 +440,22 @@ impl Effects {
     }
 }
 
+/// `a-b[-c]` in lower-case hex: ids and tokens, built without `format!` (this is the hot path).
+fn hex_id(parts: &[u64]) -> String {
+    let mut out = String::with_capacity(parts.len() * 9);
+    for (i, &n) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+        for k in (0..digits).rev() {
+            let d = ((n >> (4 * k)) & 0xf) as u8;
+            out.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+        }
+    }
+    out
+}
+
 fn deadline(now: Instant, after: Duration) -> Instant {
     now.checked_add(after)
         .or_else(|| now.checked_add(FAR_FUTURE))
@@ -514,11 +544,12 @@ impl State {
         }
     }
 
+    /// Adds `work`, ready now or (with `due`) delayed until then.
     fn enqueue(
         &mut self,
         instance: u64,
         work: NewWork,
-        now: Instant,
+        due: Option<Instant>,
         fx: &mut Effects,
     ) -> Enqueued {
         if let Some(key) = &work.idempotency_key
@@ -528,11 +559,10 @@ impl State {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let id = WorkId::new(format!("{instance:x}-{seq:x}"));
+        let id = WorkId::new(hex_id(&[instance, seq]));
         if let Some(key) = &work.idempotency_key {
             self.keys.insert(key.clone(), seq);
         }
-        let delayed = !work.delay.is_zero();
         self.items.insert(
             seq,
             Item {
@@ -542,15 +572,15 @@ impl State {
                 key: work.idempotency_key,
                 max_attempts: work.max_attempts,
                 attempts: 0,
-                state: if delayed {
+                state: if due.is_some() {
                     ItemState::Delayed
                 } else {
                     ItemState::Ready
                 },
             },
         );
-        if delayed {
-            self.delay(seq, deadline(now, work.delay), fx);
+        if let Some(due) = due {
+            self.delay(seq, due, fx);
         } else {
             self.make_ready(seq, work.priority, fx);
         }
@@ -577,7 +607,7 @@ impl State {
         self.leases.insert((due, seq));
         Some(Claim {
             id: item.id.clone(),
-            token: LeaseToken::new(format!("{instance:x}-{seq:x}-{:x}", item.attempts)),
+            token: LeaseToken::new(hex_id(&[instance, seq, u64::from(item.attempts)])),
             attempt: item.attempts,
             max_attempts: item.max_attempts,
             priority: item.priority,
@@ -649,5 +679,29 @@ impl State {
             *deadline = new;
         }
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex_id;
+
+    #[test]
+    fn hex_id_matches_format() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            0x1234_abcd,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            assert_eq!(hex_id(&[n]), format!("{n:x}"));
+            assert_eq!(hex_id(&[n, 7, n]), format!("{n:x}-7-{n:x}"));
+        }
     }
 }
