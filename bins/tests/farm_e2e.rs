@@ -7,19 +7,25 @@ use std::process::Command;
 use std::time::Duration;
 use support::*;
 
-const CFLAGS: &str = "-O2 -std=gnu99 -DLUA_USE_LINUX -MD";
+const CFLAGS: &str = "-O2 -g -std=gnu99 -DLUA_USE_LINUX -MD";
 
-/// Plain local build of `stems` from `src` into `dir/plain`, with `make -j2`.
+/// Plain local build of `stems` from `src` in `dir/<name>` with `make -j2`, then moved to
+/// `dir/<name>.plain`; returns (build dir, reference dir). The farm build then runs in the same
+/// build directory, because with `-g` an object records the directory it was compiled in.
 fn plain_build(
     dir: &std::path::Path,
+    name: &str,
     src: &std::path::Path,
     stems: &[String],
-) -> std::path::PathBuf {
-    let plain = dir.join("plain");
-    write_makefile(&plain, src, stems, CFLAGS);
-    let (code, _, err) = run(Command::new("make").args(["-s", "-j2", "-C"]).arg(&plain));
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let build = dir.join(name);
+    let plain = dir.join(format!("{name}.plain"));
+    write_makefile(&build, src, stems, CFLAGS);
+    let (code, _, err) = run(Command::new("make").args(["-s", "-j2", "-C"]).arg(&build));
     assert_eq!(code, 0, "plain build failed: {err}");
-    plain
+    std::fs::rename(&build, &plain).expect("move plain build aside");
+    write_makefile(&build, src, stems, CFLAGS);
+    (build, plain)
 }
 
 fn workers_with_done(stats: &serde_json::Value) -> Vec<(String, u64)> {
@@ -56,9 +62,7 @@ fn farm_build_matches_local_build_and_spreads_over_workers() {
     let _w3 = Daemon::worker(dir, "w3", "127.0.0.4", &coord.grpc, Some(&src));
     wait_workers_up(&coord.http, 3);
 
-    let plain = plain_build(dir, &src, &stems);
-    let farm = dir.join("farm");
-    write_makefile(&farm, &src, &stems, CFLAGS);
+    let (farm, plain) = plain_build(dir, "build", &src, &stems);
     let (code, _, err) = run(hgbuild(dir, &coord.grpc)
         .args(["make", "-s", "-j12", "-C"])
         .arg(&farm));
@@ -99,18 +103,8 @@ fn build_survives_a_worker_killed_mid_build() {
     let _w3 = Daemon::worker(dir, "w3", "127.0.0.4", &coord.grpc, None);
     wait_workers_up(&coord.http, 3);
 
-    let plain = plain_build(dir, &src, &stems);
-    let plain53 = dir.join("plain53");
-    write_makefile(&plain53, &src53, &stems53, CFLAGS);
-    assert_eq!(
-        run(Command::new("make").args(["-s", "-j2", "-C"]).arg(&plain53)).0,
-        0
-    );
-
-    let farm = dir.join("farm");
-    let farm53 = dir.join("farm53");
-    write_makefile(&farm, &src, &stems, CFLAGS);
-    write_makefile(&farm53, &src53, &stems53, CFLAGS);
+    let (farm, plain) = plain_build(dir, "build54", &src, &stems);
+    let (farm53, plain53) = plain_build(dir, "build53", &src53, &stems53);
     let script = format!(
         "make -s -j12 -C {} && make -s -j12 -C {}",
         farm.display(),

@@ -24,7 +24,13 @@ pub struct LocalToolchain {
     pub path: PathBuf,
 }
 
-/// Compiler flags that would make a worker load code or read files of the requester's choosing.
+/// Name of the input file carrying the client's preprocessed text in a compile request.
+pub const PREPROCESSED_INPUT: &str = "preprocessed";
+/// Name under which the worker returns the object file.
+pub const OBJECT_OUTPUT: &str = "out.o";
+
+/// Compiler flags that would make a worker load code or write files of the requester's choosing.
+/// (The compiler crate already runs such invocations locally; this is the worker's own check.)
 const FORBIDDEN_FLAG_PREFIXES: &[&str] = &[
     "-fplugin",
     "-B",
@@ -34,24 +40,26 @@ const FORBIDDEN_FLAG_PREFIXES: &[&str] = &[
     "-load",
     "-Xclang",
     "-Xlinker",
+    "-Xassembler",
     "-Wl,",
     "-fprofile-use",
     "-fprofile-generate",
     "-fauto-profile",
-    "-include",
-    "-imacros",
-    "--sysroot",
-    "-isysroot",
-    "-I",
-    "-L",
     "-save-temps",
     "-dumpdir",
+    "-dumpbase",
     "-fdump",
-    "-o/",
-    "-x-",
+    "-fcallgraph-info",
+    "-fstack-usage",
+    "--param=",
+];
+const PATH_MAP_FLAGS: &[&str] = &[
+    "-fdebug-prefix-map=",
+    "-fmacro-prefix-map=",
+    "-ffile-prefix-map=",
 ];
 
-/// Checks that `args` (without the compiler) only compile files inside the work dir.
+/// Checks the client's original compiler arguments before the worker derives its command from them.
 pub fn validate_compile_args(args: &[String]) -> Result<(), String> {
     for a in args {
         if a.starts_with('@') {
@@ -62,9 +70,12 @@ pub fn validate_compile_args(args: &[String]) -> Result<(), String> {
                 "flag {a:?} is not accepted by workers (matches {p:?})"
             ));
         }
-        if a.starts_with('/') || a.contains("../") {
+        if a.starts_with("-W")
+            && a.contains("=/")
+            && !PATH_MAP_FLAGS.iter().any(|p| a.starts_with(p))
+        {
             return Err(format!(
-                "argument {a:?} names a path outside the work directory"
+                "flag {a:?} names an absolute path for a tool to write"
             ));
         }
     }
@@ -121,6 +132,69 @@ impl WorkerState {
         self.info.capabilities.slots - self.slots.available_permits() as u32
     }
 
+    /// Turns a compile request (`command = [toolchain, original args...]`, input
+    /// [`PREPROCESSED_INPUT`]) into the exact local command: the worker recompiles the text at a
+    /// path mirroring the client's (see `hybridgrid_compiler::CompileJob::remote_command`), in this
+    /// task's work directory, and returns the object as [`OBJECT_OUTPUT`].
+    fn compile_spec(&self, spec: TaskSpec, compiler: &std::path::Path) -> Result<TaskSpec, String> {
+        validate_compile_args(&spec.command[1..])?;
+        let args: Vec<std::ffi::OsString> = spec.command[1..].iter().map(Into::into).collect();
+        let job = match hybridgrid_compiler::parse(&args) {
+            hybridgrid_compiler::Invocation::Distributable(job) => job,
+            hybridgrid_compiler::Invocation::Local(reason) => {
+                return Err(format!("not a distributable compile: {reason:?}"));
+            }
+        };
+        let text = spec
+            .inputs
+            .iter()
+            .find(|f| f.path == PREPROCESSED_INPUT)
+            .ok_or_else(|| format!("compile request has no {PREPROCESSED_INPUT:?} input"))?;
+        // A fresh id: the work directory's name must not come from the network.
+        let id = hybridgrid_core::TaskId::new(uuid::Uuid::new_v4().simple().to_string());
+        let dir = self.executor.work_dir_for(&id).ok_or_else(|| {
+            format!(
+                "the {} executor cannot run exact compiles",
+                self.executor.kind()
+            )
+        })?;
+        let cmd = job
+            .remote_command(&text.contents, &dir)
+            .map_err(|e| e.to_string())?;
+        let rel = |p: &std::path::Path| -> Result<String, String> {
+            p.strip_prefix(&dir)
+                .map(|r| r.to_string_lossy().into_owned())
+                .map_err(|_| format!("{} is outside the work directory", p.display()))
+        };
+        let mut command = vec![compiler.to_string_lossy().into_owned()];
+        command.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
+        Ok(TaskSpec {
+            id,
+            command,
+            env: cmd
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect(),
+            stdin: Default::default(),
+            inputs: vec![hybridgrid_core::InputFile {
+                path: rel(&cmd.input_path)?,
+                contents: cmd.input.into(),
+                executable: false,
+            }],
+            outputs: vec![rel(&cmd.output)?],
+            cwd: Some(rel(&cmd.cwd)?),
+            image: None,
+            timeout: spec.timeout,
+            limits: spec.limits,
+        })
+    }
+
     fn resolve(&self, wanted: &Toolchain) -> Option<&LocalToolchain> {
         self.toolchains.iter().find(|t| t.toolchain.matches(wanted))
     }
@@ -131,7 +205,7 @@ impl WorkerState {
         let wire = req
             .spec
             .ok_or_else(|| Status::invalid_argument("malformed message: missing field spec"))?;
-        let mut spec = TaskSpec::try_from(wire)?;
+        let spec = TaskSpec::try_from(wire)?;
         let failure = |kind: pb::task_failure::Kind, message: String| pb::ExecuteResponse {
             worker_id: self.info.id.to_string(),
             result: Some(pb::execute_response::Result::Failure(pb::TaskFailure {
@@ -154,10 +228,11 @@ impl WorkerState {
                 ),
             ));
         };
-        if let Err(e) = validate_compile_args(&spec.command[1..]) {
-            return Ok(failure(pb::task_failure::Kind::InvalidSpec, e));
-        }
-        spec.command[0] = local.path.to_string_lossy().into_owned();
+        let spec = match self.compile_spec(spec, &local.path) {
+            Ok(spec) => spec,
+            Err(e) => return Ok(failure(pb::task_failure::Kind::InvalidSpec, e)),
+        };
+        let mut spec = spec;
         spec.timeout = spec.timeout.min(self.task_timeout);
         // Wait for a slot, but never past the task's own deadline.
         let permit =
@@ -186,7 +261,10 @@ impl WorkerState {
         let duration = started.elapsed();
         self.metrics.task_seconds.observe(duration.as_secs_f64());
         let outcome = match result {
-            Ok(out) => {
+            Ok(mut out) => {
+                for f in &mut out.files {
+                    f.path = OBJECT_OUTPUT.to_owned();
+                }
                 let label = if out.success() {
                     "success"
                 } else {

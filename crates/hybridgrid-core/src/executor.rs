@@ -1,8 +1,10 @@
 //! The [`Executor`] seam: run one [`TaskSpec`] under a deadline and cancellation.
 
 use crate::error::{BoxError, Retry};
+use crate::ids::TaskId;
 use crate::task::{TaskOutput, TaskSpec};
 use async_trait::async_trait;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -84,4 +86,12 @@ pub trait Executor: Send + Sync + 'static {
         spec: TaskSpec,
         cancel: CancellationToken,
     ) -> Result<TaskOutput, ExecError>;
+
+    /// The absolute path a task with this id will see as its work directory, when the executor
+    /// fixes it in advance (so a spec may name absolute paths inside it, as an exact remote compile
+    /// must); `None` when it is not known before the task runs.
+    fn work_dir_for(&self, task: &TaskId) -> Option<PathBuf> {
+        let _ = task;
+        None
+    }
 }

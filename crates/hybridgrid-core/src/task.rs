@@ -124,6 +124,10 @@ pub struct TaskSpec {
     /// Relative paths collected after the run; a missing one is simply absent from the output.
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// Directory to run in, relative to the work directory (created if missing); `None` runs in the
+    /// work directory itself.
+    #[serde(default)]
+    pub cwd: Option<String>,
     /// Container image, for container executors; native executors refuse a spec that names one.
     #[serde(default)]
     pub image: Option<String>,
@@ -144,6 +148,7 @@ impl TaskSpec {
             stdin: Bytes::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            cwd: None,
             image: None,
             timeout,
             limits: OutputLimits::default(),

@@ -134,6 +134,7 @@ impl From<TaskSpec> for pb::TaskSpec {
                 })
                 .collect(),
             outputs: s.outputs,
+            cwd: s.cwd,
             image: s.image,
             timeout_ms: s.timeout.as_millis().min(u64::MAX as u128) as u64,
             max_stream_bytes: s.limits.max_stream_bytes as u64,
@@ -181,6 +182,7 @@ impl TryFrom<pb::TaskSpec> for TaskSpec {
                 })
                 .collect(),
             outputs: s.outputs,
+            cwd: s.cwd,
             image: s.image,
             timeout: Duration::from_millis(s.timeout_ms),
             limits: OutputLimits {

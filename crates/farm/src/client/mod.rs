@@ -12,6 +12,7 @@ pub mod buildtool;
 pub mod stats;
 
 use crate::config::FarmConfig;
+use crate::worker::{OBJECT_OUTPUT, PREPROCESSED_INPUT};
 use hybridgrid_compiler::{CompileJob, Invocation, LocalReason};
 use hybridgrid_core::{PROTOCOL_VERSION, TaskId, Toolchain};
 use hybridgrid_transport::MAX_MESSAGE_BYTES;
@@ -175,7 +176,7 @@ pub async fn compile(
         // Errors or warnings from the preprocessor: the local compiler shows them exactly.
         return Ok(Step::RunLocal(Served::LocalDiagnostics));
     }
-    match remote_compile(cfg, &job, &toolchain, pre.stdout).await {
+    match remote_compile(cfg, args, &job, &toolchain, pre.stdout).await {
         Ok(RemoteResult::Done { worker }) => Ok(Step::Exit(0, Served::Remote { worker })),
         Ok(RemoteResult::NeedsDiagnostics) => Ok(Step::RunLocal(Served::LocalDiagnostics)),
         Err(reason) => Ok(Step::RunLocal(Served::Fallback { reason })),
@@ -235,6 +236,7 @@ async fn connect(cfg: &FarmConfig) -> Result<CoordinatorClient<tonic::transport:
 /// Ships the preprocessed text; returns the fallback reason when the farm could not compile it.
 async fn remote_compile(
     cfg: &FarmConfig,
+    args: &[OsString],
     job: &CompileJob,
     toolchain: &Toolchain,
     preprocessed: Vec<u8>,
@@ -246,27 +248,17 @@ async fn remote_compile(
             return Err("coordinator_unreachable".into());
         }
     };
-    let input = if job.language() == hybridgrid_compiler::Language::Cxx {
-        "input.ii"
-    } else {
-        "input.i"
-    };
-    let output = "output.o";
+    // The worker derives the exact command from the original arguments and the preprocessed text.
     let mut command = vec![toolchain.name.clone()];
-    command.extend(
-        job.remote_args(input, output)
-            .into_iter()
-            .map(|a| a.to_string_lossy().into_owned()),
-    );
+    command.extend(args.iter().map(|a| a.to_string_lossy().into_owned()));
     let spec = pb::TaskSpec {
         id: TaskId::random().to_string(),
         command,
         inputs: vec![pb::InputFile {
-            path: input.into(),
+            path: PREPROCESSED_INPUT.into(),
             contents: preprocessed,
             executable: false,
         }],
-        outputs: vec![output.into()],
         timeout_ms: cfg.client.compile_timeout.as_millis() as u64,
         ..Default::default()
     };
@@ -302,7 +294,7 @@ async fn remote_compile(
             if out.exit_code != 0 || !out.stderr.is_empty() {
                 return Ok(RemoteResult::NeedsDiagnostics);
             }
-            let Some(obj) = out.files.into_iter().find(|f| f.path == output) else {
+            let Some(obj) = out.files.into_iter().find(|f| f.path == OBJECT_OUTPUT) else {
                 return Err("worker_output_missing".into());
             };
             write_atomic(job.output(), &obj.contents).map_err(|e| {

@@ -78,6 +78,9 @@ pub struct TaskSpec {
     pub max_stream_bytes: u64,
     #[prost(uint64, tag = "10")]
     pub max_file_bytes: u64,
+    /// Directory to run in, relative to the task's work directory.
+    #[prost(string, optional, tag = "11")]
+    pub cwd: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TaskOutput {
