@@ -4,12 +4,14 @@
 //! - `get_miss`: a key with no entry file;
 //! - `fs_read/100KB`: the floor, `std::fs::read` of the same 100 KB entry file with no check;
 //! - `put/{1KB,100KB,1MB}`: a new entry into a full cache (temp file, write, rename, index update,
-//!   eviction of the least recently used entry).
+//!   eviction of the least recently used entry);
+//! - `redis_cache/get_hit/{1KB,100KB,1MB}`: the shared tier's hit over loopback, for comparison
+//!   (needs Redis on 127.0.0.1:6379 or `HG_TEST_REDIS_URL`; its keys are removed at the end).
 //!
 //! Run: `cargo bench -p hybridgrid-benches --bench cache`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hybridgrid_cache::{DiskCache, DiskCacheConfig};
+use hybridgrid_cache::{DiskCache, DiskCacheConfig, RedisCache, RedisCacheConfig};
 use hybridgrid_core::{Cache, Digest};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -110,6 +112,37 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // The shared tier: a RedisCache hit over loopback (GET, BLAKE3 check), for comparison with the
+    // local tier. Needs the Redis server on 127.0.0.1:6379 (or HG_TEST_REDIS_URL).
+    let url =
+        std::env::var("HG_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("hgbench_cache_{}:", std::process::id());
+    let redis_config = RedisCacheConfig {
+        prefix,
+        ..RedisCacheConfig::default()
+    };
+    let redis = rt
+        .block_on(RedisCache::connect(&url, redis_config))
+        .expect("redis on 127.0.0.1:6379");
+    let mut g = c.benchmark_group("redis_cache/get_hit");
+    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_secs(1));
+    for (i, (name, len)) in SIZES.into_iter().enumerate() {
+        let k = key(1, i as u64);
+        let value = rt.block_on(cache.get(&k)).expect("get").expect("hit");
+        rt.block_on(redis.put(&k, value)).expect("redis put");
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.to_async(&rt).iter(|| async {
+                let v = redis.get(black_box(&k)).await.expect("get").expect("hit");
+                assert_eq!(v.len(), len);
+                v
+            })
+        });
+    }
+    g.finish();
+    rt.block_on(redis.clear()).expect("redis clear");
 
     for (name, c) in [("hit/miss cache", &*cache), ("put cache", &put_cache)] {
         let s = c.stats();
