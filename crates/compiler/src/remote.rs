@@ -5,6 +5,21 @@ use crate::job::{CompileJob, remap};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+/// Environment variables the worker must copy from the client's environment (when set there)
+/// into the compile's: `SOURCE_DATE_EPOCH` (`__DATE__`/`__TIME__` expand on the worker), and the
+/// ones that shape diagnostics (language, quoting, colours).
+pub const CLIENT_ENV: &[&str] = &[
+    "SOURCE_DATE_EPOCH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "GCC_COLORS",
+    "GCC_URLS",
+    "TERM",
+];
+
 /// Everything a worker needs to run one exact remote compile (see [`CompileJob::remote_command`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteCommand {
@@ -19,6 +34,7 @@ pub struct RemoteCommand {
     /// Compiler arguments (run `cc <args>` in `cwd`).
     pub args: Vec<OsString>,
     /// Environment to set: `PWD` = `cwd`, because GCC trusts `$PWD` for the working directory.
+    /// Add the client's values of [`CLIENT_ENV`].
     pub env: Vec<(OsString, OsString)>,
     /// The object file the compiler writes.
     pub output: PathBuf,
@@ -34,6 +50,14 @@ pub enum RemoteError {
     /// (`# 1 "<cwd>//"`): it was not produced by [`CompileJob::preprocess_args`].
     #[error("preprocessed text lacks the working-directory line marker that debug info needs")]
     MissingWorkingDir,
+    /// The text holds a directive that would make the worker's compiler read one of the worker's
+    /// files (`#include`, `#pragma GCC dependency`, ...): text from
+    /// [`CompileJob::preprocess_args`] has none. Run the job locally.
+    #[error("preprocessed text line {line} would read a file on the worker (#include or similar)")]
+    ReadsWorkerFiles {
+        /// 1-based line in the text.
+        line: usize,
+    },
 }
 
 impl CompileJob {
@@ -60,6 +84,9 @@ impl CompileJob {
             return Err(RemoteError::RelativeWorkerDir(worker_dir.to_owned()));
         }
         let (input, client_wd) = strip_markers(preprocessed);
+        if let Some(line) = crate::scan::first_file_directive(&input) {
+            return Err(RemoteError::ReadsWorkerFiles { line });
+        }
         let debug_maps = self.prefix_maps(false);
         let macro_maps = self.prefix_maps(true);
         let cwd = worker_dir.join("cwd");
@@ -81,12 +108,14 @@ impl CompileJob {
                 &remap(&macro_maps, client),
             ),
         ];
-        if let Some(wd) = client_wd {
-            extra.push(map_flag(
+        match client_wd {
+            Some(wd) => extra.push(map_flag(
                 "-fdebug-prefix-map=",
                 &cwd,
                 &remap(&debug_maps, &wd),
-            ));
+            )),
+            None if self.debug_info => return Err(RemoteError::MissingWorkingDir),
+            None => {}
         }
         let output = worker_dir.join("out.o");
         let mut args: Vec<OsString> = self.remote_codegen_words().cloned().collect();
@@ -176,6 +205,81 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "# 0 \"foo.c\"\n# 0 \"<built-in>\"\n# 0 \"<command-line>\"\n#define VAL 3\n# 1 \"foo.c\"\nint x;\n"
         );
+    }
+
+    fn job(args: &[&str]) -> CompileJob {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        match crate::parse(&args) {
+            crate::Invocation::Distributable(j) => j,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_text_that_reads_worker_files() {
+        let j = job(&["-c", "foo.c"]);
+        let text = b"# 0 \"foo.c\"\nint x;\n#include \"/etc/passwd\"\n";
+        assert_eq!(
+            j.remote_command(text, Path::new("/w")),
+            Err(RemoteError::ReadsWorkerFiles { line: 3 })
+        );
+    }
+
+    #[test]
+    fn debug_needs_the_working_dir_marker_and_worker_dir_is_absolute() {
+        let j = job(&["-c", "-g", "foo.c"]);
+        assert_eq!(
+            j.remote_command(b"# 0 \"foo.c\"\n", Path::new("/w")),
+            Err(RemoteError::MissingWorkingDir)
+        );
+        assert_eq!(
+            j.remote_command(b"", Path::new("w")),
+            Err(RemoteError::RelativeWorkerDir("w".into()))
+        );
+    }
+
+    #[test]
+    fn maps_worker_paths_to_client_paths() {
+        let j = job(&[
+            "-c",
+            "-g",
+            "-O2",
+            "-Iinc",
+            "-fdebug-prefix-map=/home/u/p=/src",
+            "src/foo.c",
+        ]);
+        let cmd = j
+            .remote_command(
+                b"# 0 \"src/foo.c\"\n# 1 \"/home/u/p//\"\nint x;\n",
+                Path::new("/w"),
+            )
+            .unwrap();
+        let args: Vec<String> = cmd
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-g",
+                "-O2",
+                "-fdebug-prefix-map=/home/u/p=/src",
+                "-fdebug-prefix-map=/w/in/foo.c=src/foo.c",
+                "-fmacro-prefix-map=/w/in/foo.c=src/foo.c",
+                "-fdebug-prefix-map=/w/cwd=/src",
+                "-nostdinc",
+                "-c",
+                "-x",
+                "c",
+                "/w/in/foo.c",
+                "-o",
+                "/w/out.o"
+            ]
+        );
+        assert_eq!(cmd.input, b"# 0 \"src/foo.c\"\nint x;\n");
+        assert_eq!(cmd.cwd, Path::new("/w/cwd"));
+        assert_eq!(cmd.env, [("PWD".into(), "/w/cwd".into())]);
     }
 
     #[test]

@@ -53,6 +53,8 @@ struct Case {
     cwd: &'static str,
     /// Arguments; `{root}` is replaced by the absolute project root.
     args: Vec<&'static str>,
+    /// Client environment (forwarded to the worker as `CLIENT_ENV` says).
+    env: &'static [(&'static str, &'static str)],
 }
 
 fn run(cmd: &mut Command) -> Vec<u8> {
@@ -113,12 +115,29 @@ fn check(case: Case) -> CompileJob {
         .iter()
         .map(|a| OsString::from(a.replace("{root}", root_s)))
         .collect();
-    both_ways(case.driver, &cwd, &args, &base.join("worker/job-1"))
+    both_ways(
+        case.driver,
+        &cwd,
+        &args,
+        &base.join("worker/job-1"),
+        case.env,
+    )
 }
 
 /// Compiles `args` in `cwd` plainly, then preprocessed locally and compiled remotely in
 /// `worker` (created; must be empty), and asserts identical objects, depfiles and diagnostics.
-fn both_ways(driver: &str, cwd: &Path, args: &[OsString], worker: &Path) -> CompileJob {
+fn both_ways(
+    driver: &str,
+    cwd: &Path,
+    args: &[OsString],
+    worker: &Path,
+    env: &[(&str, &str)],
+) -> CompileJob {
+    let forwarded: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| hybridgrid_compiler::CLIENT_ENV.contains(k))
+        .copied()
+        .collect();
     let kind = CompilerKind::detect(Path::new(driver)).unwrap();
     let job = match parse_for(kind, args) {
         Invocation::Distributable(j) => j,
@@ -128,7 +147,12 @@ fn both_ways(driver: &str, cwd: &Path, args: &[OsString], worker: &Path) -> Comp
     let dep = job.depfile().map(|d| cwd.join(&d.path));
 
     // 1. Plain local build.
-    let plain_err = stderr_of(Command::new(driver).args(args).current_dir(cwd));
+    let plain_err = stderr_of(
+        Command::new(driver)
+            .args(args)
+            .current_dir(cwd)
+            .envs(env.iter().copied()),
+    );
     let plain_obj = read(&obj);
     let plain_dep = dep.as_ref().map(|d| read(d));
     std::fs::remove_file(&obj).unwrap();
@@ -138,6 +162,7 @@ fn both_ways(driver: &str, cwd: &Path, args: &[OsString], worker: &Path) -> Comp
 
     // 2. Preprocess on the client: same depfile, and no object.
     let pre = Command::new(driver)
+        .envs(env.iter().copied())
         .args(job.preprocess_args())
         .current_dir(cwd)
         .output()
@@ -169,6 +194,7 @@ fn both_ways(driver: &str, cwd: &Path, args: &[OsString], worker: &Path) -> Comp
         .args(&cmd.args)
         .current_dir(&cmd.cwd)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .envs(forwarded.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -200,6 +226,7 @@ fn both_ways(driver: &str, cwd: &Path, args: &[OsString], worker: &Path) -> Comp
         std::fs::create_dir_all(&w2).unwrap();
         std::fs::write(w2.join("in.i"), &text).unwrap();
         run(Command::new(driver)
+            .envs(forwarded.iter().copied())
             .args(job.remote_args("in.i", "out.o"))
             .current_dir(&w2));
         assert!(
@@ -231,6 +258,7 @@ fn c_debug_optimised_with_depfile() {
             "obj/foo.o",
             "src/foo.c",
         ],
+        env: &[],
     });
     assert!(job.debug_info());
 }
@@ -253,6 +281,7 @@ fn c_no_debug_mmd_mf_mp() {
             "-MP",
             "-ofoo-nodebug.o",
         ],
+        env: &[],
     });
 }
 
@@ -272,12 +301,14 @@ fn c_default_output_and_target_quoting() {
             "-o",
             "obj/o$x.o",
         ],
+        env: &[],
     });
     check(Case {
         driver: "gcc",
         files: c_files(),
         cwd: "",
         args: vec!["-c", "-g", "-Iinc", "-MD", "src/foo.c"],
+        env: &[],
     });
 }
 
@@ -299,6 +330,7 @@ fn c_out_of_tree_build_with_parent_dirs() {
             "-o",
             "obj/foo.o",
         ],
+        env: &[],
     });
 }
 
@@ -323,6 +355,7 @@ fn c_absolute_paths_cmake_style() {
             "obj/foo.o",
             "{root}/src/foo.c",
         ],
+        env: &[],
     });
 }
 
@@ -342,6 +375,7 @@ fn c_user_prefix_maps() {
             "-o",
             "obj/foo.o",
         ],
+        env: &[],
     });
     check(Case {
         driver: "gcc",
@@ -354,6 +388,7 @@ fn c_user_prefix_maps() {
             "-ffile-prefix-map={root}=.",
             "{root}/src/foo.c",
         ],
+        env: &[],
     });
 }
 
@@ -396,6 +431,7 @@ fn c_kernel_style_depfile_and_forced_include() {
             "obj/foo.o",
             "src/foo.c",
         ],
+        env: &[],
     });
 }
 
@@ -417,6 +453,7 @@ fn cxx_debug_templates_anonymous_namespace() {
             "-o",
             "obj/foo.o",
         ],
+        env: &[],
     });
 }
 
@@ -435,6 +472,7 @@ fn cxx_no_debug_and_cxx_driver_on_dot_c() {
             "obj/foo.o",
             "-MMD",
         ],
+        env: &[],
     });
     // g++ compiles `.c` as C++.
     let job = check(Case {
@@ -442,6 +480,7 @@ fn cxx_no_debug_and_cxx_driver_on_dot_c() {
         files: vec![("inc/h.h", HEADER), ("src/foo.c", CXX_SRC)],
         cwd: "",
         args: vec!["-c", "-g", "-Iinc", "src/foo.c"],
+        env: &[],
     });
     assert_eq!(job.language(), hybridgrid_compiler::Language::Cxx);
 }
@@ -464,6 +503,7 @@ fn c_explicit_language_on_odd_extension() {
             "-o",
             "obj/gen.o",
         ],
+        env: &[],
     });
 }
 
@@ -491,12 +531,30 @@ fn c_diagnostics_are_reported_once_with_client_names() {
             "-o",
             "obj/w.o",
         ],
+        env: &[],
     });
     check(Case {
         driver: "gcc",
         files: vec![("inc/h.h", HEADER), ("src/warn.c", WARN_SRC)],
         cwd: "build",
         args: vec!["-c", "-Wall", "-I{root}/inc", "{root}/src/warn.c"],
+        env: &[],
+    });
+}
+
+const DATE_SRC: &str = r#"const char *built = __DATE__ " " __TIME__;
+#define STAMP(x) x __DATE__
+const char *stamp = STAMP("v1 ");
+"#;
+
+#[test]
+fn c_reproducible_timestamps_with_source_date_epoch() {
+    check(Case {
+        driver: "gcc",
+        files: vec![("src/date.c", DATE_SRC)],
+        cwd: "",
+        args: vec!["-c", "-O2", "-g", "src/date.c", "-o", "obj/date.o"],
+        env: &[("SOURCE_DATE_EPOCH", "1700000000")],
     });
 }
 
@@ -633,6 +691,7 @@ fn lua_objects_are_identical() {
             &client.join("build"),
             &args,
             &base.join(format!("worker/{n}")),
+            &[],
         );
     }
 }
