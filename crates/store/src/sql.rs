@@ -163,9 +163,11 @@ pub(crate) fn allowed_from(from: &[RunStatus]) -> Option<[&'static str; 5]> {
 }
 
 /// Maps a client error from a query. `what`/`id` name the record a foreign-key failure points at.
+/// `target` names the database (URL without password, or file path).
 pub(crate) fn map_query_err<DB: sqlx::Database>(
     backend: &'static str,
     pool: &sqlx::Pool<DB>,
+    target: &str,
     doing: String,
     missing: Option<(&'static str, &str)>,
     err: sqlx::Error,
@@ -177,12 +179,12 @@ pub(crate) fn map_query_err<DB: sqlx::Database>(
         // A full pool with nothing idle is exhaustion; otherwise the pool could not open a
         // connection in time (the server is down or restarting).
         if pool.size() >= max && pool.num_idle() == 0 {
-            tracing::warn!(backend, max_connections = max, ?waited, %doing, "store connection pool exhausted");
+            tracing::warn!(backend, %target, max_connections = max, ?waited, %doing, "store connection pool exhausted");
             return StoreError::PoolExhausted { backend, waited };
         }
         return backend_err(
             backend,
-            format!("{doing}: no connection could be opened within {waited:?}"),
+            format!("{doing}: no connection to {target} could be opened within {waited:?}"),
             err,
         );
     }
@@ -200,10 +202,10 @@ pub(crate) fn map_query_err<DB: sqlx::Database>(
             return StoreError::Invalid(format!("{doing}: {}", db.message()));
         }
     }
-    backend_err(backend, doing, err)
+    backend_err(backend, format!("{doing} on {target}"), err)
 }
 
-/// Implements [`hybridgrid_core::Store`] for `$store` (a struct with `pool: sqlx::Pool<_>`), whose
+/// Implements [`hybridgrid_core::Store`] for `$store` (fields `pool: sqlx::Pool<_>`, `target: String`), whose
 /// rows are `$row`, from `sql_impl.rs`. One body for both dialects keeps the backends identical.
 macro_rules! impl_sql_store {
     ($store:ident, $row:ty) => {

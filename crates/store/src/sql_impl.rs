@@ -1,6 +1,6 @@
 // The `Store` implementation shared by the SQL backends. Not a module of its own: `impl_sql_store!`
-// includes it once per backend, inside a module where `StoreTy` is the backend's store type and
-// `Row` its row type. (rustfmt does not reach included files: run `rustfmt --edition 2024` on it.)
+// includes it once per backend, inside a module where `StoreTy` is the backend's store type (with
+// fields `pool` and `target`) and `Row` its row type. (rustfmt does not reach included files: run `rustfmt --edition 2024` on it.)
 
 use super::BACKEND;
 use crate::sql::*;
@@ -70,7 +70,7 @@ impl StoreTy {
         missing: Option<(&'static str, &str)>,
         e: sqlx::Error,
     ) -> StoreError {
-        map_query_err(BACKEND, &self.pool, doing, missing, e)
+        map_query_err(BACKEND, &self.pool, &self.target, doing, missing, e)
     }
 
     /// Explains a refused run transition: `Ok(None)` if the run now is in an allowed status

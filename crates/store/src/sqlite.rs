@@ -23,7 +23,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    location: String,
+    target: String,
 }
 
 impl SqliteStore {
@@ -80,12 +80,15 @@ impl SqliteStore {
                 )
             })?;
         tracing::info!(backend = BACKEND, %location, "store opened");
-        Ok(Self { pool, location })
+        Ok(Self {
+            pool,
+            target: location,
+        })
     }
 
     /// The file path, or `:memory:`.
     pub fn location(&self) -> &str {
-        &self.location
+        &self.target
     }
 
     /// Connections open, idle and in use, for metrics.
