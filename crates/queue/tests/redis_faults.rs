@@ -93,7 +93,7 @@ async fn dead_claimer_work_is_redelivered_once_per_expiry() {
         "claimers did not finish: acked {}",
         acked.load(Ordering::SeqCst)
     );
-    let seen = seen.lock();
+    let seen = std::mem::take(&mut *seen.lock());
     assert_eq!(seen.len(), n, "every item was delivered");
     for (id, deliveries) in seen.iter() {
         let attempts: Vec<u32> = deliveries.iter().map(|d| d.0).collect();

@@ -45,6 +45,12 @@ enum RedisQueueFailure {
         #[source]
         source: RedisError,
     },
+    #[error("{op} on queue prefix {prefix:?}: no reply within {after:?}")]
+    Timeout {
+        op: &'static str,
+        prefix: String,
+        after: Duration,
+    },
     #[error("{op} on queue prefix {prefix:?}: unexpected reply {reply}")]
     Reply {
         op: &'static str,
@@ -286,18 +292,21 @@ impl RedisQueue {
         }
     }
 
-    async fn blocker(&self) -> Result<MultiplexedConnection, QueueError> {
+    /// A connection for `BLPOP`, and whether it came from the idle pool (and so may be stale).
+    async fn blocker(&self) -> Result<(MultiplexedConnection, bool), QueueError> {
         if let Some(conn) = self.inner.blockers.lock().pop() {
-            return Ok(conn);
+            return Ok((conn, true));
         }
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(None)
             .set_connection_timeout(Some(CONNECT_TIMEOUT));
-        self.inner
+        let conn = self
+            .inner
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| self.failure("connect blocking claim", e))
+            .map_err(|e| self.failure("connect for blocking claim", e))?;
+        Ok((conn, false))
     }
 
     fn return_blocker(&self, conn: MultiplexedConnection) {
@@ -308,19 +317,38 @@ impl RedisQueue {
     }
 
     /// Blocks on the notification list for up to `timeout`. The connection is returned to the pool
-    /// only when the `BLPOP` completed; a cancelled wait drops it (a reply may still be pending).
+    /// only when the `BLPOP` completed; a cancelled or failed wait drops it (a reply may still be
+    /// pending). A pooled connection that turns out dead (the server restarted, or killed it
+    /// while idle) is replaced once; the reply itself is bounded by `timeout` plus
+    /// [`RESPONSE_TIMEOUT`], since these connections have no response timeout of their own.
     async fn wait_notified(&self, timeout: Duration) -> Result<(), QueueError> {
-        let mut conn = self.blocker().await?;
-        let secs = timeout.max(Duration::from_millis(1)).as_secs_f64();
-        let woke: Option<(String, String)> = redis::cmd("BLPOP")
-            .arg(self.notify_key())
-            .arg(secs)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.failure("claim (BLPOP)", e))?;
-        debug!(prefix = %self.inner.prefix, notified = woke.is_some(), "claim_wait_done");
-        self.return_blocker(conn);
-        Ok(())
+        let block = timeout.max(Duration::from_millis(1));
+        let (mut conn, mut pooled) = self.blocker().await?;
+        loop {
+            let mut cmd = redis::cmd("BLPOP");
+            cmd.arg(self.notify_key()).arg(block.as_secs_f64());
+            let blpop = cmd.query_async::<Option<(String, String)>>(&mut conn);
+            let limit = block + RESPONSE_TIMEOUT;
+            match tokio::time::timeout(limit, blpop).await {
+                Ok(Ok(woke)) => {
+                    debug!(prefix = %self.inner.prefix, notified = woke.is_some(), "claim_wait_done");
+                    self.return_blocker(conn);
+                    return Ok(());
+                }
+                Ok(Err(e)) if pooled && (e.is_io_error() || e.is_connection_dropped()) => {
+                    debug!(prefix = %self.inner.prefix, error = %e, "stale_blocking_connection");
+                    (conn, pooled) = self.blocker().await?;
+                }
+                Ok(Err(e)) => return Err(self.failure("claim (BLPOP)", e)),
+                Err(_) => {
+                    return Err(backend(RedisQueueFailure::Timeout {
+                        op: "claim (BLPOP)",
+                        prefix: self.inner.prefix.clone(),
+                        after: limit,
+                    }));
+                }
+            }
+        }
     }
 }
 
