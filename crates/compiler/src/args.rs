@@ -89,6 +89,8 @@ enum Role {
     Lang,
     /// `-Wp,...`.
     WpComma,
+    /// `-Wa,...`.
+    WaComma,
     /// `-Xpreprocessor`.
     XPreprocessor,
     /// `-Xclang`.
@@ -151,6 +153,7 @@ static TABLE: &[Spec] = &[
     ("-CC", Flag, Pre),
     ("-Xpreprocessor", Sep, XPreprocessor),
     ("-Wp,", Prefix, WpComma),
+    ("-Wa,", Prefix, WaComma),
     // Values for both steps that are separate arguments.
     ("-Xassembler", Sep, Both),
     ("-Xclang", Sep, XClang),
@@ -201,6 +204,11 @@ static TABLE: &[Spec] = &[
     ("-fsanitize-coverage-whitelist=", Prefix, Refuse),
     ("-fsanitize-coverage-blacklist=", Prefix, Refuse),
     ("-fdump-", Prefix, Refuse),
+    ("-fopt-info", Prefix, Refuse),
+    ("-fdiagnostics-format=sarif-file", Flag, Refuse),
+    ("--serialize-diagnostics", Sep, Refuse),
+    ("-fsave-optimization-record", Prefix, Refuse),
+    ("-ftime-trace", Prefix, Refuse),
     ("-fstack-usage", Flag, Refuse),
     ("-fcallgraph-info", Prefix, Refuse),
     ("-fcompare-debug", Prefix, Refuse),
@@ -378,6 +386,18 @@ impl Parser {
                     self.lang = (v != "none").then_some(v);
                 }
                 WpComma => self.wp(raw, &arg[name.len()..]),
+                WaComma => {
+                    // Assembler listings (`-a...=file`) and depfiles (`--MD file`) would be
+                    // written on the worker.
+                    if arg[name.len()..]
+                        .split(',')
+                        .any(|p| p.starts_with("-a") || p.starts_with("--MD") || p.starts_with('@'))
+                    {
+                        self.refuse(raw);
+                    } else {
+                        self.push(ArgClass::Both, words);
+                    }
+                }
                 XPreprocessor => {
                     let v = value.unwrap_or_default();
                     if v.to_string_lossy().starts_with("-M") {

@@ -120,6 +120,15 @@ fn local_reasons() {
         (&["-c", "foo.c", "-Xclang", "-load"], flag("-load")),
         (&["-c", "foo.c", "-v"], flag("-v")),
         (&["-c", "foo.c", "-flto"], flag("-flto")),
+        (
+            &["-c", "foo.c", "-Wa,-adhln=foo.lst"],
+            flag("-Wa,-adhln=foo.lst"),
+        ),
+        (&["-c", "foo.c", "-Wa,--MD,x.d"], flag("-Wa,--MD,x.d")),
+        (
+            &["-c", "foo.c", "-fopt-info-vec=v.txt"],
+            flag("-fopt-info-vec=v.txt"),
+        ),
         (&["-c", "foo.c", "-flto=auto"], flag("-flto=auto")),
         (
             &["-c", "foo.c", "-fno-working-directory"],
@@ -325,6 +334,7 @@ fn remote_args_keep_codegen_only() {
         "-pedantic",
         "-w",
         "-fdiagnostics-color=always",
+        "-Wa,--noexecstack",
         "-lm",
         "-L/lib",
         "-Wl,-z,now",
@@ -349,6 +359,7 @@ fn remote_args_keep_codegen_only() {
             "-pedantic",
             "-w",
             "-fdiagnostics-color=always",
+            "-Wa,--noexecstack",
             "--param",
             "max-inline-insns-single=10",
             "-fpreprocessed",

@@ -43,9 +43,10 @@ pub struct RemoteCommand {
 /// The remote command cannot be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteError {
-    /// The worker directory must be absolute (and canonical: no symlinks).
-    #[error("worker directory `{0}` is not absolute")]
-    RelativeWorkerDir(PathBuf),
+    /// The worker directory must be absolute, canonical (no symlinks) and free of `=` (it goes
+    /// into `-fdebug-prefix-map=<old>=<new>`).
+    #[error("worker directory `{0}` must be absolute and contain no `=`")]
+    InvalidWorkerDir(PathBuf),
     /// Debug info is on but the preprocessed text has no working-directory line marker
     /// (`# 1 "<cwd>//"`): it was not produced by [`CompileJob::preprocess_args`].
     #[error("preprocessed text lacks the working-directory line marker that debug info needs")]
@@ -80,8 +81,8 @@ impl CompileJob {
         preprocessed: &[u8],
         worker_dir: &Path,
     ) -> Result<RemoteCommand, RemoteError> {
-        if !worker_dir.is_absolute() {
-            return Err(RemoteError::RelativeWorkerDir(worker_dir.to_owned()));
+        if !worker_dir.is_absolute() || worker_dir.as_os_str().as_encoded_bytes().contains(&b'=') {
+            return Err(RemoteError::InvalidWorkerDir(worker_dir.to_owned()));
         }
         let (input, client_wd) = strip_markers(preprocessed);
         if let Some(line) = crate::scan::first_file_directive(&input) {
@@ -155,7 +156,7 @@ fn strip_markers(text: &[u8]) -> (Vec<u8>, Option<OsString>) {
             if n == 1
                 && let Some(dir) = name.strip_suffix(b"//")
             {
-                wd = Some(os_from_bytes(dir));
+                wd = Some(os_from_bytes(&unescape(dir)));
                 continue;
             }
             in_builtin = name == b"<built-in>";
@@ -165,6 +166,22 @@ fn strip_markers(text: &[u8]) -> (Vec<u8>, Option<OsString>) {
         out.extend_from_slice(line);
     }
     (out, wd)
+}
+
+/// Undoes GCC's quoting of `\\` and `"` in line-marker names.
+fn unescape(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len());
+    let mut it = name.iter();
+    while let Some(&b) = it.next() {
+        if b == b'\\'
+            && let Some(&next) = it.next()
+        {
+            out.push(next);
+            continue;
+        }
+        out.push(b);
+    }
+    out
 }
 
 /// The file name of a line marker `# <n> "<name>" [flags]`, or `None`.
@@ -234,7 +251,11 @@ mod tests {
         );
         assert_eq!(
             j.remote_command(b"", Path::new("w")),
-            Err(RemoteError::RelativeWorkerDir("w".into()))
+            Err(RemoteError::InvalidWorkerDir("w".into()))
+        );
+        assert_eq!(
+            j.remote_command(b"", Path::new("/a=b")),
+            Err(RemoteError::InvalidWorkerDir("/a=b".into()))
         );
     }
 
@@ -280,6 +301,13 @@ mod tests {
         assert_eq!(cmd.input, b"# 0 \"src/foo.c\"\nint x;\n");
         assert_eq!(cmd.cwd, Path::new("/w/cwd"));
         assert_eq!(cmd.env, [("PWD".into(), "/w/cwd".into())]);
+    }
+
+    #[test]
+    fn working_dir_with_quotes_and_backslashes() {
+        let text = b"# 0 \"a.c\"\n# 1 \"/tmp/we\\\"ird\\\\dir//\"\nint x;\n";
+        let (_, wd) = strip_markers(text);
+        assert_eq!(wd, Some(OsString::from("/tmp/we\"ird\\dir")));
     }
 
     #[test]

@@ -313,6 +313,26 @@ fn c_default_output_and_target_quoting() {
 }
 
 #[test]
+fn c_working_directory_with_quote_backslash_and_space() {
+    check(Case {
+        driver: "gcc",
+        files: c_files(),
+        cwd: "we\"ird \\ dir",
+        args: vec![
+            "-c",
+            "-g",
+            "-O2",
+            "-I../inc",
+            "-MD",
+            "../src/foo.c",
+            "-o",
+            "obj/foo.o",
+        ],
+        env: &[],
+    });
+}
+
+#[test]
 fn c_out_of_tree_build_with_parent_dirs() {
     check(Case {
         driver: "gcc",
