@@ -462,3 +462,157 @@ fn unknown_flag_with_separate_value_runs_locally() {
         LocalReason::MultipleSources
     );
 }
+
+/// Random command lines from a pool of tricky tokens: `parse` never panics, and a distributable
+/// job's command lines keep their invariants.
+#[test]
+fn random_command_lines_keep_invariants() {
+    // Entries with a space are two words; `out.o` and `d.d` appear only as `-o`/`-MF` values.
+    const POOL: &[&str] = &[
+        "-c",
+        "-o out.o",
+        "-ofoo.o",
+        "a.c",
+        "b.cc",
+        "c.s",
+        "-",
+        "-E",
+        "-S",
+        "-M",
+        "-MD",
+        "-MMD",
+        "-MF d.d",
+        "-MFe.d",
+        "-MT",
+        "t",
+        "-MQ",
+        "-MP",
+        "-x",
+        "c",
+        "c++",
+        "none",
+        "-xc",
+        "-I",
+        "inc",
+        "-Iinc",
+        "-D",
+        "X=1",
+        "-DY",
+        "-include",
+        "h.h",
+        "-isystem",
+        "/s",
+        "-O2",
+        "-g",
+        "-g0",
+        "-g3",
+        "-fPIC",
+        "-Wall",
+        "-Wp,-MD,k.d",
+        "-Wp,-DZ",
+        "-Wa,--noexecstack",
+        "-Wl,-z,now",
+        "-lm",
+        "-L",
+        "/l",
+        "@rsp",
+        "-fprofile-use",
+        "-flto",
+        "-fdiagnostics-color",
+        "--param",
+        "x=1",
+        "-Xpreprocessor",
+        "-DQ",
+        "-Xclang",
+        "-v",
+        "-save-temps",
+        "-std=c11",
+        "-unknown",
+        "",
+        "-o",
+        "-MF",
+        "-o -",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut distributable = 0;
+    for _ in 0..20_000 {
+        let n = (next() % 9) as usize;
+        let mut args: Vec<&str> = (0..n)
+            .flat_map(|_| {
+                let e = POOL[(next() as usize) % POOL.len()];
+                if e.is_empty() {
+                    vec![e]
+                } else {
+                    e.split(' ').collect()
+                }
+            })
+            .collect();
+        // Bias towards compiles so the invariants below get exercised.
+        if next() % 2 == 0 {
+            args.push("-c");
+            args.push(["a.c", "b.cc"][(next() % 2) as usize]);
+        }
+        let Invocation::Distributable(j) = parse(&os(&args)) else {
+            continue;
+        };
+        distributable += 1;
+        let pre = strs(&j.preprocess_args());
+        assert_eq!(pre[..2], ["-E", "-fdirectives-only"], "{args:?}");
+        // `-c`/`-o` only as the value of a flag that takes one (`-MQ -o` names a target "-o").
+        const TAKES_VALUE: &[&str] = &[
+            "-MF",
+            "-MT",
+            "-MQ",
+            "-I",
+            "-D",
+            "-include",
+            "-isystem",
+            "-Xpreprocessor",
+            "-Xclang",
+            "--param",
+            "-L",
+        ];
+        for (i, a) in pre.iter().enumerate() {
+            if a == "-c" || a == "-o" {
+                let prev = pre[i - 1].as_str();
+                assert!(TAKES_VALUE.contains(&prev), "{args:?} -> {pre:?}");
+            }
+        }
+        assert_eq!(
+            pre.last().map(String::as_str),
+            j.source().to_str(),
+            "{args:?}"
+        );
+        let remote = strs(&j.remote_args("in.i", "out.o"));
+        let tail = [
+            "-c",
+            "-x",
+            j.language().preprocessed(),
+            "in.i",
+            "-o",
+            "out.o",
+        ];
+        assert_eq!(remote[remote.len() - 6..], tail[..], "{args:?}");
+        for (i, a) in remote.iter().enumerate() {
+            let preprocessor = a.starts_with("-I")
+                || a.starts_with("-D")
+                || a.starts_with("-M")
+                || a == "-include"
+                || a.starts_with("-Wp,");
+            let is_value = i > 0 && ["-Xclang", "--param"].contains(&remote[i - 1].as_str());
+            assert!(!preprocessor || is_value, "{args:?} -> {remote:?}");
+        }
+        let key = strs(&j.cache_relevant_args());
+        assert!(!key.iter().any(|a| a == "out.o" || a == "d.d"), "{args:?}");
+    }
+    assert!(
+        distributable > 1_000,
+        "only {distributable} distributable lines"
+    );
+}

@@ -40,6 +40,17 @@ pub struct RemoteCommand {
     pub output: PathBuf,
 }
 
+impl RemoteCommand {
+    /// Creates [`RemoteCommand::cwd`] and the input's directory, and writes the input there.
+    pub fn write_input(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.cwd)?;
+        if let Some(dir) = self.input_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&self.input_path, &self.input)
+    }
+}
+
 /// The remote command cannot be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteError {

@@ -187,9 +187,7 @@ fn both_ways(
     // 3. Exact remote compile in a directory unrelated to the client's.
     std::fs::create_dir_all(worker).unwrap();
     let cmd = job.remote_command(&text, worker).unwrap();
-    std::fs::create_dir_all(&cmd.cwd).unwrap();
-    std::fs::create_dir_all(cmd.input_path.parent().unwrap()).unwrap();
-    std::fs::write(&cmd.input_path, &cmd.input).unwrap();
+    cmd.write_input().unwrap();
     let out = Command::new(driver)
         .args(&cmd.args)
         .current_dir(&cmd.cwd)
@@ -613,9 +611,7 @@ fn differences_are_detected() {
 
     // The exact command without its working-directory map: DW_AT_comp_dir is the worker's.
     let cmd = job.remote_command(&text, &root.join("x")).unwrap();
-    std::fs::create_dir_all(&cmd.cwd).unwrap();
-    std::fs::create_dir_all(cmd.input_path.parent().unwrap()).unwrap();
-    std::fs::write(&cmd.input_path, &cmd.input).unwrap();
+    cmd.write_input().unwrap();
     let cwd_map = format!("-fdebug-prefix-map={}=", cmd.cwd.display());
     let args: Vec<&OsString> = cmd
         .args
