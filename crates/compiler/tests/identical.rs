@@ -560,6 +560,53 @@ fn c_diagnostics_are_reported_once_with_client_names() {
     });
 }
 
+const PRAGMA_H: &str = r#"#pragma once
+#pragma GCC system_header
+#pragma GCC visibility push(hidden)
+int hidden_fn(void);
+#pragma GCC visibility pop
+static const int level_in_header = __INCLUDE_LEVEL__;
+static inline const char *header_file(void) { return __FILE__; }
+"#;
+
+const PRAGMA_SRC: &str = r#"#include "once.h"
+#include "once.h"
+#pragma GCC dependency "once.h"
+#pragma pack(push, 1)
+struct packed { char a; int b; };
+#pragma pack(pop)
+_Pragma("GCC diagnostic push")
+_Pragma("GCC diagnostic ignored \"-Wunused-variable\"")
+int f(void) {
+    int unused;
+    struct packed v = { 1, 2 };
+    return v.b + hidden_fn() + __COUNTER__ + __COUNTER__ + __INCLUDE_LEVEL__ + level_in_header;
+}
+_Pragma("GCC diagnostic pop")
+const char *names[] = { __FILE__, __BASE_FILE__, __FILE_NAME__ };
+const char *hf(void) { return header_file(); }
+"#;
+
+#[test]
+fn c_pragmas_and_special_macros() {
+    check(Case {
+        driver: "gcc",
+        files: vec![("inc/once.h", PRAGMA_H), ("src/p.c", PRAGMA_SRC)],
+        cwd: "",
+        args: vec![
+            "-c", "-g", "-O2", "-Wall", "-Iinc", "src/p.c", "-o", "obj/p.o",
+        ],
+        env: &[],
+    });
+    check(Case {
+        driver: "gcc",
+        files: vec![("inc/once.h", PRAGMA_H), ("src/p.c", PRAGMA_SRC)],
+        cwd: "b",
+        args: vec!["-c", "-g", "-Wall", "-I{root}/inc", "{root}/src/p.c"],
+        env: &[],
+    });
+}
+
 const DATE_SRC: &str = r#"const char *built = __DATE__ " " __TIME__;
 #define STAMP(x) x __DATE__
 const char *stamp = STAMP("v1 ");
