@@ -5,9 +5,10 @@
 //! hgbuild cmake --build build
 //! CC="hgbuild cc" CXX="hgbuild c++" make
 //! hgbuild cc -c foo.c -o foo.o        # one compile
-//! hgbuild --stats | --jobs | --help | --version
+//! hgbuild --stats | --clear-cache | --jobs | --help | --version
 //! ```
 use hybridgrid_core::config::ProcessEnv;
+use hybridgrid_farm::cache::client as cache;
 use hybridgrid_farm::client::{self, Step, buildtool, stats};
 use hybridgrid_farm::config::FarmConfig;
 use std::ffi::{OsStr, OsString};
@@ -20,7 +21,8 @@ usage:
   hgbuild <build tool> [args...]   e.g. hgbuild make -j16, hgbuild cmake --build build, hgbuild ninja
   hgbuild <compiler> [args...]     e.g. CC=\"hgbuild cc\"; compilers: cc gcc g++ c++ clang clang++ (or a path)
   hgbuild demo                     start a coordinator and 2 workers here, build Lua through them
-  hgbuild --stats                  how compiles were served (remote, fallbacks by reason, ...)
+  hgbuild --stats                  how compiles were served (remote, cache hits per tier, fallbacks, ...)
+  hgbuild --clear-cache            empty the local compile cache (cache.dir, default ~/.hybridgrid/cache)
   hgbuild --jobs                   the parallelism the farm offers now
   hgbuild --help | --version
 
@@ -93,6 +95,7 @@ fn run() -> i32 {
             return 0;
         }
         Some("--stats") => return print_stats(),
+        Some("--clear-cache") => return clear_cache(),
         Some("demo") => return demo(),
         Some("--jobs") => {
             let cfg = match load_config() {
@@ -188,11 +191,61 @@ fn build_mode(program: &OsStr, args: &[OsString]) -> i32 {
     }
 }
 
+fn clear_cache() -> i32 {
+    let cfg = match load_config() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let dir = cache::cache_dir(&cfg.cache);
+    match runtime().block_on(cache::clear(&cfg.cache)) {
+        Ok(bytes) => {
+            println!("hgbuild: cleared {} ({bytes} bytes)", dir.display());
+            0
+        }
+        Err(e) => fail(&format!("clearing the compile cache: {e}")),
+    }
+}
+
+fn print_cache_stats(t: &stats::Totals) {
+    let hits = |tier: &str| t.cache_hits.get(tier).copied().unwrap_or(0);
+    println!(
+        "cache: {} hits (local {}, shared {}), {} misses, hit rate {:.1}%, {} evictions, {} corrupt entries dropped",
+        t.cache_hit_total(),
+        hits("local"),
+        hits("shared"),
+        t.cache_misses,
+        100.0 * t.cache_hit_rate(),
+        t.cache_evictions,
+        t.cache_corrupt
+    );
+    let Ok(cfg) = load_config() else { return };
+    if !cfg.cache.enabled {
+        println!("cache: disabled (cache.enabled: false)");
+        return;
+    }
+    let dir = cache::cache_dir(&cfg.cache);
+    match runtime().block_on(cache::local_usage(&cfg.cache)) {
+        Ok((entries, bytes)) => println!(
+            "cache: local tier {}: {entries} entries, {bytes} bytes of {} max",
+            dir.display(),
+            cache::max_bytes(&cfg.cache)
+        ),
+        Err(e) => println!("cache: local tier unusable: {e}"),
+    }
+    if let Some(url) = &cfg.cache.shared {
+        println!(
+            "cache: shared tier {url} (prefix {:?})",
+            cfg.cache.shared_prefix
+        );
+    }
+}
+
 fn print_stats() -> i32 {
     let log = client::stats_log();
     match stats::Totals::read(&log, 0) {
         Ok(t) => {
             println!("{}", t.summary());
+            print_cache_stats(&t);
             if let Some(j) = client::to_json(&t) {
                 println!("{j}");
             }

@@ -209,6 +209,15 @@ pub async fn start_worker(
         toolchains,
         metrics,
     );
+    if cfg.cache.enabled {
+        match crate::cache::client::shared_tier(&cfg.cache).await {
+            Ok(Some(shared)) => state.set_result_cache(Arc::new(shared)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "shared compile cache unavailable; results not shared")
+            }
+        }
+    }
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     let svc = WorkerServer::new(WorkerService(state.clone()))

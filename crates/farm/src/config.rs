@@ -14,6 +14,7 @@
 //! cache:
 //!   enabled: true
 //!   max_size_gb: 10
+//!   shared: redis://127.0.0.1:6379   # optional shared tier
 //! logging:
 //!   level: info
 //!   format: text
@@ -254,6 +255,12 @@ pub struct CacheConfig {
     pub dir: Option<PathBuf>,
     /// Size bound, in GB (10^9 bytes).
     pub max_size_gb: f64,
+    /// Shared tier, e.g. `redis://cache-host:6379` (`HG_CACHE_SHARED`): workers write every clean
+    /// compile there and clients read it on a local miss, so a file compiled once is a hit anywhere.
+    pub shared: Option<String>,
+    /// Key prefix in the shared tier (entries live at `{prefix}cache:{hex}`), so several farms or
+    /// test runs can share one server.
+    pub shared_prefix: String,
 }
 
 impl Default for CacheConfig {
@@ -262,6 +269,8 @@ impl Default for CacheConfig {
             enabled: true,
             dir: None,
             max_size_gb: 10.0,
+            shared: None,
+            shared_prefix: "hg:".into(),
         }
     }
 }

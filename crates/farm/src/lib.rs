@@ -18,6 +18,7 @@
 //! ```
 
 pub mod app;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod coordinator;

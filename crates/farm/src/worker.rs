@@ -94,6 +94,8 @@ pub struct WorkerState {
     slots: Arc<Semaphore>,
     task_timeout: Duration,
     metrics: Arc<WorkerMetrics>,
+    /// Where clean compiles are written for clients to find (the shared tier), if configured.
+    result_cache: std::sync::OnceLock<Arc<dyn hybridgrid_core::Cache>>,
 }
 
 impl WorkerState {
@@ -124,7 +126,14 @@ impl WorkerState {
             slots: Arc::new(Semaphore::new(slots as usize)),
             task_timeout,
             metrics,
+            result_cache: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes the worker write every clean compile (exit 0, nothing on stderr) to `cache` under its
+    /// result key ([`crate::cache::request_key`]), the key clients look up. Set once.
+    pub fn set_result_cache(&self, cache: Arc<dyn hybridgrid_core::Cache>) {
+        let _ = self.result_cache.set(cache);
     }
 
     /// Tasks running now.
@@ -228,6 +237,10 @@ impl WorkerState {
                 ),
             ));
         };
+        let cache_key = self
+            .result_cache
+            .get()
+            .and_then(|_| crate::cache::request_key(&local.toolchain, &spec));
         let spec = match self.compile_spec(spec, &local.path) {
             Ok(spec) => spec,
             Err(e) => return Ok(failure(pb::task_failure::Kind::InvalidSpec, e)),
@@ -275,6 +288,9 @@ impl WorkerState {
                     .get_or_create(&vec![("result", label.to_owned())])
                     .inc();
                 info!(task_id = %task_id, duration = ?duration, success = out.success(), exit_code = out.exit_code, "task completed");
+                if let (Some(cache), Some(key)) = (self.result_cache.get(), cache_key) {
+                    crate::cache::share_result(cache.as_ref(), &key, &out).await;
+                }
                 pb::execute_response::Result::Output(out.into())
             }
             Err(e) => {

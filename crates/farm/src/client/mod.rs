@@ -159,11 +159,22 @@ pub async fn compile(
             }));
         }
     };
+    // Identity from the on-disk memo: a cache hit never runs the compiler.
+    let memo_dir = crate::cache::client::toolchain_memo_dir();
     let toolchain =
-        hybridgrid_compiler::probe_toolchain(compiler).map_err(|e| ClientError::Probe {
+        crate::cache::toolchain(compiler, &memo_dir).map_err(|e| ClientError::Probe {
             path: compiler.to_owned(),
             message: e.to_string(),
         })?;
+    let cache = crate::cache::client::ClientCache::new(&cfg.cache, stats_log());
+    let manifest = match &cache {
+        Some(c) => match c.serve_direct(&toolchain, &job, args) {
+            (Some(hit), _) => return Ok(hit),
+            (None, manifest) => manifest,
+        },
+        None => None,
+    };
+    let started = std::time::SystemTime::now();
     // Preprocess locally; this also writes the depfile exactly as the plain compile would.
     let pre = Command::new(compiler)
         .args(job.preprocess_args())
@@ -176,10 +187,43 @@ pub async fn compile(
         // Errors or warnings from the preprocessor: the local compiler shows them exactly.
         return Ok(Step::RunLocal(Served::LocalDiagnostics));
     }
-    match remote_compile(cfg, args, &job, &toolchain, pre.stdout).await {
-        Ok(RemoteResult::Done { worker }) => Ok(Step::Exit(0, Served::Remote { worker })),
-        Ok(RemoteResult::NeedsDiagnostics) => Ok(Step::RunLocal(Served::LocalDiagnostics)),
-        Err(reason) => Ok(Step::RunLocal(Served::Fallback { reason })),
+    let pending = match &cache {
+        Some(c) => {
+            match c
+                .serve_preprocessed(&toolchain, &job, manifest, &pre.stdout, started)
+                .await
+            {
+                Ok(hit) => return Ok(hit),
+                Err(pending) => {
+                    c.note_miss();
+                    Some(pending)
+                }
+            }
+        }
+        None => None,
+    };
+    let outcome = remote_compile(cfg, args, &job, &toolchain, pre.stdout).await;
+    let (Some(c), Some(pending)) = (&cache, pending) else {
+        return Ok(match outcome {
+            Ok(RemoteResult::Done { worker }) => Step::Exit(0, Served::Remote { worker }),
+            Ok(RemoteResult::NeedsDiagnostics) => Step::RunLocal(Served::LocalDiagnostics),
+            Err(reason) => Step::RunLocal(Served::Fallback { reason }),
+        });
+    };
+    // With the cache on, local compiles run captured so their result (warnings too) is stored.
+    match outcome {
+        Ok(RemoteResult::Done { worker }) => {
+            c.store(&pending, &job, Vec::new()).await;
+            Ok(Step::Exit(0, Served::Remote { worker }))
+        }
+        Ok(RemoteResult::NeedsDiagnostics) => {
+            c.compile_locally(compiler, args, &job, &pending, Served::LocalDiagnostics)
+                .await
+        }
+        Err(reason) => {
+            c.compile_locally(compiler, args, &job, &pending, Served::Fallback { reason })
+                .await
+        }
     }
 }
 

@@ -52,7 +52,15 @@ impl Served {
 
 /// Appends one record to `log`. Failures to record are reported on stderr, never fatal.
 pub fn record(log: &Path, served: &Served) {
-    let line = format!("{}\n", served.line());
+    append(log, format!("{}\n", served.line()));
+}
+
+/// Appends a compile-cache event: `cache_miss -`, `cache_evictions <n>`, `cache_corrupt <n>`.
+pub fn record_event(log: &Path, kind: &str, arg: &str) {
+    append(log, format!("{kind} {arg}\n"));
+}
+
+fn append(log: &Path, line: String) {
     let write = || -> std::io::Result<()> {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
@@ -81,6 +89,12 @@ pub struct Totals {
     pub local_diagnostics: u64,
     /// Invocations that were never distributable, by reason.
     pub local_only: BTreeMap<String, u64>,
+    /// Cacheable compiles not found in any cache tier.
+    pub cache_misses: u64,
+    /// Entries evicted from the local cache to keep it under `cache.max_size_gb`.
+    pub cache_evictions: u64,
+    /// Damaged cache entries detected (and dropped) on read.
+    pub cache_corrupt: u64,
 }
 
 impl Totals {
@@ -102,6 +116,9 @@ impl Totals {
                 "fallback" => bump(&mut t.fallbacks),
                 "local_diagnostics" => t.local_diagnostics += 1,
                 "local_only" => bump(&mut t.local_only),
+                "cache_miss" => t.cache_misses += 1,
+                "cache_evictions" => t.cache_evictions += arg.parse::<u64>().unwrap_or(0),
+                "cache_corrupt" => t.cache_corrupt += arg.parse::<u64>().unwrap_or(0),
                 _ => {}
             }
         }
@@ -119,6 +136,17 @@ impl Totals {
     /// Cache hits.
     pub fn cache_hit_total(&self) -> u64 {
         self.cache_hits.values().sum()
+    }
+
+    /// Cache hits over cacheable compiles (hits + misses), 0 when there were none.
+    pub fn cache_hit_rate(&self) -> f64 {
+        let hits = self.cache_hit_total();
+        let all = hits + self.cache_misses;
+        if all == 0 {
+            0.0
+        } else {
+            hits as f64 / all as f64
+        }
     }
 
     /// The one-paragraph summary printed after a build.

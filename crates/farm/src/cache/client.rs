@@ -1,0 +1,386 @@
+//! The wrapper's side of the compile cache: direct-mode lookups before preprocessing, result
+//! lookups (local, then shared) after it, and storing what a miss produced.
+//!
+//! The hit path is synchronous and reads entry files directly (same layout and framing as
+//! [`DiskCache`]: `dir/ab/cdef…`, checked by [`hybridgrid_cache::entry::decode`]), so a hit costs
+//! a few small file reads and no directory scan; the [`DiskCache`] (whose `open` scans the
+//! directory to enforce the size bound) is opened only on a miss, to store.
+
+use super::{CachedResult, DirectEntry};
+use crate::client::{ClientError, Step, stats, write_atomic};
+use crate::config::CacheConfig;
+use bytes::Bytes;
+use hybridgrid_cache::compile::{FileMemo, Manifest};
+use hybridgrid_cache::{DiskCache, DiskCacheConfig, RedisCache, RedisCacheConfig, entry};
+use hybridgrid_compiler::CompileJob;
+use hybridgrid_core::{Cache, CacheError, Digest, Toolchain};
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A header modified this close to (or after) the start of the compile is not recorded in a
+/// manifest: the preprocessor may have seen another version than the one hashed afterwards.
+const RACE_MARGIN: Duration = Duration::from_millis(100);
+/// A hit refreshes an entry's mtime when older than this (recency for LRU eviction, as DiskCache).
+const TOUCH_AFTER: Duration = Duration::from_secs(60);
+
+/// The local directory of the cache under `cfg`: `cache.dir`, else `~/.hybridgrid/cache`.
+pub fn cache_dir(cfg: &CacheConfig) -> PathBuf {
+    cfg.dir.clone().unwrap_or_else(DiskCacheConfig::default_dir)
+}
+
+/// The size bound of `cfg` in bytes.
+pub fn max_bytes(cfg: &CacheConfig) -> u64 {
+    (cfg.max_size_gb * 1e9) as u64
+}
+
+/// Connects the shared tier of `cfg`, if one is configured.
+pub async fn shared_tier(cfg: &CacheConfig) -> Result<Option<RedisCache>, CacheError> {
+    let Some(url) = cfg.shared.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let config = RedisCacheConfig {
+        prefix: cfg.shared_prefix.clone(),
+        response_timeout: Duration::from_secs(2),
+        ..RedisCacheConfig::default()
+    };
+    RedisCache::connect(url, config).await.map(Some)
+}
+
+/// Where the wrapper remembers compiler identities: `~/.hybridgrid/toolchains`.
+pub fn toolchain_memo_dir() -> PathBuf {
+    crate::client::home_dir()
+        .join(".hybridgrid")
+        .join("toolchains")
+}
+
+/// One compile's view of the cache (one per wrapper process).
+pub struct ClientCache {
+    cfg: CacheConfig,
+    dir: PathBuf,
+    log: PathBuf,
+    memo: FileMemo,
+    diag_env: [u8; 32],
+    disk: RefCell<Option<DiskCache>>,
+}
+
+/// What a lookup that missed knows, to store the result of the compile that follows.
+pub struct Pending {
+    manifest: Option<Digest>,
+    result: Option<Digest>,
+    headers: Vec<PathBuf>,
+    started: SystemTime,
+}
+
+impl ClientCache {
+    /// The cache of `cfg`, or `None` when `cache.enabled` is false.
+    pub fn new(cfg: &CacheConfig, stats_log: PathBuf) -> Option<ClientCache> {
+        cfg.enabled.then(|| ClientCache {
+            cfg: cfg.clone(),
+            dir: cache_dir(cfg),
+            log: stats_log,
+            memo: FileMemo::new(),
+            diag_env: super::process_diag_env(),
+            disk: RefCell::new(None),
+        })
+    }
+
+    fn entry_path(&self, key: &Digest) -> PathBuf {
+        let hex = key.to_hex();
+        self.dir.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Reads and verifies a local entry; a damaged one is deleted and counted, and is a miss.
+    fn read_local(&self, key: &Digest) -> Option<Bytes> {
+        let path = self.entry_path(key);
+        let mut file = std::fs::File::open(&path).ok()?;
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut buf).ok()?;
+        match entry::decode(key, Bytes::from(buf)) {
+            Ok(payload) => {
+                let stale = file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_none_or(|age| age > TOUCH_AFTER);
+                if stale {
+                    let _ = file.set_modified(SystemTime::now());
+                }
+                Some(payload)
+            }
+            Err(defect) => {
+                eprintln!(
+                    "hgbuild: corrupt cache entry {} dropped ({defect}); compiling",
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+                stats::record_event(&self.log, "cache_corrupt", "1");
+                None
+            }
+        }
+    }
+
+    /// Direct mode: the manifest key of `job`, then a result without preprocessing if every
+    /// header the manifest lists still has its recorded contents. Writes the object, the depfile
+    /// and the recorded stderr, and returns the finished step; `None` on a miss.
+    pub fn serve_direct(
+        &self,
+        tc: &Toolchain,
+        job: &CompileJob,
+        args: &[OsString],
+    ) -> (Option<Step>, Option<Digest>) {
+        let Ok(cwd) = std::env::current_dir() else {
+            return (None, None);
+        };
+        let Ok(source_digest) = self.memo.digest(job.source()) else {
+            return (None, None);
+        };
+        let mkey = super::manifest_key(tc, job, args, &source_digest, &cwd, &|v| {
+            std::env::var_os(v)
+        });
+        let hit = (|| {
+            let manifest = Manifest::decode(&self.read_local(&mkey)?).ok()?;
+            let dkey = manifest.lookup(&self.memo)?;
+            let direct = DirectEntry::decode(&self.read_local(&dkey)?).ok()?;
+            if direct.depfile.is_some() != job.depfile().is_some() {
+                return None;
+            }
+            let result = CachedResult::decode(&self.read_local(&direct.result)?).ok()?;
+            result
+                .servable_under(&self.diag_env)
+                .then_some((direct, result))
+        })();
+        let Some((direct, result)) = hit else {
+            return (None, Some(mkey));
+        };
+        if let (Some(dep), Some(bytes)) = (job.depfile(), &direct.depfile)
+            && let Err(e) = write_atomic(&dep.path, bytes)
+        {
+            eprintln!("hgbuild: cannot write {}: {e}", dep.path.display());
+            return (None, Some(mkey));
+        }
+        (self.finish_hit(job, &result, "local"), Some(mkey))
+    }
+
+    /// Writes the object and replays stderr; `None` if the object cannot be written (the compile
+    /// then runs and reports the problem itself).
+    fn finish_hit(&self, job: &CompileJob, result: &CachedResult, tier: &str) -> Option<Step> {
+        if let Err(e) = write_atomic(job.output(), &result.object) {
+            eprintln!("hgbuild: cannot write {}: {e}", job.output().display());
+            return None;
+        }
+        let _ = std::io::stderr().write_all(&result.stderr);
+        Some(Step::Exit(
+            result.exit_code,
+            stats::Served::CacheHit { tier: tier.into() },
+        ))
+    }
+
+    /// After preprocessing: looks the result up locally, then in the shared tier. On a hit the
+    /// object is written (the depfile was written by the preprocessing) and the manifest recorded;
+    /// on a miss the returned [`Pending`] stores the result of the compile that follows.
+    pub async fn serve_preprocessed(
+        &self,
+        tc: &Toolchain,
+        job: &CompileJob,
+        manifest: Option<Digest>,
+        preprocessed: &[u8],
+        started: SystemTime,
+    ) -> Result<Step, Pending> {
+        let headers = super::included_files(preprocessed);
+        let mut pending = Pending {
+            manifest,
+            result: None,
+            headers,
+            started,
+        };
+        if super::time_dependent(preprocessed) {
+            pending.manifest = None;
+            return Err(pending);
+        }
+        let rkey = super::result_key(tc, job, preprocessed);
+        pending.result = Some(rkey);
+        let decode = |b: Bytes| {
+            CachedResult::decode(&b)
+                .ok()
+                .filter(|r| r.servable_under(&self.diag_env))
+        };
+        let mut found = self
+            .read_local(&rkey)
+            .and_then(decode)
+            .map(|r| (r, "local"));
+        if found.is_none()
+            && let Ok(Some(shared)) = shared_tier(&self.cfg).await
+        {
+            if let Ok(Some(bytes)) = shared.get(&rkey).await
+                && let Some(r) = decode(bytes.clone())
+            {
+                // Keep a local copy: the next hit needs no network.
+                self.put(&rkey, bytes).await;
+                found = Some((r, "shared"));
+            }
+        }
+        let Some((result, tier)) = found else {
+            return Err(pending);
+        };
+        match self.finish_hit(job, &result, tier) {
+            Some(step) => {
+                self.record_direct(&pending, job).await;
+                self.flush_evictions();
+                Ok(step)
+            }
+            None => Err(pending),
+        }
+    }
+
+    /// Counts a miss in the stats log.
+    pub fn note_miss(&self) {
+        stats::record_event(&self.log, "cache_miss", "-");
+    }
+
+    async fn disk(&self) -> Option<DiskCache> {
+        if let Some(d) = self.disk.borrow().as_ref() {
+            return Some(d.clone());
+        }
+        let config = DiskCacheConfig::new(self.dir.clone(), max_bytes(&self.cfg));
+        match DiskCache::open(config).await {
+            Ok(d) => {
+                *self.disk.borrow_mut() = Some(d.clone());
+                Some(d)
+            }
+            Err(e) => {
+                eprintln!("hgbuild: compile cache disabled for this compile: {e}");
+                None
+            }
+        }
+    }
+
+    async fn put(&self, key: &Digest, value: Bytes) {
+        if let Some(disk) = self.disk().await
+            && let Err(e) = disk.put(key, value).await
+        {
+            eprintln!("hgbuild: cannot store in the compile cache: {e}");
+        }
+    }
+
+    fn flush_evictions(&self) {
+        if let Some(d) = self.disk.borrow().as_ref() {
+            let n = d.stats().evictions;
+            if n > 0 {
+                stats::record_event(&self.log, "cache_evictions", &n.to_string());
+            }
+        }
+    }
+
+    /// Records the direct-mode entry of a compile whose result is stored under `pending.result`:
+    /// the headers it read (unless one changed during the compile) and the depfile it wrote.
+    async fn record_direct(&self, pending: &Pending, job: &CompileJob) {
+        let (Some(mkey), Some(rkey)) = (pending.manifest, pending.result) else {
+            return;
+        };
+        let Ok(records) = self.memo.records(&pending.headers) else {
+            return;
+        };
+        let limit = time_ns(pending.started) - RACE_MARGIN.as_nanos() as i64;
+        if records.iter().any(|r| r.mtime_ns >= limit) {
+            tracing::debug!("a header changed during the compile: no direct-mode entry");
+            return;
+        }
+        let depfile = match job.depfile() {
+            Some(dep) => match std::fs::read(&dep.path) {
+                Ok(b) => Some(b),
+                Err(_) => return,
+            },
+            None => None,
+        };
+        let dkey = super::direct_entry_key(&mkey, &rkey, depfile.as_deref());
+        let direct = DirectEntry {
+            result: rkey,
+            depfile,
+        };
+        self.put(&dkey, direct.encode().into()).await;
+        let mut manifest = self
+            .read_local(&mkey)
+            .and_then(|b| Manifest::decode(&b).ok())
+            .unwrap_or_default();
+        manifest.record(records, dkey);
+        self.put(&mkey, manifest.encode().into()).await;
+    }
+
+    /// Stores a successful compile's result (object read from `job.output()`) locally and, when
+    /// it printed nothing, in the shared tier; then its direct-mode entry.
+    pub async fn store(&self, pending: &Pending, job: &CompileJob, stderr: Vec<u8>) {
+        let Some(rkey) = pending.result else {
+            return;
+        };
+        let Ok(object) = std::fs::read(job.output()) else {
+            return;
+        };
+        let result = CachedResult {
+            exit_code: 0,
+            stderr,
+            diag_env: self.diag_env,
+            object,
+        };
+        let bytes = Bytes::from(result.encode());
+        self.put(&rkey, bytes.clone()).await;
+        if result.stderr.is_empty()
+            && let Ok(Some(shared)) = shared_tier(&self.cfg).await
+            && let Err(e) = shared.put(&rkey, bytes).await
+        {
+            eprintln!("hgbuild: cannot store in the shared cache: {e}");
+        }
+        self.record_direct(pending, job).await;
+        self.flush_evictions();
+    }
+
+    /// Runs the original compile locally with its output captured, replays it, and stores the
+    /// result when it succeeded (warnings included). Failures are not cached.
+    pub async fn compile_locally(
+        &self,
+        compiler: &Path,
+        args: &[OsString],
+        job: &CompileJob,
+        pending: &Pending,
+        served: stats::Served,
+    ) -> Result<Step, ClientError> {
+        let out = Command::new(compiler)
+            .args(args)
+            .output()
+            .map_err(|source| ClientError::Spawn {
+                program: compiler.display().to_string(),
+                source,
+            })?;
+        let _ = std::io::stdout().write_all(&out.stdout);
+        let _ = std::io::stderr().write_all(&out.stderr);
+        let code = out.status.code().unwrap_or(1);
+        if out.status.success() && out.stdout.is_empty() {
+            self.store(pending, job, out.stderr).await;
+        }
+        Ok(Step::Exit(code, served))
+    }
+}
+
+fn time_ns(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Removes every local entry (`hgbuild --clear-cache`); returns the bytes freed.
+pub async fn clear(cfg: &CacheConfig) -> Result<u64, CacheError> {
+    let disk = DiskCache::open(DiskCacheConfig::new(cache_dir(cfg), max_bytes(cfg))).await?;
+    let bytes = disk.stats().bytes_stored;
+    disk.clear().await?;
+    Ok(bytes)
+}
+
+/// Entries and bytes in the local cache directory now (for `hgbuild --stats`).
+pub async fn local_usage(cfg: &CacheConfig) -> Result<(u64, u64), CacheError> {
+    let disk = DiskCache::open(DiskCacheConfig::new(cache_dir(cfg), max_bytes(cfg))).await?;
+    let s = disk.stats();
+    Ok((s.entries, s.bytes_stored))
+}
