@@ -1,0 +1,203 @@
+//! NatsQueue round trips against the real NATS JetStream server at 127.0.0.1:4222 (or
+//! `HG_TEST_NATS_URL`). One element is `enqueue` + `claim` + `ack`: a publish with its stream
+//! acknowledgement (plus a small core-NATS wake-up publish), one or more `no_wait` pull requests
+//! (high, then normal lane) and an acknowledged `+ACK`.
+//!
+//! Measured with 1 claimer, and with 8 claimers either sharing one `NatsQueue` (one connection) or
+//! each with its own (8 connections, as 8 worker processes would be). Each claimer enqueues, claims
+//! and acks in turn, so it may claim another's item. Every sample uses a fresh queue (streams and
+//! consumers), deleted afterwards outside the timing.
+//!
+//! After the criterion groups it prints items/s and p50 / p99 latencies of `claim` and of the whole
+//! round trip over a fixed 3 s run per row.
+//!
+//! Run: `cargo bench -p hybridgrid-benches --bench queue_nats`
+
+use criterion::{Criterion, Throughput};
+use hybridgrid_core::{NewWork, Queue, WorkerId};
+use hybridgrid_queue::NatsQueue;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LEASE: Duration = Duration::from_secs(30);
+const PAYLOAD: &[u8] = b"cc -c src/module_0042.c -o module_0042.o -O2 -fPIC -Iinclude";
+
+fn url() -> String {
+    std::env::var("HG_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+fn fresh_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("hgbench_nats_{}_{nanos}", std::process::id())
+}
+
+async fn open(name: &str) -> NatsQueue {
+    NatsQueue::connect(&url(), name)
+        .await
+        .expect("NATS JetStream at 127.0.0.1:4222 (bash shared/services.sh nats)")
+}
+
+/// `clients` handles on one fresh queue (the first creates it).
+async fn fresh_queue(clients: usize) -> Vec<Arc<NatsQueue>> {
+    let name = fresh_name();
+    let mut qs = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        qs.push(Arc::new(open(&name).await));
+    }
+    qs
+}
+
+/// Latencies of one round trip: (claim, enqueue + claim + ack).
+type Sample = (Duration, Duration);
+
+async fn round_trips(q: &NatsQueue, worker: &WorkerId, n: u64, mut out: Option<&mut Vec<Sample>>) {
+    for _ in 0..n {
+        let t0 = Instant::now();
+        q.enqueue(NewWork::new(PAYLOAD)).await.expect("enqueue");
+        let t1 = Instant::now();
+        // An item is ready (ours or an earlier one); the wait is only a safety net.
+        let c = q
+            .claim(worker, LEASE, Duration::from_secs(5))
+            .await
+            .expect("claim")
+            .expect("an item was ready");
+        let t2 = Instant::now();
+        q.ack(&c.token).await.expect("ack");
+        if let Some(out) = out.as_deref_mut() {
+            out.push((t2 - t1, t0.elapsed()));
+        }
+    }
+}
+
+/// `claimers` tasks, claimer `i` on handle `i % handles.len()`, `per_task` round trips each.
+async fn concurrent(
+    handles: &[Arc<NatsQueue>],
+    claimers: usize,
+    per_task: u64,
+    record: bool,
+) -> Vec<Sample> {
+    let tasks: Vec<_> = (0..claimers)
+        .map(|i| {
+            let q = Arc::clone(&handles[i % handles.len()]);
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let worker = WorkerId::new(format!("bench-{i}"));
+                round_trips(&q, &worker, per_task, record.then_some(&mut out)).await;
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("claimer task"));
+    }
+    all
+}
+
+async fn destroy(handles: &[Arc<NatsQueue>]) {
+    handles[0].destroy().await.expect("delete bench streams");
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue_nats");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(5));
+    g.warm_up_time(Duration::from_secs(1));
+    g.sample_size(10);
+
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    g.bench_function("enqueue_claim_ack/1_claimer", |b| {
+        b.to_async(&single).iter_custom(|iters| async move {
+            let qs = fresh_queue(1).await;
+            let start = Instant::now();
+            round_trips(&qs[0], &WorkerId::new("bench-0"), iters, None).await;
+            let took = start.elapsed();
+            destroy(&qs).await;
+            took
+        })
+    });
+
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for clients in [1usize, 8] {
+        g.bench_function(
+            format!("enqueue_claim_ack/8_claimers_{clients}_clients"),
+            |b| {
+                b.to_async(&multi).iter_custom(|iters| async move {
+                    let qs = fresh_queue(clients).await;
+                    let per_task = iters.div_ceil(8);
+                    let start = Instant::now();
+                    concurrent(&qs, 8, per_task, false).await;
+                    // Normalise to the `iters` elements criterion asked for.
+                    let took = start
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_task * 8) as f64);
+                    destroy(&qs).await;
+                    took
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+/// Fixed-length runs that print throughput and latency percentiles.
+fn latency_report() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!("\nqueue_nats summary (3 s per row; enqueue + claim + ack per item)");
+    println!(
+        "{:>9} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "claimers", "clients", "items/s", "claim p50", "claim p99", "trip p50", "trip p99"
+    );
+    for (claimers, clients) in [(1usize, 1usize), (8, 1), (8, 8)] {
+        rt.block_on(async {
+            let qs = fresh_queue(clients).await;
+            concurrent(&qs, claimers, 20, false).await; // warm up
+            let start = Instant::now();
+            let mut samples = Vec::new();
+            while start.elapsed() < Duration::from_secs(3) {
+                samples.extend(concurrent(&qs, claimers, 100, true).await);
+            }
+            let took = start.elapsed();
+            let items = samples.len() as f64 / took.as_secs_f64();
+            let mut claim: Vec<Duration> = samples.iter().map(|s| s.0).collect();
+            let mut trip: Vec<Duration> = samples.iter().map(|s| s.1).collect();
+            claim.sort();
+            trip.sort();
+            println!(
+                "{claimers:>9} {clients:>8} {items:>10.0} {:>10.2?} {:>10.2?} {:>10.2?} {:>10.2?}",
+                percentile(&claim, 0.5),
+                percentile(&claim, 0.99),
+                percentile(&trip, 0.5),
+                percentile(&trip, 0.99),
+            );
+            destroy(&qs).await;
+        });
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    // `cargo test --benches` runs benches in test mode: skip the timed report there.
+    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+        latency_report();
+    }
+}
