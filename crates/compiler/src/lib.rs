@@ -34,6 +34,22 @@
 //! [`expand_response_files`] for `@file` arguments (which [`parse`] alone runs locally);
 //! [`probe_toolchain`] and [`CompilerKind::detect`] for toolchain identity.
 //!
+//! ## Flow (`hgbuild` and the worker)
+//! 1. Client: `tc = probe_toolchain(compiler)`, `kind = CompilerKind::detect(tc.name.as_ref())`,
+//!    `args = expand_response_files(&args, &cwd)`, then [`parse_for`]`(kind, &args)`.
+//!    [`Invocation::Local`] → run the compiler unchanged.
+//! 2. Client: run `compiler <job.preprocess_args()>` in `cwd`, capturing stdout. If it fails
+//!    (`#error`, a missing header, `-Werror` on a directive warning), its stderr and exit status
+//!    are the compile's: the plain compile fails the same way. The depfile is now written.
+//! 3. Cache key: BLAKE3 over the [`hybridgrid_core::Toolchain`],
+//!    [`CompileJob::cache_relevant_args`] and the preprocessed text.
+//! 4. Ship `kind`, `args`, the text and the client's values of [`CLIENT_ENV`]. The worker calls
+//!    [`parse_for`] on the same args, [`CompileJob::remote_command`] with a fresh canonical
+//!    directory, [`RemoteCommand::write_input`], runs the compiler, returns `output`, stderr and
+//!    the exit status.
+//! 5. Client: write the object to [`CompileJob::output`], print the preprocessing stderr, then
+//!    the worker's.
+//!
 //! ## How the object stays identical (GCC 12, measured here)
 //! - Fully preprocessed text (`-E`) loses the columns of macro expansions, so `-g` line tables
 //!   differ. `-E -fdirectives-only` keeps macros unexpanded (the worker expands them).

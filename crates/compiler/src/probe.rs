@@ -38,6 +38,13 @@ pub enum ProbeError {
     },
 }
 
+impl ProbeError {
+    /// Whether trying again can help: never; a missing, unknown or broken compiler stays so.
+    pub fn retry(&self) -> hybridgrid_core::Retry {
+        hybridgrid_core::Retry::Never
+    }
+}
+
 type Key = (PathBuf, Option<SystemTime>, u64);
 
 fn memo() -> &'static Mutex<HashMap<Key, Toolchain>> {

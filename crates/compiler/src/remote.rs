@@ -72,6 +72,13 @@ pub enum RemoteError {
     },
 }
 
+impl RemoteError {
+    /// Whether trying again can help: never (the same input fails the same way; run locally).
+    pub fn retry(&self) -> hybridgrid_core::Retry {
+        hybridgrid_core::Retry::Never
+    }
+}
+
 impl CompileJob {
     /// Builds the worker-side command for an exact object from `preprocessed` (the standard
     /// output of `cc <`[`CompileJob::preprocess_args`]`>` on the client), in the empty, canonical
