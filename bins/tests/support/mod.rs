@@ -144,6 +144,27 @@ impl Daemon {
         Daemon::spawn(cmd, dir.join(format!("{id}.log")), "serving gRPC on")
     }
 
+    /// `hg-worker serve` on `ip` like [`Daemon::worker`] (no namespace), with extra environment.
+    pub fn worker_with_env(
+        dir: &Path,
+        id: &str,
+        ip: &str,
+        coord: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let work = dir.join(format!("work-{id}"));
+        std::fs::create_dir_all(&work).expect("work dir");
+        let mut cmd = Command::new(WORKER);
+        cmd.args(["serve", "--id", id, "--coordinator", coord])
+            .args(["--grpc-addr", &format!("{ip}:0")])
+            .args(["--http-addr", &format!("{ip}:0")])
+            .env("HG_WORKER_WORK_DIR", &work);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon::spawn(cmd, dir.join(format!("{id}.log")), "serving gRPC on")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

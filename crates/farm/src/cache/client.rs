@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A header modified this close to (or after) the start of the compile is not recorded in a
-/// manifest: the preprocessor may have seen another version than the one hashed afterwards.
-const RACE_MARGIN: Duration = Duration::from_millis(100);
+/// A header modified after (or this close before) the start of the compile is not recorded in a
+/// manifest: the preprocessor may have seen another version than the one hashed afterwards. File
+/// times come from the kernel's coarse clock, which lags real time by up to a tick (4-10 ms).
+const RACE_MARGIN: Duration = Duration::from_millis(20);
 /// A hit refreshes an entry's mtime when older than this (recency for LRU eviction, as DiskCache).
 const TOUCH_AFTER: Duration = Duration::from_secs(60);
 

@@ -1,0 +1,448 @@
+//! End-to-end tests of the compile cache: the real `hgbuild` binary in front of the real `gcc`
+//! (through a logging shim, so a test can tell whether the compiler ran at all), a cache directory
+//! per test, and for the shared tier a real coordinator, worker and Redis on 127.0.0.1:6379.
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::*;
+
+/// No coordinator listens here: misses compile locally (`fallback coordinator_unreachable`).
+const NO_COORD: &str = "127.0.0.1:1";
+
+struct Project {
+    dir: TempDir,
+    bin: PathBuf,
+    calls: PathBuf,
+}
+
+impl Project {
+    /// A temp dir with `bin/gcc` (logs its arguments, then runs the real gcc) and `src/` holding
+    /// `t.c` (includes `<stdio.h>` and `inc/a.h`, and has an unused variable for `-Wall`).
+    fn new(tag: &str) -> Project {
+        let dir = TempDir::new(tag);
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let calls = dir.path().join("gcc-calls.log");
+        let shim = bin.join("gcc");
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\nexec /usr/bin/gcc \"$@\"\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = Project { dir, bin, calls };
+        p.write_sources(&p.src());
+        p
+    }
+
+    fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+
+    fn write_sources(&self, at: &Path) {
+        std::fs::create_dir_all(at.join("inc")).unwrap();
+        std::fs::write(
+            at.join("t.c"),
+            "#include <stdio.h>\n#include \"inc/a.h\"\n#ifndef B\n#define B 3\n#endif\nint f(void) { int unused; return A + B; }\n",
+        )
+        .unwrap();
+        std::fs::write(at.join("inc/a.h"), "#define A 1\n").unwrap();
+        backdate(&at.join("t.c"));
+        backdate(&at.join("inc/a.h"));
+    }
+
+    /// `hgbuild gcc <args>` in `cwd` with this project's HOME, stats log and shim on PATH.
+    fn hgbuild(&self, cwd: &Path, coord: &str, args: &[&str]) -> (i32, String, String) {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut c = hgbuild(self.dir.path(), coord);
+        c.current_dir(cwd).env("PATH", path).arg("gcc").args(args);
+        run(&mut c)
+    }
+
+    fn gcc_calls(&self) -> usize {
+        std::fs::read_to_string(&self.calls)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    fn stats_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("stats.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn last_served(&self) -> String {
+        self.stats_lines()
+            .into_iter()
+            .rfind(|l| !l.starts_with("cache_miss") && !l.starts_with("cache_evictions"))
+            .unwrap_or_default()
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join(".hybridgrid/cache")
+    }
+}
+
+/// Dates a file an hour back: hgbuild records no direct-mode entry for a header modified
+/// during the compile (or just before it), and these tests write their sources just before.
+fn backdate(path: &Path) {
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
+        .unwrap();
+}
+
+fn plain_gcc(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    run(Command::new("gcc").current_dir(cwd).args(args))
+}
+
+fn read(p: PathBuf) -> Vec<u8> {
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Entry files of a cache directory (`ab/cdef…`), with their sizes.
+fn entries(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !shard.file_type().unwrap().is_dir() {
+            continue;
+        }
+        for e in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                out.push((e.path(), e.metadata().unwrap().len()));
+            }
+        }
+    }
+    out
+}
+
+const ARGS: &[&str] = &["-O2", "-Wall", "-DB=2", "-MD", "-c", "t.c", "-o", "t.o"];
+
+#[test]
+fn a_hit_is_byte_identical_and_runs_no_compiler() {
+    let p = Project::new("cache-hit");
+    let src = p.src();
+    let (code, _, plain_err) = plain_gcc(&src, ARGS);
+    assert_eq!(code, 0);
+    assert!(plain_err.contains("unused variable"), "{plain_err}");
+    let (obj, dep) = (read(src.join("t.o")), read(src.join("t.d")));
+    std::fs::remove_file(src.join("t.o")).unwrap();
+    std::fs::remove_file(src.join("t.d")).unwrap();
+
+    let (code, _, err) = p.hgbuild(&src, NO_COORD, ARGS);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("unused variable"), "{err}");
+    assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+    assert!(p.stats_lines().contains(&"cache_miss -".to_owned()));
+    assert_eq!(read(src.join("t.o")), obj);
+    assert_eq!(read(src.join("t.d")), dep);
+
+    for round in 0..2 {
+        std::fs::remove_file(src.join("t.o")).unwrap();
+        std::fs::remove_file(src.join("t.d")).unwrap();
+        let calls = p.gcc_calls();
+        let (code, out, err) = p.hgbuild(&src, NO_COORD, ARGS);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(p.last_served(), "cache_hit local", "round {round}");
+        assert_eq!(
+            p.gcc_calls(),
+            calls,
+            "a hit must not run the compiler (no probe, no preprocessor)"
+        );
+        assert_eq!(err, plain_err, "warnings replayed exactly");
+        assert!(out.is_empty());
+        assert_eq!(read(src.join("t.o")), obj, "object byte-identical");
+        assert_eq!(read(src.join("t.d")), dep, "depfile byte-identical");
+    }
+}
+
+#[test]
+fn a_changed_header_or_define_is_a_miss() {
+    let p = Project::new("cache-change");
+    let src = p.src();
+    let args = ["-O2", "-c", "t.c", "-o", "t.o"];
+    assert_eq!(p.hgbuild(&src, NO_COORD, &args).0, 0);
+    let first = read(src.join("t.o"));
+    assert_eq!(p.hgbuild(&src, NO_COORD, &args).0, 0);
+    assert_eq!(p.last_served(), "cache_hit local");
+
+    std::fs::write(src.join("inc/a.h"), "#define A 41\n").unwrap();
+    let (code, _, err) = p.hgbuild(&src, NO_COORD, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+    let changed = read(src.join("t.o"));
+    assert_ne!(changed, first, "the header change must reach the object");
+    plain_gcc(&src, &["-O2", "-c", "t.c", "-o", "plain.o"]);
+    assert_eq!(changed, read(src.join("plain.o")));
+
+    let (code, _, _) = p.hgbuild(&src, NO_COORD, &["-O2", "-DB=7", "-c", "t.c", "-o", "t.o"]);
+    assert_eq!(code, 0);
+    assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+    plain_gcc(&src, &["-O2", "-DB=7", "-c", "t.c", "-o", "plain.o"]);
+    assert_eq!(read(src.join("t.o")), read(src.join("plain.o")));
+
+    // Back to the first header: the older manifest entry matches again.
+    std::fs::write(src.join("inc/a.h"), "#define A 1\n").unwrap();
+    assert_eq!(p.hgbuild(&src, NO_COORD, &args).0, 0);
+    assert_eq!(p.last_served(), "cache_hit local");
+    assert_eq!(read(src.join("t.o")), first);
+}
+
+#[test]
+fn same_code_at_another_path_hits_without_debug_info_only() {
+    let p = Project::new("cache-paths");
+    let other = p.dir.path().join("checkout2");
+    p.write_sources(&other);
+    let args = ["-O2", "-c", "t.c", "-o", "t.o"];
+    assert_eq!(p.hgbuild(&p.src(), NO_COORD, &args).0, 0);
+    let (code, _, err) = p.hgbuild(&other, NO_COORD, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(p.last_served(), "cache_hit local");
+    assert_eq!(read(other.join("t.o")), read(p.src().join("t.o")));
+
+    // With -g the object records the working directory: a hit there would be wrong.
+    let g = ["-O2", "-g", "-c", "t.c", "-o", "t.o"];
+    assert_eq!(p.hgbuild(&p.src(), NO_COORD, &g).0, 0);
+    assert_eq!(p.hgbuild(&other, NO_COORD, &g).0, 0);
+    assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+    plain_gcc(&other, &["-O2", "-g", "-c", "t.c", "-o", "plain.o"]);
+    assert_eq!(read(other.join("t.o")), read(other.join("plain.o")));
+}
+
+#[test]
+fn corrupted_entries_are_detected_and_recompiled() {
+    let p = Project::new("cache-corrupt");
+    let src = p.src();
+    let args = ["-O2", "-c", "t.c", "-o", "t.o"];
+    assert_eq!(p.hgbuild(&src, NO_COORD, &args).0, 0);
+    let good = read(src.join("t.o"));
+    let found = entries(&p.cache_dir());
+    assert!(!found.is_empty());
+    for (path, len) in &found {
+        // Flip one payload byte of one entry, truncate the others.
+        let mut bytes = read(path.clone());
+        if *len > 200 {
+            let i = bytes.len() - 10;
+            bytes[i] ^= 0xff;
+        } else {
+            bytes.truncate(bytes.len() / 2);
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+    std::fs::remove_file(src.join("t.o")).unwrap();
+    let (code, _, err) = p.hgbuild(&src, NO_COORD, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("corrupt cache entry"), "{err}");
+    assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+    assert_eq!(read(src.join("t.o")), good);
+    assert!(p.stats_lines().iter().any(|l| l == "cache_corrupt 1"));
+    // Recompiled and stored again: the next run hits.
+    assert_eq!(p.hgbuild(&src, NO_COORD, &args).0, 0);
+    assert_eq!(p.last_served(), "cache_hit local");
+    assert_eq!(read(src.join("t.o")), good);
+}
+
+#[test]
+fn eviction_keeps_the_cache_under_its_bound() {
+    let p = Project::new("cache-evict");
+    let src = p.src();
+    let bound: u64 = 6_000;
+    for i in 0..8 {
+        std::fs::write(
+            src.join(format!("u{i}.c")),
+            format!("int g{i}[64] = {{ {i} }};\nint h{i}(int x) {{ return x * {i}; }}\n"),
+        )
+        .unwrap();
+        let mut c = hgbuild(p.dir.path(), NO_COORD);
+        c.current_dir(&src)
+            .env("HG_CACHE_MAX_SIZE_GB", format!("{}", bound as f64 / 1e9))
+            .args(["gcc", "-c", &format!("u{i}.c"), "-o", &format!("u{i}.o")]);
+        let (code, _, err) = run(&mut c);
+        assert_eq!(code, 0, "{err}");
+        let total: u64 = entries(&p.cache_dir()).iter().map(|e| e.1).sum();
+        assert!(total <= bound, "after compile {i}: {total} bytes > {bound}");
+    }
+    let evicted: u64 = p
+        .stats_lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("cache_evictions "))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    assert!(evicted > 0, "8 objects cannot fit in {bound} bytes");
+    let (_, out, _) = run(hgbuild(p.dir.path(), NO_COORD).arg("--stats"));
+    assert!(out.contains("evictions"), "{out}");
+}
+
+#[test]
+fn concurrent_writers_of_one_key_are_safe() {
+    let p = Project::new("cache-concurrent");
+    let src = p.src();
+    let path = format!(
+        "{}:{}",
+        p.bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            hgbuild(p.dir.path(), NO_COORD)
+                .current_dir(&src)
+                .env("PATH", &path)
+                .args(["gcc", "-O2", "-c", "t.c", "-o", &format!("c{i}.o")])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    plain_gcc(&src, &["-O2", "-c", "t.c", "-o", "plain.o"]);
+    let plain = read(src.join("plain.o"));
+    for i in 0..6 {
+        assert_eq!(read(src.join(format!("c{i}.o"))), plain, "writer {i}");
+    }
+    assert!(
+        entries(&p.cache_dir())
+            .iter()
+            .all(|(path, _)| !path.to_string_lossy().contains(".tmp")),
+        "no temporary file left behind"
+    );
+    let (code, _, err) = p.hgbuild(&src, NO_COORD, &["-O2", "-c", "t.c", "-o", "again.o"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(p.last_served(), "cache_hit local");
+    assert_eq!(read(src.join("again.o")), plain);
+    assert!(!err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn disabled_cache_stores_nothing() {
+    let p = Project::new("cache-off");
+    let src = p.src();
+    for _ in 0..2 {
+        let mut c = hgbuild(p.dir.path(), NO_COORD);
+        c.current_dir(&src)
+            .env("HG_CACHE_ENABLED", "false")
+            .args(["gcc", "-c", "t.c", "-o", "t.o"]);
+        assert_eq!(run(&mut c).0, 0);
+        assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+    }
+    assert!(entries(&p.cache_dir()).is_empty());
+}
+
+#[test]
+fn clear_cache_empties_the_local_tier() {
+    let p = Project::new("cache-clear");
+    let src = p.src();
+    assert_eq!(p.hgbuild(&src, NO_COORD, &["-c", "t.c", "-o", "t.o"]).0, 0);
+    assert!(!entries(&p.cache_dir()).is_empty());
+    let (code, out, err) = run(hgbuild(p.dir.path(), NO_COORD).arg("--clear-cache"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cleared"), "{out}");
+    assert!(entries(&p.cache_dir()).is_empty());
+    assert_eq!(p.hgbuild(&src, NO_COORD, &["-c", "t.c", "-o", "t.o"]).0, 0);
+    assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+}
+
+/// Deletes the Redis keys under `prefix` when dropped.
+struct RedisPrefix(String);
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let cfg = hybridgrid_cache::RedisCacheConfig {
+                prefix,
+                ..Default::default()
+            };
+            if let Ok(c) =
+                hybridgrid_cache::RedisCache::connect("redis://127.0.0.1:6379", cfg).await
+            {
+                let _ = hybridgrid_core::Cache::clear(&c).await;
+            }
+        });
+    }
+}
+
+#[test]
+fn worker_compile_is_a_shared_hit_for_another_client() {
+    let p = Project::new("cache-shared");
+    let prefix = format!("hg-test-{}:", uuid_like());
+    let _cleanup = RedisPrefix(prefix.clone());
+    let shared = [
+        ("HG_CACHE_SHARED", "redis://127.0.0.1:6379"),
+        ("HG_CACHE_SHARED_PREFIX", prefix.as_str()),
+    ];
+    let coord = Daemon::coordinator(p.dir.path(), &[]);
+    let worker = Daemon::worker_with_env(p.dir.path(), "wa", "127.0.0.1", &coord.grpc, &shared);
+    wait_workers_up(&coord.http, 1);
+
+    // Client A: no shared tier of its own, compiles on the farm; only the worker writes Redis.
+    let src = p.src();
+    let args = ["-O2", "-MD", "-c", "t.c", "-o", "t.o"];
+    // The real gcc (the logging shim would be another toolchain than the worker's).
+    let mut c = hgbuild(p.dir.path(), &coord.grpc);
+    c.current_dir(&src).arg("gcc").args(args);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        p.last_served().starts_with("remote "),
+        "{:?}\n{}",
+        p.stats_lines(),
+        worker.log_text()
+    );
+    let obj = read(src.join("t.o"));
+    let dep = read(src.join("t.d"));
+
+    // Client B: another HOME (empty local cache), the same sources elsewhere, no coordinator.
+    let b = Project::new("cache-shared-b");
+    let bsrc = b.src();
+    let mut c = hgbuild(b.dir.path(), NO_COORD);
+    c.current_dir(&bsrc).args(["gcc"]).args(args);
+    for (k, v) in shared {
+        c.env(k, v);
+    }
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(b.last_served(), "cache_hit shared", "{err}");
+    assert_eq!(read(bsrc.join("t.o")), obj);
+    assert_eq!(
+        read(bsrc.join("t.d")),
+        dep,
+        "depfile from B's own preprocessing"
+    );
+    // And B's local tier now has it: the next run needs no network.
+    std::fs::remove_file(bsrc.join("t.o")).unwrap();
+    let mut c = hgbuild(b.dir.path(), NO_COORD);
+    c.current_dir(&bsrc)
+        .env("HG_CACHE_SHARED", "redis://127.0.0.1:1")
+        .args(["gcc"])
+        .args(args);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(b.last_served(), "cache_hit local");
+    assert_eq!(read(bsrc.join("t.o")), obj);
+}
+
+fn uuid_like() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{t}", std::process::id())
+}
