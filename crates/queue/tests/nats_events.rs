@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use futures::{FutureExt, StreamExt};
-use std::panic::AssertUnwindSafe;
 use hybridgrid_core::{RunId, RunStatus, TaskId};
 use hybridgrid_queue::{Event, EventBus, EventFilter, EventKind, MemoryEventBus, NatsEventBus};
 use hybridgrid_testkit::{service_url, unique_prefix};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 

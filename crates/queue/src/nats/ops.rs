@@ -67,10 +67,15 @@ pub(super) async fn keep_lease(inner: Arc<Inner>, lease: Arc<Lease>) {
         if state.needs_progress_before_deadline(margin) && now + margin >= state.server_deadline {
             match lease.msg.ack_with(AckKind::Progress).await {
                 Ok(()) => state.server_deadline = now + inner.ack_wait,
-                Err(e) => tracing::warn!(
-                    queue = %inner.name, work_id = %lease.meta.work_id, error = %e,
-                    "lease progress signal failed"
-                ),
+                Err(e) => {
+                    tracing::warn!(
+                        queue = %inner.name, work_id = %lease.meta.work_id, error = %e,
+                        "lease progress signal failed; retrying"
+                    );
+                    drop(state);
+                    // Not a hot loop while the connection is down.
+                    tokio::time::sleep(margin.min(Duration::from_millis(250))).await;
+                }
             }
         }
     }
