@@ -44,7 +44,7 @@
 //! 3. Cache key: BLAKE3 over the [`hybridgrid_core::Toolchain`],
 //!    [`CompileJob::cache_relevant_args`] and the preprocessed text.
 //! 4. Ship `kind`, `args`, the text and the client's values of [`CLIENT_ENV`]. The worker calls
-//!    [`parse_for`] on the same args, [`CompileJob::remote_command`] with a fresh canonical
+//!    [`parse_for`] on the same args, [`CompileJob::remote_command`] with a fresh absolute
 //!    directory, [`RemoteCommand::write_input`], runs the compiler, returns `output`, stderr and
 //!    the exit status.
 //! 5. Client: write the object to [`CompileJob::output`], print the preprocessing stderr, then

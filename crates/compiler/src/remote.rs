@@ -54,7 +54,7 @@ impl RemoteCommand {
 /// The remote command cannot be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteError {
-    /// The worker directory must be absolute, canonical (no symlinks) and free of `=` (it goes
+    /// The worker directory must be absolute and free of `=` (it goes
     /// into `-fdebug-prefix-map=<old>=<new>`).
     #[error("worker directory `{0}` must be absolute and contain no `=`")]
     InvalidWorkerDir(PathBuf),
@@ -81,7 +81,7 @@ impl RemoteError {
 
 impl CompileJob {
     /// Builds the worker-side command for an exact object from `preprocessed` (the standard
-    /// output of `cc <`[`CompileJob::preprocess_args`]`>` on the client), in the empty, canonical
+    /// output of `cc <`[`CompileJob::preprocess_args`]`>` on the client), in the empty, absolute
     /// worker directory `worker_dir`, writing the object to `worker_dir/out.o`.
     ///
     /// The worker compiles the text as ordinary C/C++ (`-x c`, `-nostdinc`: every include is
