@@ -6,8 +6,8 @@
 //! - a `BTreeSet` of `(deadline, item)` for leases, so `ack`/`extend` remove theirs in O(log n),
 //! - a hash map from item number to item, and one from idempotency key to item number.
 //!
-//! There is no background task: each call first moves due delayed items to their lane and
-//! reaps expired leases. A blocked `claim` sleeps until a notification, its `wait` ends, or the
+//! There is no background task: every call (but an undelayed enqueue, which needs no clock)
+//! first moves due delayed items to their lane and reaps expired leases. A blocked `claim` sleeps until a notification, its `wait` ends, or the
 //! earliest delay/lease deadline, whichever comes first, so expired work comes back to a waiting
 //! claimer even when nothing else touches the queue.
 
