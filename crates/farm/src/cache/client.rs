@@ -216,14 +216,12 @@ impl ClientCache {
             .map(|r| (r, "local"));
         if found.is_none()
             && let Ok(Some(shared)) = shared_tier(&self.cfg).await
+            && let Ok(Some(bytes)) = shared.get(&rkey).await
+            && let Some(r) = decode(bytes.clone())
         {
-            if let Ok(Some(bytes)) = shared.get(&rkey).await
-                && let Some(r) = decode(bytes.clone())
-            {
-                // Keep a local copy: the next hit needs no network.
-                self.put(&rkey, bytes).await;
-                found = Some((r, "shared"));
-            }
+            // Keep a local copy: the next hit needs no network.
+            self.put(&rkey, bytes).await;
+            found = Some((r, "shared"));
         }
         let Some((result, tier)) = found else {
             return Err(pending);

@@ -428,6 +428,7 @@ pub fn toolchain(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
