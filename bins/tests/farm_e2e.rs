@@ -189,3 +189,52 @@ fn syntax_error_returns_compiler_diagnostics_and_opens_no_circuit() {
         "the syntax error ran on the worker: {s}"
     );
 }
+
+#[test]
+fn driver_language_and_client_env_reach_the_worker() {
+    let tmp = TempDir::new("driver");
+    let dir = tmp.path();
+    let coord = Daemon::coordinator(dir, &[]);
+    let _w1 = Daemon::worker(dir, "w1", "127.0.0.2", &coord.grpc, None);
+    wait_workers_up(&coord.http, 1);
+    // C++ in a .c file: g++ compiles it as C++; a worker that took the extension would fail.
+    std::fs::write(
+        dir.join("cxx.c"),
+        "namespace ns { int f() { return 1; } }\nint g() { return ns::f(); }\n",
+    )
+    .expect("write");
+    // __DATE__ and __TIME__ expand on the worker: SOURCE_DATE_EPOCH must travel with the task.
+    std::fs::write(
+        dir.join("date.c"),
+        "const char *when = __DATE__ \" \" __TIME__;\n",
+    )
+    .expect("write");
+    for (driver, file) in [("g++", "cxx.c"), ("gcc", "date.c")] {
+        let out = format!("{file}.farm.o");
+        let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args([driver, "-O2", "-g", "-c", file, "-o", &out])
+            .current_dir(dir));
+        assert_eq!(code, 0, "{driver} {file}: {err}");
+        let plain = format!("{file}.plain.o");
+        let (code, _, err) = run(Command::new(driver)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["-O2", "-g", "-c", file, "-o", &plain])
+            .current_dir(dir));
+        assert_eq!(code, 0, "{err}");
+        let (a, b) = (
+            std::fs::read(dir.join(&out)).expect("farm object"),
+            std::fs::read(dir.join(&plain)).expect("plain object"),
+        );
+        assert!(
+            a == b,
+            "{driver} {file}: the farm's object differs from the local one"
+        );
+    }
+    let log = std::fs::read_to_string(dir.join("stats.log")).expect("stats log");
+    assert_eq!(
+        log.matches("remote w1").count(),
+        2,
+        "both compiles ran on the worker: {log}"
+    );
+}

@@ -59,6 +59,21 @@ const PATH_MAP_FLAGS: &[&str] = &[
     "-ffile-prefix-map=",
 ];
 
+/// Parses a compile request's `command` (`[driver, original args...]`) as that driver does: the
+/// driver decides the language (`g++ -c foo.c` is C++), on the client and on the worker alike.
+pub fn parse_command(command: &[String]) -> hybridgrid_compiler::Invocation {
+    let Some((driver, args)) = command.split_first() else {
+        return hybridgrid_compiler::Invocation::Local(hybridgrid_compiler::LocalReason::NoSource);
+    };
+    let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    match hybridgrid_compiler::CompilerKind::detect(std::path::Path::new(driver)) {
+        Ok(kind) => hybridgrid_compiler::parse_for(kind, &args),
+        Err(e) => hybridgrid_compiler::Invocation::Local(
+            hybridgrid_compiler::LocalReason::UnsupportedFlag(e.to_string()),
+        ),
+    }
+}
+
 /// Checks the client's original compiler arguments before the worker derives its command from them.
 pub fn validate_compile_args(args: &[String]) -> Result<(), String> {
     for a in args {
@@ -147,8 +162,7 @@ impl WorkerState {
     /// task's work directory, and returns the object as [`OBJECT_OUTPUT`].
     fn compile_spec(&self, spec: TaskSpec, compiler: &std::path::Path) -> Result<TaskSpec, String> {
         validate_compile_args(&spec.command[1..])?;
-        let args: Vec<std::ffi::OsString> = spec.command[1..].iter().map(Into::into).collect();
-        let job = match hybridgrid_compiler::parse(&args) {
+        let job = match parse_command(&spec.command) {
             hybridgrid_compiler::Invocation::Distributable(job) => job,
             hybridgrid_compiler::Invocation::Local(reason) => {
                 return Err(format!("not a distributable compile: {reason:?}"));
@@ -180,15 +194,19 @@ impl WorkerState {
         Ok(TaskSpec {
             id,
             command,
-            env: cmd
+            // The client's values of the variables that shape the output or its diagnostics
+            // (SOURCE_DATE_EPOCH, LANG, ...), and nothing else; then the command's own (PWD).
+            env: spec
                 .env
                 .iter()
-                .map(|(k, v)| {
+                .filter(|(k, _)| hybridgrid_compiler::CLIENT_ENV.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(cmd.env.iter().map(|(k, v)| {
                     (
                         k.to_string_lossy().into_owned(),
                         v.to_string_lossy().into_owned(),
                     )
-                })
+                }))
                 .collect(),
             stdin: Default::default(),
             inputs: vec![hybridgrid_core::InputFile {

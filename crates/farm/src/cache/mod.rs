@@ -110,8 +110,7 @@ pub fn time_dependent(preprocessed: &[u8]) -> bool {
 /// the [`PREPROCESSED_INPUT`]), computed with the worker's `tc`; `None` when the request is not a
 /// cacheable compile.
 pub fn request_key(tc: &Toolchain, spec: &TaskSpec) -> Option<Digest> {
-    let args: Vec<OsString> = spec.command.get(1..)?.iter().map(Into::into).collect();
-    let Invocation::Distributable(job) = hybridgrid_compiler::parse(&args) else {
+    let Invocation::Distributable(job) = crate::worker::parse_command(&spec.command) else {
         return None;
     };
     let text = spec.inputs.iter().find(|f| f.path == PREPROCESSED_INPUT)?;

@@ -151,7 +151,12 @@ pub async fn compile(
     compiler: &Path,
     args: &[OsString],
 ) -> Result<Step, ClientError> {
-    let job = match hybridgrid_compiler::parse(args) {
+    let kind =
+        hybridgrid_compiler::CompilerKind::detect(compiler).map_err(|e| ClientError::Probe {
+            path: compiler.to_owned(),
+            message: e.to_string(),
+        })?;
+    let job = match hybridgrid_compiler::parse_for(kind, args) {
         Invocation::Distributable(job) => job,
         Invocation::Local(reason) => {
             return Ok(Step::RunLocal(Served::LocalOnly {
@@ -303,6 +308,11 @@ async fn remote_compile(
             contents: preprocessed,
             executable: false,
         }],
+        // Variables that shape the object or its diagnostics (SOURCE_DATE_EPOCH, LANG, ...).
+        env: hybridgrid_compiler::CLIENT_ENV
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+            .collect(),
         timeout_ms: cfg.client.compile_timeout.as_millis() as u64,
         ..Default::default()
     };
