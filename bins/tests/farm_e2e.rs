@@ -238,3 +238,55 @@ fn driver_language_and_client_env_reach_the_worker() {
         "both compiles ran on the worker: {log}"
     );
 }
+
+#[test]
+fn build_survives_the_coordinator_killed_and_restarted() {
+    let tmp = TempDir::new("coordkill");
+    let dir = tmp.path();
+    let src = dir.join("src");
+    let stems = copy_sources(&lua_dir("5.4"), &src);
+    let mut coord = Daemon::coordinator(dir, &[]);
+    let (grpc, http) = (coord.grpc.clone(), coord.http.clone());
+    let _w1 = Daemon::worker(dir, "w1", "127.0.0.2", &grpc, None);
+    let _w2 = Daemon::worker(dir, "w2", "127.0.0.3", &grpc, None);
+    wait_workers_up(&http, 2);
+    let (farm, plain) = plain_build(dir, "build", &src, &stems);
+    let build = hgbuild(dir, &grpc)
+        .args(["make", "-s", "-j8", "-C"])
+        .arg(&farm)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start build");
+    let busy = wait_until(Duration::from_secs(60), || {
+        stats(&http)["tasks_done"].as_u64() >= Some(3)
+    });
+    assert!(busy, "the build never got going: {}", stats(&http));
+    coord.child.kill().expect("SIGKILL coordinator");
+    let _ = coord.child.wait();
+    // Restart it where it was; workers must register again and the build must finish.
+    let coord2 = Daemon::coordinator_at(dir, &grpc, &http, &[]);
+    let out = build.wait_with_output().expect("build finished");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "build failed: {err}");
+    assert_same_outputs(&plain, &farm, &stems);
+    // Within one lease period (heartbeat timeout, 2 s here) after the restart, full capacity is back:
+    // both workers registered, nothing allocated to tasks that no longer exist.
+    let full = wait_until(Duration::from_secs(10), || {
+        let s = stats(&coord2.http);
+        s["workers"].as_array().is_some_and(|w| w.len() == 2)
+            && s["free_slots"] == 8
+            && s["total_slots"] == 8
+    });
+    assert!(
+        full,
+        "capacity not restored after the restart: {}",
+        stats(&coord2.http)
+    );
+    // Every compile was served: remotely, or locally with its reason counted.
+    let log = std::fs::read_to_string(dir.join("stats.log")).expect("stats log");
+    let served = log
+        .lines()
+        .filter(|l| l.starts_with("remote ") || l.starts_with("fallback "))
+        .count();
+    assert_eq!(served, stems.len(), "{log}");
+}

@@ -86,16 +86,20 @@ impl Daemon {
 
     /// `hg-coord serve` on 127.0.0.1 with free ports.
     pub fn coordinator(dir: &Path, extra_env: &[(&str, &str)]) -> Daemon {
+        Daemon::coordinator_at(dir, "127.0.0.1:0", "127.0.0.1:0", extra_env)
+    }
+
+    /// `hg-coord serve` on the given addresses (to restart one where it was).
+    pub fn coordinator_at(
+        dir: &Path,
+        grpc: &str,
+        http: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Daemon {
         let mut cmd = Command::new(COORD);
-        cmd.args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .env("HG_COORDINATOR_HEARTBEAT_INTERVAL", "500ms")
-        .env("HG_COORDINATOR_HEARTBEAT_TIMEOUT", "2s");
+        cmd.args(["serve", "--grpc-addr", grpc, "--http-addr", http])
+            .env("HG_COORDINATOR_HEARTBEAT_INTERVAL", "500ms")
+            .env("HG_COORDINATOR_HEARTBEAT_TIMEOUT", "2s");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -105,6 +109,18 @@ impl Daemon {
     /// `hg-worker serve` on `ip` with free ports, registering with `coord`; optionally inside a
     /// private mount namespace where `hide` is covered by an empty tmpfs.
     pub fn worker(dir: &Path, id: &str, ip: &str, coord: &str, hide: Option<&Path>) -> Daemon {
+        Daemon::worker_env(dir, id, ip, coord, hide, &[])
+    }
+
+    /// [`Daemon::worker`] with extra environment variables.
+    pub fn worker_env(
+        dir: &Path,
+        id: &str,
+        ip: &str,
+        coord: &str,
+        hide: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let args = [
             "serve".to_owned(),
             "--id".into(),
@@ -141,6 +157,7 @@ impl Daemon {
             }
         };
         cmd.env("HG_WORKER_WORK_DIR", &work);
+        cmd.envs(env.iter().copied());
         Daemon::spawn(cmd, dir.join(format!("{id}.log")), "serving gRPC on")
     }
 

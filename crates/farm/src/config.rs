@@ -37,6 +37,8 @@ pub struct FarmConfig {
     pub client: ClientConfig,
     /// The compile cache.
     pub cache: CacheConfig,
+    /// Sampled verification of remote results.
+    pub verify: VerifyConfig,
     /// Logging, for every binary.
     pub logging: LoggingConfig,
 }
@@ -88,6 +90,14 @@ impl FarmConfig {
                     key,
                     format!("{value:?} is not an IP:port socket address"),
                 ));
+            }
+        }
+        for (key, v) in [
+            ("verify.rate", self.verify.rate),
+            ("verify.cache_rate", self.verify.cache_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(key, format!("must be between 0.0 and 1.0, got {v}")));
             }
         }
         if !(self.cache.max_size_gb > 0.0 && self.cache.max_size_gb.is_finite()) {
@@ -335,5 +345,25 @@ mod tests {
             }
         }
         assert!(n > 0, "no example configs in {}", dir.display());
+    }
+}
+
+/// `verify:` section: how often a remote result is checked against a local recompile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Fraction (0.0–1.0) of remote compiles that the client also compiles locally and compares byte
+    /// for byte; a mismatch uses the local object and opens the worker's circuit (`output_mismatch`).
+    pub rate: f64,
+    /// The same for hits from the shared cache tier.
+    pub cache_rate: f64,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            rate: 0.01,
+            cache_rate: 0.0,
+        }
     }
 }

@@ -53,6 +53,7 @@ pub struct CoordinatorState {
     compile_errors: AtomicU64,
     fallbacks: Mutex<BTreeMap<String, u64>>,
     client_fallbacks: Mutex<BTreeMap<String, u64>>,
+    verify_mismatches: Mutex<BTreeMap<String, u64>>,
     queued: AtomicU64,
     started: Instant,
 }
@@ -80,6 +81,8 @@ pub struct Stats {
     pub queue_depth: u64,
     /// Local fallbacks by reason: the coordinator's own advice plus those clients reported.
     pub fallbacks: BTreeMap<String, u64>,
+    /// Remote results contradicted by a client's local recompile, by worker.
+    pub verify_mismatches: BTreeMap<String, u64>,
     /// Slots on workers that are up and not open.
     pub total_slots: u64,
     /// Free slots on those.
@@ -144,6 +147,7 @@ impl CoordinatorState {
             compile_errors: AtomicU64::new(0),
             fallbacks: Mutex::new(BTreeMap::new()),
             client_fallbacks: Mutex::new(BTreeMap::new()),
+            verify_mismatches: Mutex::new(BTreeMap::new()),
             queued: AtomicU64::new(0),
             started: Instant::now(),
             config,
@@ -508,6 +512,7 @@ impl CoordinatorState {
             tasks_failed: fallbacks.values().sum(),
             queue_depth: self.queued.load(Ordering::Relaxed),
             fallbacks,
+            verify_mismatches: self.verify_mismatches.lock().clone(),
             total_slots,
             free_slots,
         }
@@ -607,6 +612,32 @@ impl coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::CompileRequest>,
     ) -> Result<Response<pb::CompileResponse>, Status> {
         self.0.compile(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn report_mismatch(
+        &self,
+        req: Request<pb::MismatchReport>,
+    ) -> Result<Response<pb::ReportResponse>, Status> {
+        let req = req.into_inner();
+        check_version(req.protocol_version, "client")?;
+        let id = WorkerId::new(req.worker_id);
+        if !self.0.workers.lock().contains_key(&id) {
+            return Err(Status::not_found(format!("unknown worker {id}")));
+        }
+        warn!(worker = %id, task_id = %req.task_id, detail = %req.detail, "output mismatch: opening the worker's circuit");
+        self.0.breaker.trip(id.as_str(), "output_mismatch");
+        *self
+            .0
+            .verify_mismatches
+            .lock()
+            .entry(id.to_string())
+            .or_default() += 1;
+        self.0
+            .metrics
+            .verify_mismatches
+            .get_or_create(&vec![("worker", id.to_string())])
+            .inc();
+        Ok(Response::new(pb::ReportResponse {}))
     }
 
     async fn report(

@@ -58,6 +58,8 @@ pub struct CoordinatorMetrics {
     pub fallbacks: Family<Labels, Counter>,
     /// Attempts that failed on a worker, by `worker` and `kind`.
     pub worker_failures: Family<Labels, Counter>,
+    /// Sampled remote results that a client's local recompile contradicted, by `worker`.
+    pub verify_mismatches: Family<Labels, Counter>,
     /// Tasks in flight across the farm.
     pub in_flight: Gauge,
     /// Requests waiting for admission.
@@ -82,6 +84,7 @@ impl CoordinatorMetrics {
             tasks: Family::default(),
             fallbacks: Family::default(),
             worker_failures: Family::default(),
+            verify_mismatches: Family::default(),
             in_flight: Gauge::default(),
             queue_depth: Gauge::default(),
             workers: Family::default(),
@@ -106,6 +109,11 @@ impl CoordinatorMetrics {
             "worker_failures",
             "Failed attempts on workers, by worker and kind",
             m.worker_failures.clone(),
+        );
+        r.register(
+            "verify_mismatches",
+            "Remote results contradicted by a local recompile, by worker",
+            m.verify_mismatches.clone(),
         );
         r.register(
             "tasks_in_flight",

@@ -296,6 +296,17 @@ impl WorkerState {
                 for f in &mut out.files {
                     f.path = OBJECT_OUTPUT.to_owned();
                 }
+                #[cfg(feature = "fault-injection")]
+                if std::env::var_os("HG_FAULT_FLIP_OBJECT_BYTE").is_some() {
+                    for f in &mut out.files {
+                        let mut bytes = f.contents.to_vec();
+                        let middle = bytes.len() / 2;
+                        if let Some(b) = bytes.get_mut(middle) {
+                            *b ^= 0x01;
+                        }
+                        f.contents = bytes.into();
+                    }
+                }
                 let label = if out.success() {
                     "success"
                 } else {

@@ -10,6 +10,7 @@
 
 pub mod buildtool;
 pub mod stats;
+pub mod verify;
 
 use crate::config::FarmConfig;
 use crate::worker::{OBJECT_OUTPUT, PREPROCESSED_INPUT};
@@ -207,7 +208,7 @@ pub async fn compile(
         }
         None => None,
     };
-    let outcome = remote_compile(cfg, args, &job, &toolchain, pre.stdout).await;
+    let outcome = remote_compile(cfg, compiler, args, &job, &toolchain, pre.stdout).await;
     let (Some(c), Some(pending)) = (&cache, pending) else {
         return Ok(match outcome {
             Ok(RemoteResult::Done { worker }) => Step::Exit(0, Served::Remote { worker }),
@@ -285,6 +286,7 @@ async fn connect(cfg: &FarmConfig) -> Result<CoordinatorClient<tonic::transport:
 /// Ships the preprocessed text; returns the fallback reason when the farm could not compile it.
 async fn remote_compile(
     cfg: &FarmConfig,
+    compiler: &Path,
     args: &[OsString],
     job: &CompileJob,
     toolchain: &Toolchain,
@@ -297,6 +299,8 @@ async fn remote_compile(
             return Err("coordinator_unreachable".into());
         }
     };
+    // Sampled verification keeps a copy of the text to recompile locally.
+    let keep_text = verify::sampled(cfg.verify.rate).then(|| preprocessed.clone());
     // The worker derives the exact command from the original arguments and the preprocessed text.
     let mut command = vec![toolchain.name.clone()];
     command.extend(args.iter().map(|a| a.to_string_lossy().into_owned()));
@@ -351,7 +355,51 @@ async fn remote_compile(
             let Some(obj) = out.files.into_iter().find(|f| f.path == OBJECT_OUTPUT) else {
                 return Err("worker_output_missing".into());
             };
-            write_atomic(job.output(), &obj.contents).map_err(|e| {
+            let mut object = obj.contents;
+            if let Some(text) = keep_text {
+                match verify::local_object(compiler, job, &text) {
+                    Ok(local) if local == object => {
+                        stats::record(
+                            &stats_log(),
+                            &Served::Verified {
+                                worker: done.worker_id.clone(),
+                            },
+                        );
+                    }
+                    Ok(local) => {
+                        eprintln!(
+                            "hgbuild: worker {} returned a different object for {}; using the local compile",
+                            done.worker_id,
+                            job.output().display()
+                        );
+                        stats::record(
+                            &stats_log(),
+                            &Served::VerifyMismatch {
+                                worker: done.worker_id.clone(),
+                            },
+                        );
+                        let _ = client
+                            .report_mismatch(pb::MismatchReport {
+                                protocol_version: PROTOCOL_VERSION,
+                                worker_id: done.worker_id.clone(),
+                                task_id: String::new(),
+                                detail: format!(
+                                    "{} bytes remote, {} bytes local for {}",
+                                    object.len(),
+                                    local.len(),
+                                    job.output().display()
+                                ),
+                            })
+                            .await;
+                        object = local;
+                    }
+                    Err(e) => eprintln!(
+                        "hgbuild: verification of {} skipped: {e}",
+                        job.output().display()
+                    ),
+                }
+            }
+            write_atomic(job.output(), &object).map_err(|e| {
                 eprintln!("hgbuild: cannot write {}: {e}", job.output().display());
                 "output_write_failed".to_owned()
             })?;

@@ -9,6 +9,16 @@ use std::path::{Path, PathBuf};
 /// How one compiler invocation was served.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Served {
+    /// A sampled remote result matched the local recompile (`verify.rate`).
+    Verified {
+        /// The worker whose object was checked.
+        worker: String,
+    },
+    /// A sampled remote result did NOT match the local recompile; the local object was used.
+    VerifyMismatch {
+        /// The worker whose object was wrong.
+        worker: String,
+    },
     /// Compiled on a worker.
     Remote {
         /// The worker.
@@ -37,6 +47,8 @@ impl Served {
     fn line(&self) -> String {
         let (kind, arg) = match self {
             Served::Remote { worker } => ("remote", worker.as_str()),
+            Served::Verified { worker } => ("verified", worker.as_str()),
+            Served::VerifyMismatch { worker } => ("verify_mismatch", worker.as_str()),
             Served::CacheHit { tier } => ("cache_hit", tier.as_str()),
             Served::Fallback { reason } => ("fallback", reason.as_str()),
             Served::LocalDiagnostics => ("local_diagnostics", "-"),
@@ -79,6 +91,10 @@ fn append(log: &Path, line: String) {
 /// Totals over a stats log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
+    /// Sampled remote results that matched a local recompile, by worker.
+    pub verified: BTreeMap<String, u64>,
+    /// Sampled remote results that did not, by worker.
+    pub verify_mismatches: BTreeMap<String, u64>,
     /// Compiles run on workers, by worker.
     pub remote: BTreeMap<String, u64>,
     /// Cache hits, by tier.
@@ -112,6 +128,8 @@ impl Totals {
             let bump = |m: &mut BTreeMap<String, u64>| *m.entry(arg.to_owned()).or_default() += 1;
             match kind {
                 "remote" => bump(&mut t.remote),
+                "verified" => bump(&mut t.verified),
+                "verify_mismatch" => bump(&mut t.verify_mismatches),
                 "cache_hit" => bump(&mut t.cache_hits),
                 "fallback" => bump(&mut t.fallbacks),
                 "local_diagnostics" => t.local_diagnostics += 1,
@@ -171,6 +189,18 @@ impl Totals {
             ", {} local for exact diagnostics",
             self.local_diagnostics
         ));
+        let verified: u64 = self.verified.values().sum();
+        let mismatches: u64 = self.verify_mismatches.values().sum();
+        if verified + mismatches > 0 {
+            s.push_str(&format!(
+                ", {} verified locally ({mismatches} mismatches",
+                verified + mismatches
+            ));
+            if mismatches > 0 {
+                s.push_str(&format!(": {}", fmt(&self.verify_mismatches)));
+            }
+            s.push(')');
+        }
         let local_only: u64 = self.local_only.values().sum();
         if local_only > 0 {
             s.push_str(&format!(

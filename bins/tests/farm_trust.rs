@@ -1,0 +1,207 @@
+//! Never a wrong object (issue 10): workers whose toolchain differs in version or target never get a
+//! task, and a worker that corrupts its objects is caught by sampled verification.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+const CFLAGS: &str = "-O2 -g -std=gnu99 -DLUA_USE_LINUX -MD";
+
+/// A `gcc` wrapper that lies about one thing: `flag` answers `answer`; everything else is gcc's.
+fn lying_gcc(dir: &std::path::Path, name: &str, flag: &str, answer: &str) -> std::path::PathBuf {
+    let bin = dir.join(name);
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let script = bin.join("gcc");
+    std::fs::write(&script, format!("#!/bin/sh\nif [ \"$1\" = \"{flag}\" ]; then echo {answer}; exit 0; fi\nexec /usr/bin/gcc \"$@\"\n"))
+        .expect("write wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+fn elf_machine(path: &std::path::Path) -> u16 {
+    let b = std::fs::read(path).expect("object");
+    assert_eq!(&b[..4], b"\x7fELF", "{} is not ELF", path.display());
+    u16::from_le_bytes([b[18], b[19]])
+}
+
+fn build(
+    dir: &std::path::Path,
+    coord: &str,
+    name: &str,
+    src: &std::path::Path,
+    stems: &[String],
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let build = dir.join(name);
+    let plain = dir.join(format!("{name}.plain"));
+    write_makefile(&build, src, stems, CFLAGS);
+    assert_eq!(
+        run(Command::new("make").args(["-s", "-j2", "-C"]).arg(&build)).0,
+        0
+    );
+    std::fs::rename(&build, &plain).expect("move aside");
+    write_makefile(&build, src, stems, CFLAGS);
+    let (code, _, err) = run(hgbuild(dir, coord)
+        .env("HG_CACHE_ENABLED", "false")
+        .args(["make", "-s", "-j8", "-C"])
+        .arg(&build));
+    assert_eq!(code, 0, "farm build failed: {err}");
+    (build, plain, err)
+}
+
+#[test]
+fn workers_with_another_compiler_version_or_target_never_get_a_task() {
+    let tmp = TempDir::new("mismatch");
+    let dir = tmp.path();
+    let src = dir.join("src");
+    let stems: Vec<String> = copy_sources(&lua_dir("5.4"), &src)
+        .into_iter()
+        .take(12)
+        .collect();
+    let other_version = lying_gcc(dir, "v99", "-dumpfullversion", "99.1.0");
+    let other_target = lying_gcc(dir, "arm", "-dumpmachine", "aarch64-linux-gnu");
+    let coord = Daemon::coordinator(dir, &[]);
+    let v = other_version.to_string_lossy().into_owned();
+    let t = other_target.to_string_lossy().into_owned();
+    let _wv = Daemon::worker_env(
+        dir,
+        "wrong-version",
+        "127.0.0.2",
+        &coord.grpc,
+        None,
+        &[("HG_WORKER_COMPILERS", &v)],
+    );
+    let _wt = Daemon::worker_env(
+        dir,
+        "wrong-target",
+        "127.0.0.3",
+        &coord.grpc,
+        None,
+        &[("HG_WORKER_COMPILERS", &t)],
+    );
+    wait_workers_up(&coord.http, 2);
+
+    // Only mismatched workers: every compile runs locally, with the reason counted.
+    let (b1, p1, err) = build(dir, &coord.grpc, "only-wrong", &src, &stems);
+    assert!(
+        err.contains(&format!(
+            "{} local fallbacks (no_matching_toolchain: {})",
+            stems.len(),
+            stems.len()
+        )),
+        "{err}"
+    );
+    assert_same_outputs(&p1, &b1, &stems);
+    let s = stats(&coord.http);
+    assert_eq!(
+        s["fallbacks"]["no_matching_toolchain"].as_u64(),
+        Some(stems.len() as u64),
+        "{s}"
+    );
+
+    // A matching worker joins: it gets every task, the others still none.
+    let _good = Daemon::worker(dir, "good", "127.0.0.4", &coord.grpc, None);
+    wait_workers_up(&coord.http, 3);
+    let (b2, p2, err) = build(dir, &coord.grpc, "with-good", &src, &stems);
+    assert!(
+        err.contains(&format!("{} compiled remotely on 1 worker(s)", stems.len())),
+        "{err}"
+    );
+    assert_same_outputs(&p2, &b2, &stems);
+    for s_ in &stems {
+        assert_eq!(
+            elf_machine(&b2.join(format!("{s_}.o"))),
+            62,
+            "not an x86-64 object"
+        );
+    }
+    let s = stats(&coord.http);
+    for w in s["workers"].as_array().expect("workers") {
+        let expect = if w["id"] == "good" {
+            stems.len() as u64
+        } else {
+            0
+        };
+        assert_eq!(w["done"].as_u64(), Some(expect), "{w}");
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_worker_that_corrupts_objects_is_caught_every_time() {
+    let tmp = TempDir::new("faulty");
+    let dir = tmp.path();
+    let src = dir.join("src");
+    let stems = copy_sources(&lua_dir("5.4"), &src);
+    let coord = Daemon::coordinator(dir, &[]);
+    let _bad = Daemon::worker_env(
+        dir,
+        "faulty",
+        "127.0.0.2",
+        &coord.grpc,
+        None,
+        &[("HG_FAULT_FLIP_OBJECT_BYTE", "1")],
+    );
+    wait_workers_up(&coord.http, 1);
+    let _good = Daemon::worker(dir, "good", "127.0.0.3", &coord.grpc, None);
+    wait_workers_up(&coord.http, 2);
+    let build_dir = dir.join("build");
+    let plain = dir.join("build.plain");
+    write_makefile(&build_dir, &src, &stems, CFLAGS);
+    assert_eq!(
+        run(Command::new("make")
+            .args(["-s", "-j2", "-C"])
+            .arg(&build_dir))
+        .0,
+        0
+    );
+    std::fs::rename(&build_dir, &plain).expect("move aside");
+    write_makefile(&build_dir, &src, &stems, CFLAGS);
+    let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+        .env("HG_VERIFY_RATE", "1.0")
+        .env("HG_CACHE_ENABLED", "false")
+        .args(["make", "-s", "-j8", "-C"])
+        .arg(&build_dir));
+    assert_eq!(code, 0, "{err}");
+    // The final objects are right, whatever the faulty worker sent.
+    assert_same_outputs(&plain, &build_dir, &stems);
+    let log = std::fs::read_to_string(dir.join("stats.log")).expect("stats log");
+    let from_faulty = log.lines().filter(|l| *l == "remote faulty").count();
+    let caught = log
+        .lines()
+        .filter(|l| *l == "verify_mismatch faulty")
+        .count();
+    assert!(
+        from_faulty >= 1,
+        "the faulty worker got no task, nothing was proven: {log}"
+    );
+    assert_eq!(
+        caught, from_faulty,
+        "every object from the faulty worker must be caught: {log}"
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.starts_with("verify_mismatch good"))
+            .count(),
+        0,
+        "{log}"
+    );
+    let open = wait_until(Duration::from_secs(5), || {
+        let s = stats(&coord.http);
+        s["workers"].as_array().is_some_and(|ws| {
+            ws.iter().any(|w| {
+                w["id"] == "faulty"
+                    && w["circuit"]["state"] == "open"
+                    && w["circuit"]["reason"] == "output_mismatch"
+            })
+        })
+    });
+    assert!(
+        open,
+        "the faulty worker's circuit is not open for output_mismatch: {}",
+        stats(&coord.http)
+    );
+    assert!(stats(&coord.http)["verify_mismatches"]["faulty"].as_u64() >= Some(1));
+}
