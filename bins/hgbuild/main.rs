@@ -148,8 +148,7 @@ fn compile_mode(compiler: &OsStr, args: &[OsString]) -> i32 {
         }
         Ok(Step::RunLocal(served)) => {
             stats::record(&log, &served);
-            let err = client::local_command(&real, args).exec();
-            fail(&format!("cannot run {}: {err}", real.display()))
+            run_local(&cfg, &real, args)
         }
         Err(e) => {
             eprintln!("hgbuild: {e}; compiling locally");
@@ -159,9 +158,20 @@ fn compile_mode(compiler: &OsStr, args: &[OsString]) -> i32 {
                     reason: "client_error".into(),
                 },
             );
-            let err = client::local_command(&real, args).exec();
-            fail(&format!("cannot run {}: {err}", real.display()))
+            run_local(&cfg, &real, args)
         }
+    }
+}
+
+/// Runs the real compiler unchanged within a local-work slot; returns its exit code.
+fn run_local(cfg: &FarmConfig, real: &Path, args: &[OsString]) -> i32 {
+    let _slot = client::local_slots::acquire(client::local_slots::bound(cfg.client.local_jobs));
+    match client::local_command(real, args).status() {
+        Ok(status) => status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        }),
+        Err(e) => fail(&format!("cannot run {}: {e}", real.display())),
     }
 }
 

@@ -290,3 +290,65 @@ fn build_survives_the_coordinator_killed_and_restarted() {
         .count();
     assert_eq!(served, stems.len(), "{log}");
 }
+
+/// Largest number of `local_work <start> <end>` intervals of the stats log open at one instant.
+fn max_local_overlap(log: &str) -> usize {
+    let mut edges: Vec<(u128, i32)> = Vec::new();
+    for l in log.lines() {
+        let mut f = l.split_whitespace();
+        if f.next() != Some("local_work") {
+            continue;
+        }
+        let (Some(a), Some(b)) = (
+            f.next().and_then(|v| v.parse().ok()),
+            f.next().and_then(|v| v.parse().ok()),
+        ) else {
+            continue;
+        };
+        edges.push((a, 1));
+        edges.push((b, -1));
+    }
+    // Ends sort before starts at the same instant: touching intervals do not overlap.
+    edges.sort();
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        cur += d;
+        max = max.max(cur);
+    }
+    max as usize
+}
+
+#[test]
+fn without_j_the_build_uses_the_farms_slots_and_bounds_local_work() {
+    let tmp = TempDir::new("noj");
+    let dir = tmp.path();
+    let src = dir.join("src");
+    let stems = copy_sources(&lua_dir("5.4"), &src);
+    let coord = Daemon::coordinator(dir, &[]);
+    let _w1 = Daemon::worker(dir, "w1", "127.0.0.2", &coord.grpc, None);
+    let _w2 = Daemon::worker(dir, "w2", "127.0.0.3", &coord.grpc, None);
+    wait_workers_up(&coord.http, 2);
+    let (_, jobs, _) = run(hgbuild(dir, &coord.grpc).arg("--jobs"));
+    assert_eq!(jobs.trim(), "8", "2 workers x 4 slots");
+    let (farm, plain) = plain_build(dir, "build", &src, &stems);
+    let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+        .env("HGBUILD_TRACE_LOCAL", "1")
+        .env("HG_CLIENT_LOCAL_JOBS", "2")
+        .env("HG_CACHE_ENABLED", "false")
+        .args(["make", "-s", "-C"])
+        .arg(&farm));
+    assert_eq!(code, 0, "{err}");
+    assert_same_outputs(&plain, &farm, &stems);
+    let s = stats(&coord.http);
+    let peak = s["peak_in_flight"].as_u64().unwrap_or(0);
+    assert!(
+        (5..=8).contains(&peak),
+        "farm-wide parallelism: peak in flight {peak} (2 local cores, 8 farm slots): {s}"
+    );
+    let log = std::fs::read_to_string(dir.join("stats.log")).expect("stats log");
+    let overlap = max_local_overlap(&log);
+    assert!(
+        overlap >= 1 && overlap <= 2,
+        "local work ran {overlap} at once, bound is 2"
+    );
+}

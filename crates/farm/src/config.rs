@@ -243,6 +243,9 @@ pub struct ClientConfig {
     pub connect_timeout: HumanDuration,
     /// Give up on one remote compile after this long and compile locally.
     pub compile_timeout: HumanDuration,
+    /// Local work (preprocessing, local compiles) run at once across all of a build's wrapper
+    /// processes; 0 means the number of local CPUs.
+    pub local_jobs: u32,
 }
 
 impl Default for ClientConfig {
@@ -251,6 +254,7 @@ impl Default for ClientConfig {
             coordinator: "127.0.0.1:9000".into(),
             connect_timeout: HumanDuration::from_secs(2),
             compile_timeout: HumanDuration::from_secs(330),
+            local_jobs: 0,
         }
     }
 }

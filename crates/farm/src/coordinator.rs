@@ -55,6 +55,7 @@ pub struct CoordinatorState {
     client_fallbacks: Mutex<BTreeMap<String, u64>>,
     verify_mismatches: Mutex<BTreeMap<String, u64>>,
     queued: AtomicU64,
+    peak_in_flight: AtomicU64,
     started: Instant,
 }
 
@@ -77,6 +78,8 @@ pub struct Stats {
     pub tasks_failed: u64,
     /// Tasks on workers now.
     pub tasks_in_flight: u64,
+    /// The most tasks on workers at once since start.
+    pub peak_in_flight: u64,
     /// Requests waiting for a slot.
     pub queue_depth: u64,
     /// Local fallbacks by reason: the coordinator's own advice plus those clients reported.
@@ -149,6 +152,7 @@ impl CoordinatorState {
             client_fallbacks: Mutex::new(BTreeMap::new()),
             verify_mismatches: Mutex::new(BTreeMap::new()),
             queued: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
             started: Instant::now(),
             config,
         })
@@ -346,7 +350,9 @@ impl CoordinatorState {
                 placement_req.exclude.push(worker);
                 continue;
             };
-            self.metrics.in_flight.inc();
+            let now = self.metrics.in_flight.inc() + 1;
+            self.peak_in_flight
+                .fetch_max(now.max(0) as u64, Ordering::Relaxed);
             let started = Instant::now();
             let call = client.execute(pb::ExecuteRequest {
                 protocol_version: PROTOCOL_VERSION,
@@ -511,6 +517,7 @@ impl CoordinatorState {
             tasks_compile_errors: self.compile_errors.load(Ordering::Relaxed),
             tasks_failed: fallbacks.values().sum(),
             queue_depth: self.queued.load(Ordering::Relaxed),
+            peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
             fallbacks,
             verify_mismatches: self.verify_mismatches.lock().clone(),
             total_slots,

@@ -9,6 +9,7 @@
 //! exactly as the compiler does). Every local fallback is recorded with its reason.
 
 pub mod buildtool;
+pub mod local_slots;
 pub mod stats;
 pub mod verify;
 
@@ -182,6 +183,8 @@ pub async fn compile(
     };
     let started = std::time::SystemTime::now();
     // Preprocess locally; this also writes the depfile exactly as the plain compile would.
+    // Local work is bounded across the build's wrapper processes (`client.local_jobs`).
+    let slot = local_slots::acquire(local_slots::bound(cfg.client.local_jobs));
     let pre = Command::new(compiler)
         .args(job.preprocess_args())
         .output()
@@ -189,6 +192,7 @@ pub async fn compile(
             program: compiler.display().to_string(),
             source,
         })?;
+    drop(slot);
     if !pre.status.success() || !pre.stderr.is_empty() {
         // Errors or warnings from the preprocessor: the local compiler shows them exactly.
         return Ok(Step::RunLocal(Served::LocalDiagnostics));
