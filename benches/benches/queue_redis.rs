@@ -148,35 +148,83 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
-/// Fixed-length runs that print throughput and latency percentiles.
+/// Round trips by one claimer until `deadline`, recording latencies.
+async fn round_trips_until(q: Arc<RedisQueue>, worker: WorkerId, deadline: Instant) -> Vec<Sample> {
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        round_trips(&q, &worker, 1, Some(&mut out)).await;
+    }
+    out
+}
+
+/// The same client doing plain `LPUSH` + `RPOP` (one "item" = 2 commands) until `deadline`:
+/// what redis-rs itself reaches on this machine, without scripts.
+async fn plain_until(key: String, deadline: Instant) -> u64 {
+    let client = redis::Client::open(url()).expect("redis url");
+    let mut conn = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("redis connection");
+    let mut n = 0;
+    while Instant::now() < deadline {
+        let _: () = redis::cmd("LPUSH")
+            .arg(&key)
+            .arg(PAYLOAD)
+            .query_async(&mut conn)
+            .await
+            .expect("LPUSH");
+        let _: Option<Vec<u8>> = redis::cmd("RPOP")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("RPOP");
+        n += 1;
+    }
+    n
+}
+
+/// Fixed-length runs (3 s per row, every task busy throughout) that print throughput and latency
+/// percentiles; 1 task on a current-thread runtime, 8 on a multi-thread one, as in the groups.
 fn latency_report() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    println!("\nqueue_redis summary (3 s per row; 3 EVALSHA per item)");
+    const RUN: Duration = Duration::from_secs(3);
+    println!("\nqueue_redis summary ({RUN:?} per row)");
     println!(
-        "{:>9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
-        "claimers", "items/s", "redis ops/s", "claim p50", "claim p99", "trip p50", "trip p99"
+        "{:<34} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "", "items/s", "calls/s", "claim p50", "claim p99", "trip p50", "trip p99"
     );
-    for claimers in [1u64, 8] {
+    for tasks in [1u64, 8] {
+        let rt = if tasks == 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+        }
+        .expect("tokio runtime");
         rt.block_on(async {
             let q = Arc::new(fresh_queue().await);
             // Warm up: scripts loaded, connections made.
-            concurrent(q.clone(), claimers, 50, false).await;
+            concurrent(q.clone(), tasks, 50, false).await;
             let start = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|i| {
+                    let worker = WorkerId::new(format!("bench-{i}"));
+                    tokio::spawn(round_trips_until(q.clone(), worker, start + RUN))
+                })
+                .collect();
             let mut samples = Vec::new();
-            while start.elapsed() < Duration::from_secs(3) {
-                samples.extend(concurrent(q.clone(), claimers, 200, true).await);
+            for h in handles {
+                samples.extend(h.await.expect("claimer task"));
             }
-            let took = start.elapsed();
-            let items = samples.len() as f64 / took.as_secs_f64();
+            let items = samples.len() as f64 / start.elapsed().as_secs_f64();
             let mut claim: Vec<Duration> = samples.iter().map(|s| s.0).collect();
             let mut trip: Vec<Duration> = samples.iter().map(|s| s.1).collect();
             claim.sort();
             trip.sort();
             println!(
-                "{claimers:>9} {items:>10.0} {:>12.0} {:>10.2?} {:>10.2?} {:>10.2?} {:>10.2?}",
+                "{:<34} {items:>9.0} {:>10.0} {:>10.2?} {:>10.2?} {:>10.2?} {:>10.2?}",
+                format!("RedisQueue, {tasks} claimer(s), 3 EVALSHA"),
                 items * 3.0,
                 percentile(&claim, 0.5),
                 percentile(&claim, 0.99),
@@ -184,6 +232,23 @@ fn latency_report() {
                 percentile(&trip, 0.99),
             );
             delete_keys(q.prefix()).await;
+
+            let prefix = fresh_prefix();
+            let start = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|i| tokio::spawn(plain_until(format!("{prefix}plain{i}"), start + RUN)))
+                .collect();
+            let mut n = 0;
+            for h in handles {
+                n += h.await.expect("plain task");
+            }
+            let items = n as f64 / start.elapsed().as_secs_f64();
+            println!(
+                "{:<34} {items:>9.0} {:>10.0}",
+                format!("redis-rs LPUSH+RPOP, {tasks} task(s)"),
+                items * 2.0
+            );
+            delete_keys(&prefix).await;
         });
     }
 }

@@ -1,7 +1,7 @@
 -- ARGV: prefix, id, token. Returns 1 when acked, 0 when the lease is no longer held.
-local ik = held(now_ms())
+local ik, f = held(now_ms())
 if not ik then return 0 end
-local key = redis.call('HGET', ik, 'idem')
+local key = f[5]
 if key and key ~= '' and redis.call('HGET', K_IDEM, key) == ARGV[2] then
   redis.call('HDEL', K_IDEM, key)
 end

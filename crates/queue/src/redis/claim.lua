@@ -8,13 +8,13 @@ for _, pri in ipairs({'high', 'normal', 'low'}) do
   local id = redis.call('LPOP', queue_key(pri))
   while id do
     local ik = item_key(id)
-    if redis.call('EXISTS', ik) == 1 then
+    local f = redis.call('HMGET', ik, 'attempts', 'max_attempts', 'payload')
+    if f[3] then
       local token = id .. '.' .. nonce
-      local attempt = redis.call('HINCRBY', ik, 'attempts', 1)
-      redis.call('HSET', ik, 'token', token, 'worker', worker)
+      local attempt = tonumber(f[1]) + 1
+      redis.call('HSET', ik, 'attempts', attempt, 'token', token, 'worker', worker)
       redis.call('ZADD', K_INFLIGHT, now + lease, id)
-      local f = redis.call('HMGET', ik, 'max_attempts', 'payload')
-      return {id, token, attempt, tonumber(f[1]), pri, f[2]}
+      return {id, token, attempt, tonumber(f[2]), pri, f[3]}
     end
     id = redis.call('LPOP', queue_key(pri))
   end

@@ -60,13 +60,15 @@ local function reap(now)
   end
 end
 
--- Checks a lease token (ARGV[2] is the item id, ARGV[3] the token) after reaping.
--- Returns the item key when the lease is held, false when it is stale.
+-- Checks a lease token (ARGV[2] is the item id, ARGV[3] the token). A lease past its deadline
+-- is not held, even before a reap returns it. Returns the item key and its fields
+-- {token, priority, attempts, max_attempts, idem} when held, false when stale.
 local function held(now)
-  reap(now)
   local id = ARGV[2]
+  local deadline = redis.call('ZSCORE', K_INFLIGHT, id)
+  if not deadline or tonumber(deadline) <= now then return false end
   local ik = item_key(id)
-  if redis.call('HGET', ik, 'token') ~= ARGV[3] then return false end
-  if not redis.call('ZSCORE', K_INFLIGHT, id) then return false end
-  return ik
+  local f = redis.call('HMGET', ik, 'token', 'priority', 'attempts', 'max_attempts', 'idem')
+  if f[1] ~= ARGV[3] then return false end
+  return ik, f
 end

@@ -109,8 +109,9 @@ struct Inner {
 /// | `work:backoff` | hash | per-key backoff deadline, ms since the epoch ([`RedisQueue::set_backoff`]) |
 ///
 /// Every operation is one `EVALSHA` of a Lua script, so it is atomic and one round trip. Time comes
-/// from the Redis server's clock. Each script first returns due delayed items and expired leases to
-/// their lanes (dead-lettering those out of attempts), so no separate reaper is needed.
+/// from the Redis server's clock. `claim`, `depths` and `dead_letters` first return due delayed
+/// items and expired leases to their lanes (dead-lettering those out of attempts), so no separate
+/// reaper is needed; `ack`, `nack` and `extend` treat a lease past its deadline as lost.
 ///
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
