@@ -112,7 +112,8 @@ fn unreachable_or_silent_coordinator_falls_back_locally_and_says_so() {
 fn bad_config_values_fail_at_start_naming_the_key() {
     let tmp = TempDir::new("badcfg");
     let dir = tmp.path();
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             WORKER,
             &[("HG_WORKER_TASK_TIMEOUT", "-5m")],

@@ -348,7 +348,7 @@ fn without_j_the_build_uses_the_farms_slots_and_bounds_local_work() {
     let log = std::fs::read_to_string(dir.join("stats.log")).expect("stats log");
     let overlap = max_local_overlap(&log);
     assert!(
-        overlap >= 1 && overlap <= 2,
+        (1..=2).contains(&overlap),
         "local work ran {overlap} at once, bound is 2"
     );
 }

@@ -206,11 +206,11 @@ impl CoordinatorState {
     /// Marks a worker down: no new tasks go to it; its in-flight calls fail and are placed again.
     pub fn worker_down(&self, id: &WorkerId, why: &str) {
         let mut workers = self.workers.lock();
-        if let Some(k) = workers.get_mut(id) {
-            if k.liveness == Liveness::Up {
-                k.liveness = Liveness::Down;
-                warn!(worker = %id, reason = why, "worker down");
-            }
+        if let Some(k) = workers.get_mut(id)
+            && k.liveness == Liveness::Up
+        {
+            k.liveness = Liveness::Down;
+            warn!(worker = %id, reason = why, "worker down");
         }
         drop(workers);
         self.registry.remove_worker(id);
