@@ -27,7 +27,8 @@ mk() { # dir
   printf 'SRC := %s\nCFLAGS := -O2 -g -std=gnu99 -DLUA_USE_LINUX -MD\nall: %s\n%%.o: $(SRC)/%%.c\n\t$(CC) $(CFLAGS) -c $< -o $@\n' "$lua" "$objs" > "$1/Makefile"
 }
 now() { date +%s.%N; }
-export HG_COORDINATOR=$coord HGBUILD_STATS_FILE=$tmp/stats.log HOME=$tmp
+# The compile cache is off here: this measures the farm itself (scripts/bench-cache.sh measures the cache).
+export HG_COORDINATOR=$coord HGBUILD_STATS_FILE=$tmp/stats.log HOME=$tmp HG_CACHE_ENABLED=false
 echo "== Lua 5.4 build, $ROUNDS rounds each (farm: 2 local workers x 4 slots; plain: make -j2)"
 farm_total=0; plain_total=0
 for r in $(seq "$ROUNDS"); do
