@@ -103,10 +103,12 @@ async fn dead_claimer_work_is_redelivered_once_per_expiry() {
             "item {id}: one delivery per expiry"
         );
         for pair in deliveries.windows(2) {
-            // Recorded after the claim returned, so the earlier stamp is late, never early.
+            // Both stamps are taken right after a claim returned; a claimer stalled between
+            // the reply and its stamp (a loaded machine) shortens the gap, hence the tolerance.
+            // An early redelivery (a lease not honoured) shows up as a gap near zero.
             let gap = pair[1].1 - pair[0].1;
             assert!(
-                gap + Duration::from_millis(20) >= lease,
+                gap + Duration::from_millis(100) >= lease,
                 "item {id} redelivered after {gap:?}, lease {lease:?}"
             );
         }
