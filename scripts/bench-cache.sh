@@ -61,18 +61,39 @@ done
 
 printf '#include <stdio.h>\nint trivial(int x) { printf("%%d", x); return x + 1; }\n' > "$tmp/t.c"
 cd "$tmp"
-for t in "${tools[@]}"; do
-  cc=$(cc_for "$t")
-  $cc -c t.c -o t.o 2>/dev/null; $cc -c t.c -o t.o 2>/dev/null
-  t0=$(now); for _ in $(seq "$N"); do $cc -c t.c -o t.o; done; t1=$(now)
-  hit[$t]=$(echo "($t1 - $t0) * 1000 / $N" | bc -l)
-done
+# Per-hit: median wall time over N runs (robust to other load) and mean CPU (user+sys) per run.
+hits=$(python3 - "$N" "${tools[@]}" <<PY
+import os, resource, statistics, subprocess, sys, time
+n = int(sys.argv[1])
+cc = {"gcc": ["gcc"], "ccache": ["ccache", "gcc"], "sccache": ["$SCCACHE", "gcc"], "hgbuild": ["$HG", "gcc"]}
+for tool in sys.argv[2:]:
+    cmd = cc[tool] + ["-c", "t.c", "-o", "t.o"]
+    for _ in range(2):
+        subprocess.run(cmd, stderr=subprocess.DEVNULL, check=True)
+    walls = []
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        walls.append(time.perf_counter() - t0)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / n
+    print(tool, 1000 * statistics.median(walls), 1000 * cpu)
+PY
+)
+base=$(python3 -c '
+import statistics, subprocess, time
+w = []
+for _ in range(50):
+    t0 = time.perf_counter(); subprocess.run(["/bin/true"]); w.append(time.perf_counter() - t0)
+print(1000 * statistics.median(w))')
 
-echo "Lua 5.4 (32 TUs, -O2 -g -MD, make -j$J) and a trivial file, $N runs; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-9s %10s %10s %14s\n' tool "cold (s)" "warm (s)" "per-hit (ms)"
+echo "Lua 5.4 (32 TUs, -O2 -g -MD, make -j$J) and a trivial file ($N runs); $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-9s %9s %9s %16s %15s\n' tool "cold (s)" "warm (s)" "hit wall (ms)" "hit CPU (ms)"
 for t in "${tools[@]}"; do
-  label=${hit[$t]}
-  printf '%-9s %10.2f %10.2f %14.2f%s\n' "$t" "${cold[$t]}" "${warm[$t]}" "$label" "$([ "$t" = gcc ] && echo '  (no cache: a full compile)')"
+  read -r _ w c < <(echo "$hits" | grep "^$t ")
+  printf '%-9s %9.2f %9.2f %16.2f %15.2f%s\n' "$t" "${cold[$t]}" "${warm[$t]}" "$w" "$c" "$([ "$t" = gcc ] && echo '   (gcc: a full compile)')"
 done
+printf 'spawning /bin/true: %.2f ms median wall (the floor under every per-hit figure)\n' "$base"
 [ -n "$SCCACHE" ] || echo "sccache: not installed, left out"
-echo "hgbuild: $(tail -n +1 "$HGBUILD_STATS_FILE" | awk '{print $1" "$2}' | sort | uniq -c | tr '\n' ';')"
+echo "hgbuild stats: $(awk '{print $1" "$2}' "$HGBUILD_STATS_FILE" | sort | uniq -c | sed 's/^ *//' | tr '\n' ';')"

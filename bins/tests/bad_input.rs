@@ -92,6 +92,8 @@ fn unreachable_or_silent_coordinator_falls_back_locally_and_says_so() {
     let (code, _, err) = run_bounded(
         hgbuild(dir, &addr)
             .env("HG_CLIENT_CONNECT_TIMEOUT", "1s")
+            // The same source again: without this it is a cache hit that asks no coordinator.
+            .env("HG_CACHE_ENABLED", "false")
             .args(["cc", "-c", "x.c", "-o", "y.o"])
             .current_dir(dir),
         Duration::from_secs(60),
