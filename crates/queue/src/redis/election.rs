@@ -55,7 +55,9 @@ impl RedisLeaderElection {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-            .set_max_delay(Duration::from_millis(500));
+            .set_max_delay(Duration::from_millis(500))
+            // Fail a call fast when the server is down; callers retry per `retry()`.
+            .set_number_of_retries(2);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| failure("connect", e))?;
         Ok(Self {

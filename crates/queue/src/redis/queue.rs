@@ -140,7 +140,9 @@ impl RedisQueue {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_max_delay(Duration::from_millis(500));
+            .set_max_delay(Duration::from_millis(500))
+            // Fail a call fast when the server is down; callers retry per `retry()`.
+            .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|source| {
