@@ -1,6 +1,7 @@
 //! End-to-end tests of the compile cache: the real `hgbuild` binary in front of the real `gcc`
 //! (through a logging shim, so a test can tell whether the compiler ran at all), a cache directory
 //! per test, and for the shared tier a real coordinator, worker and Redis on 127.0.0.1:6379.
+#![allow(clippy::unwrap_used)]
 mod support;
 
 use std::path::{Path, PathBuf};

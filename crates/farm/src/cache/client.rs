@@ -27,6 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const RACE_MARGIN: Duration = Duration::from_millis(20);
 /// A hit refreshes an entry's mtime when older than this (recency for LRU eviction, as DiskCache).
 const TOUCH_AFTER: Duration = Duration::from_secs(60);
+/// How long a compile waits for the shared tier to connect before going on without it.
+pub const SHARED_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The local directory of the cache under `cfg`: `cache.dir`, else `~/.hybridgrid/cache`.
 pub fn cache_dir(cfg: &CacheConfig) -> PathBuf {
@@ -66,6 +68,8 @@ pub struct ClientCache {
     memo: FileMemo,
     diag_env: [u8; 32],
     disk: RefCell<Option<DiskCache>>,
+    /// The shared tier once asked for: `Some(None)` when absent or unreachable (asked once).
+    shared: RefCell<Option<Option<std::rc::Rc<RedisCache>>>>,
 }
 
 /// What a lookup that missed knows, to store the result of the compile that follows.
@@ -86,6 +90,7 @@ impl ClientCache {
             memo: FileMemo::new(),
             diag_env: super::process_diag_env(),
             disk: RefCell::new(None),
+            shared: RefCell::new(None),
         })
     }
 
@@ -215,7 +220,7 @@ impl ClientCache {
             .and_then(decode)
             .map(|r| (r, "local"));
         if found.is_none()
-            && let Ok(Some(shared)) = shared_tier(&self.cfg).await
+            && let Some(shared) = self.shared().await
             && let Ok(Some(bytes)) = shared.get(&rkey).await
             && let Some(r) = decode(bytes.clone())
         {
@@ -239,6 +244,32 @@ impl ClientCache {
     /// Counts a miss in the stats log.
     pub fn note_miss(&self) {
         stats::record_event(&self.log, "cache_miss", "-");
+    }
+
+    /// The shared tier, connected once per process; a server that does not answer within
+    /// [`SHARED_CONNECT_TIMEOUT`] is reported and not asked again by this compile.
+    async fn shared(&self) -> Option<std::rc::Rc<RedisCache>> {
+        if let Some(known) = self.shared.borrow().as_ref() {
+            return known.clone();
+        }
+        let connected = match tokio::time::timeout(SHARED_CONNECT_TIMEOUT, shared_tier(&self.cfg))
+            .await
+        {
+            Ok(Ok(c)) => c.map(std::rc::Rc::new),
+            Ok(Err(e)) => {
+                eprintln!("hgbuild: shared compile cache unavailable: {e}");
+                None
+            }
+            Err(_) => {
+                eprintln!(
+                    "hgbuild: shared compile cache {} did not answer within {SHARED_CONNECT_TIMEOUT:?}",
+                    self.cfg.shared.as_deref().unwrap_or_default()
+                );
+                None
+            }
+        };
+        *self.shared.borrow_mut() = Some(connected.clone());
+        connected
     }
 
     async fn disk(&self) -> Option<DiskCache> {
@@ -328,7 +359,7 @@ impl ClientCache {
         let bytes = Bytes::from(result.encode());
         self.put(&rkey, bytes.clone()).await;
         if result.stderr.is_empty()
-            && let Ok(Some(shared)) = shared_tier(&self.cfg).await
+            && let Some(shared) = self.shared().await
             && let Err(e) = shared.put(&rkey, bytes).await
         {
             eprintln!("hgbuild: cannot store in the shared cache: {e}");
