@@ -352,3 +352,55 @@ fn without_j_the_build_uses_the_farms_slots_and_bounds_local_work() {
         "local work ran {overlap} at once, bound is 2"
     );
 }
+
+#[test]
+fn a_frozen_worker_loses_its_tasks_after_one_heartbeat_timeout() {
+    let tmp = TempDir::new("frozen");
+    let dir = tmp.path();
+    let src = dir.join("src");
+    let stems = copy_sources(&lua_dir("5.4"), &src);
+    let coord = Daemon::coordinator(dir, &[]);
+    let _w1 = Daemon::worker(dir, "w1", "127.0.0.2", &coord.grpc, None);
+    let w2 = Daemon::worker(dir, "w2", "127.0.0.3", &coord.grpc, None);
+    wait_workers_up(&coord.http, 2);
+    let (farm, plain) = plain_build(dir, "build", &src, &stems);
+    let mut build = hgbuild(dir, &coord.grpc)
+        .env("HG_CACHE_ENABLED", "false")
+        .args(["make", "-s", "-j8", "-C"])
+        .arg(&farm)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start build");
+    let busy = wait_until(Duration::from_secs(60), || {
+        stats(&coord.http)["workers"].as_array().is_some_and(|ws| {
+            ws.iter()
+                .any(|w| w["id"] == "w2" && w["in_flight"].as_u64() > Some(0))
+        })
+    });
+    assert!(busy, "w2 never got work: {}", stats(&coord.http));
+    // Frozen, not dead: its connections stay open, so only the missed heartbeats can tell.
+    let pid = w2.pid().to_string();
+    assert_eq!(run(Command::new("kill").args(["-STOP", &pid])).0, 0);
+    // Hang guard only: without the lease the frozen tasks would wait for their 5-minute deadline.
+    let finished = wait_until(Duration::from_secs(150), || {
+        matches!(build.try_wait(), Ok(Some(_)))
+    });
+    let _ = run(Command::new("kill").args(["-CONT", &pid]));
+    assert!(finished, "the build waited on the frozen worker");
+    let out = build.wait_with_output().expect("build output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_outputs(&plain, &farm, &stems);
+    let s = stats(&coord.http);
+    let w2s = s["workers"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["id"] == "w2").cloned())
+        .expect("w2");
+    assert!(
+        w2s["failed"].as_u64() >= Some(1),
+        "w2's lost tasks were not counted against it: {s}"
+    );
+}

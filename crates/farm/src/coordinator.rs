@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
@@ -37,6 +38,15 @@ struct Known {
     client: WorkerClient<Channel>,
     last_seen: Instant,
     liveness: Liveness,
+    /// The worker's lease on its placements: cancelled when it is marked down (missed heartbeats,
+    /// discovery said gone), which fails its in-flight calls at once so their tasks are placed again.
+    lease: CancellationToken,
+}
+
+/// How a call to a worker ended without an answer.
+enum CallEnd {
+    Timeout,
+    Lost,
 }
 
 /// Shared state of one coordinator.
@@ -184,6 +194,10 @@ impl CoordinatorState {
             info!(worker_id = %info.id, arch = %info.capabilities.arch, slots = info.capabilities.slots,
                   addr = %info.addr, source = %info.source, "worker registered");
         }
+        let keep_lease = workers
+            .get(&info.id)
+            .filter(|k| k.liveness == Liveness::Up)
+            .map(|k| k.lease.clone());
         let keep_client = workers
             .get(&info.id)
             .filter(|k| k.info.addr == info.addr)
@@ -195,6 +209,7 @@ impl CoordinatorState {
                 info: info.clone(),
                 last_seen: Instant::now(),
                 liveness: Liveness::Up,
+                lease: keep_lease.unwrap_or_default(),
             },
         );
         drop(workers);
@@ -210,6 +225,7 @@ impl CoordinatorState {
             && k.liveness == Liveness::Up
         {
             k.liveness = Liveness::Down;
+            k.lease.cancel();
             warn!(worker = %id, reason = why, "worker down");
         }
         drop(workers);
@@ -288,8 +304,12 @@ impl CoordinatorState {
         result
     }
 
-    fn client_of(&self, id: &WorkerId) -> Option<WorkerClient<Channel>> {
-        self.workers.lock().get(id).map(|k| k.client.clone())
+    fn client_of(&self, id: &WorkerId) -> Option<(WorkerClient<Channel>, CancellationToken)> {
+        self.workers
+            .lock()
+            .get(id)
+            .filter(|k| k.liveness == Liveness::Up)
+            .map(|k| (k.client.clone(), k.lease.clone()))
     }
 
     /// Runs one compile request to completion or fallback.
@@ -345,7 +365,7 @@ impl CoordinatorState {
                     .observe(received.elapsed().as_secs_f64());
             }
             let worker = placement.worker_id().clone();
-            let Some(mut client) = self.client_of(&worker) else {
+            let Some((mut client, lease)) = self.client_of(&worker) else {
                 drop(placement);
                 placement_req.exclude.push(worker);
                 continue;
@@ -359,8 +379,12 @@ impl CoordinatorState {
                 spec: Some(spec.clone()),
                 toolchain: Some(toolchain.clone().into()),
             });
-            let result =
-                tokio::time::timeout(checked.timeout + Duration::from_secs(10), call).await;
+            let result = tokio::select! {
+                r = tokio::time::timeout(checked.timeout + Duration::from_secs(10), call) => {
+                    r.map_err(|_| CallEnd::Timeout)
+                }
+                _ = lease.cancelled() => Err(CallEnd::Lost),
+            };
             self.metrics.in_flight.dec();
             let elapsed = started.elapsed();
             use pb::execute_response::Result as R;
@@ -416,7 +440,7 @@ impl CoordinatorState {
                     warn!(worker = %worker, error = %status.message(), "worker unreachable");
                     "unreachable"
                 }
-                Err(_) => {
+                Err(CallEnd::Timeout) => {
                     placement.complete(Outcome::Failure, elapsed);
                     last_error = format!(
                         "no answer within {:?}",
@@ -424,6 +448,12 @@ impl CoordinatorState {
                     );
                     warn!(worker = %worker, error = %last_error, "worker unreachable");
                     "timeout"
+                }
+                Err(CallEnd::Lost) => {
+                    placement.complete(Outcome::Failure, elapsed);
+                    last_error = "worker lost (missed heartbeats) while running the task".into();
+                    warn!(worker = %worker, error = %last_error, "worker unreachable");
+                    "lost"
                 }
             };
             self.slot_freed.notify_one();
