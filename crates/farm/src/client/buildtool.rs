@@ -50,17 +50,26 @@ impl Drop for Masquerade {
     }
 }
 
-/// True when `args` (a make-like tool's arguments) or `MAKEFLAGS` already set a job count.
+/// True when `args` (a make-like tool's arguments) already set a job count, or when this build
+/// runs under a GNU make jobserver (`MAKEFLAGS` carries `-j` or `--jobserver-auth`): then the
+/// parent's job tokens bound the build, every wrapper invocation is one job holding one token, and
+/// adding `-jN` would oversubscribe.
 pub fn has_jobs_flag(args: &[OsString]) -> bool {
     let in_args = args.iter().any(|a| {
         let a = a.to_string_lossy();
         a.starts_with("-j") || a.starts_with("--jobs") || a == "-l"
     });
-    let in_env = std::env::var("MAKEFLAGS").is_ok_and(|f| {
-        f.split_whitespace()
-            .any(|w| w.starts_with("-j") || w.starts_with("--jobs"))
-    });
-    in_args || in_env
+    in_args || std::env::var("MAKEFLAGS").is_ok_and(|f| makeflags_set_jobs(&f))
+}
+
+/// Whether a `MAKEFLAGS` value sets a job count or names a jobserver.
+pub fn makeflags_set_jobs(flags: &str) -> bool {
+    flags.split_whitespace().any(|w| {
+        w.starts_with("-j")
+            || w.starts_with("--jobs")
+            || w.starts_with("--jobserver-auth")
+            || w.starts_with("--jobserver-fds")
+    })
 }
 
 /// Runs `program args` under the wrapper, with `env` added; `jobs` is added as `-jN` to make/ninja
@@ -108,4 +117,21 @@ pub fn run(
     let totals = Totals::read(&log, start)
         .map_err(|e| ClientError::Setup(format!("reading {}: {e}", log.display())))?;
     Ok((code, totals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobserver_and_job_flags_are_recognised() {
+        assert!(makeflags_set_jobs(
+            " -j8 --jobserver-auth=fifo:/tmp/GMfifo1"
+        ));
+        assert!(makeflags_set_jobs("--jobserver-auth=3,4"));
+        assert!(makeflags_set_jobs("--jobserver-fds=3,4 -j"));
+        assert!(!makeflags_set_jobs("s -- CC=cc"));
+        assert!(has_jobs_flag(&["-j4".into()]));
+        assert!(has_jobs_flag(&["--jobs=4".into()]));
+    }
 }
