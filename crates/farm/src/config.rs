@@ -361,9 +361,6 @@ pub struct VerifyConfig {
 
 impl Default for VerifyConfig {
     fn default() -> Self {
-        Self {
-            rate: 0.01,
-            cache_rate: 0.0,
-        }
+        Self { rate: 0.01 }
     }
 }
