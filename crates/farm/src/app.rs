@@ -85,6 +85,18 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError>
         })
 }
 
+/// Accepted connections with `TCP_NODELAY` set: tonic's `Server::tcp_nodelay` does not reach a
+/// listener we bind ourselves, and without it small replies wait out the peer's delayed ACK (~40 ms).
+fn nodelay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|c| {
+            let _ = c.set_nodelay(true);
+        })
+    })
+}
+
 fn local(l: &TcpListener) -> SocketAddr {
     l.local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
@@ -120,7 +132,7 @@ pub async fn start_coordinator(
         let r = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), s.cancelled_owned())
+            .serve_with_incoming_shutdown(nodelay(grpc), s.cancelled_owned())
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "coordinator gRPC server failed");
@@ -228,7 +240,7 @@ pub async fn start_worker(
         let r = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), s.cancelled_owned())
+            .serve_with_incoming_shutdown(nodelay(grpc), s.cancelled_owned())
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "worker gRPC server failed");
