@@ -405,3 +405,43 @@ fn a_frozen_worker_loses_its_tasks_after_one_heartbeat_timeout() {
         "w2's lost tasks were not counted against its circuit: {s}"
     );
 }
+
+#[test]
+fn static_workers_are_probed_and_used() {
+    let tmp = TempDir::new("static");
+    let dir = tmp.path();
+    // A worker that registers nowhere: only the coordinator's static list knows it.
+    let w = Daemon::worker_env(dir, "s1", "127.0.0.2", "127.0.0.1:1", None, &[]);
+    let coord = {
+        let mut cmd = Command::new(COORD);
+        cmd.args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--static-worker",
+            &w.grpc,
+        ]);
+        // The worker above was given an unreachable coordinator; the static probe must find it anyway.
+        Daemon::spawn_for_test(cmd, dir.join("coord.log"), "dashboard on")
+    };
+    let ok = wait_until(Duration::from_secs(30), || {
+        stats(&coord.http)["workers"].as_array().is_some_and(|ws| {
+            ws.iter()
+                .any(|x| x["id"] == "s1" && x["source"] == "static" && x["state"] == "up")
+        })
+    });
+    assert!(ok, "static worker not discovered: {}", stats(&coord.http));
+    std::fs::write(dir.join("a.c"), "int a(void) { return 7; }\n").expect("write");
+    let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+        .args(["gcc", "-c", "a.c", "-o", "a.o"])
+        .current_dir(dir));
+    assert_eq!(code, 0, "{err}");
+    let log = std::fs::read_to_string(dir.join("stats.log")).expect("stats log");
+    assert!(log.contains("remote s1"), "{log}");
+    assert!(
+        coord.log_text().contains("worker registered")
+            && coord.log_text().contains("source=static")
+    );
+}

@@ -43,6 +43,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts `cmd` as a daemon, waiting for `marker` on its stderr.
+    pub fn spawn_for_test(cmd: Command, log: PathBuf, marker: &str) -> Daemon {
+        Daemon::spawn(cmd, log, marker)
+    }
+
     fn spawn(mut cmd: Command, log: PathBuf, marker: &str) -> Daemon {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())

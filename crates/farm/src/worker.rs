@@ -317,6 +317,12 @@ impl WorkerState {
                     .get_or_create(&vec![("result", label.to_owned())])
                     .inc();
                 info!(task_id = %task_id, duration = ?duration, success = out.success(), exit_code = out.exit_code, "task completed");
+                if !out.success() {
+                    // A compile error in the user's code: a result, not a worker failure.
+                    let stderr = String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(2048)])
+                        .into_owned();
+                    warn!(task_id = %task_id, error = %format!("exit code {}", out.exit_code), stderr = %stderr, "compilation failed");
+                }
                 if let (Some(cache), Some(key)) = (self.result_cache.get(), cache_key) {
                     crate::cache::share_result(cache.as_ref(), &key, &out).await;
                 }
