@@ -323,7 +323,7 @@ impl CoordinatorState {
             .spec
             .ok_or_else(|| Status::invalid_argument("malformed message: missing field spec"))?;
         // Validate once here so a malformed spec is refused before it reaches any worker.
-        let checked = hybridgrid_core::TaskSpec::try_from(spec.clone())?;
+        let task_timeout = spec.validate()?;
         let received = Instant::now();
         let Ok(_admitted) = tokio::time::timeout(MAX_QUEUE_WAIT, self.admission.acquire())
             .await
@@ -380,7 +380,7 @@ impl CoordinatorState {
                 toolchain: Some(toolchain.clone().into()),
             });
             let result = tokio::select! {
-                r = tokio::time::timeout(checked.timeout + Duration::from_secs(10), call) => {
+                r = tokio::time::timeout(task_timeout + Duration::from_secs(10), call) => {
                     r.map_err(|_| CallEnd::Timeout)
                 }
                 _ = lease.cancelled() => Err(CallEnd::Lost),
@@ -444,7 +444,7 @@ impl CoordinatorState {
                     placement.complete(Outcome::Failure, elapsed);
                     last_error = format!(
                         "no answer within {:?}",
-                        checked.timeout + Duration::from_secs(10)
+                        task_timeout + Duration::from_secs(10)
                     );
                     warn!(worker = %worker, error = %last_error, "worker unreachable");
                     "timeout"
@@ -464,7 +464,7 @@ impl CoordinatorState {
                     ("kind", failure_kind.to_owned()),
                 ])
                 .inc();
-            warn!(task_id = %checked.id, worker = %worker, attempt, kind = failure_kind, error = %last_error,
+            warn!(task_id = %spec.id, worker = %worker, attempt, kind = failure_kind, error = %last_error,
                   "task failed on worker, placing it again");
             placement_req.exclude.push(worker);
         }

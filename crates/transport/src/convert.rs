@@ -143,18 +143,26 @@ impl From<TaskSpec> for pb::TaskSpec {
     }
 }
 
-impl TryFrom<pb::TaskSpec> for TaskSpec {
-    type Error = WireError;
-    fn try_from(s: pb::TaskSpec) -> Result<Self, WireError> {
-        if s.command.is_empty() {
+impl pb::TaskSpec {
+    /// Checks the fields every executor needs, without copying the message; returns the timeout.
+    pub fn validate(&self) -> Result<Duration, WireError> {
+        if self.command.is_empty() {
             return Err(WireError::Missing("spec.command"));
         }
-        if s.timeout_ms == 0 {
+        if self.timeout_ms == 0 {
             return Err(WireError::Invalid {
                 field: "spec.timeout_ms",
                 message: "must be > 0".into(),
             });
         }
+        Ok(Duration::from_millis(self.timeout_ms))
+    }
+}
+
+impl TryFrom<pb::TaskSpec> for TaskSpec {
+    type Error = WireError;
+    fn try_from(s: pb::TaskSpec) -> Result<Self, WireError> {
+        s.validate()?;
         let defaults = OutputLimits::default();
         let limit = |v: u64, d: usize| {
             if v == 0 {
