@@ -63,15 +63,20 @@ mod object_safety {
     //! Fails to compile if a seam trait stops being object-safe.
     use super::*;
     #[allow(dead_code)]
-    fn seams(
+    fn work_seams(
         _: Box<dyn Queue>,
         _: Box<dyn Executor>,
         _: Box<dyn Discovery>,
+        _: Box<dyn clock::Clock>,
+    ) {
+    }
+
+    #[allow(dead_code)]
+    fn state_seams(
         _: Box<dyn CircuitBreaker>,
         _: Box<dyn Store>,
         _: Box<dyn LeaderElection>,
         _: Box<dyn Cache>,
-        _: Box<dyn clock::Clock>,
     ) {
     }
 }
