@@ -97,6 +97,24 @@ fn nodelay(
     })
 }
 
+/// Serves `routes` over gRPC on `listener` until `stop` fires.
+fn spawn_grpc(
+    routes: tonic::service::Routes,
+    listener: TcpListener,
+    stop: CancellationToken,
+    daemon: &'static str,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let r = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(nodelay(listener), stop.cancelled_owned())
+            .await;
+        if let Err(e) = r {
+            tracing::error!(daemon, error = %e, "gRPC server failed");
+        }
+    })
+}
+
 fn local(l: &TcpListener) -> SocketAddr {
     l.local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
@@ -127,17 +145,12 @@ pub async fn start_coordinator(
     let svc = CoordinatorServer::new(CoordinatorService(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let s = stop.clone();
-    tasks.push(tokio::spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(svc)
-            .serve_with_incoming_shutdown(nodelay(grpc), s.cancelled_owned())
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "coordinator gRPC server failed");
-        }
-    }));
+    tasks.push(spawn_grpc(
+        tonic::service::Routes::new(svc),
+        grpc,
+        stop.clone(),
+        "coordinator",
+    ));
 
     let st = state.clone();
     let api = Router::new()
@@ -235,17 +248,12 @@ pub async fn start_worker(
     let svc = WorkerServer::new(WorkerService(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let s = stop.clone();
-    tasks.push(tokio::spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(svc)
-            .serve_with_incoming_shutdown(nodelay(grpc), s.cancelled_owned())
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "worker gRPC server failed");
-        }
-    }));
+    tasks.push(spawn_grpc(
+        tonic::service::Routes::new(svc),
+        grpc,
+        stop.clone(),
+        "worker",
+    ));
     let router = admin::router(registry, Arc::new(|| {}), Router::new());
     let s = stop.clone();
     tasks.push(tokio::spawn(async move {
