@@ -51,10 +51,9 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a
 # CPU seconds (self + waited-for children) of the sccache server, which runs sccache's compiles.
 server_cpu() {
   [ "$1" = sccache ] || { echo 0; return; }
-  local pids; pids=$(pgrep -x sccache | sed 's|.*|/proc/&/stat|' | tr '\n' ' ')
-  [ -n "$pids" ] || { echo 0; return; }
-  # shellcheck disable=SC2086
-  cat $pids 2>/dev/null | awk -v tck="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); t += $12 + $13 + $14 + $15} END {print t / tck}'
+  # The newest process named sccache is the server started for this round.
+  local pid; pid=$(pgrep -n -x sccache) || { echo 0; return; }
+  awk -v tck="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); t += $12 + $13 + $14 + $15} END {print t / tck}' "/proc/$pid/stat"
 }
 TIMEFORMAT='%R %U %S'
 build() { # tool cc -> prints "wall cpu" (cpu = user+sys of make and the compilers it ran)
@@ -72,7 +71,11 @@ for r in $(seq "$R"); do
     cc=$(cc_for "$t")
     case $t in
       ccache) ccache -C >/dev/null ;;
-      sccache) "$SCCACHE" --stop-server >/dev/null 2>&1 || true; rm -rf "$SCCACHE_DIR"; "$SCCACHE" --start-server >/dev/null 2>&1 ;;
+      sccache)
+        "$SCCACHE" --stop-server >/dev/null 2>&1 || true
+        for _ in $(seq 50); do pgrep -x -r R,S,D sccache >/dev/null || break; sleep 0.1; done
+        export SCCACHE_DIR=$tmp/sccache-$r
+        "$SCCACHE" --start-server >/dev/null 2>&1 ;;
       hgbuild) "$HG" --clear-cache >/dev/null ;;
     esac
     mk "$b"; read -r w c < <(build "$t" "$cc")

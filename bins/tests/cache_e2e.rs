@@ -185,6 +185,12 @@ fn a_changed_header_or_define_is_a_miss() {
     assert_eq!(p.last_served(), "fallback coordinator_unreachable");
     let changed = read(src.join("t.o"));
     assert_ne!(changed, first, "the header change must reach the object");
+    let calls = std::fs::read_to_string(&p.calls).unwrap();
+    let last: Vec<&str> = calls.lines().rev().take(2).collect();
+    assert!(
+        last[0].contains("-nostdinc") && last[1].contains("-fdirectives-only"),
+        "a clean local miss compiles the preprocessed text, not the source again: {last:?}"
+    );
     plain_gcc(&src, &["-O2", "-c", "t.c", "-o", "plain.o"]);
     assert_eq!(changed, read(src.join("plain.o")));
 

@@ -368,6 +368,56 @@ impl ClientCache {
         self.flush_evictions();
     }
 
+    /// Compiles the already preprocessed text locally, exactly as a worker would
+    /// ([`CompileJob::remote_command`]: same object, debug info included), so a local miss does
+    /// not preprocess twice. Only a clean compile (exit 0, nothing printed) is kept and stored;
+    /// otherwise `None`, and the caller runs the original command for exact diagnostics.
+    pub async fn compile_text_locally(
+        &self,
+        compiler: &Path,
+        job: &CompileJob,
+        preprocessed: &[u8],
+        pending: &Pending,
+        served: stats::Served,
+    ) -> Option<Step> {
+        let dir = std::env::temp_dir().join(format!(
+            "hgbuild-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let run = || -> Result<bool, String> {
+            let cmd = job
+                .remote_command(preprocessed, &dir)
+                .map_err(|e| e.to_string())?;
+            cmd.write_input().map_err(|e| e.to_string())?;
+            let out = Command::new(compiler)
+                .args(&cmd.args)
+                .current_dir(&cmd.cwd)
+                .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() || !out.stderr.is_empty() || !out.stdout.is_empty() {
+                return Ok(false);
+            }
+            let object = std::fs::read(&cmd.output).map_err(|e| e.to_string())?;
+            write_atomic(job.output(), &object).map_err(|e| e.to_string())?;
+            Ok(true)
+        };
+        let done = run();
+        let _ = std::fs::remove_dir_all(&dir);
+        match done {
+            Ok(true) => {
+                self.store(pending, job, Vec::new()).await;
+                Some(Step::Exit(0, served))
+            }
+            Ok(false) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "local compile of the preprocessed text not possible");
+                None
+            }
+        }
+    }
+
     /// Runs the original compile locally with its output captured, replays it, and stores the
     /// result when it succeeded (warnings included). Failures are not cached.
     pub async fn compile_locally(

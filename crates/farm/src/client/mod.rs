@@ -212,6 +212,8 @@ pub async fn compile(
         }
         None => None,
     };
+    // A miss compiled locally reuses the text instead of preprocessing again.
+    let text = pending.as_ref().map(|_| pre.stdout.clone());
     let outcome = remote_compile(cfg, compiler, args, &job, &toolchain, pre.stdout).await;
     let (Some(c), Some(pending)) = (&cache, pending) else {
         return Ok(match outcome {
@@ -231,7 +233,15 @@ pub async fn compile(
                 .await
         }
         Err(reason) => {
-            c.compile_locally(compiler, args, &job, &pending, Served::Fallback { reason })
+            let served = Served::Fallback { reason };
+            if let Some(text) = &text
+                && let Some(done) = c
+                    .compile_text_locally(compiler, &job, text, &pending, served.clone())
+                    .await
+            {
+                return Ok(done);
+            }
+            c.compile_locally(compiler, args, &job, &pending, served)
                 .await
         }
     }
