@@ -41,6 +41,8 @@ struct Known {
     /// The worker's lease on its placements: cancelled when it is marked down (missed heartbeats,
     /// discovery said gone), which fails its in-flight calls at once so their tasks are placed again.
     lease: CancellationToken,
+    /// Its counters when it was marked down, so the dashboard keeps its history.
+    history: Option<hybridgrid_scheduler::WorkerStats>,
 }
 
 /// How a call to a worker ended without an answer.
@@ -210,6 +212,7 @@ impl CoordinatorState {
                 last_seen: Instant::now(),
                 liveness: Liveness::Up,
                 lease: keep_lease.unwrap_or_default(),
+                history: None,
             },
         );
         drop(workers);
@@ -220,12 +223,14 @@ impl CoordinatorState {
 
     /// Marks a worker down: no new tasks go to it; its in-flight calls fail and are placed again.
     pub fn worker_down(&self, id: &WorkerId, why: &str) {
+        let last = self.registry.snapshot().into_iter().find(|w| &w.id == id);
         let mut workers = self.workers.lock();
         if let Some(k) = workers.get_mut(id)
             && k.liveness == Liveness::Up
         {
             k.liveness = Liveness::Down;
             k.lease.cancel();
+            k.history = last;
             warn!(worker = %id, reason = why, "worker down");
         }
         drop(workers);
@@ -486,10 +491,12 @@ impl CoordinatorState {
         let mut views: Vec<WorkerView> = workers
             .values()
             .map(|k| {
-                let r = reg.get(&k.info.id);
-                let circuit = r
-                    .map(|r| r.circuit.clone())
-                    .or_else(|| circuits.get(k.info.id.as_str()).cloned())
+                let r = reg.get(&k.info.id).or(k.history.as_ref());
+                // The breaker's own snapshot is live for every key, down workers included.
+                let circuit = circuits
+                    .get(k.info.id.as_str())
+                    .cloned()
+                    .or_else(|| r.map(|r| r.circuit.clone()))
                     .unwrap_or(CircuitStatus {
                         state: CircuitState::Closed,
                         failure_rate: 0.0,
