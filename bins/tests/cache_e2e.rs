@@ -453,3 +453,30 @@ fn uuid_like() -> String {
         .as_nanos();
     format!("{}-{t}", std::process::id())
 }
+
+#[test]
+fn build_cache_events_reach_the_coordinator_stats_and_metrics() {
+    let p = Project::new("cache-report");
+    let coord = Daemon::coordinator(p.dir.path(), &[]);
+    let src = p.src();
+    std::fs::write(src.join("u.c"), "int u(int x) { return x * 3; }\n").unwrap();
+    let stems = vec!["t".to_owned(), "u".to_owned()];
+    for round in 0..2 {
+        // A clean build directory each time: the second build is all cache hits.
+        let build = p.dir.path().join(format!("build{round}"));
+        write_makefile(&build, &src, &stems, "-O2");
+        let mut c = hgbuild(p.dir.path(), &coord.grpc);
+        c.args(["make", "-s", "-C"]).arg(&build);
+        let (code, _, err) = run(&mut c);
+        assert_eq!(code, 0, "{err}");
+    }
+    let s = stats(&coord.http);
+    assert_eq!(s["client_cache"]["hit_local"], 2, "{s}");
+    assert_eq!(s["client_cache"]["miss"], 2, "{s}");
+    let (status, metrics) = http_get(&coord.http, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("hybridgrid_client_cache_events_total{event=\"hit_local\"} 2"),
+        "{metrics}"
+    );
+}

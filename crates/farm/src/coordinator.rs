@@ -65,6 +65,7 @@ pub struct CoordinatorState {
     compile_errors: AtomicU64,
     fallbacks: Mutex<BTreeMap<String, u64>>,
     client_fallbacks: Mutex<BTreeMap<String, u64>>,
+    client_cache: Mutex<BTreeMap<String, u64>>,
     verify_mismatches: Mutex<BTreeMap<String, u64>>,
     queued: AtomicU64,
     peak_in_flight: AtomicU64,
@@ -98,6 +99,9 @@ pub struct Stats {
     pub fallbacks: BTreeMap<String, u64>,
     /// Remote results contradicted by a client's local recompile, by worker.
     pub verify_mismatches: BTreeMap<String, u64>,
+    /// Compile-cache events reported by clients (`hit_local`, `hit_shared`, `miss`, `evictions`,
+    /// `corrupt`); the hit rate is `(hit_local + hit_shared) / (hits + miss)`.
+    pub client_cache: BTreeMap<String, u64>,
     /// Slots on workers that are up and not open.
     pub total_slots: u64,
     /// Free slots on those.
@@ -162,6 +166,7 @@ impl CoordinatorState {
             compile_errors: AtomicU64::new(0),
             fallbacks: Mutex::new(BTreeMap::new()),
             client_fallbacks: Mutex::new(BTreeMap::new()),
+            client_cache: Mutex::new(BTreeMap::new()),
             verify_mismatches: Mutex::new(BTreeMap::new()),
             queued: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
@@ -557,6 +562,7 @@ impl CoordinatorState {
             peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
             fallbacks,
             verify_mismatches: self.verify_mismatches.lock().clone(),
+            client_cache: self.client_cache.lock().clone(),
             total_slots,
             free_slots,
         }
@@ -702,6 +708,21 @@ impl coordinator_server::Coordinator for CoordinatorService {
                 .metrics
                 .fallbacks
                 .get_or_create(&vec![("fallback_reason", reason)])
+                .inc_by(n);
+        }
+        drop(map);
+        let mut cache = self.0.client_cache.lock();
+        for (event, n) in req.cache {
+            if event.len() > 64 || !event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                return Err(Status::invalid_argument(format!(
+                    "cache event {event:?} is not a snake_case label"
+                )));
+            }
+            *cache.entry(event.clone()).or_default() += n;
+            self.0
+                .metrics
+                .client_cache
+                .get_or_create(&vec![("event", event)])
                 .inc_by(n);
         }
         Ok(Response::new(pb::ReportResponse {}))

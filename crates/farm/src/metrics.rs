@@ -56,6 +56,9 @@ pub struct CoordinatorMetrics {
     pub tasks: Family<Labels, Counter>,
     /// Fallbacks to local compilation, by `fallback_reason`.
     pub fallbacks: Family<Labels, Counter>,
+    /// Compile-cache events reported by clients, by `event` (`hit_local`, `hit_shared`, `miss`,
+    /// `evictions`, `corrupt`).
+    pub client_cache: Family<Labels, Counter>,
     /// Attempts that failed on a worker, by `worker` and `kind`.
     pub worker_failures: Family<Labels, Counter>,
     /// Sampled remote results that a client's local recompile contradicted, by `worker`.
@@ -83,6 +86,7 @@ impl CoordinatorMetrics {
         let m = Self {
             tasks: Family::default(),
             fallbacks: Family::default(),
+            client_cache: Family::default(),
             worker_failures: Family::default(),
             verify_mismatches: Family::default(),
             in_flight: Gauge::default(),
@@ -104,6 +108,11 @@ impl CoordinatorMetrics {
             "fallbacks",
             "Local fallbacks, by fallback_reason",
             m.fallbacks.clone(),
+        );
+        r.register(
+            "client_cache_events",
+            "Compile-cache events reported by hgbuild clients, by event",
+            m.client_cache.clone(),
         );
         r.register(
             "worker_failures",

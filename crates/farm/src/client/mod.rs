@@ -456,7 +456,8 @@ pub async fn farm_slots(cfg: &FarmConfig) -> Option<u32> {
 }
 
 /// Tells the coordinator about fallbacks it could not see itself (e.g. it was unreachable), so its
-/// `/api/stats` counts every local fallback. Best effort.
+/// `/api/stats` counts every local fallback, and about the build's compile-cache events (hits per
+/// tier, misses, evictions, corrupt entries), for its `/metrics` and `/api/stats`. Best effort.
 pub async fn report_fallbacks(cfg: &FarmConfig, totals: &stats::Totals) {
     const COORDINATOR_COUNTED: &[&str] = &[
         "no_workers",
@@ -474,7 +475,24 @@ pub async fn report_fallbacks(cfg: &FarmConfig, totals: &stats::Totals) {
         .filter(|(k, _)| !COORDINATOR_COUNTED.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), *v))
         .collect();
-    if fallbacks.is_empty() {
+    let cache: std::collections::HashMap<String, u64> = [
+        (
+            "hit_local",
+            totals.cache_hits.get("local").copied().unwrap_or(0),
+        ),
+        (
+            "hit_shared",
+            totals.cache_hits.get("shared").copied().unwrap_or(0),
+        ),
+        ("miss", totals.cache_misses),
+        ("evictions", totals.cache_evictions),
+        ("corrupt", totals.cache_corrupt),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    if fallbacks.is_empty() && cache.is_empty() {
         return;
     }
     if let Ok(mut c) = connect(cfg).await {
@@ -483,6 +501,7 @@ pub async fn report_fallbacks(cfg: &FarmConfig, totals: &stats::Totals) {
                 protocol_version: PROTOCOL_VERSION,
                 client_id: String::new(),
                 fallbacks,
+                cache,
             })
             .await;
     }

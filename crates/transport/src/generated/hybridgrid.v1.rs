@@ -284,6 +284,10 @@ pub struct ReportRequest {
     /// Local fallbacks the client made without the coordinator's advice (e.g. coordinator unreachable), by reason.
     #[prost(map = "string, uint64", tag = "3")]
     pub fallbacks: ::std::collections::HashMap<::prost::alloc::string::String, u64>,
+    /// The client's compile-cache counters since its last report: hit_local, hit_shared, miss,
+    /// evictions, corrupt.
+    #[prost(map = "string, uint64", tag = "4")]
+    pub cache: ::std::collections::HashMap<::prost::alloc::string::String, u64>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ReportResponse {}
