@@ -362,30 +362,6 @@ fn clear_cache_empties_the_local_tier() {
     assert_eq!(p.last_served(), "fallback coordinator_unreachable");
 }
 
-/// Deletes the Redis keys under `prefix` when dropped.
-struct RedisPrefix(String);
-
-impl Drop for RedisPrefix {
-    fn drop(&mut self) {
-        let prefix = self.0.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let cfg = hybridgrid_cache::RedisCacheConfig {
-                prefix,
-                ..Default::default()
-            };
-            if let Ok(c) =
-                hybridgrid_cache::RedisCache::connect("redis://127.0.0.1:6379", cfg).await
-            {
-                let _ = hybridgrid_core::Cache::clear(&c).await;
-            }
-        });
-    }
-}
-
 #[test]
 fn worker_compile_is_a_shared_hit_for_another_client() {
     let p = Project::new("cache-shared");
@@ -444,14 +420,6 @@ fn worker_compile_is_a_shared_hit_for_another_client() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(b.last_served(), "cache_hit local");
     assert_eq!(read(bsrc.join("t.o")), obj);
-}
-
-fn uuid_like() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{t}", std::process::id())
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod support;
 
 use std::process::Command;
+#[cfg(feature = "fault-injection")]
 use std::time::Duration;
 use support::*;
 
@@ -204,4 +205,78 @@ fn a_worker_that_corrupts_objects_is_caught_every_time() {
         stats(&coord.http)
     );
     assert!(stats(&coord.http)["verify_mismatches"]["faulty"].as_u64() >= Some(1));
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_poisoned_shared_cache_entry_is_caught_and_replaced() {
+    let tmp = TempDir::new("poison");
+    let dir = tmp.path();
+    let prefix = format!("hg-test-{}:", uuid_like());
+    let _cleanup = RedisPrefix(prefix.clone());
+    let shared = [
+        ("HG_CACHE_SHARED", "redis://127.0.0.1:6379"),
+        ("HG_CACHE_SHARED_PREFIX", prefix.as_str()),
+    ];
+    let coord = Daemon::coordinator(dir, &[]);
+    // The faulty worker shares its corrupted objects with every client through Redis.
+    let mut env = shared.to_vec();
+    env.push(("HG_FAULT_FLIP_OBJECT_BYTE", "1"));
+    let _bad = Daemon::worker_env(dir, "faulty", "127.0.0.2", &coord.grpc, None, &env);
+    wait_workers_up(&coord.http, 1);
+    std::fs::write(dir.join("p.c"), "int p(int x) { return x * 3 + 1; }\n").expect("write");
+    let (code, _, err) = run(Command::new("gcc")
+        .args(["-O2", "-c", "p.c", "-o", "plain.o"])
+        .current_dir(dir));
+    assert_eq!(code, 0, "{err}");
+    let plain = std::fs::read(dir.join("plain.o")).expect("plain object");
+    // A client that checks nothing takes the bad object, and the worker stores it in Redis.
+    let a = dir.join("a");
+    std::fs::create_dir_all(&a).expect("mkdir");
+    let (code, _, err) = run(hgbuild(&a, &coord.grpc)
+        .env("HG_VERIFY_RATE", "0")
+        .args(["gcc", "-O2", "-c", "../p.c", "-o", "a.o"])
+        .current_dir(&a));
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(
+        std::fs::read(a.join("a.o")).expect("a.o"),
+        plain,
+        "the fault switch did not corrupt anything"
+    );
+    // Client B (empty local cache) verifies shared hits: it catches the bad entry and replaces it.
+    let b = dir.join("b");
+    std::fs::create_dir_all(&b).expect("mkdir");
+    let mut cmd = hgbuild(&b, "127.0.0.1:1");
+    cmd.envs(shared)
+        .env("HG_VERIFY_CACHE_RATE", "1.0")
+        .args(["gcc", "-O2", "-c", "../p.c", "-o", "b.o"])
+        .current_dir(&b);
+    let (code, _, err) = run(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(b.join("b.o")).expect("b.o"),
+        plain,
+        "B used the poisoned object"
+    );
+    let log = std::fs::read_to_string(b.join("stats.log")).expect("stats log");
+    assert!(
+        log.contains("verify_mismatch shared_cache") && log.contains("cache_hit shared"),
+        "{log}"
+    );
+    // Client C finds the repaired entry: a shared hit that verifies clean.
+    let c = dir.join("c");
+    std::fs::create_dir_all(&c).expect("mkdir");
+    let mut cmd = hgbuild(&c, "127.0.0.1:1");
+    cmd.envs(shared)
+        .env("HG_VERIFY_CACHE_RATE", "1.0")
+        .args(["gcc", "-O2", "-c", "../p.c", "-o", "c.o"])
+        .current_dir(&c);
+    let (code, _, err) = run(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(c.join("c.o")).expect("c.o"), plain);
+    let log = std::fs::read_to_string(c.join("stats.log")).expect("stats log");
+    assert!(
+        log.contains("verified shared_cache") && !log.contains("verify_mismatch"),
+        "{log}"
+    );
 }

@@ -358,3 +358,36 @@ pub fn hgbuild(dir: &Path, coord_grpc: &str) -> Command {
         .env_remove("MAKEFLAGS");
     c
 }
+
+/// Deletes the Redis keys under `prefix` when dropped.
+pub struct RedisPrefix(pub String);
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let cfg = hybridgrid_cache::RedisCacheConfig {
+                prefix,
+                ..Default::default()
+            };
+            if let Ok(c) =
+                hybridgrid_cache::RedisCache::connect("redis://127.0.0.1:6379", cfg).await
+            {
+                let _ = hybridgrid_core::Cache::clear(&c).await;
+            }
+        });
+    }
+}
+
+/// A string unique to this process and instant, for Redis prefixes.
+pub fn uuid_like() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{t}", std::process::id())
+}

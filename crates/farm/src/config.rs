@@ -92,11 +92,13 @@ impl FarmConfig {
                 ));
             }
         }
-        if !(0.0..=1.0).contains(&self.verify.rate) {
-            return Err(bad(
-                "verify.rate",
-                format!("must be between 0.0 and 1.0, got {}", self.verify.rate),
-            ));
+        for (key, v) in [
+            ("verify.rate", self.verify.rate),
+            ("verify.cache_rate", self.verify.cache_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(key, format!("must be between 0.0 and 1.0, got {v}")));
+            }
         }
         if !(self.cache.max_size_gb > 0.0 && self.cache.max_size_gb.is_finite()) {
             return Err(bad(
@@ -357,10 +359,16 @@ pub struct VerifyConfig {
     /// Fraction (0.0–1.0) of remote compiles that the client also compiles locally and compares byte
     /// for byte; a mismatch uses the local object and opens the worker's circuit (`output_mismatch`).
     pub rate: f64,
+    /// The same for hits from the shared cache tier: a wrong shared entry is replaced with the
+    /// local result, for every client after this one.
+    pub cache_rate: f64,
 }
 
 impl Default for VerifyConfig {
     fn default() -> Self {
-        Self { rate: 0.01 }
+        Self {
+            rate: 0.01,
+            cache_rate: 0.01,
+        }
     }
 }

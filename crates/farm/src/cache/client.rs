@@ -196,6 +196,7 @@ impl ClientCache {
         manifest: Option<Digest>,
         preprocessed: &[u8],
         started: SystemTime,
+        verify_shared: Option<&std::path::Path>,
     ) -> Result<Step, Pending> {
         let headers = super::included_files(preprocessed);
         let mut pending = Pending {
@@ -222,10 +223,44 @@ impl ClientCache {
         if found.is_none()
             && let Some(shared) = self.shared().await
             && let Ok(Some(bytes)) = shared.get(&rkey).await
-            && let Some(r) = decode(bytes.clone())
+            && let Some(mut r) = decode(bytes.clone())
         {
+            let mut keep = bytes;
+            // `verify.cache_rate`: recompile this text locally, exactly as a worker would; a
+            // shared entry with other bytes is replaced for everyone, and never kept locally.
+            if let Some(compiler) = verify_shared {
+                match crate::client::verify::local_object(compiler, job, preprocessed) {
+                    Ok(local) if local == r.object => stats::record(
+                        &self.log,
+                        &stats::Served::Verified {
+                            worker: "shared_cache".into(),
+                        },
+                    ),
+                    Ok(local) => {
+                        eprintln!(
+                            "hgbuild: the shared cache held a different object for {}; using the local compile",
+                            job.output().display()
+                        );
+                        stats::record(
+                            &self.log,
+                            &stats::Served::VerifyMismatch {
+                                worker: "shared_cache".into(),
+                            },
+                        );
+                        r.object = local;
+                        keep = Bytes::from(r.encode());
+                        if let Err(e) = shared.put(&rkey, keep.clone()).await {
+                            eprintln!("hgbuild: cannot replace the shared cache entry: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!(
+                        "hgbuild: verification of a shared cache hit for {} skipped: {e}",
+                        job.output().display()
+                    ),
+                }
+            }
             // Keep a local copy: the next hit needs no network.
-            self.put(&rkey, bytes).await;
+            self.put(&rkey, keep).await;
             found = Some((r, "shared"));
         }
         let Some((result, tier)) = found else {

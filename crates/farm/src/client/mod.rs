@@ -200,7 +200,14 @@ pub async fn compile(
     let pending = match &cache {
         Some(c) => {
             match c
-                .serve_preprocessed(&toolchain, &job, manifest, &pre.stdout, started)
+                .serve_preprocessed(
+                    &toolchain,
+                    &job,
+                    manifest,
+                    &pre.stdout,
+                    started,
+                    verify::sampled(cfg.verify.cache_rate).then_some(compiler),
+                )
                 .await
             {
                 Ok(hit) => return Ok(hit),
