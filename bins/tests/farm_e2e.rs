@@ -117,13 +117,7 @@ fn build_survives_a_worker_killed_mid_build() {
         .expect("start build");
 
     // Kill w2 once it is busy.
-    let busy = wait_until(Duration::from_secs(60), || {
-        stats(&coord.http)["workers"].as_array().is_some_and(|ws| {
-            ws.iter()
-                .any(|w| w["id"] == "w2" && w["in_flight"].as_u64() > Some(0))
-        })
-    });
-    assert!(busy, "w2 never got work: {}", stats(&coord.http));
+    wait_worker_busy(&coord.http, "w2");
     w2.child.kill().expect("SIGKILL w2");
     let _ = w2.child.wait();
 
@@ -371,13 +365,7 @@ fn a_frozen_worker_loses_its_tasks_after_one_heartbeat_timeout() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start build");
-    let busy = wait_until(Duration::from_secs(60), || {
-        stats(&coord.http)["workers"].as_array().is_some_and(|ws| {
-            ws.iter()
-                .any(|w| w["id"] == "w2" && w["in_flight"].as_u64() > Some(0))
-        })
-    });
-    assert!(busy, "w2 never got work: {}", stats(&coord.http));
+    wait_worker_busy(&coord.http, "w2");
     // Frozen, not dead: its connections stay open, so only the missed heartbeats can tell.
     let pid = w2.pid().to_string();
     assert_eq!(run(Command::new("kill").args(["-STOP", &pid])).0, 0);

@@ -277,6 +277,17 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Waits until worker `id` has a task in flight.
+pub fn wait_worker_busy(http: &str, id: &str) {
+    let busy = wait_until(Duration::from_secs(60), || {
+        stats(http)["workers"].as_array().is_some_and(|ws| {
+            ws.iter()
+                .any(|w| w["id"] == id && w["in_flight"].as_u64() > Some(0))
+        })
+    });
+    assert!(busy, "{id} never got work: {}", stats(http));
+}
+
 /// Waits until `n` workers are up in the coordinator's stats.
 pub fn wait_workers_up(http: &str, n: usize) {
     let ok = wait_until(Duration::from_secs(30), || {
@@ -368,7 +379,7 @@ impl Drop for RedisPrefix {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .expect("tokio runtime");
         rt.block_on(async move {
             let cfg = hybridgrid_cache::RedisCacheConfig {
                 prefix,
@@ -387,7 +398,7 @@ impl Drop for RedisPrefix {
 pub fn uuid_like() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .expect("clock after 1970")
         .as_nanos();
     format!("{}-{t}", std::process::id())
 }
