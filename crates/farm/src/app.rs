@@ -315,9 +315,24 @@ pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>
                 if toolchains.iter().any(|t| t.toolchain == tc) {
                     continue;
                 }
-                let resolved = crate::client::resolve_compiler(path.as_os_str())
-                    .unwrap_or_else(|_| path.to_owned());
-                info!(compiler = %name, name = %tc.name, version = %tc.version, target = %tc.target, "toolchain found");
+                // Run exactly the file whose hash is advertised: the canonical path, checked.
+                let resolved = crate::client::resolve_compiler(path.as_os_str()).and_then(|p| {
+                    std::fs::canonicalize(&p).map_err(|_| {
+                        crate::client::ClientError::CompilerNotFound { name: name.clone() }
+                    })
+                });
+                let Ok(resolved) = resolved else {
+                    tracing::warn!(compiler = %name, "toolchain not offered: cannot resolve its binary");
+                    continue;
+                };
+                let hash = std::fs::read(&resolved).map(|b| blake3::hash(&b).to_hex().to_string());
+                if hash.as_deref().ok() != Some(tc.binary_hash.as_str()) {
+                    tracing::warn!(compiler = %name, path = %resolved.display(),
+                        "toolchain not offered: the binary on PATH is not the one that was identified");
+                    continue;
+                }
+                info!(compiler = %name, name = %tc.name, version = %tc.version, target = %tc.target,
+                      path = %resolved.display(), "toolchain found");
                 toolchains.push(LocalToolchain {
                     toolchain: tc,
                     path: resolved,

@@ -3,7 +3,7 @@
 //! tells the client to compile locally (with a reason) when the farm cannot take the task.
 
 use crate::config::CoordinatorConfig;
-use crate::metrics::CoordinatorMetrics;
+use crate::metrics::{CoordinatorMetrics, GaugeGuard};
 use hybridgrid_core::{
     CircuitBreaker, CircuitState, CircuitStatus, DiscoverySource, Outcome, PROTOCOL_VERSION,
     Toolchain, WorkerEvent, WorkerId, WorkerInfo,
@@ -22,6 +22,18 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
+
+/// Fallback reasons only a client can see (the coordinator counts its own advice itself).
+const CLIENT_FALLBACK_REASONS: &[&str] = &[
+    "coordinator_unreachable",
+    "coordinator_error",
+    "protocol_mismatch",
+    "worker_output_missing",
+    "output_write_failed",
+    "client_error",
+];
+/// Cache events clients report.
+const CLIENT_CACHE_EVENTS: &[&str] = &["hit_local", "hit_shared", "miss", "evictions", "corrupt"];
 
 /// How long a request may wait for a free slot before the client is told to compile locally.
 const MAX_QUEUE_WAIT: Duration = Duration::from_secs(60);
@@ -67,7 +79,6 @@ pub struct CoordinatorState {
     client_fallbacks: Mutex<BTreeMap<String, u64>>,
     client_cache: Mutex<BTreeMap<String, u64>>,
     verify_mismatches: Mutex<BTreeMap<String, u64>>,
-    queued: AtomicU64,
     peak_in_flight: AtomicU64,
     started: Instant,
 }
@@ -168,7 +179,6 @@ impl CoordinatorState {
             client_fallbacks: Mutex::new(BTreeMap::new()),
             client_cache: Mutex::new(BTreeMap::new()),
             verify_mismatches: Mutex::new(BTreeMap::new()),
-            queued: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
             started: Instant::now(),
             config,
@@ -288,7 +298,7 @@ impl CoordinatorState {
     /// Waits for a placement, up to [`MAX_QUEUE_WAIT`] while every matching worker is busy.
     async fn place(&self, req: &PlacementRequest) -> Result<Placement, NoPlacement> {
         let deadline = Instant::now() + MAX_QUEUE_WAIT;
-        let mut queued = false;
+        let mut queued: Option<GaugeGuard> = None;
         let result = loop {
             let notified = self.slot_freed.notified();
             tokio::pin!(notified);
@@ -296,10 +306,8 @@ impl CoordinatorState {
             match self.registry.place(req) {
                 Ok(p) => break Ok(p),
                 Err(NoPlacement::AllBusy) if Instant::now() < deadline => {
-                    if !queued {
-                        queued = true;
-                        self.queued.fetch_add(1, Ordering::Relaxed);
-                        self.metrics.queue_depth.inc();
+                    if queued.is_none() {
+                        queued = Some(GaugeGuard::hold(&self.metrics.queue_depth).0);
                     }
                     // Also wake periodically: a circuit turning half-open frees capacity without a notification.
                     let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
@@ -307,10 +315,7 @@ impl CoordinatorState {
                 Err(e) => break Err(e),
             }
         };
-        if queued {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            self.metrics.queue_depth.dec();
-        }
+        drop(queued);
         result
     }
 
@@ -380,7 +385,7 @@ impl CoordinatorState {
                 placement_req.exclude.push(worker);
                 continue;
             };
-            let now = self.metrics.in_flight.inc() + 1;
+            let (in_flight, now) = GaugeGuard::hold(&self.metrics.in_flight);
             self.peak_in_flight
                 .fetch_max(now.max(0) as u64, Ordering::Relaxed);
             let started = Instant::now();
@@ -395,7 +400,7 @@ impl CoordinatorState {
                 }
                 _ = lease.cancelled() => Err(CallEnd::Lost),
             };
-            self.metrics.in_flight.dec();
+            drop(in_flight);
             let elapsed = started.elapsed();
             use pb::execute_response::Result as R;
             use pb::task_failure::Kind;
@@ -538,7 +543,8 @@ impl CoordinatorState {
         views.sort_by(|a, b| a.id.cmp(&b.id));
         let mut fallbacks = self.fallbacks.lock().clone();
         for (k, v) in self.client_fallbacks.lock().iter() {
-            *fallbacks.entry(k.clone()).or_default() += v;
+            let slot = fallbacks.entry(k.clone()).or_default();
+            *slot = slot.saturating_add(*v);
         }
         let healthy = views
             .iter()
@@ -557,8 +563,8 @@ impl CoordinatorState {
             workers: views,
             tasks_done: self.done.load(Ordering::Relaxed),
             tasks_compile_errors: self.compile_errors.load(Ordering::Relaxed),
-            tasks_failed: fallbacks.values().sum(),
-            queue_depth: self.queued.load(Ordering::Relaxed),
+            tasks_failed: fallbacks.values().fold(0u64, |a, b| a.saturating_add(*b)),
+            queue_depth: self.metrics.queue_depth.get().max(0) as u64,
             peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
             fallbacks,
             verify_mismatches: self.verify_mismatches.lock().clone(),
@@ -696,14 +702,30 @@ impl coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::ReportResponse>, Status> {
         let req = req.into_inner();
         check_version(req.protocol_version, "client")?;
+        // Only known labels: a client must not be able to grow the maps and metric families
+        // without bound, and counts saturate instead of wrapping.
+        if let Some(bad) = req
+            .fallbacks
+            .keys()
+            .find(|r| !CLIENT_FALLBACK_REASONS.contains(&r.as_str()))
+        {
+            return Err(Status::invalid_argument(format!(
+                "unknown fallback reason {bad:?} (expected one of {CLIENT_FALLBACK_REASONS:?})"
+            )));
+        }
+        if let Some(bad) = req
+            .cache
+            .keys()
+            .find(|e| !CLIENT_CACHE_EVENTS.contains(&e.as_str()))
+        {
+            return Err(Status::invalid_argument(format!(
+                "unknown cache event {bad:?} (expected one of {CLIENT_CACHE_EVENTS:?})"
+            )));
+        }
         let mut map = self.0.client_fallbacks.lock();
         for (reason, n) in req.fallbacks {
-            if reason.len() > 64 || !reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                return Err(Status::invalid_argument(format!(
-                    "fallback reason {reason:?} is not a snake_case label"
-                )));
-            }
-            *map.entry(reason.clone()).or_default() += n;
+            let slot = map.entry(reason.clone()).or_default();
+            *slot = slot.saturating_add(n);
             self.0
                 .metrics
                 .fallbacks
@@ -713,12 +735,8 @@ impl coordinator_server::Coordinator for CoordinatorService {
         drop(map);
         let mut cache = self.0.client_cache.lock();
         for (event, n) in req.cache {
-            if event.len() > 64 || !event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                return Err(Status::invalid_argument(format!(
-                    "cache event {event:?} is not a snake_case label"
-                )));
-            }
-            *cache.entry(event.clone()).or_default() += n;
+            let slot = cache.entry(event.clone()).or_default();
+            *slot = slot.saturating_add(n);
             self.0
                 .metrics
                 .client_cache

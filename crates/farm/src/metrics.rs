@@ -7,6 +7,24 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
+/// Increments a gauge now and decrements it when dropped, so a request that is cancelled at an
+/// `.await` (client gone, coordinator dropped the call) cannot leave the gauge counted up.
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    /// Increments `gauge`; returns the guard and the gauge's new value.
+    pub fn hold(gauge: &Gauge) -> (Self, i64) {
+        let now = gauge.inc() + 1;
+        (Self(gauge.clone()), now)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Label set: a list of `(name, value)` pairs.
 pub type Labels = Vec<(&'static str, String)>;
 

@@ -74,6 +74,41 @@ pub fn parse_command(command: &[String]) -> hybridgrid_compiler::Invocation {
     }
 }
 
+/// Most stderr/stdout bytes a worker keeps per stream of a compile.
+const MAX_STREAM_BYTES: usize = 4 << 20;
+/// Largest object a worker returns (the reply must stay under the gRPC message limit).
+const MAX_OBJECT_BYTES: usize = 128 << 20;
+
+/// Checks the derived command: apart from the worker's own input, output and prefix maps, no word
+/// may name an absolute path or climb out with `..` in a value (`-f...=/path`, `-Wa,-a=/path`,
+/// `-foptimization-record-file=../../x`): code-generation flags must not make the compiler read or
+/// write files of the requester's choosing.
+fn check_derived_args(cmd: &hybridgrid_compiler::RemoteCommand) -> Result<(), String> {
+    for word in &cmd.args {
+        let w = word.to_string_lossy();
+        if std::path::Path::new(word) == cmd.input_path.as_path()
+            || std::path::Path::new(word) == cmd.output.as_path()
+            || PATH_MAP_FLAGS.iter().any(|p| w.starts_with(p))
+        {
+            continue;
+        }
+        let values = w.split(['=', ',']).skip(usize::from(w.starts_with('-')));
+        for v in values {
+            if v.starts_with('/') || v == ".." || v.starts_with("../") || v.contains("/../") {
+                return Err(format!(
+                    "flag {w:?} names a path ({v:?}); workers do not accept that"
+                ));
+            }
+        }
+        if w.starts_with('/') {
+            return Err(format!(
+                "argument {w:?} names a path outside the work directory"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks the client's original compiler arguments before the worker derives its command from them.
 pub fn validate_compile_args(args: &[String]) -> Result<(), String> {
     for a in args {
@@ -189,6 +224,7 @@ impl WorkerState {
                 .map(|r| r.to_string_lossy().into_owned())
                 .map_err(|_| format!("{} is outside the work directory", p.display()))
         };
+        check_derived_args(&cmd)?;
         let mut command = vec![compiler.to_string_lossy().into_owned()];
         command.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
         Ok(TaskSpec {
@@ -218,7 +254,12 @@ impl WorkerState {
             cwd: Some(rel(&cmd.cwd)?),
             image: None,
             timeout: spec.timeout,
-            limits: spec.limits,
+            // The worker's own bounds, whatever the request asked: the whole reply must fit in one
+            // gRPC message.
+            limits: hybridgrid_core::OutputLimits {
+                max_stream_bytes: spec.limits.max_stream_bytes.min(MAX_STREAM_BYTES),
+                max_file_bytes: spec.limits.max_file_bytes.min(MAX_OBJECT_BYTES),
+            },
         })
     }
 
@@ -279,7 +320,7 @@ impl WorkerState {
                     ));
                 }
             };
-        self.metrics.in_flight.inc();
+        let (in_flight, _) = crate::metrics::GaugeGuard::hold(&self.metrics.in_flight);
         let task_id = spec.id.clone();
         info!(task_id = %task_id, worker = %self.info.id, compiler = %wanted.name, "task started");
         let started = Instant::now();
@@ -288,7 +329,7 @@ impl WorkerState {
         let _guard = cancel.clone().drop_guard();
         let result = self.executor.execute(spec, cancel).await;
         drop(permit);
-        self.metrics.in_flight.dec();
+        drop(in_flight);
         let duration = started.elapsed();
         self.metrics.task_seconds.observe(duration.as_secs_f64());
         let outcome = match result {
@@ -468,5 +509,44 @@ mod tests {
         );
         assert!(ok("@rsp -c a.c").is_err());
         assert!(ok("-B/tmp/evil -c a.c").is_err());
+    }
+
+    #[test]
+    fn derived_args_may_not_name_paths() {
+        let derive = |extra: &str| {
+            let mut command = vec![
+                "gcc".to_owned(),
+                "-c".into(),
+                "a.c".into(),
+                "-o".into(),
+                "a.o".into(),
+            ];
+            command.extend(extra.split_whitespace().map(str::to_owned));
+            match parse_command(&command) {
+                hybridgrid_compiler::Invocation::Distributable(job) => {
+                    let cmd = job.remote_command(
+                        b"# 0 \"a.c\"\n# 0 \"/src//\"\nint x;\n",
+                        std::path::Path::new("/w/hg-1"),
+                    );
+                    Some(check_derived_args(&cmd.expect("remote command")))
+                }
+                // Refused already by the argument table: just as good.
+                hybridgrid_compiler::Invocation::Local(_) => None,
+            }
+        };
+        for bad in [
+            "-foptimization-record-file=/etc/x",
+            "-foptimization-record-file=../../x",
+            "-fdiagnostics-add-output=sarif:file=/tmp/x",
+        ] {
+            if let Some(r) = derive(bad) {
+                assert!(r.is_err(), "{bad} was accepted");
+            }
+        }
+        assert_eq!(
+            derive("-O2 -g -fPIC -march=x86-64 -Wa,--noexecstack"),
+            Some(Ok(()))
+        );
+        assert_eq!(derive("-fdebug-prefix-map=/src=/x"), Some(Ok(())));
     }
 }

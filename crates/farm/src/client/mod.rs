@@ -158,6 +158,16 @@ pub async fn compile(
             path: compiler.to_owned(),
             message: e.to_string(),
         })?;
+    // Arguments travel as UTF-8 strings; anything else runs locally rather than being mangled.
+    if args.iter().any(|a| a.to_str().is_none())
+        || hybridgrid_compiler::CLIENT_ENV
+            .iter()
+            .any(|k| std::env::var_os(k).is_some_and(|v| v.to_str().is_none()))
+    {
+        return Ok(Step::RunLocal(Served::LocalOnly {
+            reason: "non_utf8_args".into(),
+        }));
+    }
     let job = match hybridgrid_compiler::parse_for(kind, args) {
         Invocation::Distributable(job) => job,
         Invocation::Local(reason) => {
@@ -230,6 +240,11 @@ pub async fn compile(
         });
     };
     // With the cache on, local compiles run captured so their result (warnings too) is stored.
+    // Every local compile holds a local-work slot, like preprocessing.
+    let _slot = match &outcome {
+        Ok(RemoteResult::Done { .. }) => None,
+        _ => local_slots::acquire(local_slots::bound(cfg.client.local_jobs)),
+    };
     match outcome {
         Ok(RemoteResult::Done { worker }) => {
             c.store(&pending, &job, Vec::new()).await;
@@ -378,6 +393,7 @@ async fn remote_compile(
             };
             let mut object = obj.contents;
             if let Some(text) = keep_text {
+                let _slot = local_slots::acquire(local_slots::bound(cfg.client.local_jobs));
                 match verify::local_object(compiler, job, &text) {
                     Ok(local) if local == object => {
                         stats::record(
