@@ -6,6 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 use support::*;
 
 /// No coordinator listens here: misses compile locally (`fallback coordinator_unreachable`).
@@ -446,5 +447,71 @@ fn build_cache_events_reach_the_coordinator_stats_and_metrics() {
     assert!(
         metrics.contains("hybridgrid_client_cache_events_total{event=\"hit_local\"} 2"),
         "{metrics}"
+    );
+}
+
+/// A local rerun (for diagnostics) reads the headers again, after the text the key hashes was made:
+/// a header that changed in between must keep its result out of the cache.
+#[test]
+fn a_header_changed_during_the_build_step_keeps_a_local_rerun_out_of_the_cache() {
+    let tmp = TempDir::new("racy-header");
+    let dir = tmp.path();
+    let coord = Daemon::coordinator(dir, &[]);
+    let _w = Daemon::worker(dir, "w1", "127.0.0.2", &coord.grpc, None);
+    wait_workers_up(&coord.http, 1);
+    std::fs::write(dir.join("h.h"), "#define V 2\n").expect("write");
+    // A warning sends the remote result back for a local rerun with exact diagnostics.
+    std::fs::write(
+        dir.join("w.c"),
+        "#include \"h.h\"\nint f(void) { int unused; return V; }\n",
+    )
+    .expect("write");
+    let stamp = |secs: i64| {
+        let t = if secs >= 0 {
+            std::time::SystemTime::now() + Duration::from_secs(secs as u64)
+        } else {
+            std::time::SystemTime::now() - Duration::from_secs((-secs) as u64)
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("h.h"))
+            .expect("open");
+        f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
+            .expect("set times");
+    };
+    let last = || {
+        std::fs::read_to_string(dir.join("stats.log"))
+            .expect("stats log")
+            .lines()
+            .filter(|l| l.starts_with("cache_hit") || l.starts_with("local_diagnostics"))
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let compile = || {
+        let _ = std::fs::remove_file(dir.join("w.o"));
+        let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+            .args(["gcc", "-Wall", "-c", "w.c", "-o", "w.o"])
+            .current_dir(dir));
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("unused"), "the warning must be shown: {err}");
+    };
+    // Stamped after the build step started, as if rewritten while it ran: nothing may be stored.
+    stamp(60);
+    compile();
+    compile();
+    assert_eq!(
+        last(),
+        "local_diagnostics -",
+        "a result from a racy rerun was served from the cache"
+    );
+    // A header older than the step: the rerun's result is stored, and the next compile hits.
+    stamp(-60);
+    compile();
+    compile();
+    assert!(
+        last().starts_with("cache_hit"),
+        "expected a hit, got {:?}",
+        last()
     );
 }

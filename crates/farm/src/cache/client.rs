@@ -473,7 +473,12 @@ impl ClientCache {
         let _ = std::io::stdout().write_all(&out.stdout);
         let _ = std::io::stderr().write_all(&out.stderr);
         let code = out.status.code().unwrap_or(1);
-        if out.status.success() && out.stdout.is_empty() {
+        // This compile read the headers again, after the text the key hashes was made: if any of
+        // them changed since the build step started, the object may not match the key.
+        if out.status.success()
+            && out.stdout.is_empty()
+            && headers_unchanged_since(&pending.headers, pending.started)
+        {
             self.store(pending, job, out.stderr).await;
         }
         Ok(Step::Exit(code, served))
@@ -498,4 +503,17 @@ pub async fn local_usage(cfg: &CacheConfig) -> Result<(u64, u64), CacheError> {
     let disk = DiskCache::open(DiskCacheConfig::new(cache_dir(cfg), max_bytes(cfg))).await?;
     let s = disk.stats();
     Ok((s.entries, s.bytes_stored))
+}
+
+/// True when every file in `headers` still exists and was last modified before `since` (less a
+/// margin for coarse file-system clocks).
+fn headers_unchanged_since(headers: &[PathBuf], since: SystemTime) -> bool {
+    let limit = since
+        .checked_sub(std::time::Duration::from_millis(10))
+        .unwrap_or(since);
+    headers.iter().all(|h| {
+        std::fs::metadata(h)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < limit)
+    })
 }
