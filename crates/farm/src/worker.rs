@@ -135,6 +135,79 @@ pub fn validate_compile_args(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Turns a compile request (`command = [toolchain, original args...]`, input
+/// [`PREPROCESSED_INPUT`]) into the exact local command: the worker recompiles the text at a
+/// path mirroring the client's (see `hybridgrid_compiler::CompileJob::remote_command`), in this
+/// task's work directory, and returns the object as [`OBJECT_OUTPUT`].
+pub(crate) fn compile_spec(
+    executor: &dyn Executor,
+    spec: TaskSpec,
+    compiler: &std::path::Path,
+) -> Result<TaskSpec, String> {
+    validate_compile_args(&spec.command[1..])?;
+    let job = match parse_command(&spec.command) {
+        hybridgrid_compiler::Invocation::Distributable(job) => job,
+        hybridgrid_compiler::Invocation::Local(reason) => {
+            return Err(format!("not a distributable compile: {reason:?}"));
+        }
+    };
+    let text = spec
+        .inputs
+        .iter()
+        .find(|f| f.path == PREPROCESSED_INPUT)
+        .ok_or_else(|| format!("compile request has no {PREPROCESSED_INPUT:?} input"))?;
+    // A fresh id: the work directory's name must not come from the network.
+    let id = hybridgrid_core::TaskId::new(uuid::Uuid::new_v4().simple().to_string());
+    let dir = executor
+        .work_dir_for(&id)
+        .ok_or_else(|| format!("the {} executor cannot run exact compiles", executor.kind()))?;
+    let cmd = job
+        .remote_command(&text.contents, &dir)
+        .map_err(|e| e.to_string())?;
+    let rel = |p: &std::path::Path| -> Result<String, String> {
+        p.strip_prefix(&dir)
+            .map(|r| r.to_string_lossy().into_owned())
+            .map_err(|_| format!("{} is outside the work directory", p.display()))
+    };
+    check_derived_args(&cmd)?;
+    let mut command = vec![compiler.to_string_lossy().into_owned()];
+    command.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
+    Ok(TaskSpec {
+        id,
+        command,
+        // The client's values of the variables that shape the output or its diagnostics
+        // (SOURCE_DATE_EPOCH, LANG, ...), and nothing else; then the command's own (PWD).
+        env: spec
+            .env
+            .iter()
+            .filter(|(k, _)| hybridgrid_compiler::CLIENT_ENV.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(cmd.env.iter().map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            }))
+            .collect(),
+        stdin: Default::default(),
+        inputs: vec![hybridgrid_core::InputFile {
+            path: rel(&cmd.input_path)?,
+            contents: cmd.input.into(),
+            executable: false,
+        }],
+        outputs: vec![rel(&cmd.output)?],
+        cwd: Some(rel(&cmd.cwd)?),
+        image: None,
+        timeout: spec.timeout,
+        // The worker's own bounds, whatever the request asked: the whole reply must fit in one
+        // gRPC message.
+        limits: hybridgrid_core::OutputLimits {
+            max_stream_bytes: spec.limits.max_stream_bytes.min(MAX_STREAM_BYTES),
+            max_file_bytes: spec.limits.max_file_bytes.min(MAX_OBJECT_BYTES),
+        },
+    })
+}
+
 /// Shared state of one worker.
 pub struct WorkerState {
     /// This worker's advertised identity.
@@ -191,78 +264,6 @@ impl WorkerState {
         self.info.capabilities.slots - self.slots.available_permits() as u32
     }
 
-    /// Turns a compile request (`command = [toolchain, original args...]`, input
-    /// [`PREPROCESSED_INPUT`]) into the exact local command: the worker recompiles the text at a
-    /// path mirroring the client's (see `hybridgrid_compiler::CompileJob::remote_command`), in this
-    /// task's work directory, and returns the object as [`OBJECT_OUTPUT`].
-    fn compile_spec(&self, spec: TaskSpec, compiler: &std::path::Path) -> Result<TaskSpec, String> {
-        validate_compile_args(&spec.command[1..])?;
-        let job = match parse_command(&spec.command) {
-            hybridgrid_compiler::Invocation::Distributable(job) => job,
-            hybridgrid_compiler::Invocation::Local(reason) => {
-                return Err(format!("not a distributable compile: {reason:?}"));
-            }
-        };
-        let text = spec
-            .inputs
-            .iter()
-            .find(|f| f.path == PREPROCESSED_INPUT)
-            .ok_or_else(|| format!("compile request has no {PREPROCESSED_INPUT:?} input"))?;
-        // A fresh id: the work directory's name must not come from the network.
-        let id = hybridgrid_core::TaskId::new(uuid::Uuid::new_v4().simple().to_string());
-        let dir = self.executor.work_dir_for(&id).ok_or_else(|| {
-            format!(
-                "the {} executor cannot run exact compiles",
-                self.executor.kind()
-            )
-        })?;
-        let cmd = job
-            .remote_command(&text.contents, &dir)
-            .map_err(|e| e.to_string())?;
-        let rel = |p: &std::path::Path| -> Result<String, String> {
-            p.strip_prefix(&dir)
-                .map(|r| r.to_string_lossy().into_owned())
-                .map_err(|_| format!("{} is outside the work directory", p.display()))
-        };
-        check_derived_args(&cmd)?;
-        let mut command = vec![compiler.to_string_lossy().into_owned()];
-        command.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
-        Ok(TaskSpec {
-            id,
-            command,
-            // The client's values of the variables that shape the output or its diagnostics
-            // (SOURCE_DATE_EPOCH, LANG, ...), and nothing else; then the command's own (PWD).
-            env: spec
-                .env
-                .iter()
-                .filter(|(k, _)| hybridgrid_compiler::CLIENT_ENV.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .chain(cmd.env.iter().map(|(k, v)| {
-                    (
-                        k.to_string_lossy().into_owned(),
-                        v.to_string_lossy().into_owned(),
-                    )
-                }))
-                .collect(),
-            stdin: Default::default(),
-            inputs: vec![hybridgrid_core::InputFile {
-                path: rel(&cmd.input_path)?,
-                contents: cmd.input.into(),
-                executable: false,
-            }],
-            outputs: vec![rel(&cmd.output)?],
-            cwd: Some(rel(&cmd.cwd)?),
-            image: None,
-            timeout: spec.timeout,
-            // The worker's own bounds, whatever the request asked: the whole reply must fit in one
-            // gRPC message.
-            limits: hybridgrid_core::OutputLimits {
-                max_stream_bytes: spec.limits.max_stream_bytes.min(MAX_STREAM_BYTES),
-                max_file_bytes: spec.limits.max_file_bytes.min(MAX_OBJECT_BYTES),
-            },
-        })
-    }
-
     fn resolve(&self, wanted: &Toolchain) -> Option<&LocalToolchain> {
         self.toolchains.iter().find(|t| t.toolchain.matches(wanted))
     }
@@ -296,12 +297,25 @@ impl WorkerState {
                 ),
             ));
         };
-        let cache_key = self
-            .result_cache
-            .get()
-            .and_then(|_| crate::cache::request_key(&local.toolchain, &spec));
-        let spec = match self.compile_spec(spec, &local.path) {
-            Ok(spec) => spec,
+        // Hashing and rewriting the text (up to the message limit) is CPU work: off the async threads.
+        let (executor, toolchain, compiler) = (
+            self.executor.clone(),
+            local.toolchain.clone(),
+            local.path.clone(),
+        );
+        let want_key = self.result_cache.get().is_some();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let key = if want_key {
+                crate::cache::request_key(&toolchain, &spec)
+            } else {
+                None
+            };
+            compile_spec(executor.as_ref(), spec, &compiler).map(|spec| (spec, key))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("preparing the compile failed: {e}")))?;
+        let (spec, cache_key) = match prepared {
+            Ok(prepared) => prepared,
             Err(e) => return Ok(failure(pb::task_failure::Kind::InvalidSpec, e)),
         };
         let mut spec = spec;
