@@ -13,25 +13,17 @@
 //!
 //! Run: `cargo bench -p hybridgrid-benches --bench queue_nats`
 
+mod common;
+
+use common::*;
 use criterion::{Criterion, Throughput};
-use hybridgrid_core::{NewWork, Queue, WorkerId};
+use hybridgrid_core::WorkerId;
 use hybridgrid_queue::NatsQueue;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const LEASE: Duration = Duration::from_secs(30);
-const PAYLOAD: &[u8] = b"cc -c src/module_0042.c -o module_0042.o -O2 -fPIC -Iinclude";
-
 fn url() -> String {
     std::env::var("HG_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
-
-fn fresh_name() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("hgbench_nats_{}_{nanos}", std::process::id())
 }
 
 async fn open(name: &str) -> NatsQueue {
@@ -42,59 +34,12 @@ async fn open(name: &str) -> NatsQueue {
 
 /// `clients` handles on one fresh queue (the first creates it).
 async fn fresh_queue(clients: usize) -> Vec<Arc<NatsQueue>> {
-    let name = fresh_name();
+    let name = fresh_name("nats");
     let mut qs = Vec::with_capacity(clients);
     for _ in 0..clients {
         qs.push(Arc::new(open(&name).await));
     }
     qs
-}
-
-/// Latencies of one round trip: (claim, enqueue + claim + ack).
-type Sample = (Duration, Duration);
-
-async fn round_trips(q: &NatsQueue, worker: &WorkerId, n: u64, mut out: Option<&mut Vec<Sample>>) {
-    for _ in 0..n {
-        let t0 = Instant::now();
-        q.enqueue(NewWork::new(PAYLOAD)).await.expect("enqueue");
-        let t1 = Instant::now();
-        // An item is ready (ours or an earlier one); the wait is only a safety net.
-        let c = q
-            .claim(worker, LEASE, Duration::from_secs(5))
-            .await
-            .expect("claim")
-            .expect("an item was ready");
-        let t2 = Instant::now();
-        q.ack(&c.token).await.expect("ack");
-        if let Some(out) = out.as_deref_mut() {
-            out.push((t2 - t1, t0.elapsed()));
-        }
-    }
-}
-
-/// `claimers` tasks, claimer `i` on handle `i % handles.len()`, `per_task` round trips each.
-async fn concurrent(
-    handles: &[Arc<NatsQueue>],
-    claimers: usize,
-    per_task: u64,
-    record: bool,
-) -> Vec<Sample> {
-    let tasks: Vec<_> = (0..claimers)
-        .map(|i| {
-            let q = Arc::clone(&handles[i % handles.len()]);
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                let worker = WorkerId::new(format!("bench-{i}"));
-                round_trips(&q, &worker, per_task, record.then_some(&mut out)).await;
-                out
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("claimer task"));
-    }
-    all
 }
 
 async fn destroy(handles: &[Arc<NatsQueue>]) {
@@ -116,7 +61,7 @@ fn bench(c: &mut Criterion) {
         b.to_async(&single).iter_custom(|iters| async move {
             let qs = fresh_queue(1).await;
             let start = Instant::now();
-            round_trips(&qs[0], &WorkerId::new("bench-0"), iters, None).await;
+            round_trips(qs[0].as_ref(), &WorkerId::new("bench-0"), iters, None).await;
             let took = start.elapsed();
             destroy(&qs).await;
             took
@@ -147,11 +92,6 @@ fn bench(c: &mut Criterion) {
         );
     }
     g.finish();
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
 }
 
 /// Fixed-length runs that print throughput and latency percentiles.

@@ -10,29 +10,21 @@
 //!
 //! Run: `cargo bench -p hybridgrid-benches --bench queue_redis`
 
+mod common;
+
+use common::*;
 use criterion::{Criterion, Throughput};
-use hybridgrid_core::{NewWork, Queue, WorkerId};
+use hybridgrid_core::WorkerId;
 use hybridgrid_queue::RedisQueue;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const LEASE: Duration = Duration::from_secs(30);
-const PAYLOAD: &[u8] = b"cc -c src/module_0042.c -o module_0042.o -O2 -fPIC -Iinclude";
 
 fn url() -> String {
     std::env::var("HG_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-fn fresh_prefix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("hgbench_{}_{nanos}:", std::process::id())
-}
-
 async fn fresh_queue() -> RedisQueue {
-    RedisQueue::connect(&url(), fresh_prefix())
+    RedisQueue::connect(&url(), format!("{}:", fresh_name("redis")))
         .await
         .expect("Redis at 127.0.0.1:6379 (bash shared/services.sh redis)")
 }
@@ -55,49 +47,6 @@ async fn delete_keys(prefix: &str) {
             .await
             .expect("DEL");
     }
-}
-
-/// Latencies of one round trip: (claim, enqueue + claim + ack).
-type Sample = (Duration, Duration);
-
-/// `n` round trips by one claimer, recording latencies into `out` when given.
-async fn round_trips(q: &RedisQueue, worker: &WorkerId, n: u64, mut out: Option<&mut Vec<Sample>>) {
-    for _ in 0..n {
-        let t0 = Instant::now();
-        q.enqueue(NewWork::new(PAYLOAD)).await.expect("enqueue");
-        let t1 = Instant::now();
-        // Our own item (or an earlier one) is ready: the wait is a safety net.
-        let c = q
-            .claim(worker, LEASE, Duration::from_secs(5))
-            .await
-            .expect("claim")
-            .expect("an item was ready");
-        let t2 = Instant::now();
-        q.ack(&c.token).await.expect("ack");
-        if let Some(out) = out.as_deref_mut() {
-            out.push((t2 - t1, t0.elapsed()));
-        }
-    }
-}
-
-/// Runs `claimers` tasks doing `per_task` round trips each on `q`; returns the latencies.
-async fn concurrent(q: Arc<RedisQueue>, claimers: u64, per_task: u64, record: bool) -> Vec<Sample> {
-    let tasks: Vec<_> = (0..claimers)
-        .map(|i| {
-            let q = Arc::clone(&q);
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                let worker = WorkerId::new(format!("bench-{i}"));
-                round_trips(&q, &worker, per_task, record.then_some(&mut out)).await;
-                out
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("claimer task"));
-    }
-    all
 }
 
 fn bench(c: &mut Criterion) {
@@ -131,7 +80,7 @@ fn bench(c: &mut Criterion) {
             let q = Arc::new(fresh_queue().await);
             let per_task = iters.div_ceil(8);
             let start = Instant::now();
-            concurrent(q.clone(), 8, per_task, false).await;
+            concurrent(std::slice::from_ref(&q), 8, per_task, false).await;
             // Normalise to the `iters` elements criterion asked for.
             let took = start
                 .elapsed()
@@ -143,16 +92,11 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
 /// Round trips by one claimer until `deadline`, recording latencies.
 async fn round_trips_until(q: Arc<RedisQueue>, worker: WorkerId, deadline: Instant) -> Vec<Sample> {
     let mut out = Vec::new();
     while Instant::now() < deadline {
-        round_trips(&q, &worker, 1, Some(&mut out)).await;
+        round_trips(q.as_ref(), &worker, 1, Some(&mut out)).await;
     }
     out
 }
@@ -205,7 +149,7 @@ fn latency_report() {
         rt.block_on(async {
             let q = Arc::new(fresh_queue().await);
             // Warm up: scripts loaded, connections made.
-            concurrent(q.clone(), tasks, 50, false).await;
+            concurrent(std::slice::from_ref(&q), tasks as usize, 50, false).await;
             let start = Instant::now();
             let handles: Vec<_> = (0..tasks)
                 .map(|i| {
@@ -233,7 +177,7 @@ fn latency_report() {
             );
             delete_keys(q.prefix()).await;
 
-            let prefix = fresh_prefix();
+            let prefix = format!("{}:", fresh_name("redis"));
             let start = Instant::now();
             let handles: Vec<_> = (0..tasks)
                 .map(|i| tokio::spawn(plain_until(format!("{prefix}plain{i}"), start + RUN)))
