@@ -546,15 +546,7 @@ impl CoordinatorState {
             let slot = fallbacks.entry(k.clone()).or_default();
             *slot = slot.saturating_add(*v);
         }
-        let healthy = views
-            .iter()
-            .filter(|w| w.state == "up" && w.circuit.state != CircuitState::Open);
-        let (total_slots, free_slots) = healthy.fold((0u64, 0u64), |(t, f), w| {
-            (
-                t + u64::from(w.slots),
-                f + u64::from(w.slots.saturating_sub(w.in_flight)),
-            )
-        });
+        let (total_slots, free_slots) = self.slot_totals();
         Stats {
             coordinator_id: self.id.clone(),
             protocol_version: PROTOCOL_VERSION,
@@ -572,6 +564,21 @@ impl CoordinatorState {
             total_slots,
             free_slots,
         }
+    }
+
+    /// (total, free) slots on workers that are up (in the registry) and whose circuit is not open.
+    /// Cheap enough for `Hello`, which every compile sends.
+    pub fn slot_totals(&self) -> (u64, u64) {
+        self.registry
+            .snapshot()
+            .iter()
+            .filter(|w| w.circuit.state != CircuitState::Open)
+            .fold((0, 0), |(t, f), w| {
+                (
+                    t + u64::from(w.slots),
+                    f + u64::from(w.slots.saturating_sub(w.in_flight)),
+                )
+            })
     }
 
     /// Refreshes gauges computed from live state; called before each `/metrics` scrape.
@@ -617,12 +624,12 @@ impl coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::HelloResponse>, Status> {
         check_version(req.into_inner().protocol_version, "client")?;
-        let s = self.0.stats();
+        let (total, free) = self.0.slot_totals();
         Ok(Response::new(pb::HelloResponse {
             protocol_version: PROTOCOL_VERSION,
             coordinator_id: self.0.id.clone(),
-            free_slots: s.free_slots.min(u64::from(u32::MAX)) as u32,
-            total_slots: s.total_slots.min(u64::from(u32::MAX)) as u32,
+            free_slots: free.min(u64::from(u32::MAX)) as u32,
+            total_slots: total.min(u64::from(u32::MAX)) as u32,
         }))
     }
 

@@ -72,13 +72,6 @@ pub fn stats_log() -> PathBuf {
     std::env::var_os(STATS_ENV).map_or_else(stats::default_log, PathBuf::from)
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     p.metadata()
@@ -88,8 +81,14 @@ fn is_executable(p: &Path) -> bool {
 /// Finds the real compiler `name`: a path is used as given; a bare name is searched on `PATH`,
 /// skipping the masquerade directory and anything that is hgbuild itself.
 pub fn resolve_compiler(name: &OsStr) -> Result<PathBuf, ClientError> {
-    let me = std::env::current_exe().ok();
-    let is_me = |p: &Path| me.as_deref().is_some_and(|m| same_file(m, p));
+    // Resolved once: this runs on every compile.
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    let is_me = |p: &Path| {
+        me.as_deref()
+            .is_some_and(|m| p.canonicalize().is_ok_and(|c| c == m))
+    };
     let not_found = || ClientError::CompilerNotFound {
         name: name.to_string_lossy().into_owned(),
     };
@@ -101,10 +100,11 @@ pub fn resolve_compiler(name: &OsStr) -> Result<PathBuf, ClientError> {
             Err(not_found())
         };
     }
+    // The build-tool mode put the masquerade directory on PATH verbatim, so compare it as written.
     let masq = std::env::var_os(MASQUERADE_ENV).map(PathBuf::from);
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
-        if masq.as_deref().is_some_and(|m| same_file(m, &dir)) {
+        if masq.as_deref() == Some(dir.as_path()) {
             continue;
         }
         let cand = dir.join(name);
