@@ -64,11 +64,6 @@ impl<S> Handle<S> {
         }
     }
 
-    /// Resolves when the daemon is told to stop.
-    pub fn stopped(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
-        self.stop.clone().cancelled_owned()
-    }
-
     /// A token that stops the daemon when cancelled.
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
@@ -111,6 +106,20 @@ fn spawn_grpc(
             .await;
         if let Err(e) = r {
             tracing::error!(daemon, error = %e, "gRPC server failed");
+        }
+    })
+}
+
+/// Serves the admin HTTP `router` on `listener` until `stop` fires.
+fn spawn_http(
+    router: Router,
+    listener: TcpListener,
+    stop: CancellationToken,
+    daemon: &'static str,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = admin::serve(listener, router, stop.cancelled_owned()).await {
+            tracing::error!(daemon, error = %e, "HTTP server failed");
         }
     })
 }
@@ -164,12 +173,7 @@ pub async fn start_coordinator(
         );
     let st = state.clone();
     let router = admin::router(registry, Arc::new(move || st.refresh_metrics()), api);
-    let s = stop.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = admin::serve(http, router, s.cancelled_owned()).await {
-            tracing::error!(error = %e, "coordinator HTTP server failed");
-        }
-    }));
+    tasks.push(spawn_http(router, http, stop.clone(), "coordinator"));
 
     let st = state.clone();
     let s = stop.clone();
@@ -255,12 +259,7 @@ pub async fn start_worker(
         "worker",
     ));
     let router = admin::router(registry, Arc::new(|| {}), Router::new());
-    let s = stop.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = admin::serve(http, router, s.cancelled_owned()).await {
-            tracing::error!(error = %e, "worker HTTP server failed");
-        }
-    }));
+    tasks.push(spawn_http(router, http, stop.clone(), "worker"));
     if let Some(coord) = &w.coordinator {
         crate::config::validate_host_port(coord)
             .map_err(|e| StartError::Config(format!("worker.coordinator: {e}")))?;

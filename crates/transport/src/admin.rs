@@ -6,7 +6,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -44,13 +43,6 @@ pub fn router(registry: Arc<Registry>, refresh: Refresh, extra: Router) -> Route
             }),
         )
         .merge(extra)
-}
-
-/// Binds `addr` for the admin surface; errors name the address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot bind admin HTTP on {addr}: {e}"))
-    })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
