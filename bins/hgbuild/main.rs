@@ -165,7 +165,7 @@ fn compile_mode(compiler: &OsStr, args: &[OsString]) -> i32 {
 
 /// Runs the real compiler unchanged within a local-work slot; returns its exit code.
 fn run_local(cfg: &FarmConfig, real: &Path, args: &[OsString]) -> i32 {
-    let _slot = client::local_slots::acquire(client::local_slots::bound(cfg.client.local_jobs));
+    let _slot = client::local_slots::acquire(cfg.client.local_jobs);
     match client::local_command(real, args).status() {
         Ok(status) => status.code().unwrap_or_else(|| {
             use std::os::unix::process::ExitStatusExt;

@@ -25,7 +25,7 @@ fn micros(t: SystemTime) -> u128 {
 }
 
 /// The configured bound: `n`, or the number of local CPUs when `n` is 0.
-pub fn bound(n: u32) -> usize {
+fn bound(n: u32) -> usize {
     if n > 0 {
         n as usize
     } else {
@@ -33,9 +33,10 @@ pub fn bound(n: u32) -> usize {
     }
 }
 
-/// Takes one of `n` slots, waiting for one to free up. `None` when the slot files cannot be used
-/// (then local work is not bounded, which is what a plain build does).
-pub fn acquire(n: usize) -> Option<LocalSlot> {
+/// Takes one of the `client.local_jobs` slots (0: one per local CPU), waiting for one to free up.
+/// `None` when the slot files cannot be used (then local work is not bounded, as in a plain build).
+pub fn acquire(local_jobs: u32) -> Option<LocalSlot> {
+    let n = bound(local_jobs);
     let dir = std::env::var_os(SLOTS_DIR_ENV).map_or_else(
         || super::home_dir().join(".hybridgrid").join("slots"),
         PathBuf::from,

@@ -194,7 +194,7 @@ pub async fn compile(
     let started = std::time::SystemTime::now();
     // Preprocess locally; this also writes the depfile exactly as the plain compile would.
     // Local work is bounded across the build's wrapper processes (`client.local_jobs`).
-    let slot = local_slots::acquire(local_slots::bound(cfg.client.local_jobs));
+    let slot = local_slots::acquire(cfg.client.local_jobs);
     let pre = Command::new(compiler)
         .args(job.preprocess_args())
         .output()
@@ -243,7 +243,7 @@ pub async fn compile(
     // Every local compile holds a local-work slot, like preprocessing.
     let _slot = match &outcome {
         Ok(RemoteResult::Done { .. }) => None,
-        _ => local_slots::acquire(local_slots::bound(cfg.client.local_jobs)),
+        _ => local_slots::acquire(cfg.client.local_jobs),
     };
     match outcome {
         Ok(RemoteResult::Done { worker }) => {
@@ -393,7 +393,7 @@ async fn remote_compile(
             };
             let mut object = obj.contents;
             if let Some(text) = keep_text {
-                let _slot = local_slots::acquire(local_slots::bound(cfg.client.local_jobs));
+                let _slot = local_slots::acquire(cfg.client.local_jobs);
                 match verify::local_object(compiler, job, &text) {
                     Ok(local) if local == object => {
                         stats::record(
