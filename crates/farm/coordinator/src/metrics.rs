@@ -1,72 +1,12 @@
-//! Prometheus metrics of the farm's daemons (`hybridgrid_*`).
+//! The coordinator's Prometheus metrics (`hybridgrid_*`).
 
+use hybridgrid_transport::serve::{Labels, duration_histogram};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-
-/// Increments a gauge now and decrements it when dropped, so a request that is cancelled at an
-/// `.await` (client gone, coordinator dropped the call) cannot leave the gauge counted up.
-pub struct GaugeGuard(Gauge);
-
-impl GaugeGuard {
-    /// Increments `gauge`; returns the guard and the gauge's new value.
-    pub fn hold(gauge: &Gauge) -> (Self, i64) {
-        let now = gauge.inc() + 1;
-        (Self(gauge.clone()), now)
-    }
-}
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// Label set: a list of `(name, value)` pairs.
-pub type Labels = Vec<(&'static str, String)>;
-
-fn duration_histogram() -> Histogram {
-    Histogram::new([
-        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-    ])
-}
-
-/// Worker metrics.
-pub struct WorkerMetrics {
-    /// Tasks finished, by `result` (`success`, `compile_error`, or a failure kind).
-    pub tasks: Family<Labels, Counter>,
-    /// Tasks running now.
-    pub in_flight: Gauge,
-    /// Slots configured.
-    pub slots: Gauge,
-    /// Task wall time.
-    pub task_seconds: Histogram,
-}
-
-impl WorkerMetrics {
-    /// Registers the worker metrics in a new registry.
-    pub fn new() -> (Arc<Self>, Arc<Registry>) {
-        let mut r = Registry::with_prefix("hybridgrid_worker");
-        let m = Self {
-            tasks: Family::default(),
-            in_flight: Gauge::default(),
-            slots: Gauge::default(),
-            task_seconds: duration_histogram(),
-        };
-        r.register("tasks", "Tasks finished, by result", m.tasks.clone());
-        r.register("tasks_in_flight", "Tasks running now", m.in_flight.clone());
-        r.register("slots", "Concurrent task slots", m.slots.clone());
-        r.register(
-            "task_duration_seconds",
-            "Task wall time",
-            m.task_seconds.clone(),
-        );
-        (Arc::new(m), Arc::new(r))
-    }
-}
 
 /// Coordinator metrics.
 pub struct CoordinatorMetrics {

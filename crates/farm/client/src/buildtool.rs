@@ -3,8 +3,10 @@
 //! every `cc`, `gcc`, `g++`, `c++`, `clang` or `clang++` the build runs goes through the wrapper,
 //! then prints how its compiles were served.
 
-use super::stats::Totals;
-use super::{ClientError, MASQUERADE_ENV, STATS_ENV, resolve_compiler, stats_log};
+use crate::compile::resolve_compiler;
+use crate::error::ClientError;
+use crate::paths::{MASQUERADE_ENV, STATS_ENV, stats_log};
+use crate::stats::Totals;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;

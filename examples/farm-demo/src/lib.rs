@@ -1,11 +1,19 @@
-//! `hgbuild demo`: the compile farm in one command, on one machine. Starts a coordinator and two
-//! workers in this process (on 127.0.0.1–3), builds the Lua 5.4 interpreter (sources bundled by the
-//! `lua-src` crate, located through `cargo metadata`) through the farm with `hgbuild make`, checks
-//! every object against a plain local build, and runs the interpreter it built.
+//! The compile farm in one command, on one machine (`cargo run --release -p farm-demo`). Starts a
+//! coordinator and two workers in this process (on 127.0.0.1–3), builds the Lua 5.4 interpreter
+//! (sources bundled by the `lua-src` crate, located through `cargo metadata`) through the farm with
+//! `hgbuild make` (this binary doubles as the wrapper), checks every object against a plain local
+//! build, and runs the interpreter it built.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), farm_demo::DemoError> {
+//! let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+//! let lua = farm_demo::lua_dir(here, "5.4")?;
+//! assert!(lua.join("lua.h").exists());
+//! # Ok(()) }
+//! ```
 
-use crate::app;
-use crate::client::buildtool;
-use crate::config::FarmConfig;
+use hybridgrid_farm_client::buildtool;
+use hybridgrid_farm_protocol::config::FarmConfig;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -96,7 +104,8 @@ fn makefile(src: &Path, objs: &[String]) -> String {
     )
 }
 
-/// Runs the demo; `workspace` locates `lua-src`, `wrapper` is the `hgbuild` binary, `out` the build dir.
+/// Runs the demo; `workspace` locates `lua-src`, `wrapper` is the `hgbuild` wrapper (a binary that
+/// acts as `hgbuild` when called through a compiler's name), `out` the build dir.
 pub async fn run(workspace: &Path, wrapper: &Path, out: &Path) -> Result<(), DemoError> {
     let step = |what: &str, e: &dyn std::fmt::Display| DemoError::Step(format!("{what}: {e}"));
     let src = lua_dir(workspace, "5.4")?;
@@ -112,7 +121,7 @@ pub async fn run(workspace: &Path, wrapper: &Path, out: &Path) -> Result<(), Dem
     cfg.coordinator.grpc_addr = "127.0.0.1:0".into();
     cfg.coordinator.http_addr = "127.0.0.1:0".into();
     cfg.coordinator.heartbeat_interval = hybridgrid_core::config::HumanDuration::from_millis(500);
-    let coord = app::start_coordinator(&cfg, vec![])
+    let coord = hybridgrid_farm_coordinator::start_coordinator(&cfg, vec![])
         .await
         .map_err(|e| step("starting coordinator", &e))?;
     let coord_addr = coord.grpc_addr.to_string();
@@ -127,7 +136,7 @@ pub async fn run(workspace: &Path, wrapper: &Path, out: &Path) -> Result<(), Dem
         wc.worker.grpc_addr = format!("{ip}:0");
         wc.worker.http_addr = format!("{ip}:0");
         wc.worker.coordinator = Some(coord_addr.clone());
-        let w = app::start_native_worker(&wc)
+        let w = hybridgrid_farm_worker::start_native_worker(&wc)
             .await
             .map_err(|e| step("starting worker", &e))?;
         println!(

@@ -6,14 +6,17 @@
 //! a few small file reads and no directory scan; the [`DiskCache`] (whose `open` scans the
 //! directory to enforce the size bound) is opened only on a miss, to store.
 
-use super::{CachedResult, DirectEntry};
-use crate::client::{ClientError, Step, stats, write_atomic};
-use crate::config::CacheConfig;
+use crate::error::ClientError;
+use crate::paths::write_atomic;
+use crate::stats;
+use crate::step::Step;
 use bytes::Bytes;
 use hybridgrid_cache::compile::{FileMemo, Manifest};
 use hybridgrid_cache::{DiskCache, DiskCacheConfig, RedisCache, RedisCacheConfig, entry};
 use hybridgrid_compiler::CompileJob;
 use hybridgrid_core::{Cache, CacheError, Digest, Toolchain};
+use hybridgrid_farm_protocol::config::CacheConfig;
+use hybridgrid_farm_protocol::{CachedResult, DirectEntry};
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::io::Write;
@@ -53,13 +56,6 @@ pub async fn shared_tier(cfg: &CacheConfig) -> Result<Option<RedisCache>, CacheE
     RedisCache::connect(url, config).await.map(Some)
 }
 
-/// Where the wrapper remembers compiler identities: `~/.hybridgrid/toolchains`.
-pub fn toolchain_memo_dir() -> PathBuf {
-    crate::client::home_dir()
-        .join(".hybridgrid")
-        .join("toolchains")
-}
-
 /// One compile's view of the cache (one per wrapper process).
 pub struct ClientCache {
     cfg: CacheConfig,
@@ -88,7 +84,7 @@ impl ClientCache {
             dir: cache_dir(cfg),
             log: stats_log,
             memo: FileMemo::new(),
-            diag_env: super::process_diag_env(),
+            diag_env: hybridgrid_farm_protocol::process_diag_env(),
             disk: RefCell::new(None),
             shared: RefCell::new(None),
         })
@@ -145,9 +141,10 @@ impl ClientCache {
         let Ok(source_digest) = self.memo.digest(job.source()) else {
             return (None, None);
         };
-        let mkey = super::manifest_key(tc, job, args, &source_digest, &cwd, &|v| {
-            std::env::var_os(v)
-        });
+        let mkey =
+            hybridgrid_farm_protocol::manifest_key(tc, job, args, &source_digest, &cwd, &|v| {
+                std::env::var_os(v)
+            });
         let hit = (|| {
             let manifest = Manifest::decode(&self.read_local(&mkey)?).ok()?;
             let dkey = manifest.lookup(&self.memo)?;
@@ -198,18 +195,18 @@ impl ClientCache {
         started: SystemTime,
         verify_shared: Option<&std::path::Path>,
     ) -> Result<Step, Pending> {
-        let headers = super::included_files(preprocessed);
+        let headers = hybridgrid_farm_protocol::included_files(preprocessed);
         let mut pending = Pending {
             manifest,
             result: None,
             headers,
             started,
         };
-        if super::time_dependent(preprocessed) {
+        if hybridgrid_farm_protocol::time_dependent(preprocessed) {
             pending.manifest = None;
             return Err(pending);
         }
-        let rkey = super::result_key(tc, job, preprocessed);
+        let rkey = hybridgrid_farm_protocol::result_key(tc, job, preprocessed);
         pending.result = Some(rkey);
         let decode = |b: Bytes| {
             CachedResult::decode(&b)
@@ -229,7 +226,7 @@ impl ClientCache {
             // `verify.cache_rate`: recompile this text locally, exactly as a worker would; a
             // shared entry with other bytes is replaced for everyone, and never kept locally.
             if let Some(compiler) = verify_shared {
-                match crate::client::verify::local_object(compiler, job, preprocessed) {
+                match crate::verify::local_object(compiler, job, preprocessed) {
                     Ok(local) if local == r.object => stats::record(
                         &self.log,
                         &stats::Served::Verified {
@@ -362,7 +359,7 @@ impl ClientCache {
             },
             None => None,
         };
-        let dkey = super::direct_entry_key(&mkey, &rkey, depfile.as_deref());
+        let dkey = hybridgrid_farm_protocol::direct_entry_key(&mkey, &rkey, depfile.as_deref());
         let direct = DirectEntry {
             result: rkey,
             depfile,

@@ -38,7 +38,7 @@ fn bound(n: u32) -> usize {
 pub fn acquire(local_jobs: u32) -> Option<LocalSlot> {
     let n = bound(local_jobs);
     let dir = std::env::var_os(SLOTS_DIR_ENV).map_or_else(
-        || super::home_dir().join(".hybridgrid").join("slots"),
+        || crate::paths::home_dir().join(".hybridgrid").join("slots"),
         PathBuf::from,
     );
     std::fs::create_dir_all(&dir).ok()?;
@@ -81,7 +81,7 @@ impl Drop for LocalSlot {
             if let Ok(mut f) = OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(super::stats_log())
+                .open(crate::paths::stats_log())
             {
                 let _ = f.write_all(line.as_bytes());
             }

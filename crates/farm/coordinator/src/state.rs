@@ -2,8 +2,10 @@
 //! toolchain, retries on another worker when one fails, keeps a circuit breaker per worker, and
 //! tells the client to compile locally (with a reason) when the farm cannot take the task.
 
-use crate::config::CoordinatorConfig;
-use crate::metrics::{CoordinatorMetrics, GaugeGuard};
+use crate::metrics::CoordinatorMetrics;
+use hybridgrid_farm_protocol::config::CoordinatorConfig;
+use hybridgrid_transport::serve::GaugeGuard;
+
 use hybridgrid_core::{
     CircuitBreaker, CircuitState, CircuitStatus, DiscoverySource, Outcome, PROTOCOL_VERSION,
     Toolchain, WorkerEvent, WorkerId, WorkerInfo,

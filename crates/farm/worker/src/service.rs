@@ -2,10 +2,12 @@
 //! only with the toolchains it advertises, plus the loop that registers it with a coordinator.
 
 use crate::metrics::WorkerMetrics;
+use crate::spec::compile_spec;
 use hybridgrid_core::{
     CancellationToken, Capabilities, DiscoverySource, ExecError, Executor, PROTOCOL_VERSION,
     TaskSpec, Toolchain, WorkerId, WorkerInfo,
 };
+use hybridgrid_farm_protocol::{OBJECT_OUTPUT, request_key};
 use hybridgrid_transport::pb::{self, worker_server};
 use hybridgrid_transport::{check_version, exec_error_to_failure};
 use std::path::PathBuf;
@@ -22,190 +24,6 @@ pub struct LocalToolchain {
     pub toolchain: Toolchain,
     /// Resolved binary.
     pub path: PathBuf,
-}
-
-/// Name of the input file carrying the client's preprocessed text in a compile request.
-pub const PREPROCESSED_INPUT: &str = "preprocessed";
-/// Name under which the worker returns the object file.
-pub const OBJECT_OUTPUT: &str = "out.o";
-
-/// Compiler flags that would make a worker load code or write files of the requester's choosing.
-/// (The compiler crate already runs such invocations locally; this is the worker's own check.)
-const FORBIDDEN_FLAG_PREFIXES: &[&str] = &[
-    "-fplugin",
-    "-B",
-    "-wrapper",
-    "-specs",
-    "--specs",
-    "-load",
-    "-Xclang",
-    "-Xlinker",
-    "-Xassembler",
-    "-Wl,",
-    "-fprofile-use",
-    "-fprofile-generate",
-    "-fauto-profile",
-    "-save-temps",
-    "-dumpdir",
-    "-dumpbase",
-    "-fdump",
-    "-fcallgraph-info",
-    "-fstack-usage",
-    "--param=",
-];
-const PATH_MAP_FLAGS: &[&str] = &[
-    "-fdebug-prefix-map=",
-    "-fmacro-prefix-map=",
-    "-ffile-prefix-map=",
-];
-
-/// Parses a compile request's `command` (`[driver, original args...]`) as that driver does: the
-/// driver decides the language (`g++ -c foo.c` is C++), on the client and on the worker alike.
-pub fn parse_command(command: &[String]) -> hybridgrid_compiler::Invocation {
-    let Some((driver, args)) = command.split_first() else {
-        return hybridgrid_compiler::Invocation::Local(hybridgrid_compiler::LocalReason::NoSource);
-    };
-    let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-    match hybridgrid_compiler::CompilerKind::detect(std::path::Path::new(driver)) {
-        Ok(kind) => hybridgrid_compiler::parse_for(kind, &args),
-        Err(e) => hybridgrid_compiler::Invocation::Local(
-            hybridgrid_compiler::LocalReason::UnsupportedFlag(e.to_string()),
-        ),
-    }
-}
-
-/// Most stderr/stdout bytes a worker keeps per stream of a compile.
-const MAX_STREAM_BYTES: usize = 4 << 20;
-/// Largest object a worker returns (the reply must stay under the gRPC message limit).
-const MAX_OBJECT_BYTES: usize = 128 << 20;
-
-/// Checks the derived command: apart from the worker's own input, output and prefix maps, no word
-/// may name an absolute path or climb out with `..` in a value (`-f...=/path`, `-Wa,-a=/path`,
-/// `-foptimization-record-file=../../x`): code-generation flags must not make the compiler read or
-/// write files of the requester's choosing.
-fn check_derived_args(cmd: &hybridgrid_compiler::RemoteCommand) -> Result<(), String> {
-    for word in &cmd.args {
-        let w = word.to_string_lossy();
-        if std::path::Path::new(word) == cmd.input_path.as_path()
-            || std::path::Path::new(word) == cmd.output.as_path()
-            || PATH_MAP_FLAGS.iter().any(|p| w.starts_with(p))
-        {
-            continue;
-        }
-        let values = w.split(['=', ',']).skip(usize::from(w.starts_with('-')));
-        for v in values {
-            if v.starts_with('/') || v == ".." || v.starts_with("../") || v.contains("/../") {
-                return Err(format!(
-                    "flag {w:?} names a path ({v:?}); workers do not accept that"
-                ));
-            }
-        }
-        if w.starts_with('/') {
-            return Err(format!(
-                "argument {w:?} names a path outside the work directory"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Checks the client's original compiler arguments before the worker derives its command from them.
-pub fn validate_compile_args(args: &[String]) -> Result<(), String> {
-    for a in args {
-        if a.starts_with('@') {
-            return Err(format!("response files are not accepted: {a:?}"));
-        }
-        if let Some(p) = FORBIDDEN_FLAG_PREFIXES.iter().find(|p| a.starts_with(*p)) {
-            return Err(format!(
-                "flag {a:?} is not accepted by workers (matches {p:?})"
-            ));
-        }
-        if a.starts_with("-W")
-            && a.contains("=/")
-            && !PATH_MAP_FLAGS.iter().any(|p| a.starts_with(p))
-        {
-            return Err(format!(
-                "flag {a:?} names an absolute path for a tool to write"
-            ));
-        }
-    }
-    if !args.iter().any(|a| a == "-c") {
-        return Err("only compile-only (-c) invocations are accepted".into());
-    }
-    Ok(())
-}
-
-/// Turns a compile request (`command = [toolchain, original args...]`, input
-/// [`PREPROCESSED_INPUT`]) into the exact local command: the worker recompiles the text at a
-/// path mirroring the client's (see `hybridgrid_compiler::CompileJob::remote_command`), in this
-/// task's work directory, and returns the object as [`OBJECT_OUTPUT`].
-pub(crate) fn compile_spec(
-    executor: &dyn Executor,
-    spec: TaskSpec,
-    compiler: &std::path::Path,
-) -> Result<TaskSpec, String> {
-    validate_compile_args(&spec.command[1..])?;
-    let job = match parse_command(&spec.command) {
-        hybridgrid_compiler::Invocation::Distributable(job) => job,
-        hybridgrid_compiler::Invocation::Local(reason) => {
-            return Err(format!("not a distributable compile: {reason:?}"));
-        }
-    };
-    let text = spec
-        .inputs
-        .iter()
-        .find(|f| f.path == PREPROCESSED_INPUT)
-        .ok_or_else(|| format!("compile request has no {PREPROCESSED_INPUT:?} input"))?;
-    // A fresh id: the work directory's name must not come from the network.
-    let id = hybridgrid_core::TaskId::new(uuid::Uuid::new_v4().simple().to_string());
-    let dir = executor
-        .work_dir_for(&id)
-        .ok_or_else(|| format!("the {} executor cannot run exact compiles", executor.kind()))?;
-    let cmd = job
-        .remote_command(&text.contents, &dir)
-        .map_err(|e| e.to_string())?;
-    let rel = |p: &std::path::Path| -> Result<String, String> {
-        p.strip_prefix(&dir)
-            .map(|r| r.to_string_lossy().into_owned())
-            .map_err(|_| format!("{} is outside the work directory", p.display()))
-    };
-    check_derived_args(&cmd)?;
-    let mut command = vec![compiler.to_string_lossy().into_owned()];
-    command.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
-    Ok(TaskSpec {
-        id,
-        command,
-        // The client's values of the variables that shape the output or its diagnostics
-        // (SOURCE_DATE_EPOCH, LANG, ...), and nothing else; then the command's own (PWD).
-        env: spec
-            .env
-            .iter()
-            .filter(|(k, _)| hybridgrid_compiler::CLIENT_ENV.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .chain(cmd.env.iter().map(|(k, v)| {
-                (
-                    k.to_string_lossy().into_owned(),
-                    v.to_string_lossy().into_owned(),
-                )
-            }))
-            .collect(),
-        stdin: Default::default(),
-        inputs: vec![hybridgrid_core::InputFile {
-            path: rel(&cmd.input_path)?,
-            contents: cmd.input.into(),
-            executable: false,
-        }],
-        outputs: vec![rel(&cmd.output)?],
-        cwd: Some(rel(&cmd.cwd)?),
-        image: None,
-        timeout: spec.timeout,
-        // The worker's own bounds, whatever the request asked: the whole reply must fit in one
-        // gRPC message.
-        limits: hybridgrid_core::OutputLimits {
-            max_stream_bytes: spec.limits.max_stream_bytes.min(MAX_STREAM_BYTES),
-            max_file_bytes: spec.limits.max_file_bytes.min(MAX_OBJECT_BYTES),
-        },
-    })
 }
 
 /// Shared state of one worker.
@@ -254,7 +72,7 @@ impl WorkerState {
     }
 
     /// Makes the worker write every clean compile (exit 0, nothing on stderr) to `cache` under its
-    /// result key ([`crate::cache::request_key`]), the key clients look up. Set once.
+    /// result key ([`hybridgrid_farm_protocol::request_key`]), the key clients look up. Set once.
     pub fn set_result_cache(&self, cache: Arc<dyn hybridgrid_core::Cache>) {
         let _ = self.result_cache.set(cache);
     }
@@ -306,7 +124,7 @@ impl WorkerState {
         let want_key = self.result_cache.get().is_some();
         let prepared = tokio::task::spawn_blocking(move || {
             let key = if want_key {
-                crate::cache::request_key(&toolchain, &spec)
+                request_key(&toolchain, &spec)
             } else {
                 None
             };
@@ -334,7 +152,7 @@ impl WorkerState {
                     ));
                 }
             };
-        let (in_flight, _) = crate::metrics::GaugeGuard::hold(&self.metrics.in_flight);
+        let (in_flight, _) = hybridgrid_transport::serve::GaugeGuard::hold(&self.metrics.in_flight);
         let task_id = spec.id.clone();
         info!(task_id = %task_id, worker = %self.info.id, compiler = %wanted.name, "task started");
         let started = Instant::now();
@@ -379,7 +197,7 @@ impl WorkerState {
                     warn!(task_id = %task_id, error = %format!("exit code {}", out.exit_code), stderr = %stderr, "compilation failed");
                 }
                 if let (Some(cache), Some(key)) = (self.result_cache.get(), cache_key) {
-                    crate::cache::share_result(cache.as_ref(), &key, &out).await;
+                    share_result(cache.as_ref(), &key, &out).await;
                 }
                 pb::execute_response::Result::Output(out.into())
             }
@@ -501,66 +319,44 @@ pub async fn registration_loop(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_owned).collect()
+/// Writes a worker's clean compile (exit 0, empty stderr, one output file) to `cache` under
+/// `key`. Best effort: a failure is logged, the compile's answer is not affected.
+async fn share_result(
+    cache: &dyn hybridgrid_core::Cache,
+    key: &hybridgrid_core::Digest,
+    out: &hybridgrid_core::TaskOutput,
+) {
+    let [object] = out.files.as_slice() else {
+        return;
+    };
+    if !out.success() || !out.stderr.is_empty() {
+        return;
     }
-
-    #[test]
-    fn compile_args_are_checked() {
-        let ok = |a: &str| validate_compile_args(&args(a));
-        assert!(ok("-O2 -g -I/usr/include -c /src/a.c -o ../obj/a.o").is_ok());
-        assert!(ok("-fdebug-prefix-map=/a=/b -c a.c").is_ok());
-        assert!(ok("-O2 a.c -o a").unwrap_err().contains("-c"));
-        assert!(ok("-fplugin=x.so -c a.c").unwrap_err().contains("-fplugin"));
-        assert!(
-            ok("-Wa,-adhln=/etc/cron.d/x -c a.c")
-                .unwrap_err()
-                .contains("absolute")
-        );
-        assert!(ok("@rsp -c a.c").is_err());
-        assert!(ok("-B/tmp/evil -c a.c").is_err());
+    let result = hybridgrid_farm_protocol::CachedResult {
+        exit_code: 0,
+        stderr: Vec::new(),
+        diag_env: [0; 32],
+        object: object.contents.to_vec(),
+    };
+    match cache.put(key, result.encode().into()).await {
+        Ok(()) => tracing::debug!(key = %key, "compile result shared"),
+        Err(e) => tracing::warn!(key = %key, error = %e, "cannot share compile result"),
     }
+}
 
-    #[test]
-    fn derived_args_may_not_name_paths() {
-        let derive = |extra: &str| {
-            let mut command = vec![
-                "gcc".to_owned(),
-                "-c".into(),
-                "a.c".into(),
-                "-o".into(),
-                "a.o".into(),
-            ];
-            command.extend(extra.split_whitespace().map(str::to_owned));
-            match parse_command(&command) {
-                hybridgrid_compiler::Invocation::Distributable(job) => {
-                    let cmd = job.remote_command(
-                        b"# 0 \"a.c\"\n# 0 \"/src//\"\nint x;\n",
-                        std::path::Path::new("/w/hg-1"),
-                    );
-                    Some(check_derived_args(&cmd.expect("remote command")))
-                }
-                // Refused already by the argument table: just as good.
-                hybridgrid_compiler::Invocation::Local(_) => None,
-            }
-        };
-        for bad in [
-            "-foptimization-record-file=/etc/x",
-            "-foptimization-record-file=../../x",
-            "-fdiagnostics-add-output=sarif:file=/tmp/x",
-        ] {
-            if let Some(r) = derive(bad) {
-                assert!(r.is_err(), "{bad} was accepted");
-            }
-        }
-        assert_eq!(
-            derive("-O2 -g -fPIC -march=x86-64 -Wa,--noexecstack"),
-            Some(Ok(()))
-        );
-        assert_eq!(derive("-fdebug-prefix-map=/src=/x"), Some(Ok(())));
-    }
+/// Connects the shared tier of `cfg` (`cache.shared`), if one is configured: where the worker
+/// writes every clean compile for clients to find.
+pub(crate) async fn shared_tier(
+    cfg: &hybridgrid_farm_protocol::config::CacheConfig,
+) -> Result<Option<Arc<dyn hybridgrid_core::Cache>>, hybridgrid_core::CacheError> {
+    let Some(url) = cfg.shared.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let config = hybridgrid_cache::RedisCacheConfig {
+        prefix: cfg.shared_prefix.clone(),
+        response_timeout: Duration::from_secs(2),
+        ..hybridgrid_cache::RedisCacheConfig::default()
+    };
+    let cache = hybridgrid_cache::RedisCache::connect(url, config).await?;
+    Ok(Some(Arc::new(cache)))
 }

@@ -1,32 +1,18 @@
-//! The compile cache of the farm: keys, stored formats and the toolchain-identity memo shared by
-//! `hgbuild` ([`client::ClientCache`]) and the workers (which write every clean compile to the
-//! shared tier under the same key the client computes).
-//!
-//! Two keys, both BLAKE3 (see `docs/CACHE.md`):
+//! Cache keys client and worker compute alike (BLAKE3, each in a domain of its own; see
+//! `docs/CACHE.md`):
 //! - the **result key** ([`result_key`]) over the compiler identity, the normalised arguments
 //!   ([`CompileJob::cache_relevant_args`]) and the preprocessed text (which carries the source
-//!   name and, with `-g`, the working directory). Client and worker compute it alike; results are
-//!   stored under it locally and in the shared tier.
+//!   name and, with `-g`, the working directory). Results are stored under it locally and in the
+//!   shared tier.
 //! - the **manifest key** ([`manifest_key`], direct mode) over what is known before preprocessing:
 //!   compiler identity, arguments, source path and contents, the working directory when the object
 //!   carries debug info, the depfile request, and the environment variables that change which
 //!   headers are found. Its manifest lists the headers a previous compile read and points to a
-//!   [`DirectEntry`] (result key + depfile bytes).
-//!
-//! ```
-//! use hybridgrid_farm::cache::{CachedResult, included_files};
-//! let r = CachedResult { exit_code: 0, stderr: b"warning: x\n".to_vec(), diag_env: [0; 32], object: b"\x7fELF".to_vec() };
-//! assert_eq!(CachedResult::decode(&r.encode()).unwrap(), r);
-//! let text = b"# 0 \"a.c\"\n# 1 \"<built-in>\"\n# 1 \"inc/a.h\" 1\nint x;\n";
-//! assert_eq!(included_files(text), vec![std::path::PathBuf::from("a.c"), "inc/a.h".into()]);
-//! ```
+//!   [`crate::DirectEntry`] (result key + depfile bytes).
 
-pub mod client;
-
-use crate::worker::PREPROCESSED_INPUT;
+use crate::command::{PREPROCESSED_INPUT, parse_command};
 use hybridgrid_compiler::{CompileJob, Invocation};
 use hybridgrid_core::{Digest, TaskSpec, Toolchain};
-use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -45,15 +31,6 @@ pub const DIRECT_ENV: &[&str] = &[
     "DEPENDENCIES_OUTPUT",
     "SUNPRO_DEPENDENCIES",
 ];
-
-const RESULT_MAGIC: [u8; 4] = *b"HGCR";
-const DIRECT_MAGIC: [u8; 4] = *b"HGCD";
-const FORMAT_VERSION: u8 = 1;
-
-/// A stored value that cannot be read (the frame checksum passed, so this is a format mismatch).
-#[derive(Debug, thiserror::Error)]
-#[error("cache value unreadable: {0}")]
-pub struct FormatError(&'static str);
 
 /// Length-prefixed parts into a BLAKE3 in a domain of its own.
 struct KeyHasher(blake3::Hasher);
@@ -110,36 +87,11 @@ pub fn time_dependent(preprocessed: &[u8]) -> bool {
 /// the [`PREPROCESSED_INPUT`]), computed with the worker's `tc`; `None` when the request is not a
 /// cacheable compile.
 pub fn request_key(tc: &Toolchain, spec: &TaskSpec) -> Option<Digest> {
-    let Invocation::Distributable(job) = crate::worker::parse_command(&spec.command) else {
+    let Invocation::Distributable(job) = parse_command(&spec.command) else {
         return None;
     };
     let text = spec.inputs.iter().find(|f| f.path == PREPROCESSED_INPUT)?;
     (!time_dependent(&text.contents)).then(|| result_key(tc, &job, &text.contents))
-}
-
-/// Writes a worker's clean compile (exit 0, empty stderr, one output file) to `cache` under
-/// `key`. Best effort: a failure is logged, the compile's answer is not affected.
-pub async fn share_result(
-    cache: &dyn hybridgrid_core::Cache,
-    key: &Digest,
-    out: &hybridgrid_core::TaskOutput,
-) {
-    let [object] = out.files.as_slice() else {
-        return;
-    };
-    if !out.success() || !out.stderr.is_empty() {
-        return;
-    }
-    let result = CachedResult {
-        exit_code: 0,
-        stderr: Vec::new(),
-        diag_env: [0; 32],
-        object: object.contents.to_vec(),
-    };
-    match cache.put(key, result.encode().into()).await {
-        Ok(()) => tracing::debug!(key = %key, "compile result shared"),
-        Err(e) => tracing::warn!(key = %key, error = %e, "cannot share compile result"),
-    }
 }
 
 /// The manifest key (direct mode) of `job` run as `raw_args` in `cwd`, whose source has
@@ -209,119 +161,6 @@ pub fn process_diag_env() -> [u8; 32] {
     diag_env_digest(&|v| std::env::var_os(v))
 }
 
-/// A successful compile as stored: exit code, what it printed on stderr (under which diagnostics
-/// environment) and the object file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CachedResult {
-    /// Always 0 today (failures are not cached); kept so the format can say otherwise.
-    pub exit_code: i32,
-    /// The compiler's standard error (warnings), replayed on a hit.
-    pub stderr: Vec<u8>,
-    /// [`diag_env_digest`] of the compile that printed `stderr`.
-    pub diag_env: [u8; 32],
-    /// The object file.
-    pub object: Vec<u8>,
-}
-
-impl CachedResult {
-    /// The stored form: magic `HGCR`, version, exit code, diag env, stderr, object.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(49 + self.stderr.len() + self.object.len());
-        out.extend_from_slice(&RESULT_MAGIC);
-        out.push(FORMAT_VERSION);
-        out.extend_from_slice(&self.exit_code.to_le_bytes());
-        out.extend_from_slice(&self.diag_env);
-        out.extend_from_slice(&(self.stderr.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.stderr);
-        out.extend_from_slice(&self.object);
-        out
-    }
-
-    /// Reads what [`CachedResult::encode`] wrote.
-    pub fn decode(b: &[u8]) -> Result<CachedResult, FormatError> {
-        let mut r = Reader(b);
-        if r.take(4)? != RESULT_MAGIC || r.take(1)? != [FORMAT_VERSION] {
-            return Err(FormatError("not a compile result of this version"));
-        }
-        let exit_code = i32::from_le_bytes(r.array()?);
-        let diag_env = r.array()?;
-        let n = u32::from_le_bytes(r.array()?) as usize;
-        let stderr = r.take(n)?.to_vec();
-        Ok(CachedResult {
-            exit_code,
-            stderr,
-            diag_env,
-            object: r.0.to_vec(),
-        })
-    }
-
-    /// Whether this result may be served where the diagnostics environment digests to `env`:
-    /// always when it printed nothing, else only under the same values.
-    pub fn servable_under(&self, env: &[u8; 32]) -> bool {
-        self.stderr.is_empty() || &self.diag_env == env
-    }
-}
-
-/// What a direct-mode manifest entry points to: the result key and the depfile to write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirectEntry {
-    /// Key of the [`CachedResult`].
-    pub result: Digest,
-    /// The depfile bytes, when the compile writes one.
-    pub depfile: Option<Vec<u8>>,
-}
-
-impl DirectEntry {
-    /// The stored form: magic `HGCD`, version, result key, depfile flag and bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(38 + self.depfile.as_ref().map_or(0, Vec::len));
-        out.extend_from_slice(&DIRECT_MAGIC);
-        out.push(FORMAT_VERSION);
-        out.extend_from_slice(&self.result.0);
-        match &self.depfile {
-            Some(d) => {
-                out.push(1);
-                out.extend_from_slice(d);
-            }
-            None => out.push(0),
-        }
-        out
-    }
-
-    /// Reads what [`DirectEntry::encode`] wrote.
-    pub fn decode(b: &[u8]) -> Result<DirectEntry, FormatError> {
-        let mut r = Reader(b);
-        if r.take(4)? != DIRECT_MAGIC || r.take(1)? != [FORMAT_VERSION] {
-            return Err(FormatError("not a direct entry of this version"));
-        }
-        let result = Digest(r.array()?);
-        let depfile = match r.take(1)? {
-            [0] if r.0.is_empty() => None,
-            [1] => Some(r.0.to_vec()),
-            _ => return Err(FormatError("bad depfile flag")),
-        };
-        Ok(DirectEntry { result, depfile })
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
-        if self.0.len() < n {
-            return Err(FormatError("ends early"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FormatError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-}
-
 /// The files named by the line markers (`# <line> "<file>" <flags>`) of preprocessed text, in
 /// order of first appearance: the source, then every header read. Pseudo-files (`<built-in>`,
 /// `<command-line>`) and the working-directory marker GCC writes with `-g` (`"<cwd>//"`) are left out.
@@ -364,66 +203,6 @@ pub fn included_files(text: &[u8]) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// A compiler's identity as remembered on disk, valid while the binary's stat stamp is unchanged.
-#[derive(Serialize, Deserialize)]
-struct ToolchainMemo {
-    compiler: PathBuf,
-    stamp: [i64; 5],
-    toolchain: Toolchain,
-}
-
-fn binary_stamp(path: &Path) -> std::io::Result<[i64; 5]> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok([
-        m.dev() as i64,
-        m.ino() as i64,
-        m.size() as i64,
-        m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-    ])
-}
-
-/// The identity of `compiler` (as the wrapper resolved it), from a memo file in `memo_dir` when
-/// the binary it leads to has the same device, inode, size, mtime and ctime as when it was probed;
-/// otherwise probed ([`hybridgrid_compiler::probe_toolchain`], which runs the compiler) and
-/// remembered. A wrapper process hitting the cache therefore never runs the compiler.
-pub fn toolchain(
-    compiler: &Path,
-    memo_dir: &Path,
-) -> Result<Toolchain, hybridgrid_compiler::ProbeError> {
-    use std::os::unix::ffi::OsStrExt;
-    let file = memo_dir.join(format!(
-        "{}.json",
-        &blake3::hash(compiler.as_os_str().as_bytes()).to_hex()[..32]
-    ));
-    let stamp = binary_stamp(compiler).ok();
-    if let Some(stamp) = stamp
-        && let Ok(bytes) = std::fs::read(&file)
-        && let Ok(memo) = serde_json::from_slice::<ToolchainMemo>(&bytes)
-        && memo.compiler == compiler
-        && memo.stamp == stamp
-    {
-        return Ok(memo.toolchain);
-    }
-    let tc = hybridgrid_compiler::probe_toolchain(compiler)?;
-    if let Some(stamp) = stamp {
-        let memo = ToolchainMemo {
-            compiler: compiler.to_owned(),
-            stamp,
-            toolchain: tc.clone(),
-        };
-        let write = std::fs::create_dir_all(memo_dir).and_then(|()| {
-            let bytes = serde_json::to_vec(&memo).map_err(std::io::Error::other)?;
-            crate::client::write_atomic(&file, &bytes)
-        });
-        if let Err(e) = write {
-            tracing::debug!(path = %file.display(), error = %e, "cannot remember toolchain identity");
-        }
-    }
-    Ok(tc)
 }
 
 #[cfg(test)]
@@ -479,36 +258,6 @@ mod tests {
             a,
             manifest_key(&tc(), &j, &[], &Digest([2; 32]), "/x".as_ref(), &none)
         );
-    }
-
-    #[test]
-    fn formats_round_trip_and_refuse_damage() {
-        let d = DirectEntry {
-            result: Digest([5; 32]),
-            depfile: Some(b"a.o: a.c\n".to_vec()),
-        };
-        assert_eq!(DirectEntry::decode(&d.encode()).unwrap(), d);
-        let n = DirectEntry {
-            result: Digest([5; 32]),
-            depfile: None,
-        };
-        assert_eq!(DirectEntry::decode(&n.encode()).unwrap(), n);
-        assert!(DirectEntry::decode(&d.encode()[..20]).is_err());
-        let r = CachedResult {
-            exit_code: 0,
-            stderr: vec![],
-            diag_env: [1; 32],
-            object: vec![9; 100],
-        };
-        assert_eq!(CachedResult::decode(&r.encode()).unwrap(), r);
-        assert!(CachedResult::decode(&r.encode()[..30]).is_err());
-        assert!(CachedResult::decode(&n.encode()).is_err());
-        assert!(r.servable_under(&[2; 32]), "silent results serve anywhere");
-        let w = CachedResult {
-            stderr: b"w".to_vec(),
-            ..r
-        };
-        assert!(w.servable_under(&[1; 32]) && !w.servable_under(&[2; 32]));
     }
 
     #[test]

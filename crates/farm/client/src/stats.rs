@@ -4,7 +4,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// How one compiler invocation was served.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,13 +210,6 @@ impl Totals {
         }
         s
     }
-}
-
-/// The default stats log: `~/.hybridgrid/stats.log`.
-pub fn default_log() -> PathBuf {
-    crate::client::home_dir()
-        .join(".hybridgrid")
-        .join("stats.log")
 }
 
 #[cfg(test)]

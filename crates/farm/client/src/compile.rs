@@ -1,4 +1,4 @@
-//! The `hgbuild` client: the compiler wrapper (one compile: preprocess locally, compile on the
+//! One compile through the farm: the compiler wrapper (one compile: preprocess locally, compile on the
 //! farm, write the object), and the build-tool mode (`hgbuild make -j16`) that puts the wrapper in
 //! front of the build's compilers.
 //!
@@ -8,69 +8,22 @@
 //! be shipped safely, and any compile whose diagnostics must be shown (the local rerun prints them
 //! exactly as the compiler does). Every local fallback is recorded with its reason.
 
-pub mod buildtool;
-pub mod local_slots;
-pub mod stats;
-pub mod verify;
-
-use crate::config::FarmConfig;
-use crate::worker::{OBJECT_OUTPUT, PREPROCESSED_INPUT};
+use crate::cache::ClientCache;
+use crate::error::ClientError;
+use crate::paths::{MASQUERADE_ENV, stats_log, write_atomic};
+use crate::stats::{self, Served};
+use crate::step::Step;
+use crate::toolchain::toolchain;
+use crate::{local_slots, paths, verify};
 use hybridgrid_compiler::{CompileJob, Invocation, LocalReason};
 use hybridgrid_core::{PROTOCOL_VERSION, TaskId, Toolchain};
+use hybridgrid_farm_protocol::config::FarmConfig;
+use hybridgrid_farm_protocol::{OBJECT_OUTPUT, PREPROCESSED_INPUT};
 use hybridgrid_transport::MAX_MESSAGE_BYTES;
 use hybridgrid_transport::pb::{self, coordinator_client::CoordinatorClient};
-use stats::Served;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Environment variable naming the masquerade directory the build-tool mode put first on `PATH`.
-pub const MASQUERADE_ENV: &str = "HGBUILD_MASQUERADE_DIR";
-/// Environment variable naming the stats log the wrapper appends to.
-pub const STATS_ENV: &str = "HGBUILD_STATS_FILE";
-
-/// Errors of the client that stop it before any compiler runs.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The named compiler is not on `PATH` (or only hgbuild itself is).
-    #[error(
-        "compiler {name:?} not found on PATH (hgbuild wraps a real compiler: is it installed?)"
-    )]
-    CompilerNotFound {
-        /// The name given.
-        name: String,
-    },
-    /// The compiler could not be identified.
-    #[error("cannot identify compiler {path}: {message}")]
-    Probe {
-        /// Its path.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// Running a local program failed.
-    #[error("cannot run {program}: {source}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Setting up the build environment failed.
-    #[error("{0}")]
-    Setup(String),
-}
-
-/// The user's home directory (`$HOME`), or `/` when unset.
-pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
-}
-
-/// Where the wrapper records its counters: `$HGBUILD_STATS_FILE`, else `~/.hybridgrid/stats.log`.
-pub fn stats_log() -> PathBuf {
-    std::env::var_os(STATS_ENV).map_or_else(stats::default_log, PathBuf::from)
-}
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -113,14 +66,6 @@ pub fn resolve_compiler(name: &OsStr) -> Result<PathBuf, ClientError> {
         }
     }
     Err(not_found())
-}
-
-/// What the wrapper decided for one invocation; the caller records the [`Served`] either way.
-pub enum Step {
-    /// Finished: exit with this code (the object and diagnostics are written).
-    Exit(i32, Served),
-    /// Run the original command locally, unchanged (then exit with its code).
-    RunLocal(Served),
 }
 
 /// The original command, to run locally.
@@ -177,13 +122,12 @@ pub async fn compile(
         }
     };
     // Identity from the on-disk memo: a cache hit never runs the compiler.
-    let memo_dir = crate::cache::client::toolchain_memo_dir();
-    let toolchain =
-        crate::cache::toolchain(compiler, &memo_dir).map_err(|e| ClientError::Probe {
-            path: compiler.to_owned(),
-            message: e.to_string(),
-        })?;
-    let cache = crate::cache::client::ClientCache::new(&cfg.cache, stats_log());
+    let memo_dir = paths::toolchain_memo_dir();
+    let toolchain = toolchain(compiler, &memo_dir).map_err(|e| ClientError::Probe {
+        path: compiler.to_owned(),
+        message: e.to_string(),
+    })?;
+    let cache = ClientCache::new(&cfg.cache, stats_log());
     let manifest = match &cache {
         Some(c) => match c.serve_direct(&toolchain, &job, args) {
             (Some(hit), _) => return Ok(hit),
@@ -447,23 +391,6 @@ async fn remote_compile(
         Some(R::Fallback(f)) => Err(f.reason),
         None => Err("coordinator_error".into()),
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.hgbuild-{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 /// Free slots the farm offers now (the coordinator's `Hello`), or `None` when it cannot be asked.
