@@ -25,6 +25,8 @@
 pub mod admin;
 mod convert;
 #[cfg(feature = "server")]
+pub mod counts;
+#[cfg(feature = "server")]
 pub mod serve;
 
 pub use convert::{WireError, exec_error_to_failure, failure_kind_name};

@@ -1,5 +1,6 @@
 //! The coordinator's Prometheus metrics (`hybridgrid_*`).
 
+use hybridgrid_transport::counts::Counts;
 use hybridgrid_transport::serve::{Labels, duration_histogram};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,15 +13,16 @@ use std::sync::Arc;
 pub struct CoordinatorMetrics {
     /// Compile requests finished, by `result` (`remote`, `fallback`).
     pub tasks: Family<Labels, Counter>,
-    /// Fallbacks to local compilation, by `fallback_reason`.
-    pub fallbacks: Family<Labels, Counter>,
+    /// Fallbacks to local compilation, by `fallback_reason`: the coordinator's own advice plus
+    /// those clients reported (the one count behind `/metrics` and `/api/stats`).
+    pub fallbacks: Counts,
     /// Compile-cache events reported by clients, by `event` (`hit_local`, `hit_shared`, `miss`,
     /// `evictions`, `corrupt`).
-    pub client_cache: Family<Labels, Counter>,
+    pub client_cache: Counts,
     /// Attempts that failed on a worker, by `worker` and `kind`.
     pub worker_failures: Family<Labels, Counter>,
     /// Sampled remote results that a client's local recompile contradicted, by `worker`.
-    pub verify_mismatches: Family<Labels, Counter>,
+    pub verify_mismatches: Counts,
     /// Tasks in flight across the farm.
     pub in_flight: Gauge,
     /// Requests waiting for admission.
@@ -43,10 +45,22 @@ impl CoordinatorMetrics {
         let mut r = Registry::with_prefix("hybridgrid");
         let m = Self {
             tasks: Family::default(),
-            fallbacks: Family::default(),
-            client_cache: Family::default(),
+            fallbacks: Counts::new(
+                "fallbacks",
+                "Local fallbacks, by fallback_reason",
+                "fallback_reason",
+            ),
+            client_cache: Counts::new(
+                "client_cache_events",
+                "Compile-cache events reported by hgbuild clients, by event",
+                "event",
+            ),
             worker_failures: Family::default(),
-            verify_mismatches: Family::default(),
+            verify_mismatches: Counts::new(
+                "verify_mismatches",
+                "Remote results contradicted by a local recompile, by worker",
+                "worker",
+            ),
             in_flight: Gauge::default(),
             queue_depth: Gauge::default(),
             workers: Family::default(),
@@ -62,26 +76,14 @@ impl CoordinatorMetrics {
             "Compile requests finished, by result",
             m.tasks.clone(),
         );
-        r.register(
-            "fallbacks",
-            "Local fallbacks, by fallback_reason",
-            m.fallbacks.clone(),
-        );
-        r.register(
-            "client_cache_events",
-            "Compile-cache events reported by hgbuild clients, by event",
-            m.client_cache.clone(),
-        );
+        r.register_collector(Box::new(m.fallbacks.clone()));
+        r.register_collector(Box::new(m.client_cache.clone()));
         r.register(
             "worker_failures",
             "Failed attempts on workers, by worker and kind",
             m.worker_failures.clone(),
         );
-        r.register(
-            "verify_mismatches",
-            "Remote results contradicted by a local recompile, by worker",
-            m.verify_mismatches.clone(),
-        );
+        r.register_collector(Box::new(m.verify_mismatches.clone()));
         r.register(
             "tasks_in_flight",
             "Tasks in flight across the farm",

@@ -77,10 +77,6 @@ pub struct CoordinatorState {
     metrics: Arc<CoordinatorMetrics>,
     done: AtomicU64,
     compile_errors: AtomicU64,
-    fallbacks: Mutex<BTreeMap<String, u64>>,
-    client_fallbacks: Mutex<BTreeMap<String, u64>>,
-    client_cache: Mutex<BTreeMap<String, u64>>,
-    verify_mismatches: Mutex<BTreeMap<String, u64>>,
     peak_in_flight: AtomicU64,
     started: Instant,
 }
@@ -177,10 +173,6 @@ impl CoordinatorState {
             metrics,
             done: AtomicU64::new(0),
             compile_errors: AtomicU64::new(0),
-            fallbacks: Mutex::new(BTreeMap::new()),
-            client_fallbacks: Mutex::new(BTreeMap::new()),
-            client_cache: Mutex::new(BTreeMap::new()),
-            verify_mismatches: Mutex::new(BTreeMap::new()),
             peak_in_flight: AtomicU64::new(0),
             started: Instant::now(),
             config,
@@ -286,11 +278,7 @@ impl CoordinatorState {
     }
 
     fn record_fallback(&self, reason: &str) {
-        *self.fallbacks.lock().entry(reason.to_owned()).or_default() += 1;
-        self.metrics
-            .fallbacks
-            .get_or_create(&vec![("fallback_reason", reason.to_owned())])
-            .inc();
+        self.metrics.fallbacks.add(reason, 1);
         self.metrics
             .tasks
             .get_or_create(&vec![("result", "fallback".to_owned())])
@@ -543,11 +531,6 @@ impl CoordinatorState {
             .collect();
         drop(workers);
         views.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut fallbacks = self.fallbacks.lock().clone();
-        for (k, v) in self.client_fallbacks.lock().iter() {
-            let slot = fallbacks.entry(k.clone()).or_default();
-            *slot = slot.saturating_add(*v);
-        }
         let (total_slots, free_slots) = self.slot_totals();
         Stats {
             coordinator_id: self.id.clone(),
@@ -557,12 +540,12 @@ impl CoordinatorState {
             workers: views,
             tasks_done: self.done.load(Ordering::Relaxed),
             tasks_compile_errors: self.compile_errors.load(Ordering::Relaxed),
-            tasks_failed: fallbacks.values().fold(0u64, |a, b| a.saturating_add(*b)),
+            tasks_failed: self.metrics.fallbacks.total(),
             queue_depth: self.metrics.queue_depth.get().max(0) as u64,
             peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
-            fallbacks,
-            verify_mismatches: self.verify_mismatches.lock().clone(),
-            client_cache: self.client_cache.lock().clone(),
+            fallbacks: self.metrics.fallbacks.snapshot(),
+            verify_mismatches: self.metrics.verify_mismatches.snapshot(),
+            client_cache: self.metrics.client_cache.snapshot(),
             total_slots,
             free_slots,
         }
@@ -691,17 +674,7 @@ impl coordinator_server::Coordinator for CoordinatorService {
         }
         warn!(worker = %id, task_id = %req.task_id, detail = %req.detail, "output mismatch: opening the worker's circuit");
         self.0.breaker.trip(id.as_str(), "output_mismatch");
-        *self
-            .0
-            .verify_mismatches
-            .lock()
-            .entry(id.to_string())
-            .or_default() += 1;
-        self.0
-            .metrics
-            .verify_mismatches
-            .get_or_create(&vec![("worker", id.to_string())])
-            .inc();
+        self.0.metrics.verify_mismatches.add(id.as_str(), 1);
         Ok(Response::new(pb::ReportResponse {}))
     }
 
@@ -731,26 +704,11 @@ impl coordinator_server::Coordinator for CoordinatorService {
                 "unknown cache event {bad:?} (expected one of {CLIENT_CACHE_EVENTS:?})"
             )));
         }
-        let mut map = self.0.client_fallbacks.lock();
         for (reason, n) in req.fallbacks {
-            let slot = map.entry(reason.clone()).or_default();
-            *slot = slot.saturating_add(n);
-            self.0
-                .metrics
-                .fallbacks
-                .get_or_create(&vec![("fallback_reason", reason)])
-                .inc_by(n);
+            self.0.metrics.fallbacks.add(&reason, n);
         }
-        drop(map);
-        let mut cache = self.0.client_cache.lock();
         for (event, n) in req.cache {
-            let slot = cache.entry(event.clone()).or_default();
-            *slot = slot.saturating_add(n);
-            self.0
-                .metrics
-                .client_cache
-                .get_or_create(&vec![("event", event)])
-                .inc_by(n);
+            self.0.metrics.client_cache.add(&event, n);
         }
         Ok(Response::new(pb::ReportResponse {}))
     }
