@@ -134,7 +134,8 @@ impl WorkerState {
         .map_err(|e| Status::internal(format!("preparing the compile failed: {e}")))?;
         let (spec, cache_key) = match prepared {
             Ok(prepared) => prepared,
-            Err(e) => return Ok(failure(pb::task_failure::Kind::InvalidSpec, e)),
+            // The one place a refused request becomes its wire outcome.
+            Err(e) => return Ok(failure(pb::task_failure::Kind::InvalidSpec, e.to_string())),
         };
         let mut spec = spec;
         spec.timeout = spec.timeout.min(self.task_timeout);
