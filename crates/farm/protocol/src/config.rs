@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn every_example_config_parses() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../docs/config");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).expect("docs/config exists") {
             let path = entry.expect("dir entry").path();
