@@ -105,17 +105,28 @@ fn nodelay(
     })
 }
 
-/// Serves `routes` over gRPC on `listener` until `stop` fires.
-pub fn spawn_grpc(
-    routes: tonic::service::Routes,
+/// Serves the gRPC service `svc` on `listener` until `stop` fires. One service per listener, served
+/// without tonic's router (which would pull axum into every binary that links tonic, `hgbuild`
+/// included).
+pub fn spawn_grpc<S>(
+    svc: S,
     listener: TcpListener,
     stop: CancellationToken,
     daemon: &'static str,
-) -> JoinHandle<()> {
+) -> JoinHandle<()>
+where
+    S: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     tokio::spawn(async move {
         let r = tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(nodelay(listener), stop.cancelled_owned())
+            .serve_with_incoming_shutdown(svc, nodelay(listener), stop.cancelled_owned())
             .await;
         if let Err(e) = r {
             tracing::error!(daemon, error = %e, "gRPC server failed");

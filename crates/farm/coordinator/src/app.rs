@@ -43,12 +43,7 @@ pub async fn start_coordinator(
     let svc = CoordinatorServer::new(CoordinatorService(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tasks.push(spawn_grpc(
-        tonic::service::Routes::new(svc),
-        grpc,
-        stop.clone(),
-        "coordinator",
-    ));
+    tasks.push(spawn_grpc(svc, grpc, stop.clone(), "coordinator"));
 
     let st = state.clone();
     let api = Router::new()

@@ -58,12 +58,7 @@ pub async fn start_worker(
     let svc = WorkerServer::new(WorkerService(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tasks.push(spawn_grpc(
-        tonic::service::Routes::new(svc),
-        grpc,
-        stop.clone(),
-        "worker",
-    ));
+    tasks.push(spawn_grpc(svc, grpc, stop.clone(), "worker"));
     let router = admin::router(registry, Arc::new(|| {}), Router::new());
     tasks.push(spawn_http(router, http, stop.clone(), "worker"));
     if let Some(coord) = &w.coordinator {

@@ -229,10 +229,16 @@ mod tests {
         let ok = |a: &str| validate_compile_args(&args(a));
         assert!(ok("-O2 -g -I/usr/include -c /src/a.c -o ../obj/a.o").is_ok());
         assert!(ok("-fdebug-prefix-map=/a=/b -c a.c").is_ok());
-        assert!(matches!(ok("-O2 a.c -o a"), Err(RequestError::NotCompileOnly)));
+        assert!(matches!(
+            ok("-O2 a.c -o a"),
+            Err(RequestError::NotCompileOnly)
+        ));
         assert!(matches!(
             ok("-fplugin=x.so -c a.c"),
-            Err(RequestError::ForbiddenFlag { prefix: "-fplugin", .. })
+            Err(RequestError::ForbiddenFlag {
+                prefix: "-fplugin",
+                ..
+            })
         ));
         assert!(matches!(
             ok("-Wa,-adhln=/etc/cron.d/x -c a.c"),
@@ -278,9 +284,6 @@ mod tests {
             derive("-O2 -g -fPIC -march=x86-64 -Wa,--noexecstack"),
             Some(Ok(()))
         ));
-        assert!(matches!(
-            derive("-fdebug-prefix-map=/src=/x"),
-            Some(Ok(()))
-        ));
+        assert!(matches!(derive("-fdebug-prefix-map=/src=/x"), Some(Ok(()))));
     }
 }
