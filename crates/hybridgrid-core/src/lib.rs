@@ -37,6 +37,7 @@ pub mod executor;
 pub mod ids;
 pub mod logging;
 pub mod queue;
+pub mod spec;
 pub mod store;
 pub mod task;
 pub mod worker;
@@ -52,6 +53,7 @@ pub use event::{
 pub use executor::{ExecError, Executor};
 pub use ids::{LeaseToken, RunId, TaskId, WorkId, WorkerId, WorkflowId};
 pub use queue::{Claim, DeadLetter, Depths, Enqueued, NewWork, Queue, QueueError};
+pub use spec::{CacheSpec, EventBusSpec, QueueSpec, SpecError, StoreSpec};
 pub use store::{NewRun, Run, RunStatus, Step, Store, StoreError, Transition, Workflow};
 pub use task::{InputFile, OutputFile, OutputLimits, Priority, TaskOutput, TaskSpec};
 pub use worker::{Capabilities, DiscoverySource, Toolchain, WorkerInfo};
