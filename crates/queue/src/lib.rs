@@ -38,6 +38,9 @@
 //! - `nats` (feature `nats`) — `NatsQueue` and `NatsEventBus` (a JetStream stream per bus).
 //!   See `docs/backends/nats.md` for the NATS layout.
 //! - `event` — [`MemoryEventBus`], the in-process [`hybridgrid_core::EventBus`], always built.
+//! - `open` — [`open_queue`] and [`open_event_bus`]: a backend from a
+//!   [`hybridgrid_core::QueueSpec`] / [`hybridgrid_core::EventBusSpec`] read from config; a backend
+//!   whose feature is off is a clear error naming the feature.
 //! - `election` — leader election: [`MemoryLeaderElection`] and the [`Elector`] driver (keeps a
 //!   lease in the background, says whether this process leads), always built;
 //!   `RedisLeaderElection` with feature `redis`. See `docs/backends/redis.md` for the Redis layout.
@@ -55,6 +58,9 @@ pub use self::redis::{RedisLeaderElection, RedisQueue};
 
 mod event;
 pub use event::MemoryEventBus;
+
+mod open;
+pub use open::{open_event_bus, open_queue};
 
 #[cfg(feature = "nats")]
 mod nats;
