@@ -15,6 +15,8 @@
 //! ```
 
 pub mod buildtool;
+#[doc = include_str!("../../../../docs/CACHE.md")]
+pub mod cache_design {}
 mod cache;
 pub mod cli;
 mod compile;
