@@ -30,6 +30,9 @@
 //! - default: [`DiskCache`] and [`TieredCache`] (no network dependencies).
 //! - `redis`: [`RedisCache`], a shared tier in Redis/Valkey.
 //!
+//! [`open_cache`] opens what a [`hybridgrid_core::CacheSpec`] from config names (`tiered` nests a
+//! local and a shared spec); a backend whose feature is off is an error naming the feature.
+//!
 //! Module [`compile`] holds the direct-mode manifest of a compile cache (ccache-style: find a
 //! result from the files a previous compile read, without preprocessing).
 //!
@@ -39,11 +42,13 @@
 pub mod compile;
 mod disk;
 pub mod entry;
+mod open;
 #[cfg(feature = "redis")]
 mod redis;
 mod tiered;
 
 pub use disk::{DiskCache, DiskCacheConfig};
+pub use open::open_cache;
 #[cfg(feature = "redis")]
 pub use redis::{RedisCache, RedisCacheConfig};
 pub use tiered::{TierStats, TieredCache};

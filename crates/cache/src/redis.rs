@@ -77,7 +77,8 @@ fn backend(op: &'static str, target: String, source: redis::RedisError) -> Cache
 impl RedisCache {
     /// Connects to `url` (e.g. `redis://127.0.0.1:6379`). Fails if the server does not answer.
     pub async fn connect(url: &str, config: RedisCacheConfig) -> Result<RedisCache, CacheError> {
-        let client = redis::Client::open(url).map_err(|e| backend("connect", url.to_owned(), e))?;
+        let target = hybridgrid_core::spec::redact(url);
+        let client = redis::Client::open(url).map_err(|e| backend("connect", target.clone(), e))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(config.response_timeout))
@@ -87,8 +88,8 @@ impl RedisCache {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_with_config(client, manager_config)
             .await
-            .map_err(|e| backend("connect", url.to_owned(), e))?;
-        tracing::debug!(url, prefix = %config.prefix, "redis cache connected");
+            .map_err(|e| backend("connect", target.clone(), e))?;
+        tracing::debug!(url = %target, prefix = %config.prefix, "redis cache connected");
         Ok(RedisCache {
             conn,
             config,

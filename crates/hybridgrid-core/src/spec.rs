@@ -474,6 +474,12 @@ pub enum CacheSpec {
         /// Expiry of each entry (default none: bound the server with `maxmemory`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ttl: Option<HumanDuration>,
+        /// How long one command may take (default 5s).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response_timeout: Option<HumanDuration>,
+        /// Largest entry accepted (default 64MiB).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_entry_size: Option<ByteSize>,
     },
     /// `local` in front of `shared`: reads try local first and fill it from shared; writes go to both.
     Tiered {
@@ -481,6 +487,10 @@ pub enum CacheSpec {
         local: Box<CacheSpec>,
         /// The shared tier (usually `redis`).
         shared: Box<CacheSpec>,
+        /// Whether `put` returns before the shared tier stored the entry (default false: a
+        /// short-lived process such as a compiler wrapper would lose unfinished puts at exit).
+        #[serde(default)]
+        background_puts: bool,
     },
 }
 
@@ -669,7 +679,7 @@ events: { backend: memory }
         assert_eq!(pool.max_connections, 3);
         assert_eq!(pool.acquire_timeout, HumanDuration::from_secs(5));
         assert_eq!(url.to_string(), "postgres://u:***@h/db");
-        let Some(CacheSpec::Tiered { local, shared }) = cfg.cache else {
+        let Some(CacheSpec::Tiered { local, shared, .. }) = cfg.cache else {
             panic!()
         };
         assert!(matches!(*local, CacheSpec::Disk { max_size, .. } if max_size.0 == 3 << 29));
@@ -762,7 +772,10 @@ events: { backend: memory }
                     url: SecretUrl::new("redis://:pw@h").unwrap(),
                     prefix: "p:".into(),
                     ttl: None,
+                    response_timeout: None,
+                    max_entry_size: None,
                 }),
+                background_puts: false,
             })
             .unwrap(),
         ];
@@ -775,7 +788,8 @@ events: { backend: memory }
             specs[2],
             serde_json::json!({"backend": "tiered",
                 "local": {"backend": "disk", "dir": "/c", "max_size": "1GiB", "fsync": false},
-                "shared": {"backend": "redis", "url": "redis://:pw@h", "prefix": "p:"}})
+                "shared": {"backend": "redis", "url": "redis://:pw@h", "prefix": "p:"},
+                "background_puts": false})
         );
         let back: CacheSpec = serde_json::from_value(specs[2].clone()).unwrap();
         assert_eq!(back.backend(), "tiered");
