@@ -12,8 +12,9 @@ use crate::stats;
 use crate::step::Step;
 use bytes::Bytes;
 use hybridgrid_cache::compile::{FileMemo, Manifest};
-use hybridgrid_cache::{DiskCache, DiskCacheConfig, RedisCache, RedisCacheConfig, entry};
+use hybridgrid_cache::{DiskCache, DiskCacheConfig, entry};
 use hybridgrid_compiler::CompileJob;
+use hybridgrid_core::spec::SpecError;
 use hybridgrid_core::{Cache, CacheError, Digest, Toolchain};
 use hybridgrid_farm_protocol::config::CacheConfig;
 use hybridgrid_farm_protocol::{CachedResult, DirectEntry};
@@ -22,6 +23,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A header modified after (or this close before) the start of the compile is not recorded in a
@@ -43,17 +45,12 @@ pub fn max_bytes(cfg: &CacheConfig) -> u64 {
     (cfg.max_size_gb * 1e9) as u64
 }
 
-/// Connects the shared tier of `cfg`, if one is configured.
-pub async fn shared_tier(cfg: &CacheConfig) -> Result<Option<RedisCache>, CacheError> {
-    let Some(url) = cfg.shared.as_deref().filter(|u| !u.is_empty()) else {
-        return Ok(None);
-    };
-    let config = RedisCacheConfig {
-        prefix: cfg.shared_prefix.clone(),
-        response_timeout: Duration::from_secs(2),
-        ..RedisCacheConfig::default()
-    };
-    RedisCache::connect(url, config).await.map(Some)
+/// Opens the shared tier of `cfg`, if one is configured.
+pub async fn shared_tier(cfg: &CacheConfig) -> Result<Option<Arc<dyn Cache>>, SpecError> {
+    match cfg.shared_spec()? {
+        Some(spec) => hybridgrid_cache::open_cache(&spec).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// One compile's view of the cache (one per wrapper process).
@@ -65,7 +62,7 @@ pub struct ClientCache {
     diag_env: [u8; 32],
     disk: RefCell<Option<DiskCache>>,
     /// The shared tier once asked for: `Some(None)` when absent or unreachable (asked once).
-    shared: RefCell<Option<Option<std::rc::Rc<RedisCache>>>>,
+    shared: RefCell<Option<Option<Arc<dyn Cache>>>>,
 }
 
 /// What a lookup that missed knows, to store the result of the compile that follows.
@@ -280,14 +277,14 @@ impl ClientCache {
 
     /// The shared tier, connected once per process; a server that does not answer within
     /// [`SHARED_CONNECT_TIMEOUT`] is reported and not asked again by this compile.
-    async fn shared(&self) -> Option<std::rc::Rc<RedisCache>> {
+    async fn shared(&self) -> Option<Arc<dyn Cache>> {
         if let Some(known) = self.shared.borrow().as_ref() {
             return known.clone();
         }
         let connected = match tokio::time::timeout(SHARED_CONNECT_TIMEOUT, shared_tier(&self.cfg))
             .await
         {
-            Ok(Ok(c)) => c.map(std::rc::Rc::new),
+            Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 eprintln!("hgbuild: shared compile cache unavailable: {e}");
                 None

@@ -22,6 +22,7 @@
 
 use hybridgrid_core::config::{ConfigError, EnvSource, HumanDuration, load};
 use hybridgrid_core::logging::{LOGGING_ENV_ALIASES, LoggingConfig};
+use hybridgrid_core::spec::{CacheSpec, SecretUrl, SpecError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -275,6 +276,24 @@ pub struct CacheConfig {
     /// Key prefix in the shared tier (entries live at `{prefix}cache:{hex}`), so several farms or
     /// test runs can share one server.
     pub shared_prefix: String,
+}
+
+impl CacheConfig {
+    /// The shared tier as a backend spec (`cache.shared`, `cache.shared_prefix`), if one is
+    /// configured: what clients and workers open with `hybridgrid_cache::open_cache`.
+    pub fn shared_spec(&self) -> Result<Option<CacheSpec>, SpecError> {
+        let Some(url) = self.shared.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let url = SecretUrl::new(url).map_err(|e| SpecError::invalid("cache.shared", e))?;
+        Ok(Some(CacheSpec::Redis {
+            url,
+            prefix: self.shared_prefix.clone(),
+            ttl: None,
+            response_timeout: Some(HumanDuration::from_secs(2)),
+            max_entry_size: None,
+        }))
+    }
 }
 
 impl Default for CacheConfig {

@@ -345,19 +345,13 @@ async fn share_result(
     }
 }
 
-/// Connects the shared tier of `cfg` (`cache.shared`), if one is configured: where the worker
+/// Opens the shared tier of `cfg` (`cache.shared`), if one is configured: where the worker
 /// writes every clean compile for clients to find.
 pub(crate) async fn shared_tier(
     cfg: &hybridgrid_farm_protocol::config::CacheConfig,
-) -> Result<Option<Arc<dyn hybridgrid_core::Cache>>, hybridgrid_core::CacheError> {
-    let Some(url) = cfg.shared.as_deref().filter(|u| !u.is_empty()) else {
-        return Ok(None);
-    };
-    let config = hybridgrid_cache::RedisCacheConfig {
-        prefix: cfg.shared_prefix.clone(),
-        response_timeout: Duration::from_secs(2),
-        ..hybridgrid_cache::RedisCacheConfig::default()
-    };
-    let cache = hybridgrid_cache::RedisCache::connect(url, config).await?;
-    Ok(Some(Arc::new(cache)))
+) -> Result<Option<Arc<dyn hybridgrid_core::Cache>>, hybridgrid_core::spec::SpecError> {
+    match cfg.shared_spec()? {
+        Some(spec) => hybridgrid_cache::open_cache(&spec).await.map(Some),
+        None => Ok(None),
+    }
 }
