@@ -26,10 +26,18 @@
 //! - `native` (default): [`NativeExecutor`].
 //! - `docker`, `dagger`, `llm`: planned (later issues).
 
+#[cfg(feature = "dagger")]
+mod dagger;
+#[cfg(feature = "docker")]
+mod docker;
 #[cfg(feature = "native")]
 mod native;
-#[cfg(feature = "native")]
+#[cfg(any(feature = "native", feature = "docker", feature = "dagger"))]
 mod paths;
 
+#[cfg(feature = "dagger")]
+pub use dagger::{DaggerConfig, DaggerExecutor};
+#[cfg(feature = "docker")]
+pub use docker::{ContainerPolicy, DOCKER_OWNER_LABEL, DockerConfig, DockerError, DockerExecutor};
 #[cfg(feature = "native")]
 pub use native::{NativeConfig, NativeExecutor};

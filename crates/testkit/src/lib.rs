@@ -18,8 +18,12 @@
 
 pub mod breaker;
 pub mod cache;
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod election;
 pub mod executor;
+#[cfg(feature = "fake-dagger")]
+pub mod fake_dagger;
 pub mod queue;
 pub mod store;
 
