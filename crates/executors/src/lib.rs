@@ -36,7 +36,7 @@ mod native;
 mod paths;
 
 #[cfg(feature = "dagger")]
-pub use dagger::{DaggerConfig, DaggerExecutor};
+pub use dagger::{DaggerConfig, DaggerError, DaggerExecutor};
 #[cfg(feature = "docker")]
 pub use docker::{ContainerPolicy, DOCKER_OWNER_LABEL, DockerConfig, DockerError, DockerExecutor};
 #[cfg(feature = "native")]
