@@ -430,3 +430,34 @@ async fn container_runs_a_shell_agent_from_an_added_file() {
     assert_eq!(&out.stderr[..], b"agent log\n");
     assert!(containers(&owner).is_empty());
 }
+
+#[tokio::test]
+async fn concurrent_containers_are_isolated() {
+    let (exec, owner, root) = executor().await;
+    let exec = Arc::new(exec);
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let exec = exec.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut spec = sh("ls; cat name > out", LONG);
+            spec.inputs.push(InputFile {
+                path: "name".into(),
+                contents: Bytes::from(format!("task {i}")),
+                executable: false,
+            });
+            spec.outputs = vec!["out".into()];
+            (i, exec.execute(spec, CancellationToken::new()).await)
+        }));
+    }
+    for task in tasks {
+        let (i, res) = task.await.expect("join");
+        let out = res.expect("run");
+        assert_eq!(&out.stdout[..], b"name\n", "task {i} saw only its own file");
+        assert_eq!(
+            out.file("out").map(|f| f.contents.clone()),
+            Some(Bytes::from(format!("task {i}")))
+        );
+    }
+    assert!(containers(&owner).is_empty());
+    assert_eq!(leftovers(&root), 0);
+}

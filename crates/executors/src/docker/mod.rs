@@ -258,11 +258,17 @@ impl DockerExecutor {
         let body = self.create_body(&spec, &image, dir.path(), &container_dir, workdir);
         // The guard exists before the container does: a future dropped during the create call
         // still removes it (by name) in the background.
-        let container = ContainerGuard::new(self.docker.clone(), name.to_owned());
+        // Unique on the engine even when another worker runs a task of the same id.
+        let container_name = format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let container = ContainerGuard::new(self.docker.clone(), container_name.clone());
         let created = self
             .docker
             .create_container(
-                Some(CreateContainerOptionsBuilder::default().name(name).build()),
+                Some(
+                    CreateContainerOptionsBuilder::default()
+                        .name(&container_name)
+                        .build(),
+                ),
                 body,
             )
             .await;
@@ -276,7 +282,9 @@ impl DockerExecutor {
                 e => engine(socket, "create container", e),
             });
         }
-        let result = self.attach_and_run(name, &image, &spec, cancel).await;
+        let result = self
+            .attach_and_run(&container_name, &image, &spec, cancel)
+            .await;
         container.remove().await;
         let (code, stdout, stderr, duration) = result?;
         let exit_code = i32::try_from(code).unwrap_or(-1);
