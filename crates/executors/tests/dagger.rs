@@ -340,3 +340,93 @@ async fn stream_limits_truncate() {
     assert!(out.truncated);
     assert_eq!((out.stdout.len(), out.stderr.len()), (100, 10));
 }
+
+/// The fake answers malformed or unsupported queries as the engine does, so a client bug shows.
+#[tokio::test]
+async fn fake_engine_refuses_what_the_engine_refuses() {
+    use base64::Engine as _;
+    let fake = FakeDagger::start(|_| Reply::exit(1, "", "boom")).await;
+    let url = format!("http://127.0.0.1:{}/query", fake.port());
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:", fake.token()))
+    );
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let post = |query: &str, auth: Option<&str>| {
+        let mut req = http.post(&url).json(&serde_json::json!({ "query": query }));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a.to_owned());
+        }
+        req.send()
+    };
+    let no_auth = post(
+        "{ container { from(address: \"a\") { withExec(args: [\"true\"]) { exitCode } } } }",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(no_auth.status(), 401);
+
+    let answer = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+    let (status, body) = answer(post("{ container { from(", Some(&auth)).await.unwrap()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Syntax Error")
+    );
+
+    let (_, body) = answer(
+        post(
+            "{ container { from(address: \"a\") { withFoo(x: 1) { withExec(args: [\"true\"]) { exitCode } } } } }",
+            Some(&auth),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        body["errors"][0]["message"],
+        "Cannot query field \"withFoo\" on type \"Container\"."
+    );
+    assert_eq!(
+        body["errors"][0]["path"],
+        serde_json::json!(["container", "from", "withFoo"])
+    );
+
+    // Without `expect: ANY` a failing exec is an error, as on the engine.
+    let (_, body) = answer(
+        post(
+            "{ container { from(address: \"a\") { withExec(args: [\"false\"]) { exitCode } } } }",
+            Some(&auth),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not complete successfully: exit code: 1"),
+        "{body}"
+    );
+    // With it, the code is data.
+    let (_, body) = answer(
+        post(
+            "{ container { from(address: \"a\") { run: withExec(args: [\"false\"], expect: ANY) { exitCode stderr } } } }",
+            Some(&auth),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        body["data"],
+        serde_json::json!({"container": {"from": {"run": {"exitCode": 1, "stderr": "boom"}}}})
+    );
+}
