@@ -93,12 +93,13 @@ async fn docker_executor_conforms() {
 async fn stdin_env_inputs_outputs_and_cwd() {
     let (exec, owner, root) = executor().await;
     let mut spec = sh(
-        "cat > got-stdin; echo \"GREETING=$GREETING\"; echo to-stderr >&2; pwd; \
+        "cat > got-stdin; echo \"GREETING=$GREETING PATH=$PATH\"; echo to-stderr >&2; pwd; \
          ../../tool.sh < ../../src/in.c > ../../out/x.o",
         LONG,
     );
     spec.stdin = Bytes::from_static(b"from stdin\x00\xff");
     spec.env.insert("GREETING".into(), "hi there".into());
+    spec.env.insert("PATH".into(), "/bin".into());
     spec.cwd = Some("sub/dir".into());
     spec.inputs = vec![
         InputFile {
@@ -129,7 +130,7 @@ async fn stdin_env_inputs_outputs_and_cwd() {
     let expected_dir = exec.work_dir_for(&id).expect("safe id").join("sub/dir");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("GREETING=hi there\n{}\n", expected_dir.display())
+        format!("GREETING=hi there PATH=/bin\n{}\n", expected_dir.display())
     );
     assert_eq!(&out.stderr[..], b"to-stderr\n");
     assert_eq!(

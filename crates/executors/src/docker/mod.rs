@@ -414,7 +414,11 @@ impl DockerExecutor {
         workdir: String,
     ) -> ContainerCreateBody {
         let policy = &self.policy;
-        let mut env = vec![format!("PATH={}", self.config.path)];
+        // `spec.env` may set its own PATH: never send two.
+        let mut env = Vec::new();
+        if !spec.env.contains_key("PATH") {
+            env.push(format!("PATH={}", self.config.path));
+        }
         env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
         let labels = HashMap::from([
             (DOCKER_OWNER_LABEL.to_owned(), self.config.owner.clone()),
