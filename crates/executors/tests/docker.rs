@@ -462,3 +462,33 @@ async fn concurrent_containers_are_isolated() {
     assert!(containers(&owner).is_empty());
     assert_eq!(leftovers(&root), 0);
 }
+
+#[tokio::test]
+async fn host_programs_run_inside_an_image_with_their_libraries() {
+    let (exec, owner, _root) = executor().await;
+    let image = hybridgrid_testkit::docker::ensure_image_with_host(
+        "host-md5sum",
+        &["/usr/bin/md5sum"],
+        &[],
+    )
+    .expect("image with a host program");
+    let mut spec = sh(
+        "/usr/bin/md5sum --version | head -n 1; printf abc | /usr/bin/md5sum",
+        LONG,
+    );
+    spec.image = Some(image);
+    let out = run(&exec, spec).await;
+    assert_eq!(
+        out.exit_code,
+        0,
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("GNU coreutils"),
+        "the host's md5sum ran: {text}"
+    );
+    assert!(text.contains("900150983cd24fb0d6963f7d28e17f72"), "{text}");
+    assert!(containers(&owner).is_empty());
+}

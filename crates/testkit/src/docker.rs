@@ -7,7 +7,9 @@
 //! - `/etc/passwd` and `/etc/group` with `root` (0) and `nobody` (65534), an empty `/root`, and a
 //!   world-writable `/tmp`;
 //! - `ENV PATH=/bin:/usr/bin` and `CMD ["/bin/sh"]`;
-//! - for [`ensure_image_with`], the given extra files (agent scripts, fixtures).
+//! - for [`ensure_image_with`], the given extra files (agent scripts, fixtures);
+//! - for [`ensure_image_with_host`], host files and directories at their own paths plus the
+//!   shared libraries their executables load (`ldd`), e.g. a Debian cross toolchain.
 //!
 //! The tag is `hybridgrid-test-<name>:<content hash>`, so an image is built once per machine and
 //! content; later calls (from any process) only check that it exists. Needs the `docker` CLI and
@@ -23,9 +25,10 @@
 //! # let _ = image;
 //! ```
 
+use std::collections::BTreeSet;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Where the static busybox comes from.
@@ -42,6 +45,20 @@ pub fn ensure_test_image(name: &str) -> io::Result<String> {
 /// Like [`ensure_test_image`], with extra files: `(absolute path in the image, contents, mode)`,
 /// e.g. `("/agent.sh", script, 0o755)`. Parent directories are created.
 pub fn ensure_image_with(name: &str, files: &[(&str, &[u8], u32)]) -> io::Result<String> {
+    ensure_image_with_host(name, &[], files)
+}
+
+/// Like [`ensure_image_with`], plus files and directories copied from this host at the same
+/// paths (`/usr/bin/aarch64-linux-gnu-gcc`, `/usr/lib/gcc-cross`, ...), with the shared libraries
+/// that `ldd` says their executables need, so host programs run inside the image. A host file
+/// replaces a busybox applet of the same name on disk, but busybox `sh` still runs its own applet
+/// for a bare name: call host programs by absolute path. The tag covers the host files' sizes and
+/// modification times, so an upgraded package gives a new image.
+pub fn ensure_image_with_host(
+    name: &str,
+    host_paths: &[&str],
+    files: &[(&str, &[u8], u32)],
+) -> io::Result<String> {
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -55,6 +72,7 @@ pub fn ensure_image_with(name: &str, files: &[(&str, &[u8], u32)]) -> io::Result
     for (path, _, _) in files {
         check_image_path(path)?;
     }
+    let host = host_files(host_paths)?;
     let busybox = std::fs::read(BUSYBOX).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -74,6 +92,14 @@ pub fn ensure_image_with(name: &str, files: &[(&str, &[u8], u32)]) -> io::Result
         hasher.update(contents);
         hasher.update(&mode.to_le_bytes());
     }
+    for (path, meta) in &host.entries {
+        hasher.update(path.as_os_str().as_encoded_bytes());
+        hasher.update(&meta.len().to_le_bytes());
+        hasher.update(&meta.mtime().to_le_bytes());
+    }
+    for lib in &host.libraries {
+        hasher.update(lib.as_os_str().as_encoded_bytes());
+    }
     let tag = format!(
         "hybridgrid-test-{name}:{}",
         &hasher.finalize().to_hex()[..16]
@@ -92,7 +118,9 @@ pub fn ensure_image_with(name: &str, files: &[(&str, &[u8], u32)]) -> io::Result
         "hybridgrid-rootfs-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    let built = make_rootfs(&root, &busybox, files).and_then(|()| import(&root, &tag));
+    let built = make_rootfs(&root, &busybox, files)
+        .and_then(|()| copy_host(&root, host_paths, &host.libraries))
+        .and_then(|()| import(&root, &tag));
     let _ = std::fs::remove_dir_all(&root);
     built?;
     Ok(tag)
@@ -173,6 +201,98 @@ fn make_rootfs(root: &Path, busybox: &[u8], files: &[(&str, &[u8], u32)]) -> io:
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))?;
     for (path, contents, mode) in files {
         write_file(&root.join(path.trim_start_matches('/')), contents, *mode)?;
+    }
+    Ok(())
+}
+
+/// The host entries to copy (every file under the given paths) and the libraries they need.
+struct HostFiles {
+    entries: Vec<(PathBuf, std::fs::Metadata)>,
+    libraries: BTreeSet<PathBuf>,
+}
+
+fn host_files(paths: &[&str]) -> io::Result<HostFiles> {
+    let mut host = HostFiles {
+        entries: Vec::new(),
+        libraries: BTreeSet::new(),
+    };
+    for path in paths {
+        check_image_path(path)?;
+        walk(Path::new(path), &mut host.entries).map_err(|e| {
+            io::Error::new(e.kind(), format!("host path {path} for a test image: {e}"))
+        })?;
+    }
+    for (path, meta) in &host.entries {
+        if meta.is_file() && meta.mode() & 0o111 != 0 && is_elf(path) {
+            host.libraries.extend(libraries(path)?);
+        }
+    }
+    Ok(host)
+}
+
+fn walk(path: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) -> io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    let is_dir = meta.is_dir();
+    out.push((path.to_owned(), meta));
+    if is_dir {
+        let mut children: Vec<PathBuf> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<io::Result<_>>()?;
+        children.sort();
+        for child in children {
+            walk(&child, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
+}
+
+/// The absolute library paths `ldd` lists for `exe` (none for a static binary).
+fn libraries(exe: &Path) -> io::Result<Vec<PathBuf>> {
+    let out = Command::new("ldd").arg(exe).output()?;
+    // `ldd` fails for static binaries ("not a dynamic executable"): nothing to add.
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let target = line.split("=>").nth(1).unwrap_or(line).trim();
+            let path = target.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
+/// Copies the host paths (as they are, symlinks kept) and the libraries (dereferenced) into
+/// `root` at the same paths.
+fn copy_host(root: &Path, paths: &[&str], libraries: &BTreeSet<PathBuf>) -> io::Result<()> {
+    let copy = |args: &[&str], what: &Path| -> io::Result<()> {
+        let status = Command::new("cp")
+            .args(args)
+            .args(["--parents", "--remove-destination"])
+            .arg(what)
+            .arg(root)
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "copying {} into the test image failed ({status})",
+                what.display()
+            )))
+        }
+    };
+    for path in paths {
+        copy(&["-a"], Path::new(path))?;
+    }
+    for lib in libraries {
+        copy(&["-L"], lib)?;
     }
     Ok(())
 }
