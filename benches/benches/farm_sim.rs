@@ -9,9 +9,9 @@ use hybridgrid_core::{
     CancellationToken, ExecError, Executor, OutputFile, PROTOCOL_VERSION, TaskId, TaskOutput,
     TaskSpec, Toolchain,
 };
-use hybridgrid_farm::app;
-use hybridgrid_farm::config::FarmConfig;
-use hybridgrid_farm::worker::{LocalToolchain, PREPROCESSED_INPUT};
+use hybridgrid_farm_protocol::PREPROCESSED_INPUT;
+use hybridgrid_farm_protocol::config::FarmConfig;
+use hybridgrid_farm_worker::LocalToolchain;
 use hybridgrid_transport::pb;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,7 +106,7 @@ fn main() {
     cfg.coordinator.heartbeat_interval = hybridgrid_core::config::HumanDuration::from_secs(2);
     cfg.coordinator.heartbeat_timeout = hybridgrid_core::config::HumanDuration::from_secs(30);
     let coord = coord_rt
-        .block_on(app::start_coordinator(&cfg, vec![]))
+        .block_on(hybridgrid_farm_coordinator::start_coordinator(&cfg, vec![]))
         .expect("coordinator");
     let coord_addr = coord.grpc_addr.to_string();
     let toolchain = Toolchain {
@@ -130,7 +130,7 @@ fn main() {
                 path: "/bin/true".into(),
             }];
             hs.push(
-                app::start_worker(&wc, Arc::new(SleepExecutor), tc)
+                hybridgrid_farm_worker::start_worker(&wc, Arc::new(SleepExecutor), tc)
                     .await
                     .expect("worker"),
             );

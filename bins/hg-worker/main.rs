@@ -2,7 +2,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hybridgrid_core::config::ProcessEnv;
-use hybridgrid_farm::{app, config::FarmConfig};
+use hybridgrid_farm_protocol::config::FarmConfig;
+use hybridgrid_farm_worker as app;
+use hybridgrid_transport::serve::wait_for_signal;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -74,7 +76,7 @@ async fn run() -> anyhow::Result<()> {
         "hg-worker: {} serving gRPC on {}, health on http://{}/health",
         handle.state.info.id, handle.grpc_addr, handle.http_addr
     );
-    app::wait_for_signal(handle.stop_token()).await;
+    wait_for_signal(handle.stop_token()).await;
     handle.shutdown().await;
     Ok(())
 }

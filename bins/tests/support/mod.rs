@@ -300,7 +300,7 @@ pub fn wait_workers_up(http: &str, n: usize) {
 
 /// The directory of a Lua release bundled by the `lua-src` crate, found through `cargo metadata`.
 pub fn lua_dir(version: &str) -> PathBuf {
-    hybridgrid_farm::demo::lua_dir(Path::new(env!("CARGO_MANIFEST_DIR")), version)
+    farm_demo::lua_dir(Path::new(env!("CARGO_MANIFEST_DIR")), version)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 

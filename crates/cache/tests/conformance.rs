@@ -55,16 +55,7 @@ mod redis {
     use super::*;
     use hybridgrid_cache::{RedisCache, RedisCacheConfig};
 
-    /// Keys left under `base` (every instance's prefix starts with it).
-    async fn keys_under(url: &str, base: &str) -> Vec<String> {
-        let client = ::redis::Client::open(url).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        ::redis::cmd("KEYS")
-            .arg(format!("{base}*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap()
-    }
+    use hybridgrid_testkit::redis::keys_under;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_cache_conforms() {

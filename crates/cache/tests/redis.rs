@@ -35,11 +35,7 @@ async fn redis_cache(prefix: &str, ttl: Option<Duration>) -> RedisCache {
 }
 
 async fn leftover_keys(prefix: &str) -> Vec<String> {
-    redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut raw().await)
-        .await
-        .unwrap()
+    hybridgrid_testkit::redis::keys_under(&url(), prefix).await
 }
 
 #[tokio::test]

@@ -24,21 +24,8 @@ async fn redis_queue_conforms() {
     .await;
 
     // Leave nothing behind.
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let prefixes = prefixes.lock().clone();
     for prefix in prefixes {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
+        hybridgrid_testkit::redis::delete_prefix(&url, &prefix).await;
     }
 }

@@ -27,19 +27,7 @@ async fn admin() -> redis::aio::MultiplexedConnection {
 }
 
 async fn delete_prefix(prefix: &str) {
-    let mut conn = admin().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    hybridgrid_testkit::redis::delete_prefix(&redis_url(), prefix).await;
 }
 
 /// A claimer that takes work and dies (never acks) must not lose it: each item comes back once

@@ -21,20 +21,7 @@ async fn fresh(tag: &str) -> RedisQueue {
 
 /// Deletes every key under the queue's prefix.
 async fn cleanup(q: &RedisQueue) {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", q.prefix()))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    hybridgrid_testkit::redis::delete_prefix(&redis_url(), q.prefix()).await;
 }
 
 const LEASE: Duration = Duration::from_secs(30);

@@ -37,7 +37,11 @@
 //! - `postgres`: `PostgresStore`, pooled, optionally confined to one schema (`search_path`), with
 //!   pool exhaustion reported as [`StoreError::PoolExhausted`](hybridgrid_core::store::StoreError)
 //!   and [`PoolStats`] for metrics. See `docs/backends/postgres.md`.
+//!
+//! [`open_store`] opens the backend a [`StoreSpec`](hybridgrid_core::StoreSpec) from config names;
+//! a backend whose feature is off is an error naming the feature.
 
+mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -49,6 +53,8 @@ mod sqlite;
 pub use postgres::{PoolOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+
+pub use open::open_store;
 
 /// Connection pool occupancy, for metrics (`pool_stats()` on each backend).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

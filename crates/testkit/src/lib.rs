@@ -15,16 +15,24 @@
 //!
 //! Every check returns `Err(String)` naming what it expected and what it got; a suite runs all its
 //! checks and then fails once, listing every failure. Checks poll until a deadline rather than sleep.
+//!
+//! Helpers: [`service_url`], [`unique_prefix`], [`eventually`]; [`bench`], the queue round-trip
+//! harness of the queue benches; `redis::RedisPrefix` (feature `redis`), a key prefix deleted when
+//! the test ends.
 
+pub mod bench;
 pub mod breaker;
 pub mod cache;
 #[cfg(feature = "docker")]
 pub mod docker;
 pub mod election;
+pub mod event;
 pub mod executor;
 #[cfg(feature = "fake-dagger")]
 pub mod fake_dagger;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod store;
 
 use std::future::Future;

@@ -5,6 +5,10 @@
 //! wire messages and `hybridgrid-core` types, the protocol-version handshake, and the admin HTTP
 //! surface every daemon serves (`/health`, `/metrics`, plus its own `/api/...` and dashboard).
 //!
+//! Features: `server` (off by default) adds the server side — [`admin`] (axum, Prometheus text)
+//! and [`serve`] (binding, serving until stopped, signals). A client such as `hgbuild` leaves it
+//! off and links neither axum nor prometheus-client.
+//!
 //! ```
 //! use hybridgrid_core::{TaskSpec, PROTOCOL_VERSION};
 //! use hybridgrid_transport::{pb, check_version};
@@ -17,8 +21,13 @@
 //! assert!(check_version(PROTOCOL_VERSION + 1, "worker").is_err());
 //! ```
 
+#[cfg(feature = "server")]
 pub mod admin;
 mod convert;
+#[cfg(feature = "server")]
+pub mod counts;
+#[cfg(feature = "server")]
+pub mod serve;
 
 pub use convert::{WireError, exec_error_to_failure, failure_kind_name};
 

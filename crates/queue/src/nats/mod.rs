@@ -32,7 +32,7 @@ fn backend(what: impl std::fmt::Display, err: impl Into<BoxError>) -> QueueError
 }
 
 /// Checks a queue name or subject prefix: it becomes a stream name and a subject token.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
         && name

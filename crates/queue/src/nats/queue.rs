@@ -14,6 +14,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
+use hybridgrid_core::spec::redact;
 use hybridgrid_core::{Claim, LeaseToken, Priority, QueueError, WorkId, WorkerId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -135,7 +136,7 @@ impl NatsQueue {
         }
         let client = connect_client(url, config.request_timeout)
             .await
-            .map_err(|e| backend(format!("connect to {url}"), e))?;
+            .map_err(|e| backend(format!("connect to {}", redact(url)), e))?;
         let js = jetstream::ContextBuilder::new()
             .timeout(config.request_timeout)
             .build(client.clone());

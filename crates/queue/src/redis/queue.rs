@@ -3,6 +3,7 @@
 use super::{MAX_MS, ms};
 use async_trait::async_trait;
 use bytes::Bytes;
+use hybridgrid_core::spec::redact;
 use hybridgrid_core::{
     Claim, DeadLetter, Depths, Enqueued, LeaseToken, NewWork, Priority, Queue, QueueError, WorkId,
     WorkerId,
@@ -136,7 +137,7 @@ impl RedisQueue {
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, QueueError> {
         let prefix = prefix.into();
         let client = Client::open(url)
-            .map_err(|e| QueueError::Invalid(format!("redis url {url:?}: {e}")))?;
+            .map_err(|e| QueueError::Invalid(format!("redis url {:?}: {e}", redact(url))))?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -148,7 +149,7 @@ impl RedisQueue {
             .map_err(|source| {
                 backend(RedisQueueFailure::Command {
                     op: "connect",
-                    prefix: format!("{prefix} at {url}"),
+                    prefix: format!("{prefix} at {}", redact(url)),
                     source,
                 })
             })?;

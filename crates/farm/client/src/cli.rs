@@ -1,0 +1,264 @@
+//! The `hgbuild` command line: build mode, compile mode (also through masquerade links), and the
+//! `--stats`, `--clear-cache`, `--jobs` commands. `bins/hgbuild` is `std::process::exit(run(...))`.
+//!
+//! ```text
+//! hgbuild make -j16                  # any build tool: its compilers go through the farm
+//! hgbuild cmake --build build
+//! CC="hgbuild cc" CXX="hgbuild c++" make
+//! hgbuild cc -c foo.c -o foo.o        # one compile
+//! hgbuild --stats | --clear-cache | --jobs | --help | --version
+//! ```
+use crate::paths::home_dir;
+use crate::step::Step;
+use crate::{buildtool, cache, compile as client, paths, stats};
+use hybridgrid_core::config::EnvSource;
+use hybridgrid_farm_protocol::config::FarmConfig;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+const HELP: &str = "hgbuild: run a build through the hybridgrid compile farm
+
+usage:
+  hgbuild <build tool> [args...]   e.g. hgbuild make -j16, hgbuild cmake --build build, hgbuild ninja
+  hgbuild <compiler> [args...]     e.g. CC=\"hgbuild cc\"; compilers: cc gcc g++ c++ clang clang++ (or a path)
+  hgbuild --stats                  how compiles were served (remote, cache hits per tier, fallbacks, ...)
+  hgbuild --clear-cache            empty the local compile cache (cache.dir, default ~/.hybridgrid/cache)
+  hgbuild --jobs                   the parallelism the farm offers now
+  hgbuild --help | --version
+
+config: $HG_CONFIG or ~/.hybridgrid/config.yaml; coordinator address: client.coordinator
+(env HG_CLIENT_COORDINATOR or HG_COORDINATOR, default 127.0.0.1:9000)";
+
+/// The farm config: `$HG_CONFIG`, else `~/.hybridgrid/config.yaml` when it exists, else defaults;
+/// `HG_*` overrides from `env`, and `HG_COORDINATOR` as a short form of `HG_CLIENT_COORDINATOR`.
+pub fn load_config(env: &dyn EnvSource) -> Result<FarmConfig, String> {
+    let file = env.var("HG_CONFIG").map(PathBuf::from).or_else(|| {
+        let p = home_dir().join(".hybridgrid/config.yaml");
+        p.exists().then_some(p)
+    });
+    let mut cfg = FarmConfig::load(file.as_deref(), env).map_err(|e| e.to_string())?;
+    if env.var("HG_CLIENT_COORDINATOR").is_none()
+        && let Some(addr) = env.var("HG_COORDINATOR")
+    {
+        cfg.client.coordinator = addr;
+    }
+    Ok(cfg)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hgbuild: cannot start async runtime: {e}");
+            std::process::exit(70);
+        }
+    }
+}
+
+fn is_compiler_name(name: &OsStr) -> bool {
+    hybridgrid_compiler::CompilerKind::detect(Path::new(name)).is_ok()
+}
+
+/// Runs `hgbuild` with `argv` (program name first), reading settings from `env`; returns the exit
+/// code. Output is the wrapped program's own, plus `hgbuild:` lines on stderr only where hgbuild
+/// itself has something to say (errors, the build summary).
+pub fn run(mut argv: Vec<OsString>, env: &dyn EnvSource) -> i32 {
+    let argv0 = argv
+        .first()
+        .map(|a| Path::new(a).file_name().unwrap_or(a).to_owned())
+        .unwrap_or_default();
+    // Invoked through a masquerade link (`cc`, `g++`, ...): compile mode with that compiler name.
+    if argv0 != "hgbuild" && is_compiler_name(&argv0) {
+        let args = argv.split_off(1);
+        return compile_mode(&argv0, &args, env);
+    }
+    let Some(first) = argv.get(1).cloned() else {
+        eprintln!("{HELP}");
+        return 2;
+    };
+    match first.to_str() {
+        Some("--help" | "-h") => {
+            println!("{HELP}");
+            return 0;
+        }
+        Some("--version" | "-V") => {
+            println!(
+                "hgbuild {} (protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                hybridgrid_core::PROTOCOL_VERSION
+            );
+            return 0;
+        }
+        Some("--stats") => return print_stats(env),
+        Some("--clear-cache") => return clear_cache(env),
+        Some("--jobs") => {
+            let cfg = match load_config(env) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            println!("{}", jobs(&cfg));
+            return 0;
+        }
+        Some(flag) if flag.starts_with("--") => {
+            return fail(&format!("unknown option {flag:?} (see hgbuild --help)"));
+        }
+        _ => {}
+    }
+    let rest = argv.split_off(2);
+    if is_compiler_name(&first)
+        || Path::new(&first).components().count() > 1
+            && is_compiler_name(Path::new(&first).file_name().unwrap_or_default())
+    {
+        return compile_mode(&first, &rest, env);
+    }
+    build_mode(&first, &rest, env)
+}
+
+fn fail(msg: &str) -> i32 {
+    eprintln!("hgbuild: error: {msg}");
+    2
+}
+
+fn compile_mode(compiler: &OsStr, args: &[OsString], env: &dyn EnvSource) -> i32 {
+    let real = match client::resolve_compiler(compiler) {
+        Ok(p) => p,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let cfg = match load_config(env) {
+        Ok(c) => c,
+        Err(e) => {
+            // A broken config must not break the build: say so, and compile locally.
+            eprintln!("hgbuild: config error: {e}; compiling locally");
+            let err = client::local_command(&real, args).exec();
+            return fail(&format!("cannot run {}: {err}", real.display()));
+        }
+    };
+    let step = runtime().block_on(client::compile(&cfg, &real, args));
+    let log = paths::stats_log();
+    match step {
+        Ok(Step::Exit(code, served)) => {
+            stats::record(&log, &served);
+            code
+        }
+        Ok(Step::RunLocal(served)) => {
+            stats::record(&log, &served);
+            run_local(&cfg, &real, args)
+        }
+        Err(e) => {
+            eprintln!("hgbuild: {e}; compiling locally");
+            stats::record(
+                &log,
+                &stats::Served::Fallback {
+                    reason: "client_error".into(),
+                },
+            );
+            run_local(&cfg, &real, args)
+        }
+    }
+}
+
+/// Runs the real compiler unchanged within a local-work slot; returns its exit code.
+fn run_local(cfg: &FarmConfig, real: &Path, args: &[OsString]) -> i32 {
+    let _slot = crate::local_slots::acquire(cfg.client.local_jobs);
+    match client::local_command(real, args).status() {
+        Ok(status) => status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        }),
+        Err(e) => fail(&format!("cannot run {}: {e}", real.display())),
+    }
+}
+
+fn jobs(cfg: &FarmConfig) -> u32 {
+    let local = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let farm = runtime().block_on(client::farm_slots(cfg)).unwrap_or(0);
+    farm.max(local)
+}
+
+fn build_mode(program: &OsStr, args: &[OsString], env: &dyn EnvSource) -> i32 {
+    let cfg = match load_config(env) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let me = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("cannot find hgbuild's own path: {e}")),
+    };
+    let n = jobs(&cfg);
+    match buildtool::run(&me, program, args, Some(n), &[]) {
+        Ok((code, totals)) => {
+            eprintln!("{}", totals.summary());
+            runtime().block_on(client::report_fallbacks(&cfg, &totals));
+            code
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn clear_cache(env: &dyn EnvSource) -> i32 {
+    let cfg = match load_config(env) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let dir = cache::cache_dir(&cfg.cache);
+    match runtime().block_on(cache::clear(&cfg.cache)) {
+        Ok(bytes) => {
+            println!("hgbuild: cleared {} ({bytes} bytes)", dir.display());
+            0
+        }
+        Err(e) => fail(&format!("clearing the compile cache: {e}")),
+    }
+}
+
+fn print_cache_stats(t: &stats::Totals, env: &dyn EnvSource) {
+    let hits = |tier: &str| t.cache_hits.get(tier).copied().unwrap_or(0);
+    println!(
+        "cache: {} hits (local {}, shared {}), {} misses, hit rate {:.1}%, {} evictions, {} corrupt entries dropped",
+        t.cache_hit_total(),
+        hits("local"),
+        hits("shared"),
+        t.cache_misses,
+        100.0 * t.cache_hit_rate(),
+        t.cache_evictions,
+        t.cache_corrupt
+    );
+    let Ok(cfg) = load_config(env) else { return };
+    if !cfg.cache.enabled {
+        println!("cache: disabled (cache.enabled: false)");
+        return;
+    }
+    let dir = cache::cache_dir(&cfg.cache);
+    match runtime().block_on(cache::local_usage(&cfg.cache)) {
+        Ok((entries, bytes)) => println!(
+            "cache: local tier {}: {entries} entries, {bytes} bytes of {} max",
+            dir.display(),
+            cache::max_bytes(&cfg.cache)
+        ),
+        Err(e) => println!("cache: local tier unusable: {e}"),
+    }
+    if let Some(url) = &cfg.cache.shared {
+        println!(
+            "cache: shared tier {url} (prefix {:?})",
+            cfg.cache.shared_prefix
+        );
+    }
+}
+
+fn print_stats(env: &dyn EnvSource) -> i32 {
+    let log = paths::stats_log();
+    match stats::Totals::read(&log, 0) {
+        Ok(t) => {
+            println!("{}", t.summary());
+            print_cache_stats(&t, env);
+            if let Some(j) = client::to_json(&t) {
+                println!("{j}");
+            }
+            0
+        }
+        Err(e) => fail(&format!("reading {}: {e}", log.display())),
+    }
+}

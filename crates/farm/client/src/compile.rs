@@ -1,0 +1,463 @@
+//! One compile through the farm: the compiler wrapper (one compile: preprocess locally, compile on the
+//! farm, write the object), and the build-tool mode (`hgbuild make -j16`) that puts the wrapper in
+//! front of the build's compilers.
+//!
+//! What the wrapper ships is the **preprocessed source** (`cc -E -fdirectives-only`, run locally),
+//! so a worker never needs the client's files; see `docs/COMPILE_FARM.md`. Whatever the farm cannot
+//! do exactly is done by the local compiler, unchanged: non-compile invocations, flags that cannot
+//! be shipped safely, and any compile whose diagnostics must be shown (the local rerun prints them
+//! exactly as the compiler does). Every local fallback is recorded with its reason.
+
+use crate::cache::ClientCache;
+use crate::error::ClientError;
+use crate::paths::{MASQUERADE_ENV, stats_log, write_atomic};
+use crate::stats::{self, Served};
+use crate::step::Step;
+use crate::toolchain::toolchain;
+use crate::{local_slots, paths, verify};
+use hybridgrid_compiler::{CompileJob, Invocation, LocalReason};
+use hybridgrid_core::{PROTOCOL_VERSION, TaskId, Toolchain};
+use hybridgrid_farm_protocol::config::FarmConfig;
+use hybridgrid_farm_protocol::{OBJECT_OUTPUT, PREPROCESSED_INPUT};
+use hybridgrid_transport::MAX_MESSAGE_BYTES;
+use hybridgrid_transport::pb::{self, coordinator_client::CoordinatorClient};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Finds the real compiler `name`: a path is used as given; a bare name is searched on `PATH`,
+/// skipping the masquerade directory and anything that is hgbuild itself.
+pub fn resolve_compiler(name: &OsStr) -> Result<PathBuf, ClientError> {
+    // Resolved once: this runs on every compile.
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    let is_me = |p: &Path| {
+        me.as_deref()
+            .is_some_and(|m| p.canonicalize().is_ok_and(|c| c == m))
+    };
+    let not_found = || ClientError::CompilerNotFound {
+        name: name.to_string_lossy().into_owned(),
+    };
+    let as_path = Path::new(name);
+    if as_path.components().count() > 1 {
+        return if is_executable(as_path) && !is_me(as_path) {
+            Ok(as_path.to_owned())
+        } else {
+            Err(not_found())
+        };
+    }
+    // The build-tool mode put the masquerade directory on PATH verbatim, so compare it as written.
+    let masq = std::env::var_os(MASQUERADE_ENV).map(PathBuf::from);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        if masq.as_deref() == Some(dir.as_path()) {
+            continue;
+        }
+        let cand = dir.join(name);
+        if is_executable(&cand) && !is_me(&cand) {
+            return Ok(cand);
+        }
+    }
+    Err(not_found())
+}
+
+/// The original command, to run locally.
+pub fn local_command(compiler: &Path, args: &[OsString]) -> Command {
+    let mut c = Command::new(compiler);
+    c.args(args);
+    c
+}
+
+fn local_reason_label(r: &LocalReason) -> String {
+    let s = format!("{r:?}");
+    let head = s.split(['(', ' ', '{']).next().unwrap_or("other");
+    let mut out = String::new();
+    for (i, ch) in head.chars().enumerate() {
+        if ch.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Handles one compiler invocation: `compiler` is the real compiler, `args` its arguments.
+pub async fn compile(
+    cfg: &FarmConfig,
+    compiler: &Path,
+    args: &[OsString],
+) -> Result<Step, ClientError> {
+    let kind =
+        hybridgrid_compiler::CompilerKind::detect(compiler).map_err(|e| ClientError::Probe {
+            path: compiler.to_owned(),
+            message: e.to_string(),
+        })?;
+    // Arguments travel as UTF-8 strings; anything else runs locally rather than being mangled.
+    if args.iter().any(|a| a.to_str().is_none())
+        || hybridgrid_compiler::CLIENT_ENV
+            .iter()
+            .any(|k| std::env::var_os(k).is_some_and(|v| v.to_str().is_none()))
+    {
+        return Ok(Step::RunLocal(Served::LocalOnly {
+            reason: "non_utf8_args".into(),
+        }));
+    }
+    let job = match hybridgrid_compiler::parse_for(kind, args) {
+        Invocation::Distributable(job) => job,
+        Invocation::Local(reason) => {
+            return Ok(Step::RunLocal(Served::LocalOnly {
+                reason: local_reason_label(&reason),
+            }));
+        }
+    };
+    // Identity from the on-disk memo: a cache hit never runs the compiler.
+    let memo_dir = paths::toolchain_memo_dir();
+    let toolchain = toolchain(compiler, &memo_dir).map_err(|e| ClientError::Probe {
+        path: compiler.to_owned(),
+        message: e.to_string(),
+    })?;
+    let cache = ClientCache::new(&cfg.cache, stats_log());
+    let manifest = match &cache {
+        Some(c) => match c.serve_direct(&toolchain, &job, args) {
+            (Some(hit), _) => return Ok(hit),
+            (None, manifest) => manifest,
+        },
+        None => None,
+    };
+    let started = std::time::SystemTime::now();
+    // Preprocess locally; this also writes the depfile exactly as the plain compile would.
+    // Local work is bounded across the build's wrapper processes (`client.local_jobs`).
+    let slot = local_slots::acquire(cfg.client.local_jobs);
+    let pre = Command::new(compiler)
+        .args(job.preprocess_args())
+        .output()
+        .map_err(|source| ClientError::Spawn {
+            program: compiler.display().to_string(),
+            source,
+        })?;
+    drop(slot);
+    if !pre.status.success() || !pre.stderr.is_empty() {
+        // Errors or warnings from the preprocessor: the local compiler shows them exactly.
+        return Ok(Step::RunLocal(Served::LocalDiagnostics));
+    }
+    let pending = match &cache {
+        Some(c) => {
+            match c
+                .serve_preprocessed(
+                    &toolchain,
+                    &job,
+                    manifest,
+                    &pre.stdout,
+                    started,
+                    verify::sampled(cfg.verify.cache_rate).then_some(compiler),
+                )
+                .await
+            {
+                Ok(hit) => return Ok(hit),
+                Err(pending) => {
+                    c.note_miss();
+                    Some(pending)
+                }
+            }
+        }
+        None => None,
+    };
+    // A miss compiled locally reuses the text instead of preprocessing again.
+    let text = pending.as_ref().map(|_| pre.stdout.clone());
+    let outcome = remote_compile(cfg, compiler, args, &job, &toolchain, pre.stdout).await;
+    let (Some(c), Some(pending)) = (&cache, pending) else {
+        return Ok(match outcome {
+            Ok(RemoteResult::Done { worker }) => Step::Exit(0, Served::Remote { worker }),
+            Ok(RemoteResult::NeedsDiagnostics) => Step::RunLocal(Served::LocalDiagnostics),
+            Err(reason) => Step::RunLocal(Served::Fallback { reason }),
+        });
+    };
+    // With the cache on, local compiles run captured so their result (warnings too) is stored.
+    // Every local compile holds a local-work slot, like preprocessing.
+    let _slot = match &outcome {
+        Ok(RemoteResult::Done { .. }) => None,
+        _ => local_slots::acquire(cfg.client.local_jobs),
+    };
+    match outcome {
+        Ok(RemoteResult::Done { worker }) => {
+            c.store(&pending, &job, Vec::new()).await;
+            Ok(Step::Exit(0, Served::Remote { worker }))
+        }
+        Ok(RemoteResult::NeedsDiagnostics) => {
+            c.compile_locally(compiler, args, &job, &pending, Served::LocalDiagnostics)
+                .await
+        }
+        Err(reason) => {
+            let served = Served::Fallback { reason };
+            if let Some(text) = &text
+                && let Some(done) = c
+                    .compile_text_locally(compiler, &job, text, &pending, served.clone())
+                    .await
+            {
+                return Ok(done);
+            }
+            c.compile_locally(compiler, args, &job, &pending, served)
+                .await
+        }
+    }
+}
+
+enum RemoteResult {
+    Done { worker: String },
+    NeedsDiagnostics,
+}
+
+/// Connects to the coordinator and exchanges protocol versions (`Hello`), within
+/// `client.connect_timeout` in all: a coordinator that accepts but never answers cannot hang a build.
+async fn connect(cfg: &FarmConfig) -> Result<CoordinatorClient<tonic::transport::Channel>, String> {
+    let addr = &cfg.client.coordinator;
+    let limit = *cfg.client.connect_timeout;
+    let attempt = async {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad coordinator address {addr:?}: {e}"))?
+            .connect_timeout(limit)
+            .timeout(*cfg.client.compile_timeout)
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| format!("coordinator {addr} unreachable: {e}"))?;
+        let mut client = CoordinatorClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let hello = client
+            .hello(pb::InfoRequest {
+                protocol_version: PROTOCOL_VERSION,
+            })
+            .await
+            .map_err(|s| {
+                if s.code() == tonic::Code::FailedPrecondition {
+                    format!("coordinator {addr} refused this client: {}", s.message())
+                } else {
+                    format!("coordinator {addr} unreachable: {}", s.message())
+                }
+            })?;
+        let theirs = hello.into_inner().protocol_version;
+        if theirs != PROTOCOL_VERSION {
+            return Err(format!(
+                "protocol version mismatch: coordinator {addr} speaks version {theirs}, this hgbuild speaks version {PROTOCOL_VERSION}"
+            ));
+        }
+        Ok(client)
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "coordinator {addr} did not answer within {limit:?}"
+        )),
+    }
+}
+
+/// Ships the preprocessed text; returns the fallback reason when the farm could not compile it.
+async fn remote_compile(
+    cfg: &FarmConfig,
+    compiler: &Path,
+    args: &[OsString],
+    job: &CompileJob,
+    toolchain: &Toolchain,
+    preprocessed: Vec<u8>,
+) -> Result<RemoteResult, String> {
+    let mut client = match connect(cfg).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hgbuild: {e}; compiling locally");
+            return Err("coordinator_unreachable".into());
+        }
+    };
+    // Sampled verification keeps a copy of the text to recompile locally.
+    let keep_text = verify::sampled(cfg.verify.rate).then(|| preprocessed.clone());
+    // The worker derives the exact command from the original arguments and the preprocessed text.
+    let mut command = vec![toolchain.name.clone()];
+    command.extend(args.iter().map(|a| a.to_string_lossy().into_owned()));
+    let spec = pb::TaskSpec {
+        id: TaskId::random().to_string(),
+        command,
+        inputs: vec![pb::InputFile {
+            path: PREPROCESSED_INPUT.into(),
+            contents: preprocessed,
+            executable: false,
+        }],
+        // Variables that shape the object or its diagnostics (SOURCE_DATE_EPOCH, LANG, ...).
+        env: hybridgrid_compiler::CLIENT_ENV
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+            .collect(),
+        timeout_ms: cfg.client.compile_timeout.as_millis() as u64,
+        ..Default::default()
+    };
+    let resp = client
+        .compile(pb::CompileRequest {
+            protocol_version: PROTOCOL_VERSION,
+            toolchain: Some(toolchain.clone().into()),
+            spec: Some(spec),
+            client_id: String::new(),
+        })
+        .await;
+    let resp = match resp {
+        Ok(r) => r.into_inner(),
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            eprintln!(
+                "hgbuild: coordinator refused the request: {}",
+                status.message()
+            );
+            return Err("protocol_mismatch".into());
+        }
+        Err(status) => {
+            eprintln!(
+                "hgbuild: remote compile failed: {}; compiling locally",
+                status.message()
+            );
+            return Err("coordinator_error".into());
+        }
+    };
+    use pb::compile_response::Result as R;
+    match resp.result {
+        Some(R::Completed(done)) => {
+            let out = done.output.unwrap_or_default();
+            if out.exit_code != 0 || !out.stderr.is_empty() {
+                return Ok(RemoteResult::NeedsDiagnostics);
+            }
+            let Some(obj) = out.files.into_iter().find(|f| f.path == OBJECT_OUTPUT) else {
+                return Err("worker_output_missing".into());
+            };
+            let mut object = obj.contents;
+            if let Some(text) = keep_text {
+                let _slot = local_slots::acquire(cfg.client.local_jobs);
+                match verify::local_object(compiler, job, &text) {
+                    Ok(local) if local == object => {
+                        stats::record(
+                            &stats_log(),
+                            &Served::Verified {
+                                worker: done.worker_id.clone(),
+                            },
+                        );
+                    }
+                    Ok(local) => {
+                        eprintln!(
+                            "hgbuild: worker {} returned a different object for {}; using the local compile",
+                            done.worker_id,
+                            job.output().display()
+                        );
+                        stats::record(
+                            &stats_log(),
+                            &Served::VerifyMismatch {
+                                worker: done.worker_id.clone(),
+                            },
+                        );
+                        let _ = client
+                            .report_mismatch(pb::MismatchReport {
+                                protocol_version: PROTOCOL_VERSION,
+                                worker_id: done.worker_id.clone(),
+                                task_id: String::new(),
+                                detail: format!(
+                                    "{} bytes remote, {} bytes local for {}",
+                                    object.len(),
+                                    local.len(),
+                                    job.output().display()
+                                ),
+                            })
+                            .await;
+                        object = local;
+                    }
+                    Err(e) => eprintln!(
+                        "hgbuild: verification of {} skipped: {e}",
+                        job.output().display()
+                    ),
+                }
+            }
+            write_atomic(job.output(), &object).map_err(|e| {
+                eprintln!("hgbuild: cannot write {}: {e}", job.output().display());
+                "output_write_failed".to_owned()
+            })?;
+            Ok(RemoteResult::Done {
+                worker: done.worker_id,
+            })
+        }
+        Some(R::Fallback(f)) => Err(f.reason),
+        None => Err("coordinator_error".into()),
+    }
+}
+
+/// Free slots the farm offers now (the coordinator's `Hello`), or `None` when it cannot be asked.
+pub async fn farm_slots(cfg: &FarmConfig) -> Option<u32> {
+    let mut c = connect(cfg).await.ok()?;
+    let hello = c
+        .hello(pb::InfoRequest {
+            protocol_version: PROTOCOL_VERSION,
+        })
+        .await
+        .ok()?;
+    Some(hello.into_inner().total_slots)
+}
+
+/// Tells the coordinator about fallbacks it could not see itself (e.g. it was unreachable), so its
+/// `/api/stats` counts every local fallback, and about the build's compile-cache events (hits per
+/// tier, misses, evictions, corrupt entries), for its `/metrics` and `/api/stats`. Best effort.
+pub async fn report_fallbacks(cfg: &FarmConfig, totals: &stats::Totals) {
+    const COORDINATOR_COUNTED: &[&str] = &[
+        "no_workers",
+        "no_matching_toolchain",
+        "all_busy",
+        "all_circuits_open",
+        "all_excluded",
+        "workers_failed",
+        "admission_full",
+        "rejected_by_worker",
+    ];
+    let fallbacks: std::collections::HashMap<String, u64> = totals
+        .fallbacks
+        .iter()
+        .filter(|(k, _)| !COORDINATOR_COUNTED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let cache: std::collections::HashMap<String, u64> = [
+        (
+            "hit_local",
+            totals.cache_hits.get("local").copied().unwrap_or(0),
+        ),
+        (
+            "hit_shared",
+            totals.cache_hits.get("shared").copied().unwrap_or(0),
+        ),
+        ("miss", totals.cache_misses),
+        ("evictions", totals.cache_evictions),
+        ("corrupt", totals.cache_corrupt),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    if fallbacks.is_empty() && cache.is_empty() {
+        return;
+    }
+    if let Ok(mut c) = connect(cfg).await {
+        let _ = c
+            .report(pb::ReportRequest {
+                protocol_version: PROTOCOL_VERSION,
+                client_id: String::new(),
+                fallbacks,
+                cache,
+            })
+            .await;
+    }
+}
+
+/// Pretty JSON of the totals, for `hgbuild --stats`.
+pub fn to_json(t: &stats::Totals) -> Option<String> {
+    serde_json::to_string_pretty(t).ok()
+}

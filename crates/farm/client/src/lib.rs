@@ -1,0 +1,35 @@
+//! # hybridgrid-farm-client
+//!
+//! The library behind `hgbuild`: the compiler wrapper (one compile: preprocess locally, compile on
+//! the farm or hit the compile cache, write the object exactly as the local compiler would), the
+//! build-tool mode (`hgbuild make -j16` puts the wrapper in front of the build's compilers), the
+//! client side of the compile cache (direct mode, local disk, shared tier), sampled verification,
+//! and the counters behind `hgbuild --stats`. It links no server code: no coordinator, no axum, no
+//! Prometheus.
+//!
+//! ```no_run
+//! use hybridgrid_core::config::ProcessEnv;
+//! // What `bins/hgbuild` does: run the command line, exit with its code.
+//! let code = hybridgrid_farm_client::cli::run(std::env::args_os().collect(), &ProcessEnv);
+//! std::process::exit(code);
+//! ```
+
+pub mod buildtool;
+mod cache;
+pub mod cli;
+mod compile;
+mod error;
+pub mod local_slots;
+mod paths;
+pub mod stats;
+mod step;
+mod toolchain;
+mod verify;
+
+pub use cache::{ClientCache, cache_dir, clear, local_usage, max_bytes};
+pub use compile::{
+    compile, farm_slots, local_command, report_fallbacks, resolve_compiler, to_json,
+};
+pub use error::ClientError;
+pub use paths::{MASQUERADE_ENV, STATS_ENV, home_dir, stats_log, write_atomic};
+pub use step::Step;

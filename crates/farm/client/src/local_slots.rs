@@ -1,0 +1,90 @@
+//! A bound on local work (preprocessing, local compiles) shared by every wrapper process of a build,
+//! so that `make -j64` against a large farm does not run 64 preprocessors on 2 cores. The slots are
+//! `N` lock files (`~/.hybridgrid/slots/slot-<i>`) held with `flock`: a crashed wrapper's slot frees
+//! itself, and nothing has to be cleaned up.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Environment variable overriding the slot directory.
+pub const SLOTS_DIR_ENV: &str = "HGBUILD_SLOTS_DIR";
+/// When set, each slot's hold interval is appended to the stats log as `local_work <start> <end>`
+/// (microseconds since the epoch), so tests can measure the concurrency of local work.
+pub const TRACE_ENV: &str = "HGBUILD_TRACE_LOCAL";
+
+/// A held slot; released on drop.
+pub struct LocalSlot {
+    _file: File,
+    started: SystemTime,
+}
+
+fn micros(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros())
+}
+
+/// The configured bound: `n`, or the number of local CPUs when `n` is 0.
+fn bound(n: u32) -> usize {
+    if n > 0 {
+        n as usize
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+/// Takes one of the `client.local_jobs` slots (0: one per local CPU), waiting for one to free up.
+/// `None` when the slot files cannot be used (then local work is not bounded, as in a plain build).
+pub fn acquire(local_jobs: u32) -> Option<LocalSlot> {
+    let n = bound(local_jobs);
+    let dir = std::env::var_os(SLOTS_DIR_ENV).map_or_else(
+        || crate::paths::home_dir().join(".hybridgrid").join("slots"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).ok()?;
+    let open = |i: usize| {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("slot-{i}")))
+            .ok()
+    };
+    let n = n.max(1);
+    for i in 0..n {
+        if let Some(f) = open(i)
+            && f.try_lock().is_ok()
+        {
+            return Some(LocalSlot {
+                _file: f,
+                started: SystemTime::now(),
+            });
+        }
+    }
+    // All taken: wait on one of them (spread by pid).
+    let f = open(std::process::id() as usize % n)?;
+    f.lock().ok()?;
+    Some(LocalSlot {
+        _file: f,
+        started: SystemTime::now(),
+    })
+}
+
+impl Drop for LocalSlot {
+    fn drop(&mut self) {
+        if std::env::var_os(TRACE_ENV).is_some() {
+            let line = format!(
+                "local_work {} {}\n",
+                micros(self.started),
+                micros(SystemTime::now())
+            );
+            if let Ok(mut f) = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(crate::paths::stats_log())
+            {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The wrapper's counters: one line appended per compile to a log (atomic `O_APPEND` writes, so
+//! parallel wrappers never interleave), aggregated by `hgbuild --stats` and by the build summary.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// How one compiler invocation was served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// A sampled remote result matched the local recompile (`verify.rate`).
+    Verified {
+        /// The worker whose object was checked.
+        worker: String,
+    },
+    /// A sampled remote result did NOT match the local recompile; the local object was used.
+    VerifyMismatch {
+        /// The worker whose object was wrong.
+        worker: String,
+    },
+    /// Compiled on a worker.
+    Remote {
+        /// The worker.
+        worker: String,
+    },
+    /// Answered from the compile cache.
+    CacheHit {
+        /// `local` or `shared`.
+        tier: String,
+    },
+    /// Compiled locally although distributable, because the farm could not take it.
+    Fallback {
+        /// Why (`no_workers`, `no_matching_toolchain`, `coordinator_unreachable`, ...).
+        reason: String,
+    },
+    /// Compiled locally to reproduce the compiler's exact diagnostics (warnings or errors).
+    LocalDiagnostics,
+    /// Not a distributable compile at all (linking, `-E`, ...).
+    LocalOnly {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Served {
+    fn line(&self) -> String {
+        let (kind, arg) = match self {
+            Served::Remote { worker } => ("remote", worker.as_str()),
+            Served::Verified { worker } => ("verified", worker.as_str()),
+            Served::VerifyMismatch { worker } => ("verify_mismatch", worker.as_str()),
+            Served::CacheHit { tier } => ("cache_hit", tier.as_str()),
+            Served::Fallback { reason } => ("fallback", reason.as_str()),
+            Served::LocalDiagnostics => ("local_diagnostics", "-"),
+            Served::LocalOnly { reason } => ("local_only", reason.as_str()),
+        };
+        let arg: String = arg
+            .chars()
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .collect();
+        format!("{kind} {arg}")
+    }
+}
+
+/// Appends one record to `log`. Failures to record are reported on stderr, never fatal.
+pub fn record(log: &Path, served: &Served) {
+    append(log, format!("{}\n", served.line()));
+}
+
+/// Appends a compile-cache event: `cache_miss -`, `cache_evictions <n>`, `cache_corrupt <n>`.
+pub fn record_event(log: &Path, kind: &str, arg: &str) {
+    append(log, format!("{kind} {arg}\n"));
+}
+
+fn append(log: &Path, line: String) {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        f.write_all(line.as_bytes())
+    };
+    if let Err(e) = write() {
+        eprintln!("hgbuild: cannot record stats in {}: {e}", log.display());
+    }
+}
+
+/// Totals over a stats log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Sampled remote results that matched a local recompile, by worker.
+    pub verified: BTreeMap<String, u64>,
+    /// Sampled remote results that did not, by worker.
+    pub verify_mismatches: BTreeMap<String, u64>,
+    /// Compiles run on workers, by worker.
+    pub remote: BTreeMap<String, u64>,
+    /// Cache hits, by tier.
+    pub cache_hits: BTreeMap<String, u64>,
+    /// Local fallbacks, by reason.
+    pub fallbacks: BTreeMap<String, u64>,
+    /// Local reruns for exact diagnostics.
+    pub local_diagnostics: u64,
+    /// Invocations that were never distributable, by reason.
+    pub local_only: BTreeMap<String, u64>,
+    /// Cacheable compiles not found in any cache tier.
+    pub cache_misses: u64,
+    /// Entries evicted from the local cache to keep it under `cache.max_size_gb`.
+    pub cache_evictions: u64,
+    /// Damaged cache entries detected (and dropped) on read.
+    pub cache_corrupt: u64,
+}
+
+impl Totals {
+    /// Reads `log` from byte `from` on. A missing log is empty.
+    pub fn read(log: &Path, from: u64) -> std::io::Result<Self> {
+        let bytes = match std::fs::read(log) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+        let mut t = Totals::default();
+        for line in String::from_utf8_lossy(&bytes[start..]).lines() {
+            let (kind, arg) = line.split_once(' ').unwrap_or((line, ""));
+            let bump = |m: &mut BTreeMap<String, u64>| *m.entry(arg.to_owned()).or_default() += 1;
+            match kind {
+                "remote" => bump(&mut t.remote),
+                "verified" => bump(&mut t.verified),
+                "verify_mismatch" => bump(&mut t.verify_mismatches),
+                "cache_hit" => bump(&mut t.cache_hits),
+                "fallback" => bump(&mut t.fallbacks),
+                "local_diagnostics" => t.local_diagnostics += 1,
+                "local_only" => bump(&mut t.local_only),
+                "cache_miss" => t.cache_misses += 1,
+                "cache_evictions" => t.cache_evictions += arg.parse::<u64>().unwrap_or(0),
+                "cache_corrupt" => t.cache_corrupt += arg.parse::<u64>().unwrap_or(0),
+                _ => {}
+            }
+        }
+        Ok(t)
+    }
+
+    /// Compiles served remotely.
+    pub fn remote_total(&self) -> u64 {
+        self.remote.values().sum()
+    }
+    /// Local fallbacks.
+    pub fn fallback_total(&self) -> u64 {
+        self.fallbacks.values().sum()
+    }
+    /// Cache hits.
+    pub fn cache_hit_total(&self) -> u64 {
+        self.cache_hits.values().sum()
+    }
+
+    /// Cache hits over cacheable compiles (hits + misses), 0 when there were none.
+    pub fn cache_hit_rate(&self) -> f64 {
+        let hits = self.cache_hit_total();
+        let all = hits + self.cache_misses;
+        if all == 0 {
+            0.0
+        } else {
+            hits as f64 / all as f64
+        }
+    }
+
+    /// The one-paragraph summary printed after a build.
+    pub fn summary(&self) -> String {
+        let fmt = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = format!(
+            "hgbuild: {} compiled remotely on {} worker(s), {} cache hits, {} local fallbacks",
+            self.remote_total(),
+            self.remote.len(),
+            self.cache_hit_total(),
+            self.fallback_total()
+        );
+        if !self.fallbacks.is_empty() {
+            s.push_str(&format!(" ({})", fmt(&self.fallbacks)));
+        }
+        s.push_str(&format!(
+            ", {} local for exact diagnostics",
+            self.local_diagnostics
+        ));
+        let verified: u64 = self.verified.values().sum();
+        let mismatches: u64 = self.verify_mismatches.values().sum();
+        if verified + mismatches > 0 {
+            s.push_str(&format!(
+                ", {} verified locally ({mismatches} mismatches",
+                verified + mismatches
+            ));
+            if mismatches > 0 {
+                s.push_str(&format!(": {}", fmt(&self.verify_mismatches)));
+            }
+            s.push(')');
+        }
+        let local_only: u64 = self.local_only.values().sum();
+        if local_only > 0 {
+            s.push_str(&format!(
+                ", {local_only} not distributable ({})",
+                fmt(&self.local_only)
+            ));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_aggregate() {
+        let dir = std::env::temp_dir().join(format!("hg-stats-{}", uuid::Uuid::new_v4()));
+        let log = dir.join("s.log");
+        record(
+            &log,
+            &Served::Remote {
+                worker: "w1".into(),
+            },
+        );
+        record(
+            &log,
+            &Served::Remote {
+                worker: "w2".into(),
+            },
+        );
+        let mid = std::fs::metadata(&log).unwrap().len();
+        record(
+            &log,
+            &Served::Fallback {
+                reason: "no_workers".into(),
+            },
+        );
+        record(
+            &log,
+            &Served::LocalOnly {
+                reason: "not compile only".into(),
+            },
+        );
+        let all = Totals::read(&log, 0).unwrap();
+        assert_eq!(all.remote_total(), 2);
+        assert_eq!(all.remote.len(), 2);
+        assert_eq!(all.fallbacks.get("no_workers"), Some(&1));
+        assert_eq!(all.local_only.get("not_compile_only"), Some(&1));
+        let tail = Totals::read(&log, mid).unwrap();
+        assert_eq!(tail.remote_total(), 0);
+        assert_eq!(tail.fallback_total(), 1);
+        assert!(all.summary().contains("2 compiled remotely on 2 worker(s)"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,144 @@
+//! Starting a worker in process: probe its compilers, bind, serve, register with the coordinator.
+//! `hg-worker` is a thin wrapper over [`start_native_worker`], and end-to-end tests call it directly.
+
+use crate::metrics::WorkerMetrics;
+use crate::service::{LocalToolchain, WorkerService, WorkerState, registration_loop};
+use axum::Router;
+use hybridgrid_core::{CancellationToken, Executor, WorkerId};
+use hybridgrid_farm_protocol::config::{FarmConfig, validate_host_port};
+use hybridgrid_transport::pb::worker_server::WorkerServer;
+use hybridgrid_transport::serve::{Handle, StartError, bind, local_addr, spawn_grpc, spawn_http};
+use hybridgrid_transport::{MAX_MESSAGE_BYTES, admin};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::info;
+
+/// Starts a worker with `executor` offering `toolchains`; registers with `worker.coordinator` if set.
+pub async fn start_worker(
+    cfg: &FarmConfig,
+    executor: Arc<dyn Executor>,
+    toolchains: Vec<LocalToolchain>,
+) -> Result<Handle<WorkerState>, StartError> {
+    let w = &cfg.worker;
+    let grpc = bind("gRPC", &w.grpc_addr).await?;
+    let http = bind("HTTP", &w.http_addr).await?;
+    let (grpc_addr, http_addr) = (local_addr(&grpc), local_addr(&http));
+    let advertise = match &w.advertise_addr {
+        Some(a) => a.clone(),
+        None if grpc_addr.ip().is_unspecified() => format!("127.0.0.1:{}", grpc_addr.port()),
+        None => grpc_addr.to_string(),
+    };
+    let id = w.id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", grpc_addr.port())
+    });
+    let (metrics, registry) = WorkerMetrics::new();
+    let state = WorkerState::new(
+        WorkerId::new(id),
+        advertise,
+        w.max_concurrent_tasks,
+        *w.task_timeout,
+        executor,
+        toolchains,
+        metrics,
+    );
+    if cfg.cache.enabled {
+        match crate::service::shared_tier(&cfg.cache).await {
+            Ok(Some(shared)) => state.set_result_cache(shared),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "shared compile cache unavailable; results not shared")
+            }
+        }
+    }
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let svc = WorkerServer::new(WorkerService(state.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tasks.push(spawn_grpc(svc, grpc, stop.clone(), "worker"));
+    let router = admin::router(registry, Arc::new(|| {}), Router::new());
+    tasks.push(spawn_http(router, http, stop.clone(), "worker"));
+    if let Some(coord) = &w.coordinator {
+        validate_host_port(coord)
+            .map_err(|e| StartError::Config(format!("worker.coordinator: {e}")))?;
+        tasks.push(tokio::spawn(registration_loop(
+            state.clone(),
+            coord.clone(),
+            stop.clone(),
+        )));
+    }
+    info!(worker_id = %state.info.id, grpc = %grpc_addr, http = %http_addr, slots = w.max_concurrent_tasks,
+          toolchains = state.info.capabilities.toolchains.len(), "worker serving");
+    Ok(Handle::new(state, (grpc_addr, http_addr), stop, tasks))
+}
+
+/// Probes `worker.compilers` and starts a worker on the native executor.
+pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>, StartError> {
+    let mut toolchains: Vec<LocalToolchain> = Vec::new();
+    for name in &cfg.worker.compilers {
+        let path = std::path::Path::new(name);
+        match hybridgrid_compiler::probe_toolchain(path) {
+            Ok(tc) => {
+                if toolchains.iter().any(|t| t.toolchain == tc) {
+                    continue;
+                }
+                // Run exactly the file whose hash is advertised: the canonical path, checked.
+                let Some(resolved) = find_program(path).and_then(|p| std::fs::canonicalize(p).ok())
+                else {
+                    tracing::warn!(compiler = %name, "toolchain not offered: cannot resolve its binary");
+                    continue;
+                };
+                let hash = std::fs::read(&resolved).map(|b| blake3::hash(&b).to_hex().to_string());
+                if hash.as_deref().ok() != Some(tc.binary_hash.as_str()) {
+                    tracing::warn!(compiler = %name, path = %resolved.display(),
+                        "toolchain not offered: the binary on PATH is not the one that was identified");
+                    continue;
+                }
+                info!(compiler = %name, name = %tc.name, version = %tc.version, target = %tc.target,
+                      path = %resolved.display(), "toolchain found");
+                toolchains.push(LocalToolchain {
+                    toolchain: tc,
+                    path: resolved,
+                });
+            }
+            Err(e) => tracing::debug!(compiler = %name, error = %e, "toolchain not offered"),
+        }
+    }
+    if toolchains.is_empty() {
+        return Err(StartError::Config(format!(
+            "worker.compilers: none of {:?} could be found and identified on this machine",
+            cfg.worker.compilers
+        )));
+    }
+    let work_root = cfg
+        .worker
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&work_root)
+        .map_err(|e| StartError::Config(format!("worker.work_dir {}: {e}", work_root.display())))?;
+    let exec = hybridgrid_executors::NativeExecutor::new(hybridgrid_executors::NativeConfig {
+        work_root,
+        path: None,
+    });
+    start_worker(cfg, Arc::new(exec), toolchains).await
+}
+
+/// `name` as given when it is a path, else the first executable of that name on `PATH`.
+fn find_program(name: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.components().count() > 1 {
+        return executable(name).then(|| name.to_owned());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| executable(p))
+}

@@ -1,0 +1,29 @@
+//! # hybridgrid-farm-worker
+//!
+//! The compile farm's worker: a gRPC `Worker` service that runs compile requests on an
+//! [`hybridgrid_core::Executor`] within its slots, only with the toolchains it advertises (exact
+//! name, version, target and binary hash), re-checking every request's arguments itself; plus the
+//! loop that registers it with a coordinator and heartbeats. Clean compiles are written to the
+//! shared cache tier when one is configured.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use hybridgrid_farm_protocol::config::FarmConfig;
+//! let mut cfg = FarmConfig::default();
+//! cfg.worker.grpc_addr = "127.0.0.1:0".into();
+//! cfg.worker.http_addr = "127.0.0.1:0".into();
+//! cfg.worker.coordinator = Some("127.0.0.1:9000".into());
+//! let worker = hybridgrid_farm_worker::start_native_worker(&cfg).await?;
+//! println!("worker {} on {}", worker.state.info.id, worker.grpc_addr);
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod app;
+mod metrics;
+mod service;
+mod spec;
+
+pub use app::{start_native_worker, start_worker};
+pub use metrics::WorkerMetrics;
+pub use service::{LocalToolchain, WorkerService, WorkerState};

@@ -1,0 +1,363 @@
+//! The compile worker: a gRPC `Worker` service running tasks on an [`Executor`] within its slots,
+//! only with the toolchains it advertises, plus the loop that registers it with a coordinator.
+
+use crate::metrics::WorkerMetrics;
+use crate::spec::compile_spec;
+use hybridgrid_core::{
+    CancellationToken, Capabilities, DiscoverySource, ExecError, Executor, PROTOCOL_VERSION,
+    TaskSpec, Toolchain, WorkerId, WorkerInfo,
+};
+use hybridgrid_farm_protocol::{OBJECT_OUTPUT, request_key};
+use hybridgrid_transport::pb::{self, worker_server};
+use hybridgrid_transport::{check_version, exec_error_to_failure};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+/// A compiler this worker offers: its identity and the binary that has it.
+#[derive(Clone, Debug)]
+pub struct LocalToolchain {
+    /// Exact identity, as advertised.
+    pub toolchain: Toolchain,
+    /// Resolved binary.
+    pub path: PathBuf,
+}
+
+/// Shared state of one worker.
+pub struct WorkerState {
+    /// This worker's advertised identity.
+    pub info: WorkerInfo,
+    executor: Arc<dyn Executor>,
+    toolchains: Vec<LocalToolchain>,
+    slots: Arc<Semaphore>,
+    task_timeout: Duration,
+    metrics: Arc<WorkerMetrics>,
+    /// Where clean compiles are written for clients to find (the shared tier), if configured.
+    result_cache: std::sync::OnceLock<Arc<dyn hybridgrid_core::Cache>>,
+}
+
+impl WorkerState {
+    /// A worker with `slots` concurrent tasks, each capped at `task_timeout`.
+    pub fn new(
+        id: WorkerId,
+        advertise_addr: String,
+        slots: u32,
+        task_timeout: Duration,
+        executor: Arc<dyn Executor>,
+        toolchains: Vec<LocalToolchain>,
+        metrics: Arc<WorkerMetrics>,
+    ) -> Arc<Self> {
+        let mut capabilities = Capabilities::of_this_host(slots);
+        capabilities.toolchains = toolchains.iter().map(|t| t.toolchain.clone()).collect();
+        capabilities.executors = vec![executor.kind().to_owned()];
+        metrics.slots.set(i64::from(slots));
+        Arc::new(Self {
+            info: WorkerInfo {
+                id,
+                addr: advertise_addr,
+                capabilities,
+                protocol_version: PROTOCOL_VERSION,
+                source: DiscoverySource::Registration,
+            },
+            executor,
+            toolchains,
+            slots: Arc::new(Semaphore::new(slots as usize)),
+            task_timeout,
+            metrics,
+            result_cache: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Makes the worker write every clean compile (exit 0, nothing on stderr) to `cache` under its
+    /// result key ([`hybridgrid_farm_protocol::request_key`]), the key clients look up. Set once.
+    pub fn set_result_cache(&self, cache: Arc<dyn hybridgrid_core::Cache>) {
+        let _ = self.result_cache.set(cache);
+    }
+
+    /// Tasks running now.
+    pub fn in_flight(&self) -> u32 {
+        self.info.capabilities.slots - self.slots.available_permits() as u32
+    }
+
+    fn resolve(&self, wanted: &Toolchain) -> Option<&LocalToolchain> {
+        self.toolchains.iter().find(|t| t.toolchain.matches(wanted))
+    }
+
+    /// Runs one request: validation, slot, toolchain pinning, deadline, metrics and logs.
+    async fn execute(&self, req: pb::ExecuteRequest) -> Result<pb::ExecuteResponse, Status> {
+        check_version(req.protocol_version, "coordinator")?;
+        let wire = req
+            .spec
+            .ok_or_else(|| Status::invalid_argument("malformed message: missing field spec"))?;
+        let spec = TaskSpec::try_from(wire)?;
+        let failure = |kind: pb::task_failure::Kind, message: String| pb::ExecuteResponse {
+            worker_id: self.info.id.to_string(),
+            result: Some(pb::execute_response::Result::Failure(pb::TaskFailure {
+                kind: kind as i32,
+                message,
+            })),
+        };
+        let Some(wanted) = req.toolchain.map(Toolchain::from) else {
+            return Ok(failure(
+                pb::task_failure::Kind::InvalidSpec,
+                "compile workers only run tasks that name a toolchain".into(),
+            ));
+        };
+        let Some(local) = self.resolve(&wanted) else {
+            return Ok(failure(
+                pb::task_failure::Kind::ToolchainUnavailable,
+                format!(
+                    "no toolchain {} {} for {} on worker {}",
+                    wanted.name, wanted.version, wanted.target, self.info.id
+                ),
+            ));
+        };
+        // Hashing and rewriting the text (up to the message limit) is CPU work: off the async threads.
+        let (executor, toolchain, compiler) = (
+            self.executor.clone(),
+            local.toolchain.clone(),
+            local.path.clone(),
+        );
+        let want_key = self.result_cache.get().is_some();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let key = if want_key {
+                request_key(&toolchain, &spec)
+            } else {
+                None
+            };
+            compile_spec(executor.as_ref(), spec, &compiler).map(|spec| (spec, key))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("preparing the compile failed: {e}")))?;
+        let (spec, cache_key) = match prepared {
+            Ok(prepared) => prepared,
+            // The one place a refused request becomes its wire outcome.
+            Err(e) => return Ok(failure(pb::task_failure::Kind::InvalidSpec, e.to_string())),
+        };
+        let mut spec = spec;
+        spec.timeout = spec.timeout.min(self.task_timeout);
+        // Wait for a slot, but never past the task's own deadline.
+        let permit =
+            match tokio::time::timeout(spec.timeout, self.slots.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    return Ok(failure(
+                        pb::task_failure::Kind::Overloaded,
+                        format!(
+                            "worker {} had no free slot within {:?}",
+                            self.info.id, spec.timeout
+                        ),
+                    ));
+                }
+            };
+        let (in_flight, _) = hybridgrid_transport::serve::GaugeGuard::hold(&self.metrics.in_flight);
+        let task_id = spec.id.clone();
+        info!(task_id = %task_id, worker = %self.info.id, compiler = %wanted.name, "task started");
+        let started = Instant::now();
+        // Dropping this future (the coordinator went away) cancels and kills the task.
+        let cancel = CancellationToken::new();
+        let _guard = cancel.clone().drop_guard();
+        let result = self.executor.execute(spec, cancel).await;
+        drop(permit);
+        drop(in_flight);
+        let duration = started.elapsed();
+        self.metrics.task_seconds.observe(duration.as_secs_f64());
+        let outcome = match result {
+            Ok(mut out) => {
+                for f in &mut out.files {
+                    f.path = OBJECT_OUTPUT.to_owned();
+                }
+                #[cfg(feature = "fault-injection")]
+                if std::env::var_os("HG_FAULT_FLIP_OBJECT_BYTE").is_some() {
+                    for f in &mut out.files {
+                        let mut bytes = f.contents.to_vec();
+                        let middle = bytes.len() / 2;
+                        if let Some(b) = bytes.get_mut(middle) {
+                            *b ^= 0x01;
+                        }
+                        f.contents = bytes.into();
+                    }
+                }
+                let label = if out.success() {
+                    "success"
+                } else {
+                    "compile_error"
+                };
+                self.metrics
+                    .tasks
+                    .get_or_create(&vec![("result", label.to_owned())])
+                    .inc();
+                info!(task_id = %task_id, duration = ?duration, success = out.success(), exit_code = out.exit_code, "task completed");
+                if !out.success() {
+                    // A compile error in the user's code: a result, not a worker failure.
+                    let stderr = String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(2048)])
+                        .into_owned();
+                    warn!(task_id = %task_id, error = %format!("exit code {}", out.exit_code), stderr = %stderr, "compilation failed");
+                }
+                if let (Some(cache), Some(key)) = (self.result_cache.get(), cache_key) {
+                    share_result(cache.as_ref(), &key, &out).await;
+                }
+                pb::execute_response::Result::Output(out.into())
+            }
+            Err(e) => {
+                let f = exec_error_to_failure(&e);
+                let label = hybridgrid_transport::failure_kind_name(f.kind);
+                self.metrics
+                    .tasks
+                    .get_or_create(&vec![("result", label.to_owned())])
+                    .inc();
+                log_exec_error(&task_id.to_string(), duration, &e);
+                pb::execute_response::Result::Failure(f)
+            }
+        };
+        Ok(pb::ExecuteResponse {
+            worker_id: self.info.id.to_string(),
+            result: Some(outcome),
+        })
+    }
+}
+
+fn log_exec_error(task_id: &str, duration: Duration, e: &ExecError) {
+    warn!(task_id, duration = ?duration, success = false, error = %e, "task completed");
+}
+
+/// The tonic service wrapper.
+#[derive(Clone)]
+pub struct WorkerService(pub Arc<WorkerState>);
+
+#[tonic::async_trait]
+impl worker_server::Worker for WorkerService {
+    async fn info(
+        &self,
+        req: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::WorkerInfo>, Status> {
+        check_version(req.into_inner().protocol_version, "coordinator")?;
+        Ok(Response::new(self.0.info.clone().into()))
+    }
+
+    async fn execute(
+        &self,
+        req: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResponse>, Status> {
+        self.0.execute(req.into_inner()).await.map(Response::new)
+    }
+}
+
+/// Registers with the coordinator at `coordinator`, then heartbeats; registers again whenever the
+/// coordinator forgets the worker (it restarted) or cannot be reached. Runs until `stop` fires.
+pub async fn registration_loop(
+    state: Arc<WorkerState>,
+    coordinator: String,
+    stop: CancellationToken,
+) {
+    let url = format!("http://{coordinator}");
+    let mut backoff = Duration::from_millis(200);
+    'outer: while !stop.is_cancelled() {
+        let client = async {
+            let ch = tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| e.to_string())?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(pb::coordinator_client::CoordinatorClient::new(ch))
+        }
+        .await;
+        let mut client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(coordinator = %coordinator, error = %e, "coordinator unreachable, will retry");
+                tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.cancelled() => break }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let reg = client
+            .register(pb::RegisterRequest {
+                protocol_version: PROTOCOL_VERSION,
+                worker: Some(state.info.clone().into()),
+            })
+            .await;
+        let interval = match reg {
+            Ok(r) => {
+                let r = r.into_inner();
+                info!(coordinator = %coordinator, coordinator_id = %r.coordinator_id, "registered with coordinator");
+                backoff = Duration::from_millis(200);
+                Duration::from_millis(r.heartbeat_interval_ms.clamp(100, 60_000))
+            }
+            Err(e) => {
+                warn!(coordinator = %coordinator, error = %e.message(), "registration refused, will retry");
+                tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.cancelled() => break }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            tokio::select! { _ = tokio::time::sleep(interval) => {}, _ = stop.cancelled() => break 'outer }
+            let hb = client
+                .heartbeat(pb::HeartbeatRequest {
+                    protocol_version: PROTOCOL_VERSION,
+                    worker_id: state.info.id.to_string(),
+                    in_flight: state.in_flight(),
+                })
+                .await;
+            match hb {
+                Ok(r) if r.get_ref().known => {}
+                Ok(_) => {
+                    info!(coordinator = %coordinator, "coordinator does not know this worker, registering again");
+                    continue 'outer;
+                }
+                Err(e) => {
+                    warn!(coordinator = %coordinator, error = %e.message(), "heartbeat failed, reconnecting");
+                    continue 'outer;
+                }
+            }
+        }
+    }
+}
+
+/// Writes a worker's clean compile (exit 0, empty stderr, one output file) to `cache` under
+/// `key`. Best effort: a failure is logged, the compile's answer is not affected.
+async fn share_result(
+    cache: &dyn hybridgrid_core::Cache,
+    key: &hybridgrid_core::Digest,
+    out: &hybridgrid_core::TaskOutput,
+) {
+    let [object] = out.files.as_slice() else {
+        return;
+    };
+    if !out.success() || !out.stderr.is_empty() {
+        return;
+    }
+    let result = hybridgrid_farm_protocol::CachedResult {
+        exit_code: 0,
+        stderr: Vec::new(),
+        diag_env: [0; 32],
+        object: object.contents.to_vec(),
+    };
+    match cache.put(key, result.encode().into()).await {
+        Ok(()) => tracing::debug!(key = %key, "compile result shared"),
+        Err(e) => tracing::warn!(key = %key, error = %e, "cannot share compile result"),
+    }
+}
+
+/// Connects the shared tier of `cfg` (`cache.shared`), if one is configured: where the worker
+/// writes every clean compile for clients to find.
+pub(crate) async fn shared_tier(
+    cfg: &hybridgrid_farm_protocol::config::CacheConfig,
+) -> Result<Option<Arc<dyn hybridgrid_core::Cache>>, hybridgrid_core::CacheError> {
+    let Some(url) = cfg.shared.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let config = hybridgrid_cache::RedisCacheConfig {
+        prefix: cfg.shared_prefix.clone(),
+        response_timeout: Duration::from_secs(2),
+        ..hybridgrid_cache::RedisCacheConfig::default()
+    };
+    let cache = hybridgrid_cache::RedisCache::connect(url, config).await?;
+    Ok(Some(Arc::new(cache)))
+}
