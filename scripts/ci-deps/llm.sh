@@ -6,7 +6,7 @@
 #   npm  ($PREFIX/npm/node_modules/.bin): node@22 (Node 22 for claude-code and the inspector),
 #        @modelcontextprotocol/server-everything, @modelcontextprotocol/server-memory,
 #        @modelcontextprotocol/inspector, @anthropic-ai/claude-code, opencode-ai
-#   PyPI ($PREFIX/py/bin): mcp-server-time, aider-chat
+#   PyPI: mcp-server-time ($PREFIX/py-time/bin), aider-chat ($PREFIX/py-aider/bin)
 set -euo pipefail
 
 PREFIX=${HG_TEST_PREFIX:-/opt/hybridgrid-test}
@@ -50,17 +50,18 @@ case "$insp" in 0.1[0-5].*) log "inspector $insp is old (installed under Node < 
   (cd "$NPM_DIR" && PATH="$NPM_DIR/node_modules/.bin:$PATH" npm install --no-audit --no-fund --loglevel=error "@modelcontextprotocol/inspector@latest" >/dev/null) || die "inspector reinstall failed";;
 esac
 
-# --- PyPI --------------------------------------------------------------------------------------
-if [ ! -x "$PY_DIR/bin/python" ]; then
-  log "python venv at $PY_DIR"
-  python3 -m venv "$PY_DIR" || die "python3 -m venv failed (apt-get install python3-venv)"
-fi
-PY_PKGS=()
-[ -x "$PY_DIR/bin/mcp-server-time" ] || PY_PKGS+=("mcp-server-time")
-[ -x "$PY_DIR/bin/aider" ] || PY_PKGS+=("aider-chat")
-if [ ${#PY_PKGS[@]} -gt 0 ]; then
-  log "pip install ${PY_PKGS[*]}"
-  "$PY_DIR/bin/pip" install --quiet --disable-pip-version-check "${PY_PKGS[@]}" >/dev/null \
-    || die "pip install ${PY_PKGS[*]} failed"
-fi
+# --- PyPI (one venv each: their dependency pins conflict) -------------------------------------
+pip_tool() { # venv-name package executable
+  local dir=$PREFIX/$1
+  if [ ! -x "$dir/bin/python" ]; then
+    python3 -m venv "$dir" || die "python3 -m venv $dir failed (apt-get install python3-venv)"
+  fi
+  if [ ! -x "$dir/bin/$3" ]; then
+    log "pip install $2"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$2" >/dev/null 2>"$dir/pip.log" \
+      || { tail -5 "$dir/pip.log" >&2; die "pip install $2 failed"; }
+  fi
+}
+pip_tool py-time mcp-server-time mcp-server-time
+pip_tool py-aider aider-chat aider
 log "ok ($PREFIX)"
