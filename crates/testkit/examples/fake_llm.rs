@@ -17,9 +17,16 @@ fn main() {
     let mut log = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = |name: &str| args.next().unwrap_or_else(|| exit(&format!("{name} needs a value")));
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| exit(&format!("{name} needs a value")))
+        };
         match a.as_str() {
-            "--addr" => addr = value("--addr").parse().unwrap_or_else(|e| exit(&format!("--addr: {e}"))),
+            "--addr" => {
+                addr = value("--addr")
+                    .parse()
+                    .unwrap_or_else(|e| exit(&format!("--addr: {e}")))
+            }
             "--reply" => reply = value("--reply"),
             "--tool" => {
                 let name = value("--tool");
@@ -27,7 +34,8 @@ fn main() {
             }
             "--args" => {
                 let v = value("--args");
-                let parsed = serde_json::from_str(&v).unwrap_or_else(|e| exit(&format!("--args is not JSON: {e}")));
+                let parsed = serde_json::from_str(&v)
+                    .unwrap_or_else(|e| exit(&format!("--args is not JSON: {e}")));
                 match &mut tool {
                     Some((_, a)) => *a = parsed,
                     None => exit("--args needs --tool first"),
@@ -35,7 +43,9 @@ fn main() {
             }
             "--log" => log = true,
             "-h" | "--help" => {
-                println!("fake_llm [--addr IP:PORT] [--reply TEXT] [--tool NAME [--args JSON]] [--log]");
+                println!(
+                    "fake_llm [--addr IP:PORT] [--reply TEXT] [--tool NAME [--args JSON]] [--log]"
+                );
                 return;
             }
             other => exit(&format!("unknown argument {other}")),
@@ -47,12 +57,19 @@ fn main() {
         .build()
         .unwrap_or_else(|e| exit(&format!("runtime: {e}")));
     rt.block_on(async move {
-        let fake = FakeLlm::start_on(addr).await.unwrap_or_else(|e| exit(&format!("cannot bind {addr}: {e}")));
+        let fake = FakeLlm::start_on(addr)
+            .await
+            .unwrap_or_else(|e| exit(&format!("cannot bind {addr}: {e}")));
         if let Some((name, a)) = tool {
             fake.push(FakeReply::tool_call(name, a));
         }
         fake.set_fallback(Some(FakeReply::text(reply)));
-        println!("fake LLM on {} (Anthropic: {}, OpenAI: {})", fake.addr(), fake.base_url(), fake.openai_base_url());
+        println!(
+            "fake LLM on {} (Anthropic: {}, OpenAI: {})",
+            fake.addr(),
+            fake.base_url(),
+            fake.openai_base_url()
+        );
         let mut seen = 0;
         loop {
             tokio::select! {
@@ -62,7 +79,10 @@ fn main() {
             if log {
                 let reqs = fake.requests();
                 for r in &reqs[seen..] {
-                    eprintln!("{} {} stream={} {}", r.path, r.body["model"], r.stream, r.body);
+                    eprintln!(
+                        "{} {} stream={} {}",
+                        r.path, r.body["model"], r.stream, r.body
+                    );
                 }
                 seen = reqs.len();
             }
