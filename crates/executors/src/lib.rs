@@ -49,11 +49,20 @@
 //!   see `docs/backends/docker.md`).
 //! - `dagger`: `DaggerExecutor`, `DaggerConfig`, `DaggerError`: Dagger pipelines over the
 //!   engine's GraphQL session API (see `docs/backends/dagger.md`; tested against a fake engine).
+//! - `llm`: [`llm`], the native agent loop (Anthropic Messages, OpenAI-compatible chat).
+//! - `mcp`: [`mcp`], MCP client sessions and an MCP server for our own tools (`rmcp`).
+//! - `cli`: [`cli`], coding-agent CLIs (claude-code, aider, opencode, goose) as subprocesses.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "dagger")]
 mod dagger;
 #[cfg(feature = "docker")]
 mod docker;
+#[cfg(feature = "llm")]
+pub mod llm;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 #[cfg(feature = "native")]
 mod native;
 #[cfg(any(feature = "native", feature = "docker", feature = "dagger"))]

@@ -30,6 +30,8 @@ pub mod event;
 pub mod executor;
 #[cfg(feature = "fake-dagger")]
 pub mod fake_dagger;
+#[cfg(feature = "fake-llm")]
+pub mod fake_llm;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis;
