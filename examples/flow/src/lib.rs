@@ -19,6 +19,22 @@
 
 use serde_json::Value;
 
+pub mod notifier;
+pub mod scanner;
+
+/// Runs an agent body under the I/O contract: reads the input, prints the one JSON result on
+/// stdout and exits 0, or logs the error on stderr and exits 1.
+pub fn main_with(body: fn(&Value) -> Result<Value, String>) -> ! {
+    let input = input_or_exit();
+    match body(&input) {
+        Ok(out) => {
+            emit(&out);
+            std::process::exit(0)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 /// The agent's input: the first argument if given, else `AGENT_INPUT`. The error says which is
 /// missing or malformed.
 pub fn read_input(arg: Option<String>, env: Option<String>) -> Result<Value, String> {

@@ -280,10 +280,13 @@ impl AlertRule {
             RuleOn::Both => true,
         };
         state_ok
-            && self.matchers.iter().all(|(k, want)| match alert.labels.get(k) {
-                Some(v) => want == "*" || v == want,
-                None => false,
-            })
+            && self
+                .matchers
+                .iter()
+                .all(|(k, want)| match alert.labels.get(k) {
+                    Some(v) => want == "*" || v == want,
+                    None => false,
+                })
     }
 }
 
@@ -321,12 +324,18 @@ mod tests {
         assert_eq!(a.state, AlertState::Resolved);
         assert_eq!(a.episode_key("w"), "alert:w:abc:2026-12-01T00:00:00Z");
         let rule = AlertRule {
-            matchers: BTreeMap::from([("alertname".into(), "Disk".into()), ("severity".into(), "*".into())]),
+            matchers: BTreeMap::from([
+                ("alertname".into(), "Disk".into()),
+                ("severity".into(), "*".into()),
+            ]),
             workflow: "w".into(),
             on: RuleOn::Firing,
         };
         assert!(!rule.matches(a), "a firing rule ignores resolved alerts");
-        let both = AlertRule { on: RuleOn::Both, ..rule.clone() };
+        let both = AlertRule {
+            on: RuleOn::Both,
+            ..rule.clone()
+        };
         assert!(both.matches(a));
         let other = AlertRule {
             matchers: BTreeMap::from([("alertname".into(), "Cpu".into())]),
@@ -344,15 +353,21 @@ mod tests {
 
     #[test]
     fn grafana_legacy_and_unified() {
-        let p = parse_grafana(json!({"ruleName": "High latency", "ruleId": 7, "state": "alerting",
-            "message": "p99 > 1s", "tags": {"team": "web"}})).unwrap();
+        let p = parse_grafana(
+            json!({"ruleName": "High latency", "ruleId": 7, "state": "alerting",
+            "message": "p99 > 1s", "tags": {"team": "web"}}),
+        )
+        .unwrap();
         let a = &p.alerts("grafana").unwrap()[0];
         assert_eq!(a.labels["alertname"], "High latency");
         assert_eq!(a.labels["team"], "web");
         assert_eq!(a.fingerprint, "grafana-rule-7");
         assert_eq!(a.state, AlertState::Firing);
-        let p = parse_grafana(json!({"alerts": [{"status": "firing", "labels": {"alertname": "X"},
-            "fingerprint": "f1", "startsAt": "2026-01-01T00:00:00Z"}]})).unwrap();
+        let p = parse_grafana(
+            json!({"alerts": [{"status": "firing", "labels": {"alertname": "X"},
+            "fingerprint": "f1", "startsAt": "2026-01-01T00:00:00Z"}]}),
+        )
+        .unwrap();
         assert_eq!(p.alerts("grafana").unwrap()[0].fingerprint, "f1");
         assert!(parse_grafana(json!({"foo": 1})).is_err());
     }
