@@ -40,7 +40,7 @@ fn walk(root: &Path, exclude: &[String], out: &mut Vec<PathBuf>) -> std::io::Res
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == ".git" || exclude.iter().any(|e| *e == name) {
+            if name == ".git" || exclude.contains(&name) {
                 continue;
             }
             let ty = entry.file_type()?;
