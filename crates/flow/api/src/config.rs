@@ -13,11 +13,14 @@
 //!   rules:
 //!     - match: { alertname: DiskFull }
 //!       workflow: clean-disk
+//! events: { stream: HG_FLOW, subjects: ["workflow.>", "graph.>"] }
+//! engine: { max_parallel: 8, workflow_timeout: 1h, approval_timeout: 24h }
 //! logging: { level: info, format: text }
 //! ```
 
 use crate::alerts::AlertRule;
 use crate::ratelimit::RateLimitConfig;
+use hybridgrid_flow_engine::FlowConfig as EngineConfig;
 use hybridgrid_core::config::{ConfigError, EnvSource, load};
 use hybridgrid_core::logging::{LOGGING_ENV_ALIASES, LoggingConfig};
 use serde::{Deserialize, Serialize};
@@ -59,10 +62,29 @@ pub struct AlertsConfig {
     pub rules: Vec<AlertRule>,
 }
 
+/// `events:` — the NATS JetStream stream the bus uses (ignored by the in-process bus).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Stream name (`HG_FLOW`).
+    pub stream: String,
+    /// Subjects the stream carries: the engine's `workflow.>` and every event trigger's pattern.
+    pub subjects: Vec<String>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            stream: "HG_FLOW".into(),
+            subjects: vec!["workflow.>".into(), "graph.>".into(), "events.>".into()],
+        }
+    }
+}
+
 /// The whole `hg-flow` config.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FlowConfig {
+pub struct Config {
     /// HTTP server.
     pub server: ServerConfig,
     /// `DATABASE_URL`: `sqlite://path` (default `sqlite://hg-flow.db`) or `postgres://...`.
@@ -71,6 +93,10 @@ pub struct FlowConfig {
     pub nats_url: String,
     /// Alert → workflow rules.
     pub alerts: AlertsConfig,
+    /// The event bus stream.
+    pub events: EventsConfig,
+    /// The engine: parallelism, leases, timeouts, approvals.
+    pub engine: EngineConfig,
     /// Logging.
     pub logging: LoggingConfig,
 }
@@ -82,7 +108,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("HG_FLOW_API_TOKEN", "server.api_token"),
 ];
 
-impl FlowConfig {
+impl Config {
     /// Loads defaults → `file` → `HG_*` and the guide's variables from `env`.
     pub fn load(file: Option<&Path>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let aliases: Vec<(&str, &str)> = ENV_ALIASES
@@ -90,7 +116,7 @@ impl FlowConfig {
             .chain(LOGGING_ENV_ALIASES)
             .copied()
             .collect();
-        let mut cfg: FlowConfig = load(file, env, &aliases)?;
+        let mut cfg: Config = load(file, env, &aliases)?;
         if cfg.database_url.trim().is_empty() {
             cfg.database_url = "sqlite://hg-flow.db".into();
         }
@@ -101,27 +127,6 @@ impl FlowConfig {
             });
         }
         Ok(cfg)
-    }
-}
-
-/// Redacts the password of a URL (`postgres://u:secret@h/db` → `postgres://u:***@h/db`).
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}://{}:***{}",
-            &url[..scheme_end],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
-        None => url.to_owned(),
     }
 }
 
@@ -138,22 +143,13 @@ mod tests {
             ("HG_FLOW_API_TOKEN".to_string(), "t0k".to_string()),
             ("HG_SERVER_MAX_BODY_BYTES".to_string(), "10".to_string()),
         ]);
-        let cfg = FlowConfig::load(None, &env).unwrap();
+        let cfg = Config::load(None, &env).unwrap();
         assert_eq!(cfg.database_url, "postgres://u@h/db");
         assert_eq!(cfg.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(cfg.server.api_token, "t0k");
         assert_eq!(cfg.server.max_body_bytes, 10);
-        let cfg = FlowConfig::load(None, &BTreeMap::new()).unwrap();
+        let cfg = Config::load(None, &BTreeMap::new()).unwrap();
         assert_eq!(cfg.database_url, "sqlite://hg-flow.db");
         assert_eq!(cfg.server.addr, "0.0.0.0:9002");
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }
