@@ -3,7 +3,7 @@
 //! The domain types and seam traits that every hybridgrid crate builds on: a compile farm, agent
 //! runners and a workflow orchestrator are all *work in a [`Queue`], placed by a scheduler, run by an
 //! [`Executor`] under a deadline, guarded by a [`CircuitBreaker`], remembered by a [`Store`], with
-//! workers found by [`Discovery`]*. This crate holds no backend: implementations live in
+//! workers found by [`Discovery`], progress told on an [`EventBus`]*. This crate holds no backend: implementations live in
 //! `hybridgrid-queue`, `hybridgrid-store`, `hybridgrid-executors`, `hybridgrid-discovery`,
 //! `hybridgrid-cache` and `hybridgrid-scheduler`, and every one passes its trait's conformance suite
 //! in `hybridgrid-testkit`.
@@ -32,10 +32,12 @@ pub mod config;
 pub mod discovery;
 pub mod election;
 pub mod error;
+pub mod event;
 pub mod executor;
 pub mod ids;
 pub mod logging;
 pub mod queue;
+pub mod spec;
 pub mod store;
 pub mod task;
 pub mod worker;
@@ -45,9 +47,13 @@ pub use cache::{Cache, CacheError, CacheStats, Digest};
 pub use discovery::{Discovery, WorkerEvent};
 pub use election::{ElectionError, FencingToken, LeaderElection, Leadership};
 pub use error::{BoxError, Retry};
+pub use event::{
+    BusMessage, EventBus, EventBusError, check_pattern, check_subject, subject_matches,
+};
 pub use executor::{ExecError, Executor};
 pub use ids::{LeaseToken, RunId, TaskId, WorkId, WorkerId, WorkflowId};
 pub use queue::{Claim, DeadLetter, Depths, Enqueued, NewWork, Queue, QueueError};
+pub use spec::{CacheSpec, EventBusSpec, QueueSpec, SpecError, StoreSpec};
 pub use store::{NewRun, Run, RunStatus, Step, Store, StoreError, Transition, Workflow};
 pub use task::{InputFile, OutputFile, OutputLimits, Priority, TaskOutput, TaskSpec};
 pub use worker::{Capabilities, DiscoverySource, Toolchain, WorkerInfo};
@@ -77,6 +83,7 @@ mod object_safety {
         _: Box<dyn Store>,
         _: Box<dyn LeaderElection>,
         _: Box<dyn Cache>,
+        _: Box<dyn EventBus>,
     ) {
     }
 }

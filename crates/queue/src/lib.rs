@@ -35,9 +35,9 @@
 //! Modules (each backend is one module, gated once):
 //! - `memory` — [`MemoryQueue`], always built.
 //! - `redis` (feature `redis`) — `RedisQueue` and `RedisLeaderElection`.
-//! - `nats` (feature `nats`) — `NatsQueue` and the JetStream event bus.
-//! - `event` — run/task [`Event`]s: the [`EventBus`] seam and [`MemoryEventBus`], always built
-//!   (`NatsEventBus` with feature `nats`). See `docs/backends/nats.md` for the NATS layout.
+//! - `nats` (feature `nats`) — `NatsQueue` and `NatsEventBus` (a JetStream stream per bus).
+//!   See `docs/backends/nats.md` for the NATS layout.
+//! - `event` — [`MemoryEventBus`], the in-process [`hybridgrid_core::EventBus`], always built.
 //! - `election` — leader election: [`MemoryLeaderElection`] and the [`Elector`] driver (keeps a
 //!   lease in the background, says whether this process leads), always built;
 //!   `RedisLeaderElection` with feature `redis`. See `docs/backends/redis.md` for the Redis layout.
@@ -53,9 +53,8 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisLeaderElection, RedisQueue};
 
-#[path = "nats/event.rs"]
-pub mod event;
-pub use event::{Event, EventBus, EventBusError, EventFilter, EventKind, MemoryEventBus};
+mod event;
+pub use event::MemoryEventBus;
 
 #[cfg(feature = "nats")]
 mod nats;

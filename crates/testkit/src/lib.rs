@@ -19,6 +19,7 @@
 pub mod breaker;
 pub mod cache;
 pub mod election;
+pub mod event;
 pub mod executor;
 pub mod queue;
 pub mod store;

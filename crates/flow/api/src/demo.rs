@@ -1,0 +1,1 @@
+//! `hg-flow demo` (filled in below).

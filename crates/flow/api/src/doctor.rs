@@ -1,0 +1,1 @@
+//! `hg-flow doctor` (filled in below).
