@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hybridgrid_core::config::ProcessEnv;
-use hybridgrid_flow_api::{FlowConfig, demo, doctor};
+use hybridgrid_flow_api::{Config, demo, doctor};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -66,7 +66,7 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<std::process::ExitCode> {
     match Cli::parse().command {
         Command::Serve { config, addr } => {
-            let mut cfg = FlowConfig::load(config.as_deref(), &ProcessEnv).context("loading config")?;
+            let mut cfg = Config::load(config.as_deref(), &ProcessEnv).context("loading config")?;
             if let Some(a) = addr {
                 cfg.server.addr = a;
             }
@@ -80,7 +80,7 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Doctor { config } => {
-            let cfg = FlowConfig::load(config.as_deref(), &ProcessEnv).context("loading config")?;
+            let cfg = Config::load(config.as_deref(), &ProcessEnv).context("loading config")?;
             let report = doctor::run(&cfg, &ProcessEnv).await;
             print!("{report}");
             Ok(if report.ok() {
@@ -91,14 +91,25 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Demo { path, addr, exit } => {
             let exe = std::env::current_exe().context("locating hg-flow for the demo agents")?;
+            hybridgrid_core::logging::init_logging(&Default::default());
             let opts = demo::DemoOptions {
                 agent_exe: exe,
                 scan_path: path,
                 addr,
-                serve_after: !exit,
             };
-            demo::run(opts, &ProcessEnv).await.context("demo")?;
-            Ok(std::process::ExitCode::SUCCESS)
+            let d = demo::run(opts, &ProcessEnv).await.context("demo")?;
+            print!("{}", d.report());
+            let ok = d.run.status.as_str() == "SUCCEEDED";
+            if !exit {
+                println!("serving the UI until Ctrl-C");
+                hybridgrid_flow_api::wait_for_signal(d.handle.stop_token()).await;
+            }
+            d.handle.shutdown().await;
+            Ok(if ok {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
         }
         Command::Agent { name, input } => {
             let body = match name.as_str() {
