@@ -361,8 +361,11 @@ pub trait Store: Send + Sync + 'static {
     async fn overdue_runs(&self, now: SystemTime, limit: usize) -> Result<Vec<Run>, StoreError>;
     /// Steps that asked for an approval (only those still parked when `waiting_only`), newest
     /// first.
-    async fn approval_steps(&self, waiting_only: bool, limit: usize)
-    -> Result<Vec<Step>, StoreError>;
+    async fn approval_steps(
+        &self,
+        waiting_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Step>, StoreError>;
     /// Writes events to the outbox on their own.
     async fn append_outbox(&self, events: Vec<OutboxEvent>) -> Result<(), StoreError>;
     /// Claims up to `limit` outbox entries, oldest first, for `owner` for `lease` (entries whose

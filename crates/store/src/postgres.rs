@@ -101,14 +101,22 @@ impl PostgresStore {
             .await
             .map_err(|e| crate::sql::backend_err(BACKEND, format!("connecting to {target}"), e))?;
         migrator(&[
-            (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
-            (2, "flow", include_str!("../migrations/postgres/0002_flow.sql")),
+            (
+                1,
+                "init",
+                include_str!("../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "flow",
+                include_str!("../migrations/postgres/0002_flow.sql"),
+            ),
         ])
-            .run(&pg)
-            .await
-            .map_err(|e| {
-                crate::sql::backend_err(BACKEND, format!("applying migrations to {target}"), e)
-            })?;
+        .run(&pg)
+        .await
+        .map_err(|e| {
+            crate::sql::backend_err(BACKEND, format!("applying migrations to {target}"), e)
+        })?;
         tracing::info!(backend = BACKEND, %target, max_connections = pool.max_connections, "store connected");
         Ok(Self {
             pool: pg,
@@ -191,4 +199,3 @@ mod tests {
         assert!(serde_json::from_value::<PoolOptions>(serde_json::json!({"max_conn": 3})).is_err());
     }
 }
-

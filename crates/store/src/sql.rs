@@ -142,8 +142,7 @@ pub(crate) const COMPLETE_STEP: &str = concat!(
 );
 pub(crate) const RELEASE_CHILD: &str = "UPDATE steps SET waiting_on = waiting_on - 1, updated_at_us = $1 \
      WHERE run_id = $2 AND name = $3 AND status = 'PENDING' AND waiting_on > 0 RETURNING waiting_on";
-pub(crate) const CLOSE_STEP: &str =
-    "UPDATE runs SET steps_open = steps_open - 1, updated_at_us = $1 WHERE id = $2 RETURNING steps_open";
+pub(crate) const CLOSE_STEP: &str = "UPDATE runs SET steps_open = steps_open - 1, updated_at_us = $1 WHERE id = $2 RETURNING steps_open";
 pub(crate) const SUCCEED_RUN: &str =
     "UPDATE runs SET status = 'SUCCEEDED', updated_at_us = $1 WHERE id = $2 AND status = 'RUNNING'";
 pub(crate) const FAIL_RUN: &str = "UPDATE runs SET status = 'FAILED', error = $1, waiting_approvals = 0, \

@@ -93,7 +93,8 @@ impl StoreTy {
                 what: "workflow".into(),
                 name: name.to_owned(),
             })?;
-        workflow_from_row(&row).map_err(|e| self.err(format!("decoding workflow {name:?}"), None, e))
+        workflow_from_row(&row)
+            .map_err(|e| self.err(format!("decoding workflow {name:?}"), None, e))
     }
 
     async fn f_update_workflow(
@@ -176,7 +177,10 @@ impl StoreTy {
             .await
             .map_err(|e| self.err(format!("listing {kind} records"), None, e))?;
         rows.iter()
-            .map(|r| record_from_row(r).map_err(|e| self.err(format!("decoding {kind} records"), None, e)))
+            .map(|r| {
+                record_from_row(r)
+                    .map_err(|e| self.err(format!("decoding {kind} records"), None, e))
+            })
             .collect()
     }
 
@@ -263,7 +267,10 @@ impl StoreTy {
         let run = run_from_row(&row).map_err(|e| self.err(doing.clone(), None, e))?;
         for s in &start.steps {
             if s.name.trim().is_empty() {
-                return Err(StoreError::Invalid(format!("step name is empty (run {})", start.run)));
+                return Err(StoreError::Invalid(format!(
+                    "step name is empty (run {})",
+                    start.run
+                )));
             }
             sqlx::query(INSERT_STEP)
                 .bind(start.run.as_str())
@@ -296,7 +303,10 @@ impl StoreTy {
         let now = now_micros();
         let until = now.saturating_add(micros_of(lease));
         let mut out = Vec::new();
-        for (sql, what) in [(super::CLAIM_EXPIRED, "expired"), (super::CLAIM_PENDING, "ready")] {
+        for (sql, what) in [
+            (super::CLAIM_EXPIRED, "expired"),
+            (super::CLAIM_PENDING, "ready"),
+        ] {
             let left = limit - out.len();
             if left == 0 {
                 break;
@@ -310,7 +320,10 @@ impl StoreTy {
                 .await
                 .map_err(|e| self.err(format!("claiming {what} steps for {owner}"), None, e))?;
             for r in &rows {
-                out.push(step_from_row(r).map_err(|e| self.err("decoding claimed steps".into(), None, e))?);
+                out.push(
+                    step_from_row(r)
+                        .map_err(|e| self.err("decoding claimed steps".into(), None, e))?,
+                );
             }
         }
         Ok(out)
@@ -343,12 +356,20 @@ impl StoreTy {
         let doing = format!("completing step {key} (attempt {})", c.attempt);
         let now = now_micros();
         let (status, output, error, phase, approval, not_before) = match &c.outcome {
-            StepOutcome::Done { status, output, error, .. } => {
-                (*status, output.clone(), error.clone(), None, None, None)
-            }
-            StepOutcome::FailRun { error, .. } => {
-                (RunStatus::Failed, None, Some(error.clone()), None, None, None)
-            }
+            StepOutcome::Done {
+                status,
+                output,
+                error,
+                ..
+            } => (*status, output.clone(), error.clone(), None, None, None),
+            StepOutcome::FailRun { error, .. } => (
+                RunStatus::Failed,
+                None,
+                Some(error.clone()),
+                None,
+                None,
+                None,
+            ),
             StepOutcome::Retry { error, not_before } => (
                 RunStatus::Pending,
                 None,
@@ -392,7 +413,10 @@ impl StoreTy {
                 .map_err(|e| self.err(doing.clone(), None, e))?;
             drop(tx);
             return Err(match found {
-                None => StoreError::NotFound { what: "step", id: key },
+                None => StoreError::NotFound {
+                    what: "step",
+                    id: key,
+                },
                 Some(r) => {
                     let s = step_from_row(&r).map_err(|e| self.err(doing.clone(), None, e))?;
                     StoreError::Stale {
@@ -424,9 +448,9 @@ impl StoreTy {
                         .await
                         .map_err(|e| self.err(format!("{doing}: releasing {child}"), None, e))?;
                     if let Some(left) = left {
-                        let n: i64 = left
-                            .try_get(0)
-                            .map_err(|e| self.err(format!("{doing}: releasing {child}"), None, e))?;
+                        let n: i64 = left.try_get(0).map_err(|e| {
+                            self.err(format!("{doing}: releasing {child}"), None, e)
+                        })?;
                         if n == 0 {
                             ready.push(child.clone());
                         }
@@ -517,7 +541,10 @@ impl StoreTy {
                 .map_err(|e| self.err(doing.clone(), None, e))?;
             drop(tx);
             return Err(match found {
-                None => StoreError::NotFound { what: "step", id: key },
+                None => StoreError::NotFound {
+                    what: "step",
+                    id: key,
+                },
                 Some(r) => {
                     let s = step_from_row(&r).map_err(|e| self.err(doing.clone(), None, e))?;
                     StoreError::Stale {
@@ -603,8 +630,16 @@ impl StoreTy {
             .collect()
     }
 
-    async fn f_approval_steps(&self, waiting_only: bool, limit: usize) -> Result<Vec<Step>, StoreError> {
-        let sql = if waiting_only { WAITING_APPROVAL_STEPS } else { APPROVAL_STEPS };
+    async fn f_approval_steps(
+        &self,
+        waiting_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Step>, StoreError> {
+        let sql = if waiting_only {
+            WAITING_APPROVAL_STEPS
+        } else {
+            APPROVAL_STEPS
+        };
         let rows = sqlx::query(sql)
             .bind(limit_of(limit))
             .fetch_all(&self.pool)

@@ -12,8 +12,8 @@ use hybridgrid_core::store_flow::{
     OutboxEvent, OutboxMessage, Record, RunFinish, RunStart, StepCompleted, StepCompletion,
     StepDecision,
 };
-use std::time::{Duration, SystemTime};
 use sqlx::Row as _;
+use std::time::{Duration, SystemTime};
 
 fn workflow_from_row(row: &Row) -> Result<Workflow, sqlx::Error> {
     Ok(Workflow {
@@ -480,16 +480,29 @@ impl Store for StoreTy {
             .collect()
     }
 
-    async fn create_workflow(&self, name: &str, definition: serde_json::Value) -> Result<Workflow, StoreError> {
+    async fn create_workflow(
+        &self,
+        name: &str,
+        definition: serde_json::Value,
+    ) -> Result<Workflow, StoreError> {
         self.f_create_workflow(name, definition).await
     }
-    async fn update_workflow(&self, id: &WorkflowId, definition: serde_json::Value) -> Result<Workflow, StoreError> {
+    async fn update_workflow(
+        &self,
+        id: &WorkflowId,
+        definition: serde_json::Value,
+    ) -> Result<Workflow, StoreError> {
         self.f_update_workflow(id, definition).await
     }
     async fn workflow_runs(&self, id: &WorkflowId, limit: usize) -> Result<Vec<Run>, StoreError> {
         self.f_workflow_runs(id, limit).await
     }
-    async fn create_record(&self, kind: &str, name: &str, doc: serde_json::Value) -> Result<Record, StoreError> {
+    async fn create_record(
+        &self,
+        kind: &str,
+        name: &str,
+        doc: serde_json::Value,
+    ) -> Result<Record, StoreError> {
         self.f_create_record(kind, name, doc).await
     }
     async fn record(&self, kind: &str, id: &str) -> Result<Record, StoreError> {
@@ -498,7 +511,13 @@ impl Store for StoreTy {
     async fn records(&self, kind: &str) -> Result<Vec<Record>, StoreError> {
         self.f_records(kind).await
     }
-    async fn update_record(&self, kind: &str, id: &str, name: &str, doc: serde_json::Value) -> Result<Record, StoreError> {
+    async fn update_record(
+        &self,
+        kind: &str,
+        id: &str,
+        name: &str,
+        doc: serde_json::Value,
+    ) -> Result<Record, StoreError> {
         self.f_update_record(kind, id, name, doc).await
     }
     async fn delete_record(&self, kind: &str, id: &str) -> Result<(), StoreError> {
@@ -507,7 +526,12 @@ impl Store for StoreTy {
     async fn start_run(&self, start: RunStart) -> Result<Run, StoreError> {
         self.f_start_run(start).await
     }
-    async fn claim_steps(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<Step>, StoreError> {
+    async fn claim_steps(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Step>, StoreError> {
         self.f_claim_steps(owner, lease, limit).await
     }
     async fn extend_leases(&self, owner: &str, lease: Duration) -> Result<u64, StoreError> {
@@ -528,13 +552,22 @@ impl Store for StoreTy {
     async fn overdue_runs(&self, now: SystemTime, limit: usize) -> Result<Vec<Run>, StoreError> {
         self.f_overdue_runs(now, limit).await
     }
-    async fn approval_steps(&self, waiting_only: bool, limit: usize) -> Result<Vec<Step>, StoreError> {
+    async fn approval_steps(
+        &self,
+        waiting_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Step>, StoreError> {
         self.f_approval_steps(waiting_only, limit).await
     }
     async fn append_outbox(&self, events: Vec<OutboxEvent>) -> Result<(), StoreError> {
         self.f_append_outbox(events).await
     }
-    async fn claim_outbox(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<OutboxMessage>, StoreError> {
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
         self.f_claim_outbox(owner, lease, limit).await
     }
     async fn ack_outbox(&self, seqs: &[i64]) -> Result<(), StoreError> {

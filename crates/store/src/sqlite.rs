@@ -70,18 +70,26 @@ impl SqliteStore {
 
     async fn migrated(pool: SqlitePool, location: String) -> Result<Self, StoreError> {
         migrator(&[
-            (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
-            (2, "flow", include_str!("../migrations/sqlite/0002_flow.sql")),
+            (
+                1,
+                "init",
+                include_str!("../migrations/sqlite/0001_init.sql"),
+            ),
+            (
+                2,
+                "flow",
+                include_str!("../migrations/sqlite/0002_flow.sql"),
+            ),
         ])
-            .run(&pool)
-            .await
-            .map_err(|e| {
-                crate::sql::backend_err(
-                    BACKEND,
-                    format!("applying migrations to SQLite database {location}"),
-                    e,
-                )
-            })?;
+        .run(&pool)
+        .await
+        .map_err(|e| {
+            crate::sql::backend_err(
+                BACKEND,
+                format!("applying migrations to SQLite database {location}"),
+                e,
+            )
+        })?;
         tracing::info!(backend = BACKEND, %location, "store opened");
         Ok(Self {
             pool,
@@ -114,4 +122,3 @@ use crate::sql::{
 };
 
 crate::sql::impl_sql_store!(SqliteStore, sqlx::sqlite::SqliteRow);
-

@@ -1,15 +1,17 @@
 //! The engine's background tasks: the claim loop, lease renewal, the reaper (overdue runs,
 //! expired approvals, runs created but never started), the outbox relay and event triggers.
 
+use crate::TriggerOptions;
 use crate::core::Core;
+use crate::core::WorkflowCatalog;
 use crate::plan::{pinned_of, to_approval};
 use crate::runner::{expires_at, run_step};
-use crate::TriggerOptions;
-use crate::core::WorkflowCatalog;
 use futures::StreamExt;
 use hybridgrid_core::store::RunStatus;
 use hybridgrid_core::store_flow::RunFinish;
-use hybridgrid_flow_model::{ApprovalStatus, DecisionRequest, FlowEventKind, FlowRunStatus, TriggerSource};
+use hybridgrid_flow_model::{
+    ApprovalStatus, DecisionRequest, FlowEventKind, FlowRunStatus, TriggerSource,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -38,7 +40,11 @@ async fn claim_loop(core: Arc<Core>) {
         let claimed = if free == 0 {
             Vec::new()
         } else {
-            match core.store.claim_steps(&core.engine_id, *core.config.lease, free).await {
+            match core
+                .store
+                .claim_steps(&core.engine_id, *core.config.lease, free)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "claim_failed");
@@ -90,7 +96,11 @@ async fn heartbeat(core: Arc<Core>) {
             _ = core.shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = core.store.extend_leases(&core.engine_id, *core.config.lease).await {
+        if let Err(e) = core
+            .store
+            .extend_leases(&core.engine_id, *core.config.lease)
+            .await
+        {
             tracing::warn!(error = %e, "lease_renewal_failed");
         }
     }
@@ -112,7 +122,9 @@ pub(crate) async fn reap_once(core: &Arc<Core>, catalog: &WorkflowCatalog) {
     match core.store.overdue_runs(SystemTime::now(), 100).await {
         Ok(runs) => {
             for run in runs {
-                let Ok(pinned) = pinned_of(&run) else { continue };
+                let Ok(pinned) = pinned_of(&run) else {
+                    continue;
+                };
                 let id = run.id.to_string();
                 let error = "workflow timeout: the run passed its deadline".to_owned();
                 let ev = core.event(FlowEventKind::RunFailed, &id, &pinned, |e| {
@@ -167,7 +179,10 @@ pub(crate) async fn reap_once(core: &Arc<Core>, catalog: &WorkflowCatalog) {
     // Runs created but never started (the engine died between the two writes).
     if let Ok(runs) = core.store.runs(Some(RunStatus::Pending), 100).await {
         let old = SystemTime::now() - Duration::from_secs(5);
-        for run in runs.into_iter().filter(|r| r.created_at < old && r.kind == "workflow") {
+        for run in runs
+            .into_iter()
+            .filter(|r| r.created_at < old && r.kind == "workflow")
+        {
             if let Err(e) = core.start_pending(&run, &HashMap::new()).await {
                 tracing::debug!(run = %run.id, error = %e, "starting a pending run raced");
             }
@@ -193,7 +208,11 @@ async fn relay(core: Arc<Core>) {
         let mut published = Vec::with_capacity(batch.len());
         let mut failed = false;
         for m in &batch {
-            match core.bus.publish(&m.subject, bytes::Bytes::from(m.payload.clone())).await {
+            match core
+                .bus
+                .publish(&m.subject, bytes::Bytes::from(m.payload.clone()))
+                .await
+            {
                 Ok(()) => published.push(m.seq),
                 Err(e) => {
                     tracing::warn!(subject = %m.subject, error = %e, retry_in_ms = backoff.as_millis() as u64, "event_publish_failed: kept in the outbox");
@@ -231,41 +250,75 @@ async fn relay(core: Arc<Core>) {
     }
 }
 
-/// Starts workflows whose trigger is `{type: event, pattern}` on matching bus messages (own
-/// `workflow.*` events excluded). Resubscribes after a bus failure.
+/// Starts workflows whose trigger is `{type: event, pattern}` on matching bus messages: one
+/// subscription per distinct pattern, kept in step with the catalog (checked every second), and
+/// re-made after a bus failure. A message starts each ACTIVE workflow with that pattern once
+/// (the idempotency key holds the message's sequence, so several engines start one run).
 async fn event_triggers(core: Arc<Core>, catalog: WorkflowCatalog) {
+    let mut subs: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
-        let mut stream = match core.bus.subscribe(">", false).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "event trigger subscription failed; retrying");
-                tokio::select! {
-                    _ = core.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
+        let wanted = catalog.patterns();
+        subs.retain(|p, h| {
+            let keep = wanted.contains(p) && !h.is_finished();
+            if !keep {
+                h.abort();
             }
-        };
-        loop {
-            let msg = tokio::select! {
-                _ = core.shutdown.cancelled() => return,
-                m = stream.next() => m,
-            };
-            let Some(msg) = msg else { break };
-            let Ok(msg) = msg else { continue };
-            if msg.subject.starts_with("workflow.") {
-                continue;
+            keep
+        });
+        for p in wanted {
+            if !subs.contains_key(&p) {
+                let h = tokio::spawn(subscribe_pattern(core.clone(), catalog.clone(), p.clone()));
+                subs.insert(p, h);
             }
-            for wf in catalog.matching(&msg.subject) {
-                let payload: serde_json::Value = serde_json::from_slice(&msg.payload)
-                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&msg.payload).into_owned()));
-                let context = serde_json::json!({
-                    "event": {"subject": msg.subject, "seq": msg.seq, "payload": payload}
+        }
+        tokio::select! {
+            _ = core.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = catalog.changed() => {}
+        }
+    }
+    for (_, h) in subs {
+        h.abort();
+    }
+}
+
+async fn subscribe_pattern(core: Arc<Core>, catalog: WorkflowCatalog, pattern: String) {
+    let mut stream = match core.bus.subscribe(&pattern, false).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%pattern, error = %e, "event trigger subscription failed; retrying in 1s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return;
+        }
+    };
+    tracing::info!(%pattern, "event_trigger_subscribed");
+    while let Some(msg) = stream.next().await {
+        let Ok(msg) = msg else { continue };
+        for wf in catalog.with_pattern(&pattern) {
+            let payload: serde_json::Value =
+                serde_json::from_slice(&msg.payload).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&msg.payload).into_owned())
                 });
-                let key = (msg.seq > 0).then(|| format!("event:{}:{}:{}", wf, msg.subject, msg.seq));
-                match crate::facade::trigger_in(&core, &wf, context, TriggerSource::Event, TriggerOptions { idempotency_key: key }).await {
-                    Ok(t) => tracing::info!(workflow = %wf, subject = %msg.subject, run = %t.run_id, duplicate = t.duplicate, "event_triggered"),
-                    Err(e) => tracing::warn!(workflow = %wf, subject = %msg.subject, error = %e, "event trigger failed"),
+            let context = serde_json::json!({
+                "event": {"subject": msg.subject, "seq": msg.seq, "payload": payload}
+            });
+            let key = (msg.seq > 0).then(|| format!("event:{wf}:{}:{}", msg.subject, msg.seq));
+            match crate::facade::trigger_in(
+                &core,
+                &wf,
+                context,
+                TriggerSource::Event,
+                TriggerOptions {
+                    idempotency_key: key,
+                },
+            )
+            .await
+            {
+                Ok(t) => {
+                    tracing::info!(workflow = %wf, subject = %msg.subject, run = %t.run_id, duplicate = t.duplicate, "event_triggered")
+                }
+                Err(e) => {
+                    tracing::warn!(workflow = %wf, subject = %msg.subject, error = %e, "event trigger failed")
                 }
             }
         }

@@ -49,9 +49,11 @@ impl Core {
             what: "run",
             message,
         })?;
-        let plan = Arc::new(Plan::new(run_id.to_owned(), pinned).map_err(|message| FlowError::Invalid {
-            what: "run",
-            message,
+        let plan = Arc::new(Plan::new(run_id.to_owned(), pinned).map_err(|message| {
+            FlowError::Invalid {
+                what: "run",
+                message,
+            }
         })?);
         let mut plans = self.plans.lock();
         if plans.len() > 4096 {
@@ -215,6 +217,7 @@ impl Core {
 #[derive(Clone, Default)]
 pub(crate) struct WorkflowCatalog {
     inner: Arc<Mutex<Vec<(String, String)>>>,
+    changed: Arc<Notify>,
 }
 
 impl WorkflowCatalog {
@@ -233,14 +236,30 @@ impl WorkflowCatalog {
                     .flatten()
             })
             .collect();
-        *self.inner.lock() = list;
+        let changed = {
+            let mut cur = self.inner.lock();
+            let changed = *cur != list;
+            *cur = list;
+            changed
+        };
+        if changed {
+            self.changed.notify_one();
+        }
     }
 
-    pub fn matching(&self, subject: &str) -> Vec<String> {
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    pub fn patterns(&self) -> std::collections::BTreeSet<String> {
+        self.inner.lock().iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    pub fn with_pattern(&self, pattern: &str) -> Vec<String> {
         self.inner
             .lock()
             .iter()
-            .filter(|(_, p)| hybridgrid_core::subject_matches(p, subject))
+            .filter(|(_, p)| p == pattern)
             .map(|(id, _)| id.clone())
             .collect()
     }

@@ -1,7 +1,7 @@
 //! [`FlowEngine`]: the facade the HTTP API, the CLI and embedders call.
 
 use crate::core::{AGENT_KIND, Core, WorkflowCatalog};
-use crate::plan::{pinned_of, to_agent_run, to_approval, to_workflow_run, Pinned};
+use crate::plan::{Pinned, pinned_of, to_agent_run, to_approval, to_workflow_run};
 use crate::{Executors, FlowChange, FlowConfig, FlowError, TriggerOptions, Triggered};
 use hybridgrid_core::ids::{RunId, WorkflowId};
 use hybridgrid_core::store::{NewRun, RunStatus, StoreError};
@@ -10,9 +10,8 @@ use hybridgrid_core::{EventBus, Store};
 use hybridgrid_flow_model::time::{parse_rfc3339, rfc3339};
 use hybridgrid_flow_model::validation::{validate_agent, validate_workflow};
 use hybridgrid_flow_model::{
-    Agent, AgentRun, AgentSpec, Approval, ApprovalStatus, Decision, DecisionRequest,
-    FlowEventKind, FlowRunStatus, NodeStatus, TriggerSource, Workflow, WorkflowRun, WorkflowSpec,
-    WorkflowStatus,
+    Agent, AgentRun, AgentSpec, Approval, ApprovalStatus, Decision, DecisionRequest, FlowEventKind,
+    FlowRunStatus, NodeStatus, TriggerSource, Workflow, WorkflowRun, WorkflowSpec, WorkflowStatus,
 };
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -320,7 +319,10 @@ impl FlowEngine {
             .enumerate()
             .map(|(i, n)| (n.id.as_str(), i))
             .collect();
-        let mut out: Vec<AgentRun> = steps.iter().map(|s| to_agent_run(run_id, &pinned, s)).collect();
+        let mut out: Vec<AgentRun> = steps
+            .iter()
+            .map(|s| to_agent_run(run_id, &pinned, s))
+            .collect();
         out.sort_by_key(|a| order.get(a.node_id.as_str()).copied().unwrap_or(usize::MAX));
         Ok(out)
     }
@@ -430,7 +432,11 @@ impl FlowEngine {
 
     /// Runs still RUNNING past their deadline (what `doctor` reports; the reaper fails them).
     pub async fn overdue_runs(&self) -> Result<Vec<WorkflowRun>, FlowError> {
-        let runs = self.core().store.overdue_runs(SystemTime::now(), 1000).await?;
+        let runs = self
+            .core()
+            .store
+            .overdue_runs(SystemTime::now(), 1000)
+            .await?;
         Ok(runs
             .iter()
             .filter_map(|r| pinned_of(r).ok().map(|p| to_workflow_run(r, &p, None)))
@@ -477,7 +483,10 @@ pub(crate) async fn trigger_in(
         return Err(FlowError::Conflict {
             what: "workflow",
             id: workflow_id.to_owned(),
-            message: format!("is {}; only ACTIVE workflows can be triggered", wf.spec.status),
+            message: format!(
+                "is {}; only ACTIVE workflows can be triggered",
+                wf.spec.status
+            ),
         });
     }
     let all: BTreeMap<String, AgentSpec> = core
@@ -592,12 +601,17 @@ pub(crate) async fn decide_in(
     a.notes = req.notes.clone();
     let run = core.store.run(&step.run_id).await?;
     let pinned = pinned(&run)?;
-    let ev = core.event(FlowEventKind::ApprovalDecided, step.run_id.as_str(), &pinned, |e| {
-        e.node_id = Some(step.name.clone());
-        e.approval_id = Some(id.to_owned());
-        e.decision = Some(req.decision);
-        e.node_status = Some(NodeStatus::Pending);
-    });
+    let ev = core.event(
+        FlowEventKind::ApprovalDecided,
+        step.run_id.as_str(),
+        &pinned,
+        |e| {
+            e.node_id = Some(step.name.clone());
+            e.approval_id = Some(id.to_owned());
+            e.decision = Some(req.decision);
+            e.node_status = Some(NodeStatus::Pending);
+        },
+    );
     core.store
         .decide_step(StepDecision {
             run: step.run_id.clone(),

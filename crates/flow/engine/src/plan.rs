@@ -59,14 +59,23 @@ impl Plan {
     }
 
     /// The compiled input (`output == false`) or output schema of `agent`/`action`.
-    pub fn schema(&self, agent: &str, action: &str, output: bool) -> Arc<Result<CompiledSchema, String>> {
+    pub fn schema(
+        &self,
+        agent: &str,
+        action: &str,
+        output: bool,
+    ) -> Arc<Result<CompiledSchema, String>> {
         let key = (format!("{agent}/{action}"), output);
         if let Some(s) = self.schemas.lock().get(&key) {
             return s.clone();
         }
         let compiled = match self.agents.get(agent).and_then(|a| a.capability(action)) {
-            Some(c) => CompiledSchema::compile(if output { &c.output_schema } else { &c.input_schema })
-                .map_err(|e| e.to_string()),
+            Some(c) => CompiledSchema::compile(if output {
+                &c.output_schema
+            } else {
+                &c.input_schema
+            })
+            .map_err(|e| e.to_string()),
             None => Err(format!("agent {agent:?} has no action {action:?}")),
         };
         let compiled = Arc::new(compiled);
@@ -117,7 +126,8 @@ pub(crate) fn to_workflow_run(run: &Run, pinned: &Pinned, steps: Option<&[Step]>
     });
     let nodes = steps
         .map(|steps| {
-            let by_name: HashMap<&str, &Step> = steps.iter().map(|s| (s.name.as_str(), s)).collect();
+            let by_name: HashMap<&str, &Step> =
+                steps.iter().map(|s| (s.name.as_str(), s)).collect();
             let deps: HashMap<String, Vec<String>> =
                 pinned.definition.dependencies().into_iter().collect();
             pinned
@@ -160,7 +170,11 @@ pub(crate) fn to_workflow_run(run: &Run, pinned: &Pinned, steps: Option<&[Step]>
 pub(crate) fn to_agent_run(run_id: &str, pinned: &Pinned, step: &Step) -> AgentRun {
     let node = pinned.definition.node(&step.name);
     let d = step.detail.as_ref();
-    let get_str = |k: &str| d.and_then(|d| d.get(k)).and_then(|v| v.as_str()).map(str::to_owned);
+    let get_str = |k: &str| {
+        d.and_then(|d| d.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
     AgentRun {
         id: format!("{run_id}.{}", step.name),
         run_id: run_id.to_owned(),
@@ -194,7 +208,11 @@ pub(crate) fn to_approval(step: &Step) -> Option<Approval> {
         a.status = ApprovalStatus::Rejected;
         a.decided_by = Some("system".into());
         a.decided_at = Some(rfc3339(step.updated_at));
-        a.notes = Some(step.error.clone().unwrap_or_else(|| "run ended before a decision".into()));
+        a.notes = Some(
+            step.error
+                .clone()
+                .unwrap_or_else(|| "run ended before a decision".into()),
+        );
     }
     Some(a)
 }

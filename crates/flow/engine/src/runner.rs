@@ -1,9 +1,9 @@
 //! One claimed step: approval, inputs, schema checks, the agent, its output, the completion.
 
+use crate::FlowChange;
 use crate::core::Core;
 use crate::executor::AgentCall;
 use crate::plan::Plan;
-use crate::FlowChange;
 use hybridgrid_core::ids::RunId;
 use hybridgrid_core::store::{RunStatus, Step, StoreError};
 use hybridgrid_core::store_flow::{PHASE_DECIDED, StepCompletion, StepOutcome};
@@ -81,7 +81,10 @@ async fn run_step_inner(core: &Arc<Core>, step: &Step) -> Result<(), StoreError>
         let reason = format!(
             "approval rejected by {}{}",
             a.decided_by.as_deref().unwrap_or("?"),
-            a.notes.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+            a.notes
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
         );
         let outcome = failed(&plan, &node, step, reason, false);
         return complete(core, step, Some(&plan), outcome, None, None).await;
@@ -93,7 +96,10 @@ async fn run_step_inner(core: &Arc<Core>, step: &Step) -> Result<(), StoreError>
         return complete(core, step, Some(&plan), outcome, None, None).await;
     };
     if let Err(problems) = check(&plan, &node, &input, false) {
-        let reason = format!("input does not match the input schema of {}/{}: {problems}", node.agent, node.action);
+        let reason = format!(
+            "input does not match the input schema of {}/{}: {problems}",
+            node.agent, node.action
+        );
         let detail = serde_json::json!({"input": input});
         let outcome = failed(&plan, &node, step, reason, false);
         return complete(core, step, Some(&plan), outcome, Some(detail), None).await;
@@ -104,7 +110,10 @@ async fn run_step_inner(core: &Arc<Core>, step: &Step) -> Result<(), StoreError>
         return complete(core, step, Some(&plan), outcome, None, None).await;
     };
 
-    let timeout = node.timeout.map(|t| *t).unwrap_or(*core.config.node_timeout);
+    let timeout = node
+        .timeout
+        .map(|t| *t)
+        .unwrap_or(*core.config.node_timeout);
     let call = AgentCall {
         run_id: run_id.clone(),
         node_id: node.id.clone(),
@@ -157,20 +166,27 @@ async fn run_step_inner(core: &Arc<Core>, step: &Step) -> Result<(), StoreError>
                     reason: format!(
                         "exited with code {}{}",
                         out.exit_code,
-                        last_line(&stderr).map(|l| format!(": {l}")).unwrap_or_default()
+                        last_line(&stderr)
+                            .map(|l| format!(": {l}"))
+                            .unwrap_or_default()
                     ),
                     retryable: true,
                 })
             } else {
                 match serde_json::from_str::<serde_json::Value>(stdout.trim()) {
                     Err(e) => Err(Failure {
-                        reason: format!("invalid output: stdout is not exactly one JSON document ({e})"),
+                        reason: format!(
+                            "invalid output: stdout is not exactly one JSON document ({e})"
+                        ),
                         retryable: true,
                     }),
                     Ok(doc) => match check(&plan, &node, &doc, true) {
                         Ok(()) => Ok(doc),
                         Err(problems) => Err(Failure {
-                            reason: format!("output does not match the output schema of {}/{}: {problems}", node.agent, node.action),
+                            reason: format!(
+                                "output does not match the output schema of {}/{}: {problems}",
+                                node.agent, node.action
+                            ),
                             retryable: true,
                         }),
                     },
@@ -181,7 +197,12 @@ async fn run_step_inner(core: &Arc<Core>, step: &Step) -> Result<(), StoreError>
     let (outcome, status) = match outcome {
         Ok(doc) => {
             plan.outputs.lock().insert(node.id.clone(), doc.clone());
-            let release = plan.dag.children(&node.id).into_iter().map(str::to_owned).collect();
+            let release = plan
+                .dag
+                .children(&node.id)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
             (
                 StepOutcome::Done {
                     status: RunStatus::Succeeded,
@@ -194,7 +215,10 @@ async fn run_step_inner(core: &Arc<Core>, step: &Step) -> Result<(), StoreError>
         }
         Err(f) => {
             tracing::info!(reason = %f.reason, "agent_failed");
-            (failed(&plan, &node, step, f.reason, f.retryable), NodeStatus::Failed)
+            (
+                failed(&plan, &node, step, f.reason, f.retryable),
+                NodeStatus::Failed,
+            )
         }
     };
     core.agent_finished(&run_id, &node.id, &agent.name, status, elapsed);
@@ -206,10 +230,7 @@ fn failed(plan: &Plan, node: &Node, step: &Step, reason: String, retryable: bool
     let policy = node.retry.unwrap_or_default();
     if retryable && step.attempt < policy.max_attempts {
         let exp = step.attempt.saturating_sub(1).min(16);
-        let delay = policy
-            .backoff
-            .saturating_mul(1u32 << exp)
-            .min(MAX_BACKOFF);
+        let delay = policy.backoff.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
         return StepOutcome::Retry {
             error: format!("attempt {} failed: {reason}", step.attempt),
             not_before: SystemTime::now() + delay,
@@ -220,7 +241,12 @@ fn failed(plan: &Plan, node: &Node, step: &Step, reason: String, retryable: bool
             status: RunStatus::Failed,
             output: None,
             error: Some(reason),
-            release: plan.dag.children(&node.id).into_iter().map(str::to_owned).collect(),
+            release: plan
+                .dag
+                .children(&node.id)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         };
     }
     fail_run(step, reason)
@@ -255,12 +281,18 @@ async fn complete(
                 };
                 events.push(core.event(kind, &run_id, pinned, |e| {
                     e.node_id = Some(step.name.clone());
-                    e.node_status = Some(if *status == RunStatus::Succeeded { NodeStatus::Succeeded } else { NodeStatus::Failed });
+                    e.node_status = Some(if *status == RunStatus::Succeeded {
+                        NodeStatus::Succeeded
+                    } else {
+                        NodeStatus::Failed
+                    });
                     e.error = error.clone();
                 }));
-                on_run_done.push(core.event(FlowEventKind::RunCompleted, &run_id, pinned, |e| {
-                    e.run_status = Some(FlowRunStatus::Succeeded);
-                }));
+                on_run_done.push(
+                    core.event(FlowEventKind::RunCompleted, &run_id, pinned, |e| {
+                        e.run_status = Some(FlowRunStatus::Succeeded);
+                    }),
+                );
             }
             StepOutcome::FailRun { error, run_error } => {
                 events.push(core.event(FlowEventKind::NodeFailed, &run_id, pinned, |e| {
@@ -331,11 +363,16 @@ async fn park(
         decided_at: None,
         notes: None,
     };
-    let event = core.event(FlowEventKind::ApprovalRequested, &run_id, &plan.pinned, |e| {
-        e.node_id = Some(node.id.clone());
-        e.approval_id = Some(id.clone());
-        e.node_status = Some(NodeStatus::WaitingApproval);
-    });
+    let event = core.event(
+        FlowEventKind::ApprovalRequested,
+        &run_id,
+        &plan.pinned,
+        |e| {
+            e.node_id = Some(node.id.clone());
+            e.approval_id = Some(id.clone());
+            e.node_status = Some(NodeStatus::WaitingApproval);
+        },
+    );
     core.store
         .complete_step(StepCompletion {
             run: step.run_id.clone(),
@@ -360,7 +397,11 @@ async fn park(
 }
 
 /// Renders the node's inputs over the context and its parents' outputs.
-async fn resolve_inputs(core: &Core, plan: &Plan, node: &Node) -> Result<serde_json::Value, String> {
+async fn resolve_inputs(
+    core: &Core,
+    plan: &Plan,
+    node: &Node,
+) -> Result<serde_json::Value, String> {
     let refs = template::references(&node.inputs).map_err(|e| e.to_string())?;
     let needed: Vec<String> = refs
         .iter()
