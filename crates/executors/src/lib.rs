@@ -22,14 +22,46 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A container task names its image and runs the same way on `DockerExecutor` (feature
+//! `docker`): the image must already be in the engine (nothing is pulled), the network is off
+//! unless the `ContainerPolicy` grants one, and the container is always removed.
+//!
+//! ```no_run
+//! # #[cfg(feature = "docker")]
+//! # async fn demo() -> Result<(), hybridgrid_core::ExecError> {
+//! use hybridgrid_core::{CancellationToken, Executor, TaskSpec};
+//! use hybridgrid_executors::{ContainerPolicy, DockerConfig, DockerExecutor};
+//! use std::time::Duration;
+//!
+//! let docker = DockerExecutor::connect(DockerConfig::default()).await?;
+//! docker.reap_leftovers().await?; // containers a killed worker left behind
+//! let limited = docker.with_policy(ContainerPolicy { memory_mb: Some(256), cpus: Some(1.0), ..Default::default() })?;
+//! let mut spec = TaskSpec::new(vec!["sh".into(), "-c".into(), "echo hi".into()], Duration::from_secs(30));
+//! spec.image = Some("my-agent:1".into());
+//! let out = limited.execute(spec, CancellationToken::new()).await?;
+//! assert_eq!(&out.stdout[..], b"hi\n");
+//! # Ok(()) }
+//! ```
+//!
 //! ## Features
 //! - `native` (default): [`NativeExecutor`].
-//! - `docker`, `dagger`, `llm`: planned (later issues).
+//! - `docker`: `DockerExecutor`, `DockerConfig`, `ContainerPolicy`, `DockerError` (bollard;
+//!   see `docs/backends/docker.md`).
+//! - `dagger`: `DaggerExecutor`, `DaggerConfig`, `DaggerError`: Dagger pipelines over the
+//!   engine's GraphQL session API (see `docs/backends/dagger.md`; tested against a fake engine).
 
+#[cfg(feature = "dagger")]
+mod dagger;
+#[cfg(feature = "docker")]
+mod docker;
 #[cfg(feature = "native")]
 mod native;
-#[cfg(feature = "native")]
+#[cfg(any(feature = "native", feature = "docker", feature = "dagger"))]
 mod paths;
 
+#[cfg(feature = "dagger")]
+pub use dagger::{DaggerConfig, DaggerError, DaggerExecutor};
+#[cfg(feature = "docker")]
+pub use docker::{ContainerPolicy, DOCKER_OWNER_LABEL, DockerConfig, DockerError, DockerExecutor};
 #[cfg(feature = "native")]
 pub use native::{NativeConfig, NativeExecutor};

@@ -1,6 +1,6 @@
 //! [`NativeExecutor`]: a task as a local process group in a private work directory.
 
-use crate::paths::WorkDir;
+use crate::paths::{WorkDir, is_safe_id, work_dir_name};
 use async_trait::async_trait;
 use bytes::Bytes;
 use hybridgrid_core::{CancellationToken, ExecError, Executor, TaskOutput, TaskSpec};
@@ -227,57 +227,7 @@ fn validate(spec: &TaskSpec) -> Result<(), ExecError> {
             "the native executor runs no container image (spec names {image:?})"
         )));
     }
-    match spec.command.first() {
-        None => return Err(ExecError::InvalidSpec("empty command".to_owned())),
-        Some(p) if p.is_empty() || p.contains('\0') => {
-            return Err(ExecError::InvalidSpec(format!("bad program name {p:?}")));
-        }
-        Some(_) => {}
-    }
-    if let Some(arg) = spec.command.iter().find(|a| a.contains('\0')) {
-        return Err(ExecError::InvalidSpec(format!(
-            "argument {arg:?} contains a NUL byte"
-        )));
-    }
-    for (key, value) in &spec.env {
-        if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
-            return Err(ExecError::InvalidSpec(format!(
-                "bad environment variable {key:?}"
-            )));
-        }
-    }
-    for input in &spec.inputs {
-        crate::paths::relative(&input.path, "input")?;
-    }
-    for output in &spec.outputs {
-        crate::paths::relative(output, "output")?;
-    }
-    if let Some(cwd) = &spec.cwd {
-        crate::paths::relative(cwd, "cwd")?;
-    }
-    Ok(())
-}
-
-/// `hg-<task id>-<random>`, with the id cut to 64 safe characters: the id comes from the network
-/// and must not steer the path (`/`, `..`).
-fn work_dir_name(task_id: &str) -> String {
-    if is_safe_id(task_id) {
-        return format!("hg-{task_id}");
-    }
-    let safe: String = task_id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-        .take(64)
-        .collect();
-    format!("hg-{safe}-{}", uuid::Uuid::new_v4().simple())
-}
-
-fn is_safe_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    crate::paths::validate(spec)
 }
 
 /// `128 + signal` for a process killed by a signal, as shells report it.
@@ -369,20 +319,5 @@ async fn capture<R: AsyncRead + Unpin>(stream: Option<R>, limit: usize) -> Captu
     Capture {
         bytes: Bytes::from(kept),
         truncated,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn work_dir_name_ignores_hostile_ids() {
-        let name = work_dir_name("../../etc/x");
-        assert!(name.starts_with("hg-etcx-"), "{name}");
-        assert_eq!(std::path::Path::new(&name).components().count(), 1);
-        assert_eq!(work_dir_name("safe-id_1"), "hg-safe-id_1");
-        assert_ne!(work_dir_name("un/safe"), work_dir_name("un/safe"));
-        assert!(work_dir_name(&"a".repeat(500)).len() < 110);
     }
 }

@@ -1,7 +1,7 @@
 //! The private work directory: path validation, input materialisation, output collection, removal.
 
 use bytes::Bytes;
-use hybridgrid_core::{ExecError, InputFile, OutputFile};
+use hybridgrid_core::{ExecError, InputFile, OutputFile, TaskSpec};
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -184,6 +184,62 @@ fn work_dir_error(path: &Path, source: std::io::Error) -> ExecError {
     }
 }
 
+/// Refuses a spec whose command, environment or paths are unusable by any executor, before
+/// touching the disk (the image is each executor's own business).
+pub(crate) fn validate(spec: &TaskSpec) -> Result<(), ExecError> {
+    match spec.command.first() {
+        None => return Err(ExecError::InvalidSpec("empty command".to_owned())),
+        Some(p) if p.is_empty() || p.contains('\0') => {
+            return Err(ExecError::InvalidSpec(format!("bad program name {p:?}")));
+        }
+        Some(_) => {}
+    }
+    if let Some(arg) = spec.command.iter().find(|a| a.contains('\0')) {
+        return Err(ExecError::InvalidSpec(format!(
+            "argument {arg:?} contains a NUL byte"
+        )));
+    }
+    for (key, value) in &spec.env {
+        if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+            return Err(ExecError::InvalidSpec(format!(
+                "bad environment variable {key:?}"
+            )));
+        }
+    }
+    for input in &spec.inputs {
+        relative(&input.path, "input")?;
+    }
+    for output in &spec.outputs {
+        relative(output, "output")?;
+    }
+    if let Some(cwd) = &spec.cwd {
+        relative(cwd, "cwd")?;
+    }
+    Ok(())
+}
+
+/// `hg-<task id>-<random>`, with the id cut to 64 safe characters: the id comes from the network
+/// and must not steer the path (`/`, `..`).
+pub(crate) fn work_dir_name(task_id: &str) -> String {
+    if is_safe_id(task_id) {
+        return format!("hg-{task_id}");
+    }
+    let safe: String = task_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(64)
+        .collect();
+    format!("hg-{safe}-{}", uuid::Uuid::new_v4().simple())
+}
+
+pub(crate) fn is_safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +254,15 @@ mod tests {
             let err = relative(bad, "input").expect_err(bad);
             assert!(matches!(err, ExecError::InvalidSpec(_)), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn work_dir_name_ignores_hostile_ids() {
+        let name = work_dir_name("../../etc/x");
+        assert!(name.starts_with("hg-etcx-"), "{name}");
+        assert_eq!(std::path::Path::new(&name).components().count(), 1);
+        assert_eq!(work_dir_name("safe-id_1"), "hg-safe-id_1");
+        assert_ne!(work_dir_name("un/safe"), work_dir_name("un/safe"));
+        assert!(work_dir_name(&"a".repeat(500)).len() < 110);
     }
 }

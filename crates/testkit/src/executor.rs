@@ -49,6 +49,13 @@ where
     .await;
     check(&mut failed, "cancel_is_cancelled", cancel(make().await)).await;
     check(&mut failed, "inputs_in_outputs_out", files(make().await)).await;
+    check(&mut failed, "env_reaches_the_program", env(make().await)).await;
+    check(
+        &mut failed,
+        "streams_are_cut_at_the_limit",
+        stream_limit(make().await),
+    )
+    .await;
     assert!(
         failed.is_empty(),
         "Executor conformance failures:\n{}",
@@ -147,6 +154,44 @@ async fn files(executor: Arc<dyn Executor>) -> Result<(), String> {
         return Err(format!(
             "expected only out.txt among the files, got {:?}",
             out.files.iter().map(|f| &f.path).collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
+}
+
+async fn env(executor: Arc<dyn Executor>) -> Result<(), String> {
+    let mut spec = sh("printf '%s|%s' \"$HG_SUITE_A\" \"$HG_SUITE_B\"", HANG);
+    spec.env.insert("HG_SUITE_A".into(), "one two".into());
+    spec.env
+        .insert("HG_SUITE_B".into(), "{\"json\": [1]}".into());
+    let out = run(&executor, spec, CancellationToken::new())
+        .await?
+        .map_err(|e| format!("expected Ok, got error {e}"))?;
+    let want = &b"one two|{\"json\": [1]}"[..];
+    if out.exit_code != 0 || &out.stdout[..] != want {
+        return Err(format!(
+            "expected exit 0 and stdout {:?}, got exit {} stdout {:?}",
+            String::from_utf8_lossy(want),
+            out.exit_code,
+            out.stdout
+        ));
+    }
+    Ok(())
+}
+
+async fn stream_limit(executor: Arc<dyn Executor>) -> Result<(), String> {
+    let mut spec = TaskSpec::new(vec!["cat".into()], HANG);
+    spec.stdin = Bytes::from(vec![b'x'; 10_000]);
+    spec.limits.max_stream_bytes = 1000;
+    let out = run(&executor, spec, CancellationToken::new())
+        .await?
+        .map_err(|e| format!("expected Ok, got error {e}"))?;
+    if out.exit_code != 0 || out.stdout.len() != 1000 || !out.truncated {
+        return Err(format!(
+            "expected exit 0, 1000 bytes of stdout and truncated, got exit {} {} bytes truncated {}",
+            out.exit_code,
+            out.stdout.len(),
+            out.truncated
         ));
     }
     Ok(())

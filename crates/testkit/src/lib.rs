@@ -18,9 +18,13 @@
 
 pub mod breaker;
 pub mod cache;
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod election;
 pub mod event;
 pub mod executor;
+#[cfg(feature = "fake-dagger")]
+pub mod fake_dagger;
 pub mod queue;
 pub mod store;
 

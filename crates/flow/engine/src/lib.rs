@@ -38,11 +38,15 @@
 //! ## Features
 //! - `native` (default): [`Executors::native`] runs native agents with `NativeExecutor`.
 
+mod background;
 mod config;
+mod core;
 mod error;
 mod executor;
 mod facade;
 mod facade_types;
+mod plan;
+mod runner;
 
 pub use config::FlowConfig;
 pub use error::FlowError;
