@@ -117,7 +117,7 @@ function dagSvg(wf, states, onclick) {
     const fill = colors[st] || "#222a35";
     svg += `<g class="node${selectedNode === n ? " sel" : ""}" data-node="${esc(n)}" id="node-${esc(n)}" data-state="${esc(st)}"><rect x="${p.x}" y="${p.y}" width="170" height="48" rx="8" fill="${fill}"/>` +
       `<text x="${p.x + 10}" y="${p.y + 19}" font-weight="600">${esc(n)}</text>` +
-      `<text x="${p.x + 10}" y="${p.y + 37}" class="muted">${esc(st || def.agent || "")}${def.approvalRequired ? " ✋" : ""}</text></g>`;
+      `<text x="${p.x + 10}" y="${p.y + 37}" class="muted">${esc(st || def.agent || "")}${def.approvalRequired ? " · approval" : ""}</text></g>`;
   }
   svg += "</svg>";
   setTimeout(() => {
