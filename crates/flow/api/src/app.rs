@@ -126,6 +126,7 @@ impl App {
             stop,
             task,
             engine: self.state.engine.clone(),
+            bus: self.state.bus.clone(),
         })
     }
 }
@@ -136,6 +137,7 @@ pub struct Handle {
     stop: CancellationToken,
     task: JoinHandle<()>,
     engine: FlowEngine,
+    bus: backends::Bus,
 }
 
 impl Handle {
@@ -146,6 +148,10 @@ impl Handle {
     /// The engine.
     pub fn engine(&self) -> &FlowEngine {
         &self.engine
+    }
+    /// The event bus the engine publishes on and event triggers listen to.
+    pub fn event_bus(&self) -> Arc<dyn hybridgrid_core::EventBus> {
+        self.bus.dyn_bus()
     }
     /// Cancelling this token stops the server (as a signal would).
     pub fn stop_token(&self) -> CancellationToken {

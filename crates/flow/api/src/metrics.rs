@@ -29,6 +29,12 @@ pub(crate) struct AgentLabels {
     pub status: String,
 }
 
+/// Labels of `flow_webhook_deliveries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WebhookLabels {
+    pub source: String,
+}
+
 /// Labels of `agent_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct AgentOnly {
@@ -50,6 +56,7 @@ pub(crate) struct FlowMetrics {
     pub agent_duration: Family<AgentOnly, Histogram>,
     pub active: Gauge,
     pub approval_wait: Histogram,
+    pub webhooks: Family<WebhookLabels, Counter>,
     outcomes: Mutex<(u64, u64)>,
     pub registry: Registry,
 }
@@ -65,6 +72,7 @@ impl FlowMetrics {
             agent_duration: Family::new_with_constructor(seconds_histogram),
             active: Gauge::default(),
             approval_wait: seconds_histogram(),
+            webhooks: Family::default(),
             outcomes: Mutex::new((0, 0)),
             registry: Registry::default(),
         };
@@ -102,6 +110,11 @@ impl FlowMetrics {
             "approval_wait_seconds",
             "Time from an approval request to its decision",
             m.approval_wait.clone(),
+        );
+        registry.register(
+            "flow_webhook_deliveries",
+            "Alert webhook deliveries received, by source (alertmanager, grafana)",
+            m.webhooks.clone(),
         );
         m.success_rate.set(1.0);
         Arc::new(FlowMetrics { registry, ..m })

@@ -70,6 +70,12 @@ async fn handle(
     payload: AlertmanagerPayload,
     source: &'static str,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    s.metrics
+        .webhooks
+        .get_or_create(&crate::metrics::WebhookLabels {
+            source: source.to_owned(),
+        })
+        .inc();
     let alerts = payload.alerts(source).map_err(ApiError::unprocessable)?;
     let envelope = payload.envelope(source);
     let workflows = s.engine.workflows().await?;
