@@ -115,10 +115,13 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             let body = match name.as_str() {
                 "secret-scanner" => hybridgrid_flow_examples::scanner::run,
                 "notifier" => hybridgrid_flow_examples::notifier::run,
-                other => anyhow::bail!("unknown example agent {other:?} (secret-scanner, notifier)"),
+                other => {
+                    anyhow::bail!("unknown example agent {other:?} (secret-scanner, notifier)")
+                }
             };
-            let input = hybridgrid_flow_examples::read_input(input, std::env::var("AGENT_INPUT").ok())
-                .map_err(anyhow::Error::msg)?;
+            let input =
+                hybridgrid_flow_examples::read_input(input, std::env::var("AGENT_INPUT").ok())
+                    .map_err(anyhow::Error::msg)?;
             match body(&input) {
                 Ok(out) => {
                     println!("{out}");

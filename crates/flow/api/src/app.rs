@@ -52,7 +52,8 @@ impl App {
     pub async fn build(cfg: Config, env: &dyn EnvSource) -> Result<App, AppError> {
         let _ = env;
         let store = backends::open_store(&cfg.database_url).await?;
-        let bus = backends::open_bus(&cfg.nats_url, &cfg.events.stream, &cfg.events.subjects).await?;
+        let bus =
+            backends::open_bus(&cfg.nats_url, &cfg.events.stream, &cfg.events.subjects).await?;
         let work_dir = cfg
             .engine
             .work_dir
@@ -194,7 +195,10 @@ fn router(state: AppState, cfg: &Config) -> Router {
     let body_limit = BodyLimit(cfg.server.max_body_bytes);
     let api = Router::new()
         .route("/api/openapi.json", get(routes::openapi))
-        .route("/api/agents", get(routes::list_agents).post(routes::create_agent))
+        .route(
+            "/api/agents",
+            get(routes::list_agents).post(routes::create_agent),
+        )
         .route(
             "/api/agents/{id}",
             get(routes::get_agent)
@@ -218,15 +222,27 @@ fn router(state: AppState, cfg: &Config) -> Router {
             "/api/workflows/{id}/runs/{run_id}/agent-runs",
             get(routes::list_agent_runs),
         )
-        .route("/api/workflows/runs/{run_id}/cancel", post(routes::cancel_run))
-        .route("/api/workflows/runs/{run_id}/retry", post(routes::retry_run))
+        .route(
+            "/api/workflows/runs/{run_id}/cancel",
+            post(routes::cancel_run),
+        )
+        .route(
+            "/api/workflows/runs/{run_id}/retry",
+            post(routes::retry_run),
+        )
         .route("/api/approvals", get(routes::list_approvals))
         .route("/api/approvals/{id}/decision", post(routes::decide))
         .route("/api/webhooks/alertmanager", post(webhooks::alertmanager))
         .route("/api/webhooks/grafana", post(webhooks::grafana))
         .fallback(error::no_route)
-        .layer(axum::middleware::from_fn_with_state(token, auth::require_token))
-        .layer(axum::middleware::from_fn_with_state(limiter, crate::ratelimit::limit));
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::ratelimit::limit,
+        ));
     Router::new()
         .route("/health", get(routes::health))
         .route("/health/db", get(routes::health_db))

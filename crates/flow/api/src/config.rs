@@ -20,9 +20,9 @@
 
 use crate::alerts::AlertRule;
 use crate::ratelimit::RateLimitConfig;
-use hybridgrid_flow_engine::FlowConfig as EngineConfig;
 use hybridgrid_core::config::{ConfigError, EnvSource, load};
 use hybridgrid_core::logging::{LOGGING_ENV_ALIASES, LoggingConfig};
+use hybridgrid_flow_engine::FlowConfig as EngineConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

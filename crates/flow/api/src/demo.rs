@@ -81,7 +81,10 @@ fn plant_sample(dir: &std::path::Path) -> Result<(), DemoError> {
     let files: [(&str, String); 4] = [
         (
             "app/settings.py",
-            format!("DEBUG = False\nAWS_ACCESS_KEY_ID = '{}{}'\n", "AKIA", "IOSFODNN7EXAMPLE"),
+            format!(
+                "DEBUG = False\nAWS_ACCESS_KEY_ID = '{}{}'\n",
+                "AKIA", "IOSFODNN7EXAMPLE"
+            ),
         ),
         (
             "deploy/id_rsa",
@@ -103,7 +106,12 @@ fn plant_sample(dir: &std::path::Path) -> Result<(), DemoError> {
     Ok(())
 }
 
-fn agent(name: &'static str, text: &str, exe: &std::path::Path, sub: &str) -> Result<AgentSpec, DemoError> {
+fn agent(
+    name: &'static str,
+    text: &str,
+    exe: &std::path::Path,
+    sub: &str,
+) -> Result<AgentSpec, DemoError> {
     let mut spec: AgentSpec = serde_json::from_str(text).map_err(|e| DemoError::Definition {
         name,
         message: e.to_string(),
@@ -125,18 +133,30 @@ pub async fn run(opts: DemoOptions, env: &dyn EnvSource) -> Result<Demo, DemoErr
         }
     };
     let database = dir.join("flow.db");
-    let mut cfg = Config::default();
-    cfg.database_url = format!("sqlite://{}", database.display());
+    let mut cfg = Config {
+        database_url: format!("sqlite://{}", database.display()),
+        ..Config::default()
+    };
     cfg.server.addr = opts.addr;
     cfg.engine.work_dir = Some(dir.join("work"));
     let app = App::build(cfg, env).await?;
     let handle = app.serve().await?;
     let engine = handle.engine().clone();
     engine
-        .create_agent(agent("secret-scanner.json", SCANNER, &opts.agent_exe, "secret-scanner")?)
+        .create_agent(agent(
+            "secret-scanner.json",
+            SCANNER,
+            &opts.agent_exe,
+            "secret-scanner",
+        )?)
         .await?;
     engine
-        .create_agent(agent("notifier.json", NOTIFIER, &opts.agent_exe, "notifier")?)
+        .create_agent(agent(
+            "notifier.json",
+            NOTIFIER,
+            &opts.agent_exe,
+            "notifier",
+        )?)
         .await?;
     let spec: WorkflowSpec = serde_json::from_str(WORKFLOW).map_err(|e| DemoError::Definition {
         name: "scan-and-notify.json",

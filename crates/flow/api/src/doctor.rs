@@ -102,7 +102,9 @@ async fn check_agent(a: &Agent, env: &dyn EnvSource) -> (bool, String) {
             Some(p) if on_path(p, env) => (true, format!("command {p} found")),
             Some(p) => (
                 false,
-                format!("command {p} is not an executable file (nor on PATH): install it or fix the agent's command"),
+                format!(
+                    "command {p} is not an executable file (nor on PATH): install it or fix the agent's command"
+                ),
             ),
         },
         AgentKind::Container => match a.spec.image.as_deref() {
@@ -111,12 +113,16 @@ async fn check_agent(a: &Agent, env: &dyn EnvSource) -> (bool, String) {
                 Ok(true) => (true, format!("image {img} present")),
                 Ok(false) => (
                     false,
-                    format!("image {img} is not in the local Docker engine: build or load it (no registry pulls)"),
+                    format!(
+                        "image {img} is not in the local Docker engine: build or load it (no registry pulls)"
+                    ),
                 ),
                 Err(e) => (false, format!("image {img}: {e}")),
             },
         },
-        AgentKind::Llm | AgentKind::Dagger => (true, format!("{} agent (not checked here)", a.spec.kind)),
+        AgentKind::Llm | AgentKind::Dagger => {
+            (true, format!("{} agent (not checked here)", a.spec.kind))
+        }
     }
 }
 
@@ -126,16 +132,28 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
     let db = redact(&cfg.database_url);
     let store = match backends::open_store(&cfg.database_url).await {
         Ok(s) => {
-            r.push("database", true, format!("{db} reachable, migrations applied"));
+            r.push(
+                "database",
+                true,
+                format!("{db} reachable, migrations applied"),
+            );
             Some(s)
         }
         Err(e) => {
-            r.push("database", false, format!("{e}: check DATABASE_URL and that the server is up"));
+            r.push(
+                "database",
+                false,
+                format!("{e}: check DATABASE_URL and that the server is up"),
+            );
             None
         }
     };
     if cfg.nats_url.trim().is_empty() {
-        r.push("nats", true, "NATS_URL not set: the in-process bus is used (single orchestrator)");
+        r.push(
+            "nats",
+            true,
+            "NATS_URL not set: the in-process bus is used (single orchestrator)",
+        );
     } else {
         match backends::nats_ping(&cfg.nats_url).await {
             Ok(()) => r.push("nats", true, format!("{} reachable", redact(&cfg.nats_url))),
@@ -154,7 +172,11 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
     let engine = match FlowEngine::start(ecfg, store, bus, Executors::new()).await {
         Ok(e) => e,
         Err(e) => {
-            r.push("engine", false, format!("cannot read the orchestrator's state: {e}"));
+            r.push(
+                "engine",
+                false,
+                format!("cannot read the orchestrator's state: {e}"),
+            );
             return r;
         }
     };
@@ -163,7 +185,12 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
         Ok(runs) => {
             let list: Vec<String> = runs
                 .iter()
-                .map(|x| format!("{} ({}, {} since {})", x.id, x.workflow_name, x.status, x.created_at))
+                .map(|x| {
+                    format!(
+                        "{} ({}, {} since {})",
+                        x.id, x.workflow_name, x.status, x.created_at
+                    )
+                })
                 .collect();
             r.push(
                 "stuck runs",

@@ -60,7 +60,9 @@ pub(crate) async fn health_db(State(s): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "connected", "backend": s.store_kind})).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "disconnected", "backend": s.store_kind, "error": e.to_string()})),
+            Json(
+                json!({"status": "disconnected", "backend": s.store_kind, "error": e.to_string()}),
+            ),
         )
             .into_response(),
     }
@@ -181,7 +183,9 @@ pub(crate) async fn update_workflow(
     Path(id): Path<String>,
     ApiJson(spec): ApiJson<WorkflowSpec>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(workflow_json(&s.engine.update_workflow(&id, spec).await?)))
+    Ok(Json(workflow_json(
+        &s.engine.update_workflow(&id, spec).await?,
+    )))
 }
 
 pub(crate) async fn delete_workflow(
@@ -304,10 +308,7 @@ pub(crate) async fn get_run(
         .map(|a| {
             let mut j = json!(a);
             if let Some(o) = j.as_object_mut() {
-                o.insert(
-                    "agent".into(),
-                    json!({"name": a.agent, "action": a.action}),
-                );
+                o.insert("agent".into(), json!({"name": a.agent, "action": a.action}));
             }
             j
         })

@@ -36,7 +36,11 @@ impl AppState {
 }
 
 /// Feeds the metrics from the engine's changes until `stop`.
-pub(crate) async fn count_changes(engine: FlowEngine, metrics: Arc<FlowMetrics>, stop: CancellationToken) {
+pub(crate) async fn count_changes(
+    engine: FlowEngine,
+    metrics: Arc<FlowMetrics>,
+    stop: CancellationToken,
+) {
     let mut rx = engine.watch();
     loop {
         let change = tokio::select! {
@@ -49,7 +53,11 @@ pub(crate) async fn count_changes(engine: FlowEngine, metrics: Arc<FlowMetrics>,
                 trigger,
                 duration,
                 ..
-            }) => metrics.run_finished(status.as_str(), trigger.as_str(), Some(duration.as_secs_f64())),
+            }) => metrics.run_finished(
+                status.as_str(),
+                trigger.as_str(),
+                Some(duration.as_secs_f64()),
+            ),
             Ok(FlowChange::AgentRunFinished {
                 agent,
                 status,

@@ -29,7 +29,11 @@ pub(crate) async fn grafana(
     handle(&s, payload, "grafana").await
 }
 
-fn targets<'a>(alert: &Alert, rules: &[AlertRule], workflows: &'a [Workflow]) -> (Vec<&'a Workflow>, Vec<String>) {
+fn targets<'a>(
+    alert: &Alert,
+    rules: &[AlertRule],
+    workflows: &'a [Workflow],
+) -> (Vec<&'a Workflow>, Vec<String>) {
     let mut out: Vec<&Workflow> = Vec::new();
     let mut errors = Vec::new();
     for rule in rules.iter().filter(|r| r.matches(alert)) {
@@ -125,7 +129,10 @@ async fn handle(
             }
         }
     }
-    let resolved = alerts.iter().filter(|a| a.state == AlertState::Resolved).count();
+    let resolved = alerts
+        .iter()
+        .filter(|a| a.state == AlertState::Resolved)
+        .count();
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

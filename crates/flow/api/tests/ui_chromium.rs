@@ -18,7 +18,12 @@ async fn ui_approves_a_waiting_run_in_chromium() {
     cfg.database_url = format!("sqlite://{}", dir.path().join("flow.db").display());
     cfg.server.addr = "127.0.0.1:0".into();
     cfg.engine.work_dir = Some(dir.path().join("work"));
-    let handle = App::build(cfg, &BTreeMap::new()).await.unwrap().serve().await.unwrap();
+    let handle = App::build(cfg, &BTreeMap::new())
+        .await
+        .unwrap()
+        .serve()
+        .await
+        .unwrap();
     let a = handle.addr();
     let profile = dir.path().join("chromium-profile");
     std::thread::spawn(move || {

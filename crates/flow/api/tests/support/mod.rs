@@ -30,7 +30,13 @@ impl Resp {
 }
 
 /// One HTTP/1.1 request with `Connection: close`. `extra` are raw header lines.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>, extra: &[&str]) -> Resp {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    extra: &[&str],
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -39,7 +45,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>, ext
         req.push_str("\r\n");
     }
     if let Some(b) = body {
-        if !extra.iter().any(|h| h.to_ascii_lowercase().starts_with("content-type")) {
+        if !extra
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("content-type"))
+        {
             req.push_str("Content-Type: application/json\r\n");
         }
         req.push_str(&format!("Content-Length: {}\r\n", b.len()));
@@ -71,8 +80,16 @@ fn parse(raw: &[u8]) -> Resp {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
-    Resp { status, headers, body }
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -97,7 +114,11 @@ pub fn post(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Resp {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `probe` every 50 ms until `Some`, panicking with `what` after `timeout`.
@@ -107,7 +128,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Opt
         if let Some(v) = probe() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
