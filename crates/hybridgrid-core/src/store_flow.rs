@@ -144,7 +144,7 @@ pub struct StepCompletion {
 pub struct StepCompleted {
     /// The step after it.
     pub step: crate::store::Step,
-    /// The run after it.
+    /// The run after it, without its `input` (`Null`: read it with `Store::run`).
     pub run: crate::store::Run,
     /// Released steps that now wait on nothing (claimable).
     pub ready: Vec<String>,

@@ -155,7 +155,12 @@ pub(crate) const SKIP_OPEN: &str = "UPDATE steps SET status = 'CANCELLED', phase
      WHERE run_id = $3 AND status IN ('PENDING', 'RUNNING')";
 pub(crate) const PARK_RUN: &str = "UPDATE runs SET waiting_approvals = waiting_approvals + 1, \
      updated_at_us = $1 WHERE id = $2";
-pub(crate) const GET_RUN_TX: &str = concat!("SELECT ", run_cols!(), " FROM runs WHERE id = $1");
+/// A run without its input document (which holds a whole pinned definition for the orchestrator):
+/// what a step completion returns, thousands of times per large run.
+pub(crate) const GET_RUN_TX: &str = concat!(
+    "SELECT id, workflow_id, kind, status, NULL AS input_absent, output, error, created_at_us, ",
+    "updated_at_us, deadline_us, waiting_approvals FROM runs WHERE id = $1"
+);
 /// `$1` approval, `$2` now, `$3` run, `$4` name.
 pub(crate) const DECIDE_STEP: &str = concat!(
     "UPDATE steps SET phase = 'DECIDED', approval = $1, updated_at_us = $2 ",

@@ -35,7 +35,11 @@ fn run_from_row(row: &Row) -> Result<Run, sqlx::Error> {
             .try_get::<Option<String>, _>("workflow_id")?
             .map(WorkflowId::new),
         kind: row.try_get("kind")?,
-        input: row.try_get("input")?,
+        input: if row.try_column("input").is_ok() {
+            row.try_get("input")?
+        } else {
+            serde_json::Value::Null
+        },
         output: row.try_get("output")?,
         error: row.try_get("error")?,
         created_at: from_micros(row.try_get("created_at_us")?),

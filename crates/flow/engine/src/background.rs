@@ -63,17 +63,8 @@ async fn claim_loop(core: Arc<Core>) {
                 drop(permit);
             });
         }
-        if got > 0 && got == free {
-            // Maybe more is ready: go again once a slot frees up.
-            tokio::select! {
-                _ = core.shutdown.cancelled() => break,
-                _ = slots.acquire() => {}
-            }
-            continue;
-        }
-        if got > 0 {
-            continue;
-        }
+        // Wait for news: work made ready here, an attempt finished (completions coalesce into one
+        // wake-up, so claims batch under load), or the poll for work made ready elsewhere.
         tokio::select! {
             _ = core.shutdown.cancelled() => break,
             _ = core.work.notified() => {}

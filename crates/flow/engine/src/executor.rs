@@ -84,6 +84,22 @@ impl Executors {
         )
     }
 
+    /// Container agents on `docker`: each agent's `network` grant (`bridge` when granted, else
+    /// `none`) and `resources` (CPUs, memory) override the executor's default policy.
+    #[cfg(feature = "docker")]
+    pub fn docker(self, docker: hybridgrid_executors::DockerExecutor) -> Self {
+        self.with(AgentKind::Container, Arc::new(ContainerExecutor { docker }))
+    }
+
+    /// Dagger agents on `dagger` (the agent's `image` and `command` become the pipeline).
+    #[cfg(feature = "dagger")]
+    pub fn dagger(self, dagger: hybridgrid_executors::DaggerExecutor) -> Self {
+        self.with(
+            AgentKind::Dagger,
+            Arc::new(ProcessExecutor::new(Arc::new(dagger))),
+        )
+    }
+
     /// Every kind answered in process by [`NoopExecutor`] (benchmarks).
     pub fn noop() -> Self {
         let noop: Arc<dyn AgentExecutor> = Arc::new(NoopExecutor);
@@ -179,5 +195,35 @@ impl AgentExecutor for NoopExecutor {
             files: Vec::new(),
             duration: started.elapsed(),
         })
+    }
+}
+
+/// Container agents: [`ProcessExecutor`]'s contract on a [`hybridgrid_executors::DockerExecutor`]
+/// whose policy follows the agent's grants.
+#[cfg(feature = "docker")]
+struct ContainerExecutor {
+    docker: hybridgrid_executors::DockerExecutor,
+}
+
+#[cfg(feature = "docker")]
+#[async_trait]
+impl AgentExecutor for ContainerExecutor {
+    async fn run(
+        &self,
+        call: AgentCall,
+        cancel: CancellationToken,
+    ) -> Result<TaskOutput, ExecError> {
+        let mut policy = self.docker.policy().clone();
+        policy.network = if call.agent.network {
+            "bridge".into()
+        } else {
+            "none".into()
+        };
+        if let Some(r) = &call.agent.resources {
+            policy.cpus = r.cpus.or(policy.cpus);
+            policy.memory_mb = r.memory_mb.or(policy.memory_mb);
+        }
+        let docker = self.docker.with_policy(policy)?;
+        docker.execute(ProcessExecutor::spec(&call), cancel).await
     }
 }

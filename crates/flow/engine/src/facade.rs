@@ -451,15 +451,32 @@ impl FlowEngine {
         timeout: Duration,
     ) -> Result<WorkflowRun, FlowError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.watch();
         loop {
-            let run = self.run(run_id).await?;
-            if run.status.is_terminal()
-                || run.status == FlowRunStatus::WaitingApproval
+            let run = self.core().store.run(&RunId::new(run_id)).await?;
+            let status = crate::plan::run_status(&run);
+            if status.is_terminal()
+                || status == FlowRunStatus::WaitingApproval
                 || tokio::time::Instant::now() >= deadline
             {
-                return Ok(run);
+                return self.run(run_id).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Woken by this engine's changes; polled for those made elsewhere.
+            let _ = tokio::time::timeout(Duration::from_millis(100), async {
+                loop {
+                    match changes.recv().await {
+                        Ok(FlowChange::RunFinished { run_id: r, .. })
+                        | Ok(FlowChange::ApprovalRequested { run_id: r, .. })
+                            if r == run_id =>
+                        {
+                            return;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                        _ => {}
+                    }
+                }
+            })
+            .await;
         }
     }
 
@@ -497,7 +514,16 @@ pub(crate) async fn trigger_in(
         .filter_map(|r| serde_json::from_value::<AgentSpec>(r.doc).ok())
         .map(|a| (a.name.clone(), a))
         .collect();
-    validate_workflow(&wf.spec, &all).map_err(|e| FlowError::from_validation("workflow", e))?;
+    // Validated when saved; agents removed since are named here, not at run time.
+    if let Some(n) = wf.spec.nodes.iter().find(|n| !all.contains_key(&n.agent)) {
+        return Err(FlowError::Invalid {
+            what: "workflow",
+            message: format!(
+                "node {:?} uses agent {:?}, which is no longer registered",
+                n.id, n.agent
+            ),
+        });
+    }
     let agents = wf
         .spec
         .nodes

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub const SUBJECT_PREFIX: &str = "workflow";
 
 /// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowEventKind {
     /// `workflow.run.started.<runId>`

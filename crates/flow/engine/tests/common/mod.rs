@@ -100,7 +100,7 @@ impl Env {
         std::fs::read_to_string(self.count_file())
             .unwrap_or_default()
             .lines()
-            .map(str::to_owned)
+            .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
             .collect()
     }
 
@@ -153,11 +153,11 @@ fn write_agents(dir: &Path) {
         ("hang.sh", "sleep 30\n"),
         (
             "count.sh",
-            "echo \"$AGENT_NODE_ID\" >> \"$COUNT_FILE\"\nprintf '{\"node\":\"%s\"}\\n' \"$AGENT_NODE_ID\"\n",
+            "echo \"$AGENT_RUN_ID $AGENT_NODE_ID\" >> \"$COUNT_FILE\"\nprintf '{\"node\":\"%s\"}\\n' \"$AGENT_NODE_ID\"\n",
         ),
         (
             "slow.sh",
-            "sleep 1\necho \"$AGENT_NODE_ID\" >> \"$COUNT_FILE\"\nprintf '{\"node\":\"%s\"}\\n' \"$AGENT_NODE_ID\"\n",
+            "sleep 1\necho \"$AGENT_RUN_ID $AGENT_NODE_ID\" >> \"$COUNT_FILE\"\nprintf '{\"node\":\"%s\"}\\n' \"$AGENT_NODE_ID\"\n",
         ),
     ];
     for (name, body) in scripts {
