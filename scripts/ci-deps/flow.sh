@@ -6,6 +6,7 @@ set -euo pipefail
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -x /bin/busybox ] || need+=(busybox-static)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 { command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ]; } \
   && command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)

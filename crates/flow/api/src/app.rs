@@ -27,6 +27,9 @@ pub enum AppError {
     /// The engine did not start.
     #[error("starting the engine: {0}")]
     Engine(#[from] FlowError),
+    /// The Docker engine (config `docker`) did not answer.
+    #[error("connecting to the Docker engine (config docker): {0}")]
+    Docker(#[source] hybridgrid_core::ExecError),
     /// The listen address could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -59,7 +62,13 @@ impl App {
             .work_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("hg-flow-work"));
-        let executors = Executors::native(work_dir);
+        let mut executors = Executors::native(work_dir);
+        if let Some(docker) = cfg.docker.clone() {
+            let d = hybridgrid_executors::DockerExecutor::connect(docker)
+                .await
+                .map_err(AppError::Docker)?;
+            executors = executors.docker(d);
+        }
         let engine = FlowEngine::start(cfg.engine.clone(), store, bus.dyn_bus(), executors).await?;
         info!(
             database = %hybridgrid_core::spec::redact(&cfg.database_url),

@@ -15,6 +15,7 @@
 //!       workflow: clean-disk
 //! events: { stream: HG_FLOW, subjects: ["workflow.>", "graph.>"] }
 //! engine: { max_parallel: 8, workflow_timeout: 1h, approval_timeout: 24h }
+//! docker: { socket: unix:///var/run/docker.sock }   # enables container agents
 //! logging: { level: info, format: text }
 //! ```
 
@@ -97,6 +98,9 @@ pub struct Config {
     pub events: EventsConfig,
     /// The engine: parallelism, leases, timeouts, approvals.
     pub engine: EngineConfig,
+    /// Container agents: the Docker engine (`docker: {}` for the defaults); absent = container
+    /// agents cannot run here (their steps fail naming the missing executor).
+    pub docker: Option<hybridgrid_executors::DockerConfig>,
     /// Logging.
     pub logging: LoggingConfig,
 }
