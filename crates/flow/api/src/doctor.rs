@@ -231,7 +231,13 @@ mod tests {
         assert!(on_path("sh", &env));
         assert!(on_path("/bin/sh", &env));
         assert!(!on_path("definitely-not-a-program-xyz", &env));
-        assert!(!on_path("/etc/hostname", &env), "not executable");
+        let dir = std::env::temp_dir().join(format!("hg-doctor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("plain.txt");
+        std::fs::write(&plain, "x").unwrap();
+        assert!(!on_path(plain.to_str().unwrap(), &env), "not executable");
+        assert!(!on_path(dir.to_str().unwrap(), &env), "a directory");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
