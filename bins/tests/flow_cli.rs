@@ -119,7 +119,28 @@ fn serve_on_sqlite_then_doctor() {
         .status,
         201
     );
+    // A run killed mid-step with a 1 s deadline: after SIGKILL nothing reaps it, so it is stuck.
+    let slow = json!({"name": "slow", "kind": "native",
+        "command": ["/bin/sh", "-c", "sleep 30"], "capabilities": [{"name": "run"}]});
+    assert_eq!(post(addr, "/api/agents", &slow).status, 201);
+    let r = post(
+        addr,
+        "/api/workflows",
+        &json!({"name": "slow", "timeout": "1s",
+        "nodes": [{"id": "a", "agent": "slow", "action": "run", "timeout": "1m"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let wf = r.json()["id"].as_str().unwrap().to_owned();
+    let run = post(addr, &format!("/api/workflows/{wf}/trigger"), &json!({})).json()["runId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(Duration::from_secs(30), "the slow step to run", || {
+        let v = get(addr, &format!("/api/workflows/{wf}/runs/{run}")).json();
+        (v["nodes"][0]["status"] == "RUNNING").then_some(())
+    });
     drop(p);
+    std::thread::sleep(Duration::from_millis(1500));
     let out = Command::new(HG_FLOW)
         .arg("doctor")
         .env("DATABASE_URL", &db)
@@ -132,6 +153,10 @@ fn serve_on_sqlite_then_doctor() {
     assert!(text.contains("[FAIL] nats"), "{text}");
     assert!(
         text.contains("[FAIL] agent ghost") && text.contains("/nonexistent/agent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[FAIL] stuck runs") && text.contains(&run),
         "{text}"
     );
 }

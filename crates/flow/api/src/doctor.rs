@@ -6,8 +6,7 @@ use crate::backends;
 use crate::config::Config;
 use hybridgrid_core::config::EnvSource;
 use hybridgrid_core::spec::redact;
-use hybridgrid_flow_engine::{Executors, FlowEngine};
-use hybridgrid_flow_model::{Agent, AgentKind};
+use hybridgrid_flow_model::{AgentKind, AgentSpec};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -95,9 +94,9 @@ async fn image_present(image: &str) -> Result<bool, String> {
     }
 }
 
-async fn check_agent(a: &Agent, env: &dyn EnvSource) -> (bool, String) {
-    match a.spec.kind {
-        AgentKind::Native => match a.spec.command.first() {
+async fn check_agent(a: &AgentSpec, env: &dyn EnvSource) -> (bool, String) {
+    match a.kind {
+        AgentKind::Native => match a.command.first() {
             None => (false, "native agent has no command".into()),
             Some(p) if on_path(p, env) => (true, format!("command {p} found")),
             Some(p) => (
@@ -107,7 +106,7 @@ async fn check_agent(a: &Agent, env: &dyn EnvSource) -> (bool, String) {
                 ),
             ),
         },
-        AgentKind::Container => match a.spec.image.as_deref() {
+        AgentKind::Container => match a.image.as_deref() {
             None => (false, "container agent has no image".into()),
             Some(img) => match image_present(img).await {
                 Ok(true) => (true, format!("image {img} present")),
@@ -121,7 +120,7 @@ async fn check_agent(a: &Agent, env: &dyn EnvSource) -> (bool, String) {
             },
         },
         AgentKind::Llm | AgentKind::Dagger => {
-            (true, format!("{} agent (not checked here)", a.spec.kind))
+            (true, format!("{} agent (not checked here)", a.kind))
         }
     }
 }
@@ -163,33 +162,20 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
     let Some(store) = store else {
         return r;
     };
-    // An engine that runs nothing: no step runners (max_parallel 0) and no executors, on an
-    // in-process bus, so the doctor only reads.
-    let mut ecfg = cfg.engine.clone();
-    ecfg.max_parallel = 0;
-    ecfg.engine_id = Some(format!("doctor-{}", uuid::Uuid::new_v4().simple()));
-    let bus = std::sync::Arc::new(hybridgrid_queue::MemoryEventBus::new(16));
-    let engine = match FlowEngine::start(ecfg, store, bus, Executors::new()).await {
-        Ok(e) => e,
-        Err(e) => {
-            r.push(
-                "engine",
-                false,
-                format!("cannot read the orchestrator's state: {e}"),
-            );
-            return r;
-        }
-    };
-    match engine.overdue_runs().await {
+    // Read the store directly: the doctor never starts an engine, so it runs, claims and reaps
+    // nothing.
+    match store.overdue_runs(std::time::SystemTime::now(), 1000).await {
         Ok(runs) if runs.is_empty() => r.push("stuck runs", true, "no run is past its deadline"),
         Ok(runs) => {
             let list: Vec<String> = runs
                 .iter()
                 .map(|x| {
-                    format!(
-                        "{} ({}, {} since {})",
-                        x.id, x.workflow_name, x.status, x.created_at
-                    )
+                    let late = x
+                        .deadline
+                        .and_then(|d| d.elapsed().ok())
+                        .map(|e| format!("{}s past its deadline", e.as_secs()))
+                        .unwrap_or_else(|| "past its deadline".into());
+                    format!("{} ({:?}, {late})", x.id, x.status)
                 })
                 .collect();
             r.push(
@@ -204,19 +190,27 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
         }
         Err(e) => r.push("stuck runs", false, format!("cannot list runs: {e}")),
     }
-    match engine.agents().await {
-        Ok(agents) => {
-            if agents.is_empty() {
+    match store.records("agent").await {
+        Ok(records) => {
+            if records.is_empty() {
                 r.push("agents", true, "no agents registered");
             }
-            for a in &agents {
-                let (ok, detail) = check_agent(a, env).await;
-                r.push(format!("agent {}", a.spec.name), ok, detail);
+            for rec in records {
+                match serde_json::from_value::<AgentSpec>(rec.doc) {
+                    Ok(spec) => {
+                        let (ok, detail) = check_agent(&spec, env).await;
+                        r.push(format!("agent {}", spec.name), ok, detail);
+                    }
+                    Err(e) => r.push(
+                        format!("agent {}", rec.name),
+                        false,
+                        format!("stored definition does not parse: {e}"),
+                    ),
+                }
             }
         }
         Err(e) => r.push("agents", false, format!("cannot list agents: {e}")),
     }
-    engine.shutdown().await;
     r
 }
 
