@@ -199,7 +199,8 @@ async function runView(wfId, runId) {
     api(`${base}/agent-runs`),
     api(`/api/approvals?runId=${encodeURIComponent(runId)}`),
   ]);
-  const def = run.definition || run.workflow || wf;
+  // The run's own nodes carry the pinned definition's dependencies (the workflow may have changed since).
+  const def = run.nodes && run.nodes.length ? { nodes: run.nodes } : wf;
   const agentRuns = Array.isArray(arBody) ? arBody : arBody.agentRuns || [];
   const approvals = (Array.isArray(apBody) ? apBody : apBody.approvals || []).filter((a) => (a.runId ?? a.run_id) === runId && (a.status === "PENDING" || a.status === "WAITING"));
   const nodeStates = {};
