@@ -39,6 +39,7 @@ pub mod logging;
 pub mod queue;
 pub mod spec;
 pub mod store;
+pub mod store_flow;
 pub mod task;
 pub mod worker;
 

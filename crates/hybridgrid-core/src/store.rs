@@ -2,6 +2,10 @@
 
 use crate::error::{BoxError, Retry};
 use crate::ids::{RunId, WorkflowId};
+use crate::store_flow::{
+    OutboxEvent, OutboxMessage, Record, RunFinish, RunStart, StepCompleted, StepCompletion,
+    StepDecision,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -113,6 +117,10 @@ pub struct Run {
     pub created_at: SystemTime,
     /// Last change.
     pub updated_at: SystemTime,
+    /// When the reaper fails it, once started by [`Store::start_run`].
+    pub deadline: Option<SystemTime>,
+    /// Steps parked waiting for an approval.
+    pub waiting_approvals: u32,
 }
 
 /// One step of a run (a DAG node, an agent iteration).
@@ -134,6 +142,19 @@ pub struct Step {
     pub error: Option<String>,
     /// Last change.
     pub updated_at: SystemTime,
+    /// A finer state within the status (`WAITING_APPROVAL`, `DECIDED`, `SKIPPED`), see
+    /// [`crate::store_flow`].
+    pub phase: Option<String>,
+    /// Details of the last attempt (executor output).
+    pub detail: Option<serde_json::Value>,
+    /// The approval document, for steps that asked for one.
+    pub approval: Option<serde_json::Value>,
+    /// Who holds the claim while `Running`.
+    pub lease_owner: Option<String>,
+    /// Parents not done yet.
+    pub waiting_on: u32,
+    /// Earliest next claim (a retry's backoff).
+    pub not_before: Option<SystemTime>,
 }
 
 /// What to set along with a status change.
@@ -168,6 +189,25 @@ pub enum StoreError {
         /// What the caller expected.
         expected: Vec<RunStatus>,
     },
+    /// A record with this name already exists.
+    #[error("{what} {name:?} already exists")]
+    Duplicate {
+        /// `workflow`, or a record kind.
+        what: String,
+        /// The name.
+        name: String,
+    },
+    /// An attempt's claim is no longer held (its lease expired and another attempt took the step,
+    /// or the run ended), or a parked step was already decided: the change was refused.
+    #[error("{what} {id} is stale: {detail}")]
+    Stale {
+        /// `step`.
+        what: &'static str,
+        /// `run/step`.
+        id: String,
+        /// What was found instead.
+        detail: String,
+    },
     /// The request is malformed.
     #[error("invalid store request: {0}")]
     Invalid(String),
@@ -194,9 +234,11 @@ impl StoreError {
     /// Whether the operation is worth repeating.
     pub fn retry(&self) -> Retry {
         match self {
-            StoreError::NotFound { .. } | StoreError::Conflict { .. } | StoreError::Invalid(_) => {
-                Retry::Never
-            }
+            StoreError::NotFound { .. }
+            | StoreError::Conflict { .. }
+            | StoreError::Duplicate { .. }
+            | StoreError::Stale { .. }
+            | StoreError::Invalid(_) => Retry::Never,
             StoreError::PoolExhausted { .. } | StoreError::Backend { .. } => {
                 Retry::After(Duration::from_millis(250))
             }
@@ -252,4 +294,88 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Step, StoreError>;
     /// The steps of a run, by name.
     async fn steps(&self, run: &RunId) -> Result<Vec<Step>, StoreError>;
+
+    // --- workflows and records -------------------------------------------------------------
+
+    /// Creates a workflow at version 1; a name in use is [`StoreError::Duplicate`].
+    async fn create_workflow(
+        &self,
+        name: &str,
+        definition: serde_json::Value,
+    ) -> Result<Workflow, StoreError>;
+    /// Replaces a workflow's definition, adding one to its version.
+    async fn update_workflow(
+        &self,
+        id: &WorkflowId,
+        definition: serde_json::Value,
+    ) -> Result<Workflow, StoreError>;
+    /// Runs of one workflow, newest first, at most `limit`.
+    async fn workflow_runs(&self, id: &WorkflowId, limit: usize) -> Result<Vec<Run>, StoreError>;
+    /// Creates a record; a name in use within `kind` is [`StoreError::Duplicate`].
+    async fn create_record(
+        &self,
+        kind: &str,
+        name: &str,
+        doc: serde_json::Value,
+    ) -> Result<Record, StoreError>;
+    /// A record by kind and id.
+    async fn record(&self, kind: &str, id: &str) -> Result<Record, StoreError>;
+    /// All records of a kind, by name.
+    async fn records(&self, kind: &str) -> Result<Vec<Record>, StoreError>;
+    /// Replaces a record's name and document, adding one to its version.
+    async fn update_record(
+        &self,
+        kind: &str,
+        id: &str,
+        name: &str,
+        doc: serde_json::Value,
+    ) -> Result<Record, StoreError>;
+    /// Deletes a record.
+    async fn delete_record(&self, kind: &str, id: &str) -> Result<(), StoreError>;
+
+    // --- durable DAG runs --------------------------------------------------------------------
+
+    /// Starts a `Pending` run: `Running` with its deadline, its steps created, events written, in
+    /// one transaction. Not `Pending`: [`StoreError::Conflict`].
+    async fn start_run(&self, start: RunStart) -> Result<Run, StoreError>;
+    /// Claims up to `limit` steps for `owner` for `lease`: `Pending` ones waiting on nothing,
+    /// not parked, past their `not_before`, and `Running` ones whose lease expired. Each moves to
+    /// `Running` with its attempt counted; no two callers get the same step.
+    async fn claim_steps(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Step>, StoreError>;
+    /// Extends every lease `owner` holds to `lease` from now; returns how many.
+    async fn extend_leases(&self, owner: &str, lease: Duration) -> Result<u64, StoreError>;
+    /// Gives back every step `owner` holds (to `Pending`, claimable at once); returns how many.
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
+    /// Ends a claimed attempt (see [`StepCompletion`]) in one transaction.
+    async fn complete_step(&self, completion: StepCompletion) -> Result<StepCompleted, StoreError>;
+    /// Decides a parked step (see [`StepDecision`]); not parked: [`StoreError::Stale`].
+    async fn decide_step(&self, decision: StepDecision) -> Result<Step, StoreError>;
+    /// Ends a run from outside (see [`RunFinish`]) in one transaction.
+    async fn finish_run(&self, finish: RunFinish) -> Result<Run, StoreError>;
+    /// `Running` runs past their deadline with no approval waiting, oldest deadline first.
+    async fn overdue_runs(&self, now: SystemTime, limit: usize) -> Result<Vec<Run>, StoreError>;
+    /// Steps that asked for an approval (only those still parked when `waiting_only`), newest
+    /// first.
+    async fn approval_steps(
+        &self,
+        waiting_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Step>, StoreError>;
+    /// Writes events to the outbox on their own.
+    async fn append_outbox(&self, events: Vec<OutboxEvent>) -> Result<(), StoreError>;
+    /// Claims up to `limit` outbox entries, oldest first, for `owner` for `lease` (entries whose
+    /// claim expired are handed out again).
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Removes published outbox entries.
+    async fn ack_outbox(&self, seqs: &[i64]) -> Result<(), StoreError>;
 }

@@ -43,6 +43,8 @@
 
 mod backoff;
 mod breaker;
+/// The DAG engine: validation with cycle paths, ready sets, fan-out/fan-in.
+pub mod dag;
 mod duration_serde;
 mod placement;
 

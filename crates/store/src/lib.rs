@@ -85,14 +85,21 @@ impl PoolStats {
 
 /// The embedded migrations as a sqlx migrator (no `migrate!` macro, so no build-time database).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn migrator(init_sql: &'static str) -> sqlx::migrate::Migrator {
+fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
     use sqlx::SqlSafeStr;
     use sqlx::migrate::{Migration, MigrationType, Migrator};
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        init_sql.into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|&(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }

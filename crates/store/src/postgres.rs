@@ -100,12 +100,23 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(|e| crate::sql::backend_err(BACKEND, format!("connecting to {target}"), e))?;
-        migrator(include_str!("../migrations/postgres/0001_init.sql"))
-            .run(&pg)
-            .await
-            .map_err(|e| {
-                crate::sql::backend_err(BACKEND, format!("applying migrations to {target}"), e)
-            })?;
+        migrator(&[
+            (
+                1,
+                "init",
+                include_str!("../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "flow",
+                include_str!("../migrations/postgres/0002_flow.sql"),
+            ),
+        ])
+        .run(&pg)
+        .await
+        .map_err(|e| {
+            crate::sql::backend_err(BACKEND, format!("applying migrations to {target}"), e)
+        })?;
         tracing::info!(backend = BACKEND, %target, max_connections = pool.max_connections, "store connected");
         Ok(Self {
             pool: pg,
@@ -151,6 +162,12 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
         )))
     }
 }
+
+const BEGIN_WRITE: &str = "BEGIN";
+use crate::sql::{
+    PG_CLAIM_EXPIRED as CLAIM_EXPIRED, PG_CLAIM_OUTBOX as CLAIM_OUTBOX,
+    PG_CLAIM_PENDING as CLAIM_PENDING,
+};
 
 crate::sql::impl_sql_store!(PostgresStore, sqlx::postgres::PgRow);
 

@@ -8,13 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Columns of a run, in the order every run query returns them.
 macro_rules! run_cols {
     () => {
-        "id, workflow_id, kind, status, input, output, error, created_at_us, updated_at_us"
+        "id, workflow_id, kind, status, input, output, error, created_at_us, updated_at_us, deadline_us, waiting_approvals"
     };
 }
 /// Columns of a step.
 macro_rules! step_cols {
     () => {
-        "run_id, name, status, attempt, input, output, error, updated_at_us"
+        "run_id, name, status, attempt, input, output, error, updated_at_us, phase, detail, approval, lease_owner, waiting_on, not_before_us"
     };
 }
 
@@ -79,6 +79,191 @@ pub(crate) const TRANSITION_STEP: &str = concat!(
     "WHERE run_id = $6 AND name = $7 AND status IN ($8, $9, $10, $11, $12) RETURNING ",
     step_cols!()
 );
+
+// --- durable DAG runs (see hybridgrid_core::store_flow) ------------------------------------
+
+macro_rules! record_cols {
+    () => {
+        "kind, id, name, doc, version, created_at_us, updated_at_us"
+    };
+}
+
+pub(crate) const CREATE_WORKFLOW: &str = "INSERT INTO workflows (id, name, definition, version, updated_at_us) \
+     VALUES ($1, $2, $3, 1, $4) ON CONFLICT (name) DO NOTHING \
+     RETURNING id, name, definition, version, updated_at_us";
+pub(crate) const UPDATE_WORKFLOW: &str = "UPDATE workflows SET definition = $1, version = version + 1, \
+     updated_at_us = $2 WHERE id = $3 RETURNING id, name, definition, version, updated_at_us";
+pub(crate) const WORKFLOW_RUNS: &str = concat!(
+    "SELECT ",
+    run_cols!(),
+    " FROM runs WHERE workflow_id = $1 ORDER BY seq DESC LIMIT $2"
+);
+pub(crate) const CREATE_RECORD: &str = concat!(
+    "INSERT INTO records (kind, id, name, doc, version, created_at_us, updated_at_us) ",
+    "VALUES ($1, $2, $3, $4, 1, $5, $5) ON CONFLICT (kind, name) DO NOTHING RETURNING ",
+    record_cols!()
+);
+pub(crate) const GET_RECORD: &str = concat!(
+    "SELECT ",
+    record_cols!(),
+    " FROM records WHERE kind = $1 AND id = $2"
+);
+pub(crate) const LIST_RECORDS: &str = concat!(
+    "SELECT ",
+    record_cols!(),
+    " FROM records WHERE kind = $1 ORDER BY name"
+);
+pub(crate) const UPDATE_RECORD: &str = concat!(
+    "UPDATE records SET name = $1, doc = $2, version = version + 1, updated_at_us = $3 ",
+    "WHERE kind = $4 AND id = $5 RETURNING ",
+    record_cols!()
+);
+pub(crate) const DELETE_RECORD: &str = "DELETE FROM records WHERE kind = $1 AND id = $2";
+
+/// `$1` deadline, `$2` open steps, `$3` now, `$4` id.
+pub(crate) const START_RUN: &str = concat!(
+    "UPDATE runs SET status = 'RUNNING', deadline_us = $1, steps_open = $2, updated_at_us = $3 ",
+    "WHERE id = $4 AND status = 'PENDING' RETURNING ",
+    run_cols!()
+);
+pub(crate) const INSERT_STEP: &str = "INSERT INTO steps \
+     (run_id, name, status, attempt, input, output, detail, waiting_on, updated_at_us) \
+     VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8)";
+pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox (subject, payload) VALUES ($1, $2)";
+/// `$1` status, `$2` output, `$3` error, `$4` detail, `$5` phase, `$6` approval, `$7` not before,
+/// `$8` now, `$9` run, `$10` name, `$11` owner, `$12` attempt.
+pub(crate) const COMPLETE_STEP: &str = concat!(
+    "UPDATE steps SET status = $1, output = COALESCE($2, output), error = $3, ",
+    "detail = COALESCE($4, detail), phase = COALESCE($5, phase), approval = COALESCE($6, approval), ",
+    "not_before_us = $7, lease_owner = NULL, lease_until_us = NULL, updated_at_us = $8 ",
+    "WHERE run_id = $9 AND name = $10 AND status = 'RUNNING' AND lease_owner = $11 AND attempt = $12 ",
+    "RETURNING ",
+    step_cols!()
+);
+pub(crate) const RELEASE_CHILD: &str = "UPDATE steps SET waiting_on = waiting_on - 1, updated_at_us = $1 \
+     WHERE run_id = $2 AND name = $3 AND status = 'PENDING' AND waiting_on > 0 RETURNING waiting_on";
+pub(crate) const CLOSE_STEP: &str = "UPDATE runs SET steps_open = steps_open - 1, updated_at_us = $1 WHERE id = $2 RETURNING steps_open";
+pub(crate) const SUCCEED_RUN: &str =
+    "UPDATE runs SET status = 'SUCCEEDED', updated_at_us = $1 WHERE id = $2 AND status = 'RUNNING'";
+pub(crate) const FAIL_RUN: &str = "UPDATE runs SET status = 'FAILED', error = $1, waiting_approvals = 0, \
+     updated_at_us = $2 WHERE id = $3 AND status = 'RUNNING'";
+/// `$1` reason, `$2` now, `$3` run.
+pub(crate) const SKIP_PENDING: &str = "UPDATE steps SET status = 'CANCELLED', phase = 'SKIPPED', \
+     error = COALESCE(error, $1), updated_at_us = $2 WHERE run_id = $3 AND status = 'PENDING'";
+pub(crate) const SKIP_OPEN: &str = "UPDATE steps SET status = 'CANCELLED', phase = 'SKIPPED', \
+     error = COALESCE(error, $1), lease_owner = NULL, lease_until_us = NULL, updated_at_us = $2 \
+     WHERE run_id = $3 AND status IN ('PENDING', 'RUNNING')";
+pub(crate) const PARK_RUN: &str = "UPDATE runs SET waiting_approvals = waiting_approvals + 1, \
+     updated_at_us = $1 WHERE id = $2";
+/// A run without its input document (which holds a whole pinned definition for the orchestrator):
+/// what a step completion returns, thousands of times per large run.
+pub(crate) const GET_RUN_TX: &str = concat!(
+    "SELECT id, workflow_id, kind, status, NULL AS input_absent, output, error, created_at_us, ",
+    "updated_at_us, deadline_us, waiting_approvals FROM runs WHERE id = $1"
+);
+/// `$1` approval, `$2` now, `$3` run, `$4` name.
+pub(crate) const DECIDE_STEP: &str = concat!(
+    "UPDATE steps SET phase = 'DECIDED', approval = $1, updated_at_us = $2 ",
+    "WHERE run_id = $3 AND name = $4 AND status = 'PENDING' AND phase = 'WAITING_APPROVAL' RETURNING ",
+    step_cols!()
+);
+/// `$1` deadline extension (µs), `$2` now, `$3` run.
+pub(crate) const UNPARK_RUN: &str = "UPDATE runs SET \
+     waiting_approvals = CASE WHEN waiting_approvals > 0 THEN waiting_approvals - 1 ELSE 0 END, \
+     deadline_us = deadline_us + $1, updated_at_us = $2 WHERE id = $3";
+/// `$1` to, `$2` error, `$3` now, `$4` id, `$5..$9` allowed statuses.
+pub(crate) const FINISH_RUN: &str = concat!(
+    "UPDATE runs SET status = $1, error = $2, waiting_approvals = 0, updated_at_us = $3 ",
+    "WHERE id = $4 AND status IN ($5, $6, $7, $8, $9) RETURNING ",
+    run_cols!()
+);
+pub(crate) const OVERDUE_RUNS: &str = concat!(
+    "SELECT ",
+    run_cols!(),
+    " FROM runs WHERE status = 'RUNNING' AND deadline_us < $1 AND waiting_approvals = 0 ",
+    "ORDER BY deadline_us LIMIT $2"
+);
+pub(crate) const APPROVAL_STEPS: &str = concat!(
+    "SELECT ",
+    step_cols!(),
+    " FROM steps WHERE approval IS NOT NULL ORDER BY updated_at_us DESC LIMIT $1"
+);
+pub(crate) const WAITING_APPROVAL_STEPS: &str = concat!(
+    "SELECT ",
+    step_cols!(),
+    " FROM steps WHERE approval IS NOT NULL AND status = 'PENDING' AND phase = 'WAITING_APPROVAL' ",
+    "ORDER BY updated_at_us DESC LIMIT $1"
+);
+pub(crate) const EXTEND_LEASES: &str =
+    "UPDATE steps SET lease_until_us = $1 WHERE status = 'RUNNING' AND lease_owner = $2";
+pub(crate) const RELEASE_LEASES: &str = "UPDATE steps SET status = 'PENDING', lease_owner = NULL, \
+     lease_until_us = NULL, updated_at_us = $1 WHERE status = 'RUNNING' AND lease_owner = $2";
+pub(crate) const ACK_OUTBOX: &str = "DELETE FROM outbox WHERE seq = $1";
+
+/// Where a claim of steps picks from; each backend wraps it in its own locking form.
+/// `$3` is now.
+#[allow(unused_macros)]
+macro_rules! claimable_pending {
+    () => {
+        "status = 'PENDING' AND waiting_on = 0 AND (phase IS NULL OR phase <> 'WAITING_APPROVAL') \
+         AND (not_before_us IS NULL OR not_before_us <= $3)"
+    };
+}
+#[allow(unused_macros)]
+macro_rules! claimable_expired {
+    () => {
+        "status = 'RUNNING' AND lease_until_us < $3"
+    };
+}
+/// `$1` owner, `$2` lease end, `$3` now, `$4` limit.
+macro_rules! claim_update {
+    () => {
+        "UPDATE steps SET status = 'RUNNING', attempt = attempt + 1, lease_owner = $1, \
+         lease_until_us = $2, not_before_us = NULL, updated_at_us = $3 WHERE "
+    };
+}
+/// SQLite: one writer at a time, so a plain `UPDATE … WHERE rowid IN (SELECT … LIMIT)` is atomic.
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_CLAIM_PENDING: &str = concat!(
+    claim_update!(),
+    "rowid IN (SELECT rowid FROM steps WHERE ",
+    claimable_pending!(),
+    " ORDER BY updated_at_us LIMIT $4) RETURNING ",
+    step_cols!()
+);
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_CLAIM_EXPIRED: &str = concat!(
+    claim_update!(),
+    "rowid IN (SELECT rowid FROM steps WHERE ",
+    claimable_expired!(),
+    " LIMIT $4) RETURNING ",
+    step_cols!()
+);
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_by = $1, claim_until_us = $2 \
+     WHERE seq IN (SELECT seq FROM outbox WHERE claim_until_us < $3 ORDER BY seq LIMIT $4) \
+     RETURNING seq, subject, payload";
+/// PostgreSQL: rows another transaction is claiming are skipped, not waited for.
+#[cfg(feature = "postgres")]
+pub(crate) const PG_CLAIM_PENDING: &str = concat!(
+    claim_update!(),
+    "(run_id, name) IN (SELECT run_id, name FROM steps WHERE ",
+    claimable_pending!(),
+    " ORDER BY updated_at_us LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
+    step_cols!()
+);
+#[cfg(feature = "postgres")]
+pub(crate) const PG_CLAIM_EXPIRED: &str = concat!(
+    claim_update!(),
+    "(run_id, name) IN (SELECT run_id, name FROM steps WHERE ",
+    claimable_expired!(),
+    " LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
+    step_cols!()
+);
+#[cfg(feature = "postgres")]
+pub(crate) const PG_CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_by = $1, claim_until_us = $2 \
+     WHERE seq IN (SELECT seq FROM outbox WHERE claim_until_us < $3 ORDER BY seq LIMIT $4 \
+     FOR UPDATE SKIP LOCKED) RETURNING seq, subject, payload";
 
 /// How often a refused compare-and-set is re-tried when the row moved into an allowed status
 /// between the update and the look-up that explains the refusal.

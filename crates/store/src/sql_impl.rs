@@ -8,7 +8,12 @@ use hybridgrid_core::ids::{RunId, WorkflowId};
 use hybridgrid_core::store::{
     NewRun, Run, RunStatus, Step, Store, StoreError, Transition, Workflow,
 };
+use hybridgrid_core::store_flow::{
+    OutboxEvent, OutboxMessage, Record, RunFinish, RunStart, StepCompleted, StepCompletion,
+    StepDecision,
+};
 use sqlx::Row as _;
+use std::time::{Duration, SystemTime};
 
 fn workflow_from_row(row: &Row) -> Result<Workflow, sqlx::Error> {
     Ok(Workflow {
@@ -30,11 +35,19 @@ fn run_from_row(row: &Row) -> Result<Run, sqlx::Error> {
             .try_get::<Option<String>, _>("workflow_id")?
             .map(WorkflowId::new),
         kind: row.try_get("kind")?,
-        input: row.try_get("input")?,
+        input: if row.try_column("input").is_ok() {
+            row.try_get("input")?
+        } else {
+            serde_json::Value::Null
+        },
         output: row.try_get("output")?,
         error: row.try_get("error")?,
         created_at: from_micros(row.try_get("created_at_us")?),
         updated_at: from_micros(row.try_get("updated_at_us")?),
+        deadline: row
+            .try_get::<Option<i64>, _>("deadline_us")?
+            .map(from_micros),
+        waiting_approvals: count(row.try_get("waiting_approvals")?),
     })
 }
 
@@ -60,7 +73,20 @@ fn step_from_row(row: &Row) -> Result<Step, sqlx::Error> {
         output: row.try_get("output")?,
         error: row.try_get("error")?,
         updated_at: from_micros(row.try_get("updated_at_us")?),
+        phase: row.try_get("phase")?,
+        detail: row.try_get("detail")?,
+        approval: row.try_get("approval")?,
+        lease_owner: row.try_get("lease_owner")?,
+        waiting_on: count(row.try_get("waiting_on")?),
+        not_before: row
+            .try_get::<Option<i64>, _>("not_before_us")?
+            .map(from_micros),
     })
+}
+
+/// A stored counter as `u32` (never negative by construction; clamped if it were).
+fn count(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
 impl StoreTy {
@@ -457,4 +483,100 @@ impl Store for StoreTy {
             })
             .collect()
     }
+
+    async fn create_workflow(
+        &self,
+        name: &str,
+        definition: serde_json::Value,
+    ) -> Result<Workflow, StoreError> {
+        self.f_create_workflow(name, definition).await
+    }
+    async fn update_workflow(
+        &self,
+        id: &WorkflowId,
+        definition: serde_json::Value,
+    ) -> Result<Workflow, StoreError> {
+        self.f_update_workflow(id, definition).await
+    }
+    async fn workflow_runs(&self, id: &WorkflowId, limit: usize) -> Result<Vec<Run>, StoreError> {
+        self.f_workflow_runs(id, limit).await
+    }
+    async fn create_record(
+        &self,
+        kind: &str,
+        name: &str,
+        doc: serde_json::Value,
+    ) -> Result<Record, StoreError> {
+        self.f_create_record(kind, name, doc).await
+    }
+    async fn record(&self, kind: &str, id: &str) -> Result<Record, StoreError> {
+        self.f_record(kind, id).await
+    }
+    async fn records(&self, kind: &str) -> Result<Vec<Record>, StoreError> {
+        self.f_records(kind).await
+    }
+    async fn update_record(
+        &self,
+        kind: &str,
+        id: &str,
+        name: &str,
+        doc: serde_json::Value,
+    ) -> Result<Record, StoreError> {
+        self.f_update_record(kind, id, name, doc).await
+    }
+    async fn delete_record(&self, kind: &str, id: &str) -> Result<(), StoreError> {
+        self.f_delete_record(kind, id).await
+    }
+    async fn start_run(&self, start: RunStart) -> Result<Run, StoreError> {
+        self.f_start_run(start).await
+    }
+    async fn claim_steps(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Step>, StoreError> {
+        self.f_claim_steps(owner, lease, limit).await
+    }
+    async fn extend_leases(&self, owner: &str, lease: Duration) -> Result<u64, StoreError> {
+        self.f_extend_leases(owner, lease).await
+    }
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        self.f_release_leases(owner).await
+    }
+    async fn complete_step(&self, completion: StepCompletion) -> Result<StepCompleted, StoreError> {
+        self.f_complete_step(completion).await
+    }
+    async fn decide_step(&self, decision: StepDecision) -> Result<Step, StoreError> {
+        self.f_decide_step(decision).await
+    }
+    async fn finish_run(&self, finish: RunFinish) -> Result<Run, StoreError> {
+        self.f_finish_run(finish).await
+    }
+    async fn overdue_runs(&self, now: SystemTime, limit: usize) -> Result<Vec<Run>, StoreError> {
+        self.f_overdue_runs(now, limit).await
+    }
+    async fn approval_steps(
+        &self,
+        waiting_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Step>, StoreError> {
+        self.f_approval_steps(waiting_only, limit).await
+    }
+    async fn append_outbox(&self, events: Vec<OutboxEvent>) -> Result<(), StoreError> {
+        self.f_append_outbox(events).await
+    }
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.f_claim_outbox(owner, lease, limit).await
+    }
+    async fn ack_outbox(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        self.f_ack_outbox(seqs).await
+    }
 }
+
+include!("sql_flow_impl.rs");

@@ -69,16 +69,27 @@ impl SqliteStore {
     }
 
     async fn migrated(pool: SqlitePool, location: String) -> Result<Self, StoreError> {
-        migrator(include_str!("../migrations/sqlite/0001_init.sql"))
-            .run(&pool)
-            .await
-            .map_err(|e| {
-                crate::sql::backend_err(
-                    BACKEND,
-                    format!("applying migrations to SQLite database {location}"),
-                    e,
-                )
-            })?;
+        migrator(&[
+            (
+                1,
+                "init",
+                include_str!("../migrations/sqlite/0001_init.sql"),
+            ),
+            (
+                2,
+                "flow",
+                include_str!("../migrations/sqlite/0002_flow.sql"),
+            ),
+        ])
+        .run(&pool)
+        .await
+        .map_err(|e| {
+            crate::sql::backend_err(
+                BACKEND,
+                format!("applying migrations to SQLite database {location}"),
+                e,
+            )
+        })?;
         tracing::info!(backend = BACKEND, %location, "store opened");
         Ok(Self {
             pool,
@@ -101,5 +112,13 @@ impl SqliteStore {
         self.pool.close().await;
     }
 }
+
+/// Write transactions take the write lock up front, so a transaction that reads first never
+/// fails with "database is locked" when it comes to write.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+use crate::sql::{
+    SQLITE_CLAIM_EXPIRED as CLAIM_EXPIRED, SQLITE_CLAIM_OUTBOX as CLAIM_OUTBOX,
+    SQLITE_CLAIM_PENDING as CLAIM_PENDING,
+};
 
 crate::sql::impl_sql_store!(SqliteStore, sqlx::sqlite::SqliteRow);

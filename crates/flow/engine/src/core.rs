@@ -1,0 +1,266 @@
+//! The engine's shared state and the operations the facade and the background tasks use.
+
+use crate::plan::{Pinned, Plan, pinned_of};
+use crate::{Executors, FlowChange, FlowConfig, FlowError};
+use hybridgrid_core::ids::RunId;
+use hybridgrid_core::store::{Run, RunStatus};
+use hybridgrid_core::store_flow::{NewStep, OutboxEvent, RunStart};
+use hybridgrid_core::{EventBus, Store};
+use hybridgrid_flow_model::time::rfc3339;
+use hybridgrid_flow_model::{FlowEvent, FlowEventKind, FlowRunStatus, NodeStatus};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+/// Record kind of agents in the store.
+pub(crate) const AGENT_KIND: &str = "agent";
+
+pub(crate) struct Core {
+    pub config: FlowConfig,
+    pub engine_id: String,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn EventBus>,
+    pub executors: Executors,
+    pub changes: broadcast::Sender<FlowChange>,
+    /// Wakes the claim loop: work was made ready here.
+    pub work: Notify,
+    /// Wakes the outbox relay: events were written here.
+    pub outbox: Notify,
+    pub plans: Mutex<HashMap<String, Arc<Plan>>>,
+    /// Cancellation of the attempts running here, per run.
+    pub running: Mutex<HashMap<String, CancellationToken>>,
+    pub shutdown: CancellationToken,
+}
+
+impl Core {
+    pub fn emit(&self, change: FlowChange) {
+        let _ = self.changes.send(change);
+    }
+
+    pub async fn plan(&self, run_id: &str) -> Result<Arc<Plan>, FlowError> {
+        if let Some(p) = self.plans.lock().get(run_id) {
+            return Ok(p.clone());
+        }
+        let run = self.store.run(&RunId::new(run_id)).await?;
+        let pinned = pinned_of(&run).map_err(|message| FlowError::Invalid {
+            what: "run",
+            message,
+        })?;
+        let plan = Arc::new(Plan::new(run_id.to_owned(), pinned).map_err(|message| {
+            FlowError::Invalid {
+                what: "run",
+                message,
+            }
+        })?);
+        let mut plans = self.plans.lock();
+        if plans.len() > 4096 {
+            plans.clear();
+        }
+        Ok(plans.entry(run_id.to_owned()).or_insert(plan).clone())
+    }
+
+    pub fn forget(&self, run_id: &str) {
+        self.plans.lock().remove(run_id);
+        if let Some(t) = self.running.lock().remove(run_id) {
+            t.cancel();
+        }
+    }
+
+    pub fn run_token(&self, run_id: &str) -> CancellationToken {
+        self.running
+            .lock()
+            .entry(run_id.to_owned())
+            .or_insert_with(|| self.shutdown.child_token())
+            .clone()
+    }
+
+    /// One event as an outbox entry.
+    pub fn event(
+        &self,
+        kind: FlowEventKind,
+        run_id: &str,
+        pinned: &Pinned,
+        fill: impl FnOnce(&mut FlowEvent),
+    ) -> OutboxEvent {
+        let mut ev = FlowEvent {
+            kind,
+            run_id: run_id.to_owned(),
+            workflow_id: pinned.workflow_id.clone(),
+            workflow_name: pinned.workflow_name.clone(),
+            node_id: None,
+            run_status: None,
+            node_status: None,
+            approval_id: None,
+            decision: None,
+            error: None,
+            at: rfc3339(SystemTime::now()),
+        };
+        fill(&mut ev);
+        OutboxEvent {
+            subject: ev.subject(),
+            payload: serde_json::to_vec(&ev).unwrap_or_default(),
+        }
+    }
+
+    /// Starts a `Pending` run from its pinned input: its steps (carried-over outputs for a
+    /// retry), deadline and `run.started` event in one transaction.
+    pub async fn start_pending(
+        &self,
+        run: &Run,
+        carried: &HashMap<String, (serde_json::Value, Option<serde_json::Value>)>,
+    ) -> Result<Run, FlowError> {
+        let pinned = pinned_of(run).map_err(|message| FlowError::Invalid {
+            what: "run",
+            message,
+        })?;
+        let timeout = pinned
+            .definition
+            .timeout
+            .map(|t| *t)
+            .unwrap_or(*self.config.workflow_timeout);
+        let deps = pinned.definition.dependencies();
+        let steps = deps
+            .iter()
+            .map(|(name, parents)| {
+                let node_input = pinned
+                    .definition
+                    .node(name)
+                    .map(|n| n.inputs.clone())
+                    .unwrap_or_default();
+                match carried.get(name) {
+                    Some((output, detail)) => NewStep {
+                        name: name.clone(),
+                        input: node_input,
+                        status: RunStatus::Succeeded,
+                        waiting_on: 0,
+                        output: Some(output.clone()),
+                        detail: detail.clone(),
+                    },
+                    None => NewStep {
+                        name: name.clone(),
+                        input: node_input,
+                        status: RunStatus::Pending,
+                        waiting_on: u32::try_from(
+                            parents.iter().filter(|p| !carried.contains_key(*p)).count(),
+                        )
+                        .unwrap_or(u32::MAX),
+                        output: None,
+                        detail: None,
+                    },
+                }
+            })
+            .collect();
+        let id = run.id.to_string();
+        let events = vec![self.event(FlowEventKind::RunStarted, &id, &pinned, |e| {
+            e.run_status = Some(FlowRunStatus::Running);
+        })];
+        let started = self
+            .store
+            .start_run(RunStart {
+                run: run.id.clone(),
+                deadline: SystemTime::now() + timeout,
+                steps,
+                events,
+            })
+            .await?;
+        tracing::info!(run = %id, workflow = %pinned.workflow_name, version = pinned.version, trigger = pinned.trigger.as_str(), "run_started");
+        self.emit(FlowChange::RunStarted {
+            run_id: id,
+            workflow: pinned.workflow_name.clone(),
+            trigger: pinned.trigger,
+        });
+        self.work.notify_one();
+        self.outbox.notify_one();
+        Ok(started)
+    }
+
+    pub fn run_finished(&self, run: &Run, pinned: &Pinned) {
+        let status = crate::plan::run_status(run);
+        let duration = run
+            .updated_at
+            .duration_since(run.created_at)
+            .unwrap_or(Duration::ZERO);
+        tracing::info!(run = %run.id, workflow = %pinned.workflow_name, status = status.as_str(), duration_ms = duration.as_millis() as u64, error = run.error.as_deref().unwrap_or(""), "run_finished");
+        self.emit(FlowChange::RunFinished {
+            run_id: run.id.to_string(),
+            workflow: pinned.workflow_name.clone(),
+            trigger: pinned.trigger,
+            status,
+            duration,
+        });
+        self.forget(run.id.as_str());
+    }
+
+    pub fn agent_finished(
+        &self,
+        run_id: &str,
+        node_id: &str,
+        agent: &str,
+        status: NodeStatus,
+        duration: Duration,
+    ) {
+        self.emit(FlowChange::AgentRunFinished {
+            run_id: run_id.to_owned(),
+            node_id: node_id.to_owned(),
+            agent: agent.to_owned(),
+            status,
+            duration,
+        });
+    }
+}
+
+/// The ACTIVE workflows with an event trigger: `(workflow id, pattern)`, refreshed by the reaper
+/// and after every workflow change made here.
+#[derive(Clone, Default)]
+pub(crate) struct WorkflowCatalog {
+    inner: Arc<Mutex<Vec<(String, String)>>>,
+    changed: Arc<Notify>,
+}
+
+impl WorkflowCatalog {
+    pub async fn refresh(&self, core: &Core) {
+        let Ok(all) = core.store.workflows().await else {
+            return;
+        };
+        let list = all
+            .into_iter()
+            .filter_map(|w| {
+                let spec: hybridgrid_flow_model::WorkflowSpec =
+                    serde_json::from_value(w.definition).ok()?;
+                (spec.status == hybridgrid_flow_model::WorkflowStatus::Active
+                    && spec.trigger.kind == hybridgrid_flow_model::TriggerType::Event)
+                    .then(|| Some((w.id.to_string(), spec.trigger.pattern?)))
+                    .flatten()
+            })
+            .collect();
+        let changed = {
+            let mut cur = self.inner.lock();
+            let changed = *cur != list;
+            *cur = list;
+            changed
+        };
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    pub fn patterns(&self) -> std::collections::BTreeSet<String> {
+        self.inner.lock().iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    pub fn with_pattern(&self, pattern: &str) -> Vec<String> {
+        self.inner
+            .lock()
+            .iter()
+            .filter(|(_, p)| p == pattern)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
