@@ -28,7 +28,7 @@ async fn open(name: &str, config: NatsQueueConfig) -> NatsQueue {
     NatsQueue::connect_with(&nats_url(), name, config)
         .await
         .expect(
-            "NATS JetStream must be running on 127.0.0.1:4222 (bash /work/shared/services.sh nats)",
+            "NATS JetStream must be running on 127.0.0.1:4222 (scripts/services.sh nats)",
         )
 }
 
