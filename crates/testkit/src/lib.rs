@@ -23,6 +23,7 @@
 pub mod bench;
 pub mod breaker;
 pub mod cache;
+pub mod discovery;
 pub mod election;
 pub mod event;
 pub mod executor;
