@@ -42,10 +42,7 @@ async fn exercise(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        store.run(&run.id).await.unwrap().status,
-        RunStatus::Running
-    );
+    assert_eq!(store.run(&run.id).await.unwrap().status, RunStatus::Running);
 }
 
 #[tokio::test]
