@@ -13,12 +13,10 @@
 //!
 //! Run: `cargo bench -p hybridgrid-benches --bench queue_nats`
 
-mod common;
-
-use common::*;
 use criterion::{Criterion, Throughput};
 use hybridgrid_core::WorkerId;
 use hybridgrid_queue::NatsQueue;
+use hybridgrid_testkit::bench::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +27,7 @@ fn url() -> String {
 async fn open(name: &str) -> NatsQueue {
     NatsQueue::connect(&url(), name)
         .await
-        .expect("NATS JetStream at 127.0.0.1:4222 (bash shared/services.sh nats)")
+        .expect("NATS JetStream at 127.0.0.1:4222 (scripts/services.sh nats)")
 }
 
 /// `clients` handles on one fresh queue (the first creates it).
@@ -53,10 +51,7 @@ fn bench(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(1));
     g.sample_size(10);
 
-    let single = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let single = runtime(false);
     g.bench_function("enqueue_claim_ack/1_claimer", |b| {
         b.to_async(&single).iter_custom(|iters| async move {
             let qs = fresh_queue(1).await;
@@ -68,23 +63,14 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let multi = runtime(true);
     for clients in [1usize, 8] {
         g.bench_function(
             format!("enqueue_claim_ack/8_claimers_{clients}_clients"),
             |b| {
                 b.to_async(&multi).iter_custom(|iters| async move {
                     let qs = fresh_queue(clients).await;
-                    let per_task = iters.div_ceil(8);
-                    let start = Instant::now();
-                    concurrent(&qs, 8, per_task, false).await;
-                    // Normalise to the `iters` elements criterion asked for.
-                    let took = start
-                        .elapsed()
-                        .mul_f64(iters as f64 / (per_task * 8) as f64);
+                    let took = timed_round_trips(&qs, 8, iters).await;
                     destroy(&qs).await;
                     took
                 })
@@ -96,10 +82,7 @@ fn bench(c: &mut Criterion) {
 
 /// Fixed-length runs that print throughput and latency percentiles.
 fn latency_report() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime(true);
     println!("\nqueue_nats summary (3 s per row; enqueue + claim + ack per item)");
     println!(
         "{:>9} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",

@@ -10,12 +10,10 @@
 //!
 //! Run: `cargo bench -p hybridgrid-benches --bench queue_redis`
 
-mod common;
-
-use common::*;
 use criterion::{Criterion, Throughput};
 use hybridgrid_core::WorkerId;
 use hybridgrid_queue::RedisQueue;
+use hybridgrid_testkit::bench::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,27 +24,11 @@ fn url() -> String {
 async fn fresh_queue() -> RedisQueue {
     RedisQueue::connect(&url(), format!("{}:", fresh_name("redis")))
         .await
-        .expect("Redis at 127.0.0.1:6379 (bash shared/services.sh redis)")
+        .expect("Redis at 127.0.0.1:6379 (scripts/services.sh redis)")
 }
 
 async fn delete_keys(prefix: &str) {
-    let client = redis::Client::open(url()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .expect("DEL");
-    }
+    hybridgrid_testkit::redis::delete_prefix(&url(), prefix).await;
 }
 
 fn bench(c: &mut Criterion) {
@@ -56,10 +38,7 @@ fn bench(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(1));
     g.sample_size(20);
 
-    let single = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let single = runtime(false);
     g.bench_function("enqueue_claim_ack/1_claimer", |b| {
         b.to_async(&single).iter_custom(|iters| async move {
             let q = fresh_queue().await;
@@ -71,20 +50,11 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let multi = runtime(true);
     g.bench_function("enqueue_claim_ack/8_claimers", |b| {
         b.to_async(&multi).iter_custom(|iters| async move {
             let q = Arc::new(fresh_queue().await);
-            let per_task = iters.div_ceil(8);
-            let start = Instant::now();
-            concurrent(std::slice::from_ref(&q), 8, per_task, false).await;
-            // Normalise to the `iters` elements criterion asked for.
-            let took = start
-                .elapsed()
-                .mul_f64(iters as f64 / (per_task * 8) as f64);
+            let took = timed_round_trips(std::slice::from_ref(&q), 8, iters).await;
             delete_keys(q.prefix()).await;
             took
         })
@@ -136,16 +106,7 @@ fn latency_report() {
         "", "items/s", "calls/s", "claim p50", "claim p99", "trip p50", "trip p99"
     );
     for tasks in [1u64, 8] {
-        let rt = if tasks == 1 {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-        }
-        .expect("tokio runtime");
+        let rt = runtime(tasks > 1);
         rt.block_on(async {
             let q = Arc::new(fresh_queue().await);
             // Warm up: scripts loaded, connections made.

@@ -28,6 +28,79 @@ async fn mdns_worker_seen_across_namespaces() {
     }
 }
 
+const SUITE_TEST: &str = "mdns_discovery_conforms";
+
+/// The Discovery conformance suite on `MdnsDiscovery`: the suite runs in namespace B, and each
+/// worker it adds is an announcer process in namespace A (removed by closing its stdin).
+#[tokio::test]
+async fn mdns_discovery_conforms() {
+    match std::env::var("HG_MDNS_ROLE").as_deref() {
+        Ok("announce") => announce().await,
+        Ok("suite") => suite::run().await,
+        _ => {
+            let netns = Netns::create();
+            let mut child = netns.spawn_test(&netns.b, SUITE_TEST, "suite", "-");
+            drop(child.stdin.take());
+            let status = tokio::time::timeout(Duration::from_secs(240), child.wait())
+                .await
+                .expect("the suite finishes within 240 s")
+                .expect("wait for the suite");
+            assert!(
+                status.success(),
+                "the suite in namespace {} failed: {status}",
+                netns.b
+            );
+        }
+    }
+}
+
+mod suite {
+    use super::*;
+    use async_trait::async_trait;
+    use hybridgrid_testkit::discovery::{DiscoveryFixture, run_discovery_suite};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    struct MdnsFixture {
+        discovery: Arc<MdnsDiscovery>,
+        announcers: tokio::sync::Mutex<HashMap<WorkerId, Child>>,
+    }
+
+    #[async_trait]
+    impl DiscoveryFixture for MdnsFixture {
+        fn discovery(&self) -> Arc<dyn Discovery> {
+            self.discovery.clone()
+        }
+        async fn add(&self, worker: WorkerInfo) {
+            let ns_a = std::env::var("HG_MDNS_NS_A").expect("HG_MDNS_NS_A set by the parent");
+            let mut child = spawn_in(&ns_a, SUITE_TEST, "announce", worker.id.as_str(), None);
+            let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+            let line = next_line(&mut lines, "announcement").await;
+            assert!(line.starts_with("ANNOUNCED "), "{line}");
+            // Keep draining its output so it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            self.announcers.lock().await.insert(worker.id, child);
+        }
+        async fn remove(&self, id: &WorkerId) {
+            let child = self.announcers.lock().await.remove(id);
+            if let Some(mut child) = child {
+                drop(child.stdin.take()); // it unregisters (goodbye) and exits
+                let _ = tokio::time::timeout(WAIT, child.wait()).await;
+            }
+        }
+    }
+
+    pub(super) async fn run() {
+        run_discovery_suite(|| async {
+            Box::new(MdnsFixture {
+                discovery: Arc::new(MdnsDiscovery::new().expect("browse")),
+                announcers: tokio::sync::Mutex::new(HashMap::new()),
+            }) as Box<dyn DiscoveryFixture>
+        })
+        .await;
+    }
+}
+
 fn worker(id: &str) -> WorkerInfo {
     let mut capabilities = Capabilities::of_this_host(3);
     capabilities.toolchains = vec![Toolchain {
@@ -137,19 +210,33 @@ impl Netns {
     }
 
     fn spawn(&self, ns: &str, role: &str, id: &str) -> Child {
-        let exe = std::env::current_exe().expect("test binary path");
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(exe)
-            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env("HG_MDNS_ROLE", role)
-            .env("HG_MDNS_ID", id)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn child test process")
+        spawn_in(ns, TEST_NAME, role, id, None)
     }
+
+    /// Runs test `test` of this binary in `ns` as `role`, telling it namespace A's name; its
+    /// output goes to ours.
+    fn spawn_test(&self, ns: &str, test: &str, role: &str, id: &str) -> Child {
+        spawn_in(ns, test, role, id, Some(&self.a))
+    }
+}
+
+/// Re-executes test `test` of this binary in namespace `ns` as `role` (stdin piped; stdout piped
+/// unless `ns_a` is given, in which case the child inherits ours and learns namespace A's name).
+fn spawn_in(ns: &str, test: &str, role: &str, id: &str, ns_a: Option<&str>) -> Child {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("HG_MDNS_ROLE", role)
+        .env("HG_MDNS_ID", id)
+        .stdin(Stdio::piped())
+        .kill_on_drop(true);
+    match ns_a {
+        Some(a) => cmd.env("HG_MDNS_NS_A", a),
+        None => cmd.stdout(Stdio::piped()),
+    };
+    cmd.spawn().expect("spawn child test process")
 }
 
 impl Drop for Netns {

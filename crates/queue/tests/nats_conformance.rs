@@ -19,7 +19,9 @@ async fn nats_queue_conforms() {
         async move {
             let q = NatsQueue::connect(&url, &unique_prefix("natsq"))
                 .await
-                .expect("NATS JetStream must be running on 127.0.0.1:4222 (bash /work/shared/services.sh nats)");
+                .expect(
+                    "NATS JetStream must be running on 127.0.0.1:4222 (scripts/services.sh nats)",
+                );
             made.lock().unwrap().push(q.clone());
             Arc::new(q) as Arc<dyn Queue>
         }

@@ -27,9 +27,7 @@ fn server_addr() -> String {
 async fn open(name: &str, config: NatsQueueConfig) -> NatsQueue {
     NatsQueue::connect_with(&nats_url(), name, config)
         .await
-        .expect(
-            "NATS JetStream must be running on 127.0.0.1:4222 (bash /work/shared/services.sh nats)",
-        )
+        .expect("NATS JetStream must be running on 127.0.0.1:4222 (scripts/services.sh nats)")
 }
 
 /// Deletes a queue's streams when dropped, also when the test fails, so nothing is left behind.

@@ -23,6 +23,7 @@
 pub mod bench;
 pub mod breaker;
 pub mod cache;
+pub mod discovery;
 #[cfg(feature = "docker")]
 pub mod docker;
 pub mod election;
