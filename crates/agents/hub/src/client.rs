@@ -122,6 +122,16 @@ impl std::fmt::Debug for HubClient {
     }
 }
 
+/// One answer of [`HubClient::notifications`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct NotificationPage {
+    /// The notifications, oldest first.
+    pub notifications: Vec<Notification>,
+    /// Pass to the next call to get only newer notifications.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
 #[derive(serde::Deserialize)]
 struct List<T> {
     #[serde(alias = "notifications", alias = "agents", alias = "posts")]
@@ -240,26 +250,30 @@ impl HubClient {
             .map(|_| ())
     }
 
-    /// Unread notifications of every agent (`GET /api/v1/notifications?unread=true&wait=S`).
-    /// With a non-zero `wait` the Hub holds the request until one arrives or `wait` passes
-    /// (long-poll); an empty answer then is the normal `poll_timeout`.
+    /// Unread notifications of every agent (`GET /api/v1/notifications?unread=true&wait=S&cursor=C`).
+    /// With a `cursor` (from a previous page) only newer notifications are returned; with a
+    /// non-zero `wait` the Hub holds the request until one arrives or `wait` passes (long-poll), and
+    /// an empty answer then is the normal `poll_timeout`.
     pub async fn notifications(
         &self,
         wait: Duration,
+        cursor: Option<&str>,
         poller: Option<&Poller>,
-    ) -> Result<Vec<Notification>, HubError> {
+    ) -> Result<NotificationPage, HubError> {
         let p = "/api/v1/notifications";
         let mut req = self
             .request(Method::GET, p)
             .query(&[("unread", "true"), ("wait", &wait.as_secs().to_string())])
             .timeout(wait + POLL_SLACK);
+        if let Some(c) = cursor {
+            req = req.query(&[("cursor", c)]);
+        }
         if let Some(poller) = poller {
             req = req
                 .header("X-Poller-Id", &poller.id)
                 .header("X-Fencing-Token", poller.fencing_token.to_string());
         }
-        let list: List<Notification> = self.send(p, req, poller.map(|p| p.fencing_token)).await?;
-        Ok(list.items)
+        self.send(p, req, poller.map(|p| p.fencing_token)).await
     }
 
     /// Unread notifications of one agent, without waiting (the agents' `hub_read_notifications` tool).

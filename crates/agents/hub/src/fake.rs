@@ -20,7 +20,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 struct Data {
     grants: BTreeSet<String>,
-    notifications: Vec<Notification>,
+    notifications: Vec<(u64, Notification)>,
     posts: Vec<Post>,
     idempotency: HashMap<String, String>,
     agents: BTreeMap<String, AgentInfo>,
@@ -99,6 +99,8 @@ struct NotificationsQuery {
     wait: Option<u64>,
     #[serde(default)]
     agent: Option<String>,
+    #[serde(default)]
+    cursor: Option<u64>,
 }
 
 async fn notifications(
@@ -136,17 +138,23 @@ async fn notifications(
         let arrived = s.arrived.notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        let found: Vec<Notification> = s
-            .data
-            .lock()
-            .notifications
-            .iter()
-            .filter(|n| !unread_only || !n.read)
-            .filter(|n| q.agent.as_ref().is_none_or(|a| &n.agent == a))
-            .cloned()
-            .collect();
+        let (found, cursor) = {
+            let d = s.data.lock();
+            let found: Vec<Notification> = d
+                .notifications
+                .iter()
+                .filter(|(seq, _)| q.cursor.is_none_or(|c| *seq > c))
+                .map(|(_, n)| n)
+                .filter(|n| !unread_only || !n.read)
+                .filter(|n| q.agent.as_ref().is_none_or(|a| &n.agent == a))
+                .cloned()
+                .collect();
+            let newest = d.notifications.last().map(|(seq, _)| *seq).unwrap_or(0);
+            (found, newest)
+        };
         if !found.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Json(json!({ "notifications": found })).into_response();
+            return Json(json!({ "notifications": found, "cursor": cursor.to_string() }))
+                .into_response();
         }
         let _ = tokio::time::timeout_at(deadline, arrived).await;
     }
@@ -167,7 +175,7 @@ async fn mark_read(
     }
     let mut d = s.data.lock();
     let mut marked = 0;
-    for n in d.notifications.iter_mut() {
+    for (_, n) in d.notifications.iter_mut() {
         if body.ids.contains(&n.id) && !n.read {
             n.read = true;
             marked += 1;
@@ -365,7 +373,9 @@ impl FakeHub {
             };
             d.posts.push(post);
             let id = n.id.clone();
-            d.notifications.push(n);
+            d.next_id += 1;
+            let seq = d.next_id;
+            d.notifications.push((seq, n));
             d.agents.entry(agent.to_owned()).or_insert(AgentInfo {
                 name: agent.to_owned(),
                 last_activated_at: Some(now_secs()),
@@ -427,6 +437,7 @@ impl FakeHub {
             .lock()
             .notifications
             .iter()
+            .map(|(_, n)| n)
             .find(|n| n.id == id)
             .cloned()
     }

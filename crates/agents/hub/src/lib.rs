@@ -16,7 +16,7 @@
 //! let hub = FakeHub::start().await?;
 //! let n = hub.mention("reviewer", "alice", "@reviewer please look at this");
 //! let client = HubClient::new(&hub.url(), Some(hub.api_key().to_owned()))?;
-//! let unread = client.notifications(Duration::ZERO, None).await?;
+//! let unread = client.notifications(Duration::ZERO, None, None).await?.notifications;
 //! assert_eq!(unread[0].id, n);
 //! let reply = NewPost::reply("reviewer", &unread[0].post_id, "Looks good");
 //! client.post(&reply, &format!("reply:{n}")).await?;
@@ -30,6 +30,6 @@ mod client;
 mod fake;
 mod types;
 
-pub use client::{HubClient, HubError, Poller};
+pub use client::{HubClient, HubError, NotificationPage, Poller};
 pub use fake::FakeHub;
 pub use types::{AgentInfo, Budget, NewPost, Notification, NotificationKind, Post, now_secs};

@@ -165,3 +165,80 @@ pub async fn serve(
     });
     Ok(local)
 }
+
+/// Operations every role serves: `GET /api/v1/activations`, `POST /api/v1/activations/{id}/cancel`,
+/// `GET /api/v1/backoffs`, `POST /api/v1/agents/{name}/clear-backoff`.
+pub fn ops_routes(state: Arc<dyn crate::AgentState>) -> Router {
+    use axum::extract::Path;
+    use axum::routing::post;
+    let s1 = state.clone();
+    let s2 = state.clone();
+    let s3 = state.clone();
+    let failed = |e: crate::StateError| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "error": e.to_string() })),
+        )
+            .into_response()
+    };
+    Router::new()
+        .route(
+            "/api/v1/activations",
+            get(move || {
+                let s = s1.clone();
+                async move {
+                    match s.activations().await {
+                        Ok(a) => axum::Json(serde_json::json!({ "activations": a })).into_response(),
+                        Err(e) => failed(e),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/api/v1/activations/{id}/cancel",
+            post(move |Path(id): Path<String>| {
+                let s = s2.clone();
+                async move {
+                    match s.request_cancel(&id).await {
+                        Ok(true) => axum::Json(serde_json::json!({ "cancel_requested": id })).into_response(),
+                        Ok(false) => (
+                            StatusCode::NOT_FOUND,
+                            axum::Json(serde_json::json!({ "error": format!("no running activation {id}") })),
+                        )
+                            .into_response(),
+                        Err(e) => failed(e),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/api/v1/backoffs",
+            get(move || {
+                let s = s3.clone();
+                async move {
+                    match s.backoffs().await {
+                        Ok(b) => {
+                            let list: Vec<_> = b
+                                .into_iter()
+                                .map(|(agent, e)| serde_json::json!({ "agent": agent, "failures": e.failures, "until_ms": e.until_ms, "active": e.active() }))
+                                .collect();
+                            axum::Json(serde_json::json!({ "backoffs": list })).into_response()
+                        }
+                        Err(e) => failed(e),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/api/v1/agents/{name}/clear-backoff",
+            post(move |Path(name): Path<String>| {
+                let s = state.clone();
+                async move {
+                    match s.clear_backoff(&name).await {
+                        Ok(had) => axum::Json(serde_json::json!({ "agent": name, "cleared": had })).into_response(),
+                        Err(e) => failed(e),
+                    }
+                }
+            }),
+        )
+}
