@@ -24,8 +24,17 @@
 //!
 //! ## Features
 //! - `native` (default): [`NativeExecutor`].
-//! - `docker`, `dagger`, `llm`: planned (later issues).
+//! - `llm`: [`llm`], the native agent loop (Anthropic Messages, OpenAI-compatible chat).
+//! - `mcp`: [`mcp`], MCP client sessions and an MCP server for our own tools (`rmcp`).
+//! - `cli`: [`cli`], coding-agent CLIs (claude-code, aider, opencode, goose) as subprocesses.
+//! - `docker`, `dagger`: planned (later issues).
 
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "llm")]
+pub mod llm;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 #[cfg(feature = "native")]
 mod native;
 #[cfg(feature = "native")]

@@ -20,6 +20,8 @@ pub mod breaker;
 pub mod cache;
 pub mod election;
 pub mod executor;
+#[cfg(feature = "fake-llm")]
+pub mod fake_llm;
 pub mod queue;
 pub mod store;
 
