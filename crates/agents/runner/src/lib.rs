@@ -26,9 +26,13 @@
 mod activation;
 mod executor;
 mod gate;
+mod hub_tools;
+mod standard;
 
 pub use executor::{ActivationContext, AgentExecutor, AgentResult, AgentRun};
 pub use gate::{GateError, PostGate};
+pub use hub_tools::HubTools;
+pub use standard::{ExecutorEnv, StandardExecutor};
 
 use activation::Activations;
 use axum::Router;
