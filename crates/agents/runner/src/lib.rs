@@ -24,6 +24,7 @@
 //! ```
 
 mod activation;
+pub mod doctor;
 mod executor;
 mod gate;
 mod hub_tools;
