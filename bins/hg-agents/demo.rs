@@ -29,8 +29,13 @@ pub(crate) async fn run() -> Result<()> {
     println!("fake Hub at {}, fake LLM at {}", hub.url(), llm.base_url());
 
     // The model first searches the Hub (a tool call), then answers.
-    llm.push(FakeReply::tool_call("hub_search", serde_json::json!({"query": "rust"})));
-    llm.push(FakeReply::text("Hi alice! I found a post about the Rust 2024 edition."));
+    llm.push(FakeReply::tool_call(
+        "hub_search",
+        serde_json::json!({"query": "rust"}),
+    ));
+    llm.push(FakeReply::text(
+        "Hi alice! I found a post about the Rust 2024 edition.",
+    ));
 
     let backends = Backends::memory();
     let client = HubClient::new(&hub.url(), Some(hub.api_key().to_owned()))?;
@@ -41,9 +46,11 @@ pub(crate) async fn run() -> Result<()> {
         None,
     )
     .await?;
-    let mut env = ExecutorEnv::default();
-    env.anthropic_base_url = Some(llm.base_url());
-    env.anthropic_api_key = Some("demo-key".into());
+    let env = ExecutorEnv {
+        anthropic_base_url: Some(llm.base_url()),
+        anthropic_api_key: Some("demo-key".into()),
+        ..ExecutorEnv::default()
+    };
     let runner = hybridgrid_agents_runner::start(
         RunnerConfig::for_tests("demo-runner"),
         backends,

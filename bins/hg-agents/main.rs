@@ -206,10 +206,16 @@ async fn main() -> Result<()> {
                 .collect::<Result<_>>()?;
             let path = env.var("PATH").unwrap_or_default();
             let checks =
-                hybridgrid_agents_runner::doctor::diagnose(&backends, &hub, &defs, &modes, &path).await;
+                hybridgrid_agents_runner::doctor::diagnose(&backends, &hub, &defs, &modes, &path)
+                    .await;
             let mut bad = 0;
             for c in &checks {
-                println!("[{}] {}: {}", if c.ok { " ok " } else { "FAIL" }, c.name, c.detail);
+                println!(
+                    "[{}] {}: {}",
+                    if c.ok { " ok " } else { "FAIL" },
+                    c.name,
+                    c.detail
+                );
                 bad += usize::from(!c.ok);
             }
             if bad > 0 {

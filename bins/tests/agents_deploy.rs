@@ -14,8 +14,8 @@ fn manifests() -> Vec<(String, Value)> {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "yaml") {
             let text = std::fs::read_to_string(&p).unwrap();
-            let v: Value = yaml_serde::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let v: Value =
+                yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             out.push((p.file_name().unwrap().to_string_lossy().into_owned(), v));
         }
     }
@@ -28,7 +28,8 @@ fn s<'a>(v: &'a Value, path: &str) -> &'a str {
     for k in path.split('.') {
         cur = &cur[k];
     }
-    cur.as_str().unwrap_or_else(|| panic!("missing string {path}"))
+    cur.as_str()
+        .unwrap_or_else(|| panic!("missing string {path}"))
 }
 
 #[test]
@@ -43,10 +44,23 @@ fn manifests_are_complete_and_consistent() {
         }
         assert_eq!(s(v, "metadata.namespace"), "hg-agents", "{file}");
     }
-    let configmaps: BTreeSet<&str> = of("ConfigMap").iter().map(|(_, v)| s(v, "metadata.name")).collect();
-    let secrets: BTreeSet<&str> = of("Secret").iter().map(|(_, v)| s(v, "metadata.name")).collect();
+    let configmaps: BTreeSet<&str> = of("ConfigMap")
+        .iter()
+        .map(|(_, v)| s(v, "metadata.name"))
+        .collect();
+    let secrets: BTreeSet<&str> = of("Secret")
+        .iter()
+        .map(|(_, v)| s(v, "metadata.name"))
+        .collect();
     let cm = &of("ConfigMap")[0].1["data"];
-    for key in ["HUB_URL", "VALKEY_URL", "AGENT_DEFINITIONS_PATH", "MIN_STALENESS_SECONDS", "ACTIVATION_TIMEOUT", "MAX_CONCURRENT_ACTIVATIONS"] {
+    for key in [
+        "HUB_URL",
+        "VALKEY_URL",
+        "AGENT_DEFINITIONS_PATH",
+        "MIN_STALENESS_SECONDS",
+        "ACTIVATION_TIMEOUT",
+        "MAX_CONCURRENT_ACTIVATIONS",
+    ] {
         assert!(cm[key].is_string(), "ConfigMap lacks {key}");
     }
     assert!(of("Secret")[0].1["stringData"]["HUB_API_KEY"].is_string());
@@ -59,14 +73,28 @@ fn manifests_are_complete_and_consistent() {
         let sel = &d["spec"]["selector"]["matchLabels"];
         let labels = &d["spec"]["template"]["metadata"]["labels"];
         for (k, v) in sel.as_object().unwrap() {
-            assert_eq!(&labels[k], v, "{file}: selector {k} does not match the pod labels");
+            assert_eq!(
+                &labels[k], v,
+                "{file}: selector {k} does not match the pod labels"
+            );
         }
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         assert!(c["image"].is_string(), "{file}");
-        let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-        assert!(args[0] == "coordinator" || args[0] == "runner", "{file}: {args:?}");
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            args[0] == "coordinator" || args[0] == "runner",
+            "{file}: {args:?}"
+        );
         if let Some(m) = args.iter().find_map(|a| a.strip_prefix("--mode=")) {
-            assert!(["notification", "exploration", "hybrid"].contains(&m), "{file}: {m}");
+            assert!(
+                ["notification", "exploration", "hybrid"].contains(&m),
+                "{file}: {m}"
+            );
             modes.insert(m.to_owned());
         }
         for r in c["envFrom"].as_array().unwrap() {
@@ -86,7 +114,10 @@ fn manifests_are_complete_and_consistent() {
         assert_eq!(s(h, "apiVersion"), "autoscaling/v2", "{file}");
         let target = s(h, "spec.scaleTargetRef.name");
         assert!(names.contains(target), "{file}: no Deployment {target}");
-        assert!(h["spec"]["minReplicas"].as_u64().unwrap() <= h["spec"]["maxReplicas"].as_u64().unwrap());
+        assert!(
+            h["spec"]["minReplicas"].as_u64().unwrap()
+                <= h["spec"]["maxReplicas"].as_u64().unwrap()
+        );
     }
     assert!(!of("HorizontalPodAutoscaler").is_empty());
 }

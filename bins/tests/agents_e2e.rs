@@ -20,7 +20,11 @@ fn deps() -> PathBuf {
 
 fn dep(rel: &str) -> String {
     let p = deps().join(rel);
-    assert!(p.exists(), "{} is missing: run `bash scripts/ci-deps/llm.sh`", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/ci-deps/llm.sh`",
+        p.display()
+    );
     p.display().to_string()
 }
 
@@ -56,7 +60,11 @@ impl Proc {
                 l2.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        Proc { child, log, name: name.to_owned() }
+        Proc {
+            child,
+            log,
+            name: name.to_owned(),
+        }
     }
 
     fn log(&self) -> String {
@@ -66,7 +74,12 @@ impl Proc {
     fn wait_log(&self, what: &str) {
         let deadline = Instant::now() + T;
         while !self.log().contains(what) {
-            assert!(Instant::now() < deadline, "{} never logged {what:?}; log:\n{}", self.name, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{} never logged {what:?}; log:\n{}",
+                self.name,
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -122,9 +135,15 @@ impl World {
         [
             ("HUB_URL", self.hub.url()),
             ("HUB_API_KEY", self.hub.api_key().to_owned()),
-            ("VALKEY_URL", hybridgrid_testkit::service_url("HG_TEST_REDIS_URL", "redis://127.0.0.1:6379")),
+            (
+                "VALKEY_URL",
+                hybridgrid_testkit::service_url("HG_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+            ),
             ("AGENTS_REDIS_PREFIX", self.prefix.clone()),
-            ("AGENT_DEFINITIONS_PATH", self.dir.path().display().to_string()),
+            (
+                "AGENT_DEFINITIONS_PATH",
+                self.dir.path().display().to_string(),
+            ),
             ("ANTHROPIC_BASE_URL", self.llm.base_url()),
             ("ANTHROPIC_API_KEY", "sk-ant-e2e".to_owned()),
             ("LONG_POLL_SECONDS", "1".to_owned()),
@@ -156,15 +175,27 @@ async fn mention_flows_hub_coordinator_queue_runner_llm_mcp_reply() {
     coord.wait_log("became_leader");
     let runner = w.spawn("runner-1", &["runner", "--mode=notification"]);
     runner.wait_log("runner_started");
-    assert!(runner.log().contains("work:queue:high") && !runner.log().contains("discovery:work:queue"));
+    assert!(
+        runner.log().contains("work:queue:high") && !runner.log().contains("discovery:work:queue")
+    );
     let nid = w.hub.mention("helper", "alice", "@helper hi");
     let post = w.hub.notification(&nid).unwrap().post_id;
     wait_for("reply", || w.hub.replies_to(&post).len() == 1).await;
     runner.wait_log("activation_completed");
-    assert!(runner.log().contains("activation_duration="), "{}", runner.log());
+    assert!(
+        runner.log().contains("activation_duration="),
+        "{}",
+        runner.log()
+    );
     let second = w.llm.requests()[1].body.to_string();
-    assert!(second.contains("tool_result") && second.contains("said hi"), "{second}");
-    wait_for("notification read", || w.hub.notification(&nid).unwrap().read).await;
+    assert!(
+        second.contains("tool_result") && second.contains("said hi"),
+        "{second}"
+    );
+    wait_for("notification read", || {
+        w.hub.notification(&nid).unwrap().read
+    })
+    .await;
     assert_eq!(w.hub.replies_to(&post)[0].content, "Hi alice!");
 }
 
@@ -172,7 +203,10 @@ async fn mention_flows_hub_coordinator_queue_runner_llm_mcp_reply() {
 async fn runner_sigkilled_mid_activation_work_is_done_once_by_another() {
     let w = World::new("e2e_kill").await;
     // The first model call hangs; the runner holding it is killed.
-    w.llm.push_delayed(FakeReply::text("from the dead runner"), Duration::from_secs(30));
+    w.llm.push_delayed(
+        FakeReply::text("from the dead runner"),
+        Duration::from_secs(30),
+    );
     w.llm.push(FakeReply::text("from the second runner"));
     let _coord = w.spawn("coord-1", &["coordinator"]);
     let mut a = w.spawn("runner-a", &["runner"]);
@@ -183,9 +217,16 @@ async fn runner_sigkilled_mid_activation_work_is_done_once_by_another() {
     wait_for("the model call", || !w.llm.requests().is_empty()).await;
     a.kill(); // SIGKILL after the claim: the original lost this item
     let b = w.spawn("runner-b", &["runner"]);
-    wait_for("reply by the second runner", || w.hub.replies_to(&post).len() == 1).await;
+    wait_for("reply by the second runner", || {
+        w.hub.replies_to(&post).len() == 1
+    })
+    .await;
     b.wait_log("activation_completed");
-    assert!(b.log().contains("attempt=2"), "redelivered after the lease: {}", b.log());
+    assert!(
+        b.log().contains("attempt=2"),
+        "redelivered after the lease: {}",
+        b.log()
+    );
     assert_eq!(w.hub.replies_to(&post)[0].content, "from the second runner");
     // The agent is not blocked by a leftover marker: new work for it runs.
     w.llm.push(FakeReply::text("next"));
@@ -201,7 +242,10 @@ async fn two_coordinators_one_poller_then_takeover_when_the_leader_dies() {
     let w = World::new("e2e_leader").await;
     let a = w.spawn("coord-a", &["coordinator"]);
     let b = w.spawn("coord-b", &["coordinator"]);
-    wait_for("a leader", || a.log().contains("became_leader") || b.log().contains("became_leader")).await;
+    wait_for("a leader", || {
+        a.log().contains("became_leader") || b.log().contains("became_leader")
+    })
+    .await;
     // Several long-polls pass with both running: the Hub sees one poller.
     wait_for("polls", || w.hub.polls().len() >= 4).await;
     let pollers = w.hub.pollers();
@@ -211,11 +255,20 @@ async fn two_coordinators_one_poller_then_takeover_when_the_leader_dies() {
     let old_token = w.hub.polls().last().unwrap().1;
     dead.kill();
     alive.wait_log("became_leader");
-    wait_for("the new leader's polls", || w.hub.pollers().contains(&alive.name)).await;
+    wait_for("the new leader's polls", || {
+        w.hub.pollers().contains(&alive.name)
+    })
+    .await;
     let new_token = w.hub.polls().last().unwrap().1;
-    assert!(new_token > old_token, "fencing token grew: {old_token} -> {new_token}");
+    assert!(
+        new_token > old_token,
+        "fencing token grew: {old_token} -> {new_token}"
+    );
     // Work still flows through the new leader.
     let nid = w.hub.mention("helper", "alice", "@helper after failover");
     let _ = nid;
-    wait_for("enqueue by the new leader", || alive.log().contains("work_enqueued")).await;
+    wait_for("enqueue by the new leader", || {
+        alive.log().contains("work_enqueued")
+    })
+    .await;
 }

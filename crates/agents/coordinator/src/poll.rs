@@ -115,7 +115,12 @@ impl Poller {
     async fn in_backoff(&self, agent: &str) -> bool {
         match self.backends.state.backoff(agent).await {
             Ok(Some(e)) if e.active() => {
-                debug!(agent, failures = e.failures, until_ms = e.until_ms, "agent_in_backoff");
+                debug!(
+                    agent,
+                    failures = e.failures,
+                    until_ms = e.until_ms,
+                    "agent_in_backoff"
+                );
                 true
             }
             Ok(_) => false,
@@ -195,8 +200,14 @@ impl Poller {
                 NotificationKind::Mention => Priority::High,
                 NotificationKind::Reply => Priority::Normal,
             };
-            let item =
-                WorkItem::inbox(&n.agent, priority, &n.id, &n.post_id, n.kind.as_str(), &n.content);
+            let item = WorkItem::inbox(
+                &n.agent,
+                priority,
+                &n.id,
+                &n.post_id,
+                n.kind.as_str(),
+                &n.content,
+            );
             if !self.enqueue(lease, &item).await {
                 return false;
             }
@@ -252,8 +263,9 @@ impl Poller {
         }
         if let Ok(b) = self.backends.state.backoffs().await {
             let n = b.iter().filter(|(_, e)| e.active()).count();
-            self.metrics.backoffs.set(i64::try_from(n).unwrap_or(i64::MAX));
+            self.metrics
+                .backoffs
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }
-

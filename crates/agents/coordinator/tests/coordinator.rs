@@ -11,7 +11,9 @@ use std::time::Duration;
 async fn backends(tag: &str) -> Backends {
     let url = hybridgrid_testkit::service_url("HG_TEST_REDIS_URL", "redis://127.0.0.1:6379");
     let prefix = format!("{}:", hybridgrid_testkit::unique_prefix(tag));
-    Backends::connect(&url, &prefix).await.expect("Redis must be running")
+    Backends::connect(&url, &prefix)
+        .await
+        .expect("Redis must be running")
 }
 
 #[tokio::test]
@@ -45,12 +47,34 @@ async fn backoff_skips_agents_and_notifications_queue_once() {
     let n = hub.mention("well", "alice", "@well hi");
     hub.set_agent("stale", Some(1));
     let client = HubClient::new(&hub.url(), Some(hub.api_key().into())).unwrap();
-    let c = start(CoordinatorConfig::for_tests("c1"), b.clone(), client, None).await.unwrap();
+    let c = start(CoordinatorConfig::for_tests("c1"), b.clone(), client, None)
+        .await
+        .unwrap();
     let w = WorkerId::new("r");
-    let first = b.queues.claim(RunnerMode::Notification, &w, Duration::from_secs(30), Duration::from_secs(10)).await.unwrap().unwrap();
+    let first = b
+        .queues
+        .claim(
+            RunnerMode::Notification,
+            &w,
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.item.agent, "well");
     assert_eq!(first.item.notifications[0].id, n);
-    let d = b.queues.claim(RunnerMode::Exploration, &w, Duration::from_secs(30), Duration::from_secs(10)).await.unwrap().unwrap();
+    let d = b
+        .queues
+        .claim(
+            RunnerMode::Exploration,
+            &w,
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.item.agent, "stale");
     assert_eq!(d.item.priority, Priority::Low);
     // Several sweeps later: still unread, but queued (leased) once, and nothing for "sick".
@@ -59,7 +83,17 @@ async fn backoff_skips_agents_and_notifications_queue_once() {
     assert_eq!(inbox.ready_total(), 0, "{inbox:?}");
     assert_eq!(inbox.in_flight, 1);
     b.state.clear_backoff("sick").await.unwrap();
-    let sick = b.queues.claim(RunnerMode::Notification, &w, Duration::from_secs(30), Duration::from_secs(10)).await.unwrap().unwrap();
+    let sick = b
+        .queues
+        .claim(
+            RunnerMode::Notification,
+            &w,
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(sick.item.agent, "sick");
     c.shutdown().await;
 }

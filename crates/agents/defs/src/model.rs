@@ -239,7 +239,11 @@ pub fn parse_definition(
         let path = e.path().to_string();
         DefinitionError::Invalid {
             file: file.to_owned(),
-            field: if path == "." { "(top level)".into() } else { path },
+            field: if path == "." {
+                "(top level)".into()
+            } else {
+                path
+            },
             problem: e.into_inner().to_string(),
         }
     })?;
@@ -359,7 +363,10 @@ fn validate(
         ("network.allowed_hosts", &d.network.allowed_hosts),
         ("network.blocked_hosts", &d.network.blocked_hosts),
     ] {
-        if let Some(i) = hosts.iter().position(|h| h.trim().is_empty() || h.contains('/')) {
+        if let Some(i) = hosts
+            .iter()
+            .position(|h| h.trim().is_empty() || h.contains('/'))
+        {
             return Err(bad(
                 &format!("{field}[{i}]"),
                 format!("{:?} is not a host name", hosts[i]),
@@ -388,7 +395,9 @@ mod tests {
         assert!(p.contains("foo"), "{p}");
         let (f, _) = err("name: a\ntype: robot\n");
         assert_eq!(f, "type");
-        let (f, _) = err("name: a\ntype: native\nbrain: {provider: openai, model: m}\nbehavior: {max_iterations: 0}\n");
+        let (f, _) = err(
+            "name: a\ntype: native\nbrain: {provider: openai, model: m}\nbehavior: {max_iterations: 0}\n",
+        );
         assert_eq!(f, "behavior.max_iterations");
         let (f, _) = err("name: a\ntype: aider\nbehaviour: {}\n");
         assert_eq!(f, "behaviour");

@@ -24,13 +24,20 @@ async fn local_definitions_reload_when_the_file_changes() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a", GOOD);
     let defs = Definitions::local(dir.path());
-    assert_eq!(defs.get("a").await.unwrap().brain.as_ref().unwrap().model, "m1");
+    assert_eq!(
+        defs.get("a").await.unwrap().brain.as_ref().unwrap().model,
+        "m1"
+    );
     write(dir.path(), "a", &GOOD.replace("m1", "model-two"));
     assert_eq!(
         defs.get("a").await.unwrap().brain.as_ref().unwrap().model,
         "model-two"
     );
-    write(dir.path(), "a", "name: a\ntype: native\nbrain: {provider: openai, model: m, temperature: 7}\n");
+    write(
+        dir.path(),
+        "a",
+        "name: a\ntype: native\nbrain: {provider: openai, model: m, temperature: 7}\n",
+    );
     match defs.get("a").await {
         Err(DefinitionError::Invalid { file, field, .. }) => {
             assert!(file.ends_with("agents/a/config.yaml"), "{file}");
@@ -77,7 +84,11 @@ async fn remote_definitions_cache_and_keep_the_last_good_copy() {
     let defs = Definitions::remote(&base, Duration::from_millis(200)).unwrap();
     defs.get("a").await.unwrap();
     defs.get("a").await.unwrap();
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "second get within the TTL is cached");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "second get within the TTL is cached"
+    );
     down.store(true, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while hits.load(Ordering::SeqCst) < 2 {
@@ -87,7 +98,10 @@ async fn remote_definitions_cache_and_keep_the_last_good_copy() {
         assert_eq!(defs.get("a").await.unwrap().name, "a");
     }
     assert!(matches!(
-        Definitions::remote(&base, Duration::ZERO).unwrap().get("a").await,
+        Definitions::remote(&base, Duration::ZERO)
+            .unwrap()
+            .get("a")
+            .await,
         Err(DefinitionError::Unreadable { .. })
     ));
     assert_eq!(defs.names().await.unwrap(), vec!["a".to_owned()]);

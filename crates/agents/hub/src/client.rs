@@ -292,7 +292,9 @@ impl HubClient {
         let req = self
             .request(Method::POST, p)
             .json(&serde_json::json!({ "ids": ids }));
-        self.send::<serde_json::Value>(p, req, None).await.map(|_| ())
+        self.send::<serde_json::Value>(p, req, None)
+            .await
+            .map(|_| ())
     }
 
     /// `POST /api/v1/posts` with `Idempotency-Key`: the same key returns the post already made.

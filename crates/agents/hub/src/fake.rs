@@ -65,6 +65,7 @@ fn err(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 impl Shared {
+    #[allow(clippy::result_large_err)]
     fn auth(&self, headers: &HeaderMap, grant: &str) -> Result<(), Response> {
         let presented = headers
             .get("authorization")
@@ -198,7 +199,11 @@ async fn create_post(
         .map(str::to_owned);
     let mut d = s.data.lock();
     if !d.budget.healthy {
-        let reason = d.budget.reason.clone().unwrap_or_else(|| "over budget".into());
+        let reason = d
+            .budget
+            .reason
+            .clone()
+            .unwrap_or_else(|| "over budget".into());
         return err(StatusCode::TOO_MANY_REQUESTS, json!({ "error": reason }));
     }
     if let Some(existing) = key.as_ref().and_then(|k| d.idempotency.get(k)).cloned()
@@ -315,7 +320,10 @@ impl FakeHub {
             arrived: Notify::new(),
         });
         let router = Router::new()
-            .route("/api/v1/health", get(|| async { Json(json!({"status": "ok"})) }))
+            .route(
+                "/api/v1/health",
+                get(|| async { Json(json!({"status": "ok"})) }),
+            )
             .route("/api/v1/notifications", get(notifications))
             .route("/api/v1/notifications/read", post(mark_read))
             .route("/api/v1/posts", post(create_post))
@@ -351,7 +359,14 @@ impl FakeHub {
         &self.shared.api_key
     }
 
-    fn notify(&self, agent: &str, author: &str, content: &str, kind: NotificationKind, parent: Option<&str>) -> String {
+    fn notify(
+        &self,
+        agent: &str,
+        author: &str,
+        content: &str,
+        kind: NotificationKind,
+        parent: Option<&str>,
+    ) -> String {
         let id = {
             let mut d = self.shared.data.lock();
             let post = Post {
@@ -393,7 +408,13 @@ impl FakeHub {
 
     /// `author` replies to `parent` (an agent's post); returns the notification id.
     pub fn reply_to(&self, agent: &str, parent: &str, author: &str, content: &str) -> String {
-        self.notify(agent, author, content, NotificationKind::Reply, Some(parent))
+        self.notify(
+            agent,
+            author,
+            content,
+            NotificationKind::Reply,
+            Some(parent),
+        )
     }
 
     /// Registers (or updates) an agent's `last_activated_at`.
@@ -427,7 +448,10 @@ impl FakeHub {
 
     /// Posts written by `author`.
     pub fn posts_by(&self, author: &str) -> Vec<Post> {
-        self.posts().into_iter().filter(|p| p.author == author).collect()
+        self.posts()
+            .into_iter()
+            .filter(|p| p.author == author)
+            .collect()
     }
 
     /// A notification by id.

@@ -85,14 +85,38 @@ impl Metrics {
             duration: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0]),
             tokens: Family::default(),
         };
-        r.register("queue_depth", "Ready work items per task type and priority", m.queue_depth.clone());
-        r.register("is_leader", "1 while this coordinator is the leader", m.is_leader.clone());
-        r.register("agents_in_backoff", "Agents currently backed off", m.backoffs.clone());
+        r.register(
+            "queue_depth",
+            "Ready work items per task type and priority",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "is_leader",
+            "1 while this coordinator is the leader",
+            m.is_leader.clone(),
+        );
+        r.register(
+            "agents_in_backoff",
+            "Agents currently backed off",
+            m.backoffs.clone(),
+        );
         r.register("enqueued", "Work items enqueued", m.enqueued.clone());
         r.register("polls", "Hub polls made", m.polls.clone());
-        r.register("activations", "Finished activations by outcome", m.activations.clone());
-        r.register("activations_running", "Activations running now", m.running.clone());
-        r.register("activation_duration_seconds", "Activation durations", m.duration.clone());
+        r.register(
+            "activations",
+            "Finished activations by outcome",
+            m.activations.clone(),
+        );
+        r.register(
+            "activations_running",
+            "Activations running now",
+            m.running.clone(),
+        );
+        r.register(
+            "activation_duration_seconds",
+            "Activation durations",
+            m.duration.clone(),
+        );
         r.register("tokens", "LLM tokens used", m.tokens.clone());
         (m, r)
     }
@@ -137,7 +161,9 @@ pub fn router(registry: Arc<Registry>, health: HealthFn, extra: Router) -> Route
                             text,
                         )
                             .into_response(),
-                        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+                        Err(e) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+                        }
                     }
                 }
             }),

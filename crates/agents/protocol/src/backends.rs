@@ -44,7 +44,9 @@ pub struct Backends {
 
 impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backends").field("kind", &self.kind).finish()
+        f.debug_struct("Backends")
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 

@@ -41,9 +41,9 @@ mod work;
 
 pub use backends::{BackendError, Backends};
 pub use settings::{RunnerMode, SettingError, SettingErrors, Settings, redact_url};
+#[cfg(feature = "redis")]
+pub use state::RedisAgentState;
 pub use state::{
     ActivationInfo, AgentState, BackoffEntry, MemoryAgentState, StateError, backoff_delay,
 };
-#[cfg(feature = "redis")]
-pub use state::RedisAgentState;
 pub use work::{NotificationRef, QueueClaim, Queues, TaskType, WorkItem};

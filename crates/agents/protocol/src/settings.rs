@@ -152,11 +152,17 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("hub_url", &self.hub_url)
-            .field("hub_api_key", &self.hub_api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "hub_api_key",
+                &self.hub_api_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("valkey_url", &redact_url(&self.valkey_url))
             .field("prefix", &self.prefix)
             .field("runner_mode", &self.runner_mode)
-            .field("max_concurrent_activations", &self.max_concurrent_activations)
+            .field(
+                "max_concurrent_activations",
+                &self.max_concurrent_activations,
+            )
             .field("activation_timeout", &self.activation_timeout)
             .field("id", &self.id)
             .finish_non_exhaustive()
@@ -238,7 +244,9 @@ impl Settings {
             errors: Vec::new(),
         };
         let hub_url = r.required("HUB_URL", "the Hub's base URL, e.g. http://hub:8000");
-        if !hub_url.is_empty() && !(hub_url.starts_with("http://") || hub_url.starts_with("https://"))
+        if !(hub_url.is_empty()
+            || hub_url.starts_with("http://")
+            || hub_url.starts_with("https://"))
         {
             r.errors.push(SettingError {
                 var: "HUB_URL",
@@ -247,7 +255,10 @@ impl Settings {
         }
         let valkey_url = match r.get("VALKEY_URL").or_else(|| r.get("REDIS_URL")) {
             Some(u) => u,
-            None => r.required("VALKEY_URL", "redis://host:6379, or memory:// for one process"),
+            None => r.required(
+                "VALKEY_URL",
+                "redis://host:6379, or memory:// for one process",
+            ),
         };
         if !valkey_url.is_empty()
             && !["redis://", "rediss://", "memory://"]
@@ -358,7 +369,10 @@ mod tests {
         .ok();
         let s = s.as_ref();
         assert_eq!(s.map(|s| s.hub_url.as_str()), Some("http://hub:8000"));
-        assert_eq!(s.map(|s| s.activation_timeout), Some(Duration::from_secs(900)));
+        assert_eq!(
+            s.map(|s| s.activation_timeout),
+            Some(Duration::from_secs(900))
+        );
         assert_eq!(s.map(|s| s.runner_mode), Some(RunnerMode::Notification));
         assert_eq!(s.map(|s| s.max_concurrent_activations), Some(1));
         let dbg = format!("{s:?}");

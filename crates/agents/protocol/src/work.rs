@@ -236,6 +236,9 @@ mod tests {
         assert_eq!(a.idempotency_key(), "inbox:a:n1");
         let d = WorkItem::discovery("a", Some("2026-01-01T00:00:00Z".into()));
         assert_eq!(d.idempotency_key(), "discovery:a:2026-01-01T00:00:00Z");
-        assert_eq!(WorkItem::discovery("a", None).idempotency_key(), "discovery:a:never");
+        assert_eq!(
+            WorkItem::discovery("a", None).idempotency_key(),
+            "discovery:a:never"
+        );
     }
 }

@@ -140,7 +140,9 @@ impl Activations {
                             return;
                         }
                         Ok(false) => {}
-                        Err(e) => debug!(activation_id = %id, error = %e, "activation_heartbeat_failed"),
+                        Err(e) => {
+                            debug!(activation_id = %id, error = %e, "activation_heartbeat_failed")
+                        }
                     }
                 }
             })
@@ -155,7 +157,8 @@ impl Activations {
         let secs = format!("{:.3}", duration.as_secs_f64());
         match end {
             End::Done(outcome) => {
-                let gate_ids: Vec<String> = item.notifications.iter().map(|n| n.id.clone()).collect();
+                let gate_ids: Vec<String> =
+                    item.notifications.iter().map(|n| n.id.clone()).collect();
                 if !gate_ids.is_empty()
                     && let Err(e) = self.hub.mark_read(&gate_ids).await
                 {
@@ -181,7 +184,11 @@ impl Activations {
             }
             End::Failed(error) => {
                 let _ = queue.ack(&claim.token).await;
-                let outcome = if error.starts_with("activation timed out") { "timeout" } else { "failed" };
+                let outcome = if error.starts_with("activation timed out") {
+                    "timeout"
+                } else {
+                    "failed"
+                };
                 self.metrics.outcome(outcome);
                 match self.backends.state.record_failure(&item.agent).await {
                     Ok(b) => error!(
@@ -235,7 +242,9 @@ impl Activations {
             .tempdir()
         {
             Ok(d) => d,
-            Err(e) => return End::Failed(format!("creating the activation's sandbox directory: {e}")),
+            Err(e) => {
+                return End::Failed(format!("creating the activation's sandbox directory: {e}"));
+            }
         };
         let gate = PostGate::new(self.hub.clone(), self.backends.state.clone(), def.clone());
         let ctx = ActivationContext {
@@ -276,7 +285,9 @@ impl Activations {
         for (dir, n) in [("input", run.input_tokens), ("output", run.output_tokens)] {
             self.metrics
                 .tokens
-                .get_or_create(&TokenLabels { direction: dir.to_owned() })
+                .get_or_create(&TokenLabels {
+                    direction: dir.to_owned(),
+                })
                 .inc_by(n);
         }
         debug!(activation_id = %id, input_tokens = run.input_tokens, output_tokens = run.output_tokens, "activation_tokens");
@@ -308,8 +319,13 @@ impl Activations {
             TaskType::Inbox => {
                 let mut r = Ok(());
                 for n in &item.notifications {
-                    match gate.reply(&n.post_id, text, &format!("reply:{}", n.id)).await {
-                        Ok(p) => info!(activation_id = %id, agent = %def.name, post_id = %p.id, in_reply_to = %n.post_id, "reply_posted"),
+                    match gate
+                        .reply(&n.post_id, text, &format!("reply:{}", n.id))
+                        .await
+                    {
+                        Ok(p) => {
+                            info!(activation_id = %id, agent = %def.name, post_id = %p.id, in_reply_to = %n.post_id, "reply_posted")
+                        }
                         Err(e) => {
                             r = Err(e);
                             break;
@@ -365,13 +381,22 @@ pub(crate) fn credentials_for(
 ) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     for g in &def.capabilities.grants {
-        let Some((svc, _)) = g.split_once(':') else { continue };
+        let Some((svc, _)) = g.split_once(':') else {
+            continue;
+        };
         if svc == "hub" {
             continue;
         }
         let up = svc.to_ascii_uppercase().replace('-', "_");
-        let candidates = [format!("{up}_PAT"), format!("{up}_TOKEN"), format!("{up}_API_KEY")];
-        match candidates.iter().find_map(|c| available.get(c).map(|v| (c, v))) {
+        let candidates = [
+            format!("{up}_PAT"),
+            format!("{up}_TOKEN"),
+            format!("{up}_API_KEY"),
+        ];
+        match candidates
+            .iter()
+            .find_map(|c| available.get(c).map(|v| (c, v)))
+        {
             Some((k, v)) => {
                 out.insert(k.clone(), v.clone());
             }

@@ -44,7 +44,11 @@ pub async fn diagnose(
         .try_acquire("hg-agents-doctor", Duration::from_millis(1))
         .await
     {
-        Ok(None) => out.push(check("leader present", true, "a coordinator holds the lease")),
+        Ok(None) => out.push(check(
+            "leader present",
+            true,
+            "a coordinator holds the lease",
+        )),
         Ok(Some(l)) => {
             let _ = backends.election.release(&l).await;
             out.push(check(
@@ -100,7 +104,10 @@ pub async fn diagnose(
                 if active.is_empty() {
                     "none".to_owned()
                 } else {
-                    format!("{}: fix the cause, then `hg-agents clear-backoff AGENT`", active.join(", "))
+                    format!(
+                        "{}: fix the cause, then `hg-agents clear-backoff AGENT`",
+                        active.join(", ")
+                    )
                 },
             ));
         }
@@ -115,13 +122,21 @@ pub async fn diagnose(
         format!(
             "modes {:?}; INBOX ready {inbox_ready}, DISCOVERY ready {discovery_ready}{}",
             modes.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-            if mismatch { ": deploy a runner whose RUNNER_MODE takes that work (hybrid takes both)" } else { "" }
+            if mismatch {
+                ": deploy a runner whose RUNNER_MODE takes that work (hybrid takes both)"
+            } else {
+                ""
+            }
         ),
     ));
     match defs.names().await {
         Err(e) => out.push(check("agent definitions", false, e.to_string())),
         Ok(names) => {
-            out.push(check("agent definitions", true, format!("{} at {}", names.len(), defs.location())));
+            out.push(check(
+                "agent definitions",
+                true,
+                format!("{} at {}", names.len(), defs.location()),
+            ));
             for n in names {
                 match defs.get(&n).await {
                     Err(e) => out.push(check(&format!("agent {n}"), false, e.to_string())),
@@ -129,20 +144,31 @@ pub async fn diagnose(
                         if let Some(kind) = CodingAgentKind::parse(d.agent_type.as_str())
                             && d.agent_type != AgentType::Native
                         {
-                            let ok = kind != CodingAgentKind::Goose && on_path(kind.program(), path);
+                            let ok =
+                                kind != CodingAgentKind::Goose && on_path(kind.program(), path);
                             out.push(check(
                                 &format!("agent {n}: executor {}", kind.name()),
                                 ok,
                                 if ok {
                                     format!("{} found on PATH", kind.program())
                                 } else {
-                                    format!("Executor '{}' not available: {}", kind.name(), kind.install_hint())
+                                    format!(
+                                        "Executor '{}' not available: {}",
+                                        kind.name(),
+                                        kind.install_hint()
+                                    )
                                 },
                             ));
                         }
                         for s in &d.capabilities.mcp_servers {
-                            if let DefServer::Full { name, command: Some(c), .. } = s {
-                                let ok = c.contains('/') && std::path::Path::new(c).is_file() || on_path(c, path);
+                            if let DefServer::Full {
+                                name,
+                                command: Some(c),
+                                ..
+                            } = s
+                            {
+                                let ok = c.contains('/') && std::path::Path::new(c).is_file()
+                                    || on_path(c, path);
                                 out.push(check(
                                     &format!("agent {n}: MCP server {name}"),
                                     ok,

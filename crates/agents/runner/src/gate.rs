@@ -20,7 +20,9 @@ pub enum GateError {
         action: &'static str,
     },
     /// A daily limit is reached.
-    #[error("agent {agent:?} reached its daily limit of {limit} {kind} (behavior.max_daily_{kind})")]
+    #[error(
+        "agent {agent:?} reached its daily limit of {limit} {kind} (behavior.max_daily_{kind})"
+    )]
     DailyLimit {
         /// The agent.
         agent: String,
@@ -146,7 +148,10 @@ impl PostGate {
         self.check_budget().await?;
         let post = self
             .hub
-            .post(&NewPost::reply(&self.def.name, post_id, content), idempotency_key)
+            .post(
+                &NewPost::reply(&self.def.name, post_id, content),
+                idempotency_key,
+            )
             .await?;
         self.state.daily_incr(&self.def.name, "comments").await?;
         Ok(post)
@@ -165,7 +170,10 @@ impl PostGate {
         self.check_budget().await?;
         let post = self
             .hub
-            .post(&NewPost::top_level(&self.def.name, content), idempotency_key)
+            .post(
+                &NewPost::top_level(&self.def.name, content),
+                idempotency_key,
+            )
             .await?;
         self.state.daily_incr(&self.def.name, "posts").await?;
         Ok(post)
@@ -184,7 +192,6 @@ impl PostGate {
         let p = self.hub.search(query, limit).await?;
         Ok(serde_json::to_value(p).unwrap_or_default())
     }
-
 
     /// Sets the agent's `last_activated_at` (after DISCOVERY).
     pub(crate) async fn mark_activated(&self) -> Result<(), HubError> {

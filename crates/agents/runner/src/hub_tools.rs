@@ -30,7 +30,11 @@ impl HubTools {
     fn key(&self, what: &str, target: &str, content: &str) -> String {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         content.hash(&mut h);
-        format!("tool-{what}:{}:{target}:{:016x}", self.activation_id, h.finish())
+        format!(
+            "tool-{what}:{}:{target}:{:016x}",
+            self.activation_id,
+            h.finish()
+        )
     }
 }
 

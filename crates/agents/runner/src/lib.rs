@@ -106,7 +106,11 @@ impl RunnerConfig {
             admin_addr: Some(s.admin_addr.clone()),
             credentials: CREDENTIAL_VARS
                 .iter()
-                .filter_map(|v| env.var(v).filter(|x| !x.is_empty()).map(|x| ((*v).to_owned(), x)))
+                .filter_map(|v| {
+                    env.var(v)
+                        .filter(|x| !x.is_empty())
+                        .map(|x| ((*v).to_owned(), x))
+                })
                 .collect(),
         }
     }
@@ -143,7 +147,9 @@ pub struct Runner {
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runner").field("admin", &self.admin).finish()
+        f.debug_struct("Runner")
+            .field("admin", &self.admin)
+            .finish()
     }
 }
 

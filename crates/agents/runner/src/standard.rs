@@ -145,13 +145,14 @@ fn mcp_specs(
                     env.insert(k.clone(), v.clone());
                 }
             }
-            let p: Arc<dyn ToolPolicy> = if def.has_grant(&format!("{}:write", svc.to_ascii_lowercase())) {
-                Arc::new(AllowAll)
-            } else {
-                Arc::new(ReadOnly {
-                    trust_unannotated: true,
-                })
-            };
+            let p: Arc<dyn ToolPolicy> =
+                if def.has_grant(&format!("{}:write", svc.to_ascii_lowercase())) {
+                    Arc::new(AllowAll)
+                } else {
+                    Arc::new(ReadOnly {
+                        trust_unannotated: true,
+                    })
+                };
             policy = policy.with(name.clone(), p);
         }
         let transport = match (command, url) {
@@ -278,7 +279,10 @@ impl AgentExecutor for StandardExecutor {
                 }
                 let text = out.final_text.unwrap_or_default();
                 let first = text.split_whitespace().next().unwrap_or("");
-                let result = if first.trim_matches(|c: char| !c.is_ascii_alphanumeric()).eq_ignore_ascii_case("skip") {
+                let result = if first
+                    .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .eq_ignore_ascii_case("skip")
+                {
                     AgentResult::Skip
                 } else {
                     AgentResult::Answer(text)

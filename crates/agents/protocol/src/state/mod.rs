@@ -108,8 +108,11 @@ pub trait AgentState: Send + Sync + 'static {
     /// Clears an agent's failures and backoff; `false` if it had none.
     async fn clear_backoff(&self, agent: &str) -> Result<bool, StateError>;
     /// Marks an activation running, expiring after `ttl` unless refreshed.
-    async fn activation_started(&self, info: &ActivationInfo, ttl: Duration)
-    -> Result<(), StateError>;
+    async fn activation_started(
+        &self,
+        info: &ActivationInfo,
+        ttl: Duration,
+    ) -> Result<(), StateError>;
     /// Refreshes a running activation's marker; returns whether a cancel was requested.
     async fn activation_heartbeat(&self, id: &str, ttl: Duration) -> Result<bool, StateError>;
     /// Removes a finished activation's marker.
@@ -264,7 +267,10 @@ mod tests {
             assert!(!s.record_failure("a").await.ok().is_some_and(|e| e.active()));
         }
         let e = s.record_failure("a").await.ok();
-        assert!(e.as_ref().is_some_and(|e| e.active() && e.failures == 5), "{e:?}");
+        assert!(
+            e.as_ref().is_some_and(|e| e.active() && e.failures == 5),
+            "{e:?}"
+        );
         s.record_success("a").await.ok();
         assert_eq!(s.backoff("a").await.ok().flatten(), None);
     }
@@ -281,9 +287,21 @@ mod tests {
             started_at_ms: 1,
             cancel_requested: false,
         };
-        s.activation_started(&info, Duration::from_secs(5)).await.ok();
-        assert_eq!(s.activation_heartbeat("x", Duration::from_secs(5)).await.ok(), Some(false));
+        s.activation_started(&info, Duration::from_secs(5))
+            .await
+            .ok();
+        assert_eq!(
+            s.activation_heartbeat("x", Duration::from_secs(5))
+                .await
+                .ok(),
+            Some(false)
+        );
         assert_eq!(s.request_cancel("x").await.ok(), Some(true));
-        assert_eq!(s.activation_heartbeat("x", Duration::from_secs(5)).await.ok(), Some(true));
+        assert_eq!(
+            s.activation_heartbeat("x", Duration::from_secs(5))
+                .await
+                .ok(),
+            Some(true)
+        );
     }
 }

@@ -1,8 +1,6 @@
 //! [`RedisAgentState`]: the guide's keys on Redis/Valkey.
 
-use super::{
-    ActivationInfo, AgentState, BackoffEntry, StateError, backoff_delay, day, ms, now_ms,
-};
+use super::{ActivationInfo, AgentState, BackoffEntry, StateError, backoff_delay, day, ms, now_ms};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, RedisError, Script};

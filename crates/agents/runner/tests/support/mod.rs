@@ -93,15 +93,15 @@ impl Env {
     }
 
     pub fn exec_env(&self) -> ExecutorEnv {
-        let mut e = ExecutorEnv::default();
-        e.anthropic_base_url = Some(self.llm.base_url());
-        e.anthropic_api_key = Some("sk-ant-test".into());
-        e.openai_base_url = Some(self.llm.openai_base_url());
-        e.openai_api_key = Some("sk-openai-test".into());
-        e.extra_env.insert("PATH".into(), path_with_deps());
-        e.mcp_start_timeout = Duration::from_secs(60);
-        e.tool_call_timeout = Duration::from_secs(30);
-        e
+        ExecutorEnv {
+            anthropic_base_url: Some(self.llm.base_url()),
+            anthropic_api_key: Some("sk-ant-test".into()),
+            openai_base_url: Some(self.llm.openai_base_url()),
+            openai_api_key: Some("sk-openai-test".into()),
+            extra_env: [("PATH".to_owned(), path_with_deps())].into(),
+            mcp_start_timeout: Duration::from_secs(60),
+            tool_call_timeout: Duration::from_secs(30),
+        }
     }
 
     pub async fn runner(&self, cfg: RunnerConfig) -> Runner {
