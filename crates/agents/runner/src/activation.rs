@@ -259,18 +259,25 @@ impl Activations {
             deadline: self.cfg.activation_timeout,
         };
         let timeout = self.cfg.activation_timeout;
+        // On timeout or cancel the executor is told through `cancel` and given a moment to kill
+        // its process tree before its future is dropped.
+        let fut = self.executor.run(ctx);
+        tokio::pin!(fut);
+        let grace = Duration::from_secs(10);
         let run = tokio::select! {
-            r = tokio::time::timeout(timeout, self.executor.run(ctx)) => match r {
-                Ok(r) => r,
-                Err(_) => {
-                    cancel.cancel();
-                    return End::Failed(format!(
-                        "activation timed out after {}s (ACTIVATION_TIMEOUT); its process tree was killed",
-                        timeout.as_secs()
-                    ));
-                }
-            },
-            _ = cancel.cancelled() => Err("cancelled".to_owned()),
+            r = &mut fut => r,
+            _ = tokio::time::sleep(timeout) => {
+                cancel.cancel();
+                let _ = tokio::time::timeout(grace, &mut fut).await;
+                return End::Failed(format!(
+                    "activation timed out after {}s (ACTIVATION_TIMEOUT); its process tree was killed",
+                    timeout.as_secs()
+                ));
+            }
+            _ = cancel.cancelled() => {
+                let _ = tokio::time::timeout(grace, &mut fut).await;
+                Err("cancelled".to_owned())
+            }
         };
         match why.get() {
             Stop::Cancel => return End::Cancelled,
