@@ -272,3 +272,86 @@ async fn two_coordinators_one_poller_then_takeover_when_the_leader_dies() {
     })
     .await;
 }
+
+/// A private redis-server on a free loopback port (AOF on, so the fencing counter survives).
+struct PrivateRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateRedis {
+    fn start(dir: &Path) -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = PrivateRedis { child: None, port, dir: dir.to_owned() };
+        r.spawn();
+        r
+    }
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "",
+                   "--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + T;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "private redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+    fn restart(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .status();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        self.spawn();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_run_coordinator_and_runner_resume() {
+    let w = World::new("e2e_redis").await;
+    let rdir = w.dir.path().join("redis");
+    std::fs::create_dir_all(&rdir).unwrap();
+    let mut redis = PrivateRedis::start(&rdir);
+    let mut env = w.env();
+    for (k, v) in env.iter_mut() {
+        if k == "VALKEY_URL" {
+            *v = redis.url();
+        }
+    }
+    w.llm.set_fallback(Some(FakeReply::text("still here")));
+    let coord = Proc::spawn("coord-r", &["coordinator"], &env, w.dir.path());
+    let runner = Proc::spawn("runner-r", &["runner"], &env, w.dir.path());
+    coord.wait_log("became_leader");
+    runner.wait_log("runner_started");
+    let n1 = w.hub.mention("helper", "alice", "@helper before");
+    let p1 = w.hub.notification(&n1).unwrap().post_id;
+    wait_for("reply before the restart", || w.hub.replies_to(&p1).len() == 1).await;
+    redis.restart();
+    let n2 = w.hub.mention("helper", "alice", "@helper after");
+    let p2 = w.hub.notification(&n2).unwrap().post_id;
+    wait_for("reply after the restart", || w.hub.replies_to(&p2).len() == 1).await;
+    assert_eq!(w.hub.replies_to(&p1).len(), 1);
+    drop(coord);
+    drop(runner);
+}
