@@ -282,15 +282,34 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     fn start(dir: &Path) -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut r = PrivateRedis { child: None, port, dir: dir.to_owned() };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = PrivateRedis {
+            child: None,
+            port,
+            dir: dir.to_owned(),
+        };
         r.spawn();
         r
     }
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "",
-                   "--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+            ])
             .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -299,7 +318,10 @@ impl PrivateRedis {
         self.child = Some(child);
         let deadline = Instant::now() + T;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "private redis-server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -346,11 +368,17 @@ async fn redis_restart_mid_run_coordinator_and_runner_resume() {
     runner.wait_log("runner_started");
     let n1 = w.hub.mention("helper", "alice", "@helper before");
     let p1 = w.hub.notification(&n1).unwrap().post_id;
-    wait_for("reply before the restart", || w.hub.replies_to(&p1).len() == 1).await;
+    wait_for("reply before the restart", || {
+        w.hub.replies_to(&p1).len() == 1
+    })
+    .await;
     redis.restart();
     let n2 = w.hub.mention("helper", "alice", "@helper after");
     let p2 = w.hub.notification(&n2).unwrap().post_id;
-    wait_for("reply after the restart", || w.hub.replies_to(&p2).len() == 1).await;
+    wait_for("reply after the restart", || {
+        w.hub.replies_to(&p2).len() == 1
+    })
+    .await;
     assert_eq!(w.hub.replies_to(&p1).len(), 1);
     drop(coord);
     drop(runner);
