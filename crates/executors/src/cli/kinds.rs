@@ -105,7 +105,7 @@ fn claude_mcp_config(servers: &[McpServerSpec]) -> Value {
             McpTransport::Stdio {
                 command, args, env, ..
             } => {
-                json!({"type": "stdio", "command": command, "args": args, "env": env})
+                json!({"type": "stdio", "command": command, "args": args, "env": env, "alwaysLoad": true})
             }
             McpTransport::Http { url, headers } => {
                 json!({"type": "http", "url": url, "headers": headers})
@@ -314,8 +314,34 @@ pub(crate) fn final_text(kind: CodingAgentKind, stdout: &str) -> (Option<String>
             });
             (text, usage)
         }
+        CodingAgentKind::Aider => (aider_answer(stdout).or_else(|| non_empty(stdout)), None),
         _ => (non_empty(stdout), None),
     }
+}
+
+/// Aider prints a banner (`Aider v…`, `Model: …`, `Git repo: …`, `Repo-map: …`), the answer,
+/// then `Tokens: …`: the answer is what lies between.
+fn aider_answer(stdout: &str) -> Option<String> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let banner_end = lines.iter().rposition(|l| {
+        [
+            "Aider v",
+            "Model:",
+            "Main model:",
+            "Weak model:",
+            "Editor model:",
+            "Git repo:",
+            "Repo-map:",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
+    })?;
+    let rest = &lines[banner_end + 1..];
+    let end = rest
+        .iter()
+        .rposition(|l| l.starts_with("Tokens:"))
+        .unwrap_or(rest.len());
+    non_empty(&rest[..end].join("\n"))
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -359,6 +385,19 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.starts_with("Executor 'goose' not available: "), "{e}");
+    }
+
+    #[test]
+    fn aider_answer_is_cut_out_of_the_banner() {
+        let out = "Analytics have been permanently disabled.\n\nAider v0.86.2\nModel: openai/m with whole edit format\nGit repo: none\nRepo-map: disabled\n\nThe answer is 42.\nTokens: 595 sent, 6 received.\n";
+        assert_eq!(
+            final_text(CodingAgentKind::Aider, out).0.as_deref(),
+            Some("The answer is 42.")
+        );
+        assert_eq!(
+            final_text(CodingAgentKind::Aider, "plain").0.as_deref(),
+            Some("plain")
+        );
     }
 
     #[test]

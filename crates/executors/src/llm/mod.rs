@@ -32,6 +32,7 @@ mod sse;
 mod tools;
 
 pub use agent::{AgentOutcome, AgentRequest, StopReason, ToolCallRecord, run_agent};
+#[cfg(feature = "mcp")]
 pub(crate) use client::http as http_client;
 pub use config::{ProviderConfig, ProviderKind, Secret};
 pub use conversation::Usage;
