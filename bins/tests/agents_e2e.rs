@@ -1,0 +1,385 @@
+//! End-to-end: the real `hg-agents` binaries (coordinator, runners) against real Redis, a fake
+//! Hub and a fake LLM in this test process, and a real MCP server; runners SIGKILLed
+//! mid-activation, coordinators competing and killed.
+#![allow(clippy::unwrap_used)]
+
+use hybridgrid_agents_hub::FakeHub;
+use hybridgrid_testkit::fake_llm::{FakeLlm, FakeReply};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hg-agents");
+const T: Duration = Duration::from_secs(60);
+
+fn deps() -> PathBuf {
+    PathBuf::from(std::env::var("HG_TEST_PREFIX").unwrap_or_else(|_| "/opt/hybridgrid-test".into()))
+}
+
+fn dep(rel: &str) -> String {
+    let p = deps().join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/ci-deps/llm.sh`",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+/// A `hg-agents` process, SIGKILLed on drop; its stderr kept in memory and in a file.
+struct Proc {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    name: String,
+}
+
+impl Proc {
+    fn spawn(name: &str, args: &[&str], env: &[(String, String)], dir: &Path) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("NO_COLOR", "1")
+            .env("RUST_BACKTRACE", "0")
+            .env("RUNNER_ID", name);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (l2, path) = (log.clone(), dir.join(format!("{name}.log")));
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::create(path).unwrap();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(f, "{line}");
+                l2.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Proc {
+            child,
+            log,
+            name: name.to_owned(),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn wait_log(&self, what: &str) {
+        let deadline = Instant::now() + T;
+        while !self.log().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never logged {what:?}; log:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn wait_for(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + T;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct World {
+    hub: FakeHub,
+    llm: FakeLlm,
+    dir: tempfile::TempDir,
+    prefix: String,
+}
+
+impl World {
+    async fn new(tag: &str) -> World {
+        let w = World {
+            hub: FakeHub::start().await.unwrap(),
+            llm: FakeLlm::start().await,
+            dir: tempfile::tempdir().unwrap(),
+            prefix: format!("{}:", hybridgrid_testkit::unique_prefix(tag)),
+        };
+        let mem = w.dir.path().join("memory.json");
+        let agent = format!(
+            "name: helper\ntype: native\nbrain: {{provider: anthropic, model: fake}}\nsystem_prompt: You help.\ncapabilities:\n  grants: [hub:read, hub:write]\n  mcp_servers:\n    - name: memory\n      command: {}\n      args: [{}]\n      env: {{MEMORY_FILE_PATH: {}}}\n",
+            dep("npm/node_modules/.bin/node"),
+            dep("npm/node_modules/@modelcontextprotocol/server-memory/dist/index.js"),
+            mem.display()
+        );
+        std::fs::create_dir_all(w.dir.path().join("agents/helper")).unwrap();
+        std::fs::write(w.dir.path().join("agents/helper/config.yaml"), agent).unwrap();
+        w
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("HUB_URL", self.hub.url()),
+            ("HUB_API_KEY", self.hub.api_key().to_owned()),
+            (
+                "VALKEY_URL",
+                hybridgrid_testkit::service_url("HG_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+            ),
+            ("AGENTS_REDIS_PREFIX", self.prefix.clone()),
+            (
+                "AGENT_DEFINITIONS_PATH",
+                self.dir.path().display().to_string(),
+            ),
+            ("ANTHROPIC_BASE_URL", self.llm.base_url()),
+            ("ANTHROPIC_API_KEY", "sk-ant-e2e".to_owned()),
+            ("LONG_POLL_SECONDS", "1".to_owned()),
+            ("POLL_INTERVAL", "300ms".to_owned()),
+            ("LEADER_LEASE", "2s".to_owned()),
+            ("WORK_LEASE", "2s".to_owned()),
+            ("ADMIN_ADDR", "127.0.0.1:0".to_owned()),
+            ("HG_LOG_LEVEL", "debug".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        Proc::spawn(name, args, &self.env(), self.dir.path())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mention_flows_hub_coordinator_queue_runner_llm_mcp_reply() {
+    let w = World::new("e2e_flow").await;
+    w.llm.push(FakeReply::tool_call(
+        "memory__create_entities",
+        serde_json::json!({"entities": [{"name": "alice", "entityType": "person", "observations": ["said hi"]}]}),
+    ));
+    w.llm.push(FakeReply::text("Hi alice!"));
+    let coord = w.spawn("coord-1", &["coordinator"]);
+    coord.wait_log("became_leader");
+    let runner = w.spawn("runner-1", &["runner", "--mode=notification"]);
+    runner.wait_log("runner_started");
+    assert!(
+        runner.log().contains("work:queue:high") && !runner.log().contains("discovery:work:queue")
+    );
+    let nid = w.hub.mention("helper", "alice", "@helper hi");
+    let post = w.hub.notification(&nid).unwrap().post_id;
+    wait_for("reply", || w.hub.replies_to(&post).len() == 1).await;
+    runner.wait_log("activation_completed");
+    assert!(
+        runner.log().contains("activation_duration="),
+        "{}",
+        runner.log()
+    );
+    let second = w.llm.requests()[1].body.to_string();
+    assert!(
+        second.contains("tool_result") && second.contains("said hi"),
+        "{second}"
+    );
+    wait_for("notification read", || {
+        w.hub.notification(&nid).unwrap().read
+    })
+    .await;
+    assert_eq!(w.hub.replies_to(&post)[0].content, "Hi alice!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_sigkilled_mid_activation_work_is_done_once_by_another() {
+    let w = World::new("e2e_kill").await;
+    // The first model call hangs; the runner holding it is killed.
+    w.llm.push_delayed(
+        FakeReply::text("from the dead runner"),
+        Duration::from_secs(30),
+    );
+    w.llm.push(FakeReply::text("from the second runner"));
+    let _coord = w.spawn("coord-1", &["coordinator"]);
+    let mut a = w.spawn("runner-a", &["runner"]);
+    a.wait_log("runner_started");
+    let nid = w.hub.mention("helper", "alice", "@helper do it");
+    let post = w.hub.notification(&nid).unwrap().post_id;
+    a.wait_log("activation_started");
+    wait_for("the model call", || !w.llm.requests().is_empty()).await;
+    a.kill(); // SIGKILL after the claim: the original lost this item
+    let b = w.spawn("runner-b", &["runner"]);
+    wait_for("reply by the second runner", || {
+        w.hub.replies_to(&post).len() == 1
+    })
+    .await;
+    b.wait_log("activation_completed");
+    assert!(
+        b.log().contains("attempt=2"),
+        "redelivered after the lease: {}",
+        b.log()
+    );
+    assert_eq!(w.hub.replies_to(&post)[0].content, "from the second runner");
+    // The agent is not blocked by a leftover marker: new work for it runs.
+    w.llm.push(FakeReply::text("next"));
+    let nid2 = w.hub.mention("helper", "alice", "@helper again");
+    let post2 = w.hub.notification(&nid2).unwrap().post_id;
+    wait_for("the next reply", || w.hub.replies_to(&post2).len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.hub.replies_to(&post).len(), 1, "exactly one reply");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_coordinators_one_poller_then_takeover_when_the_leader_dies() {
+    let w = World::new("e2e_leader").await;
+    let a = w.spawn("coord-a", &["coordinator"]);
+    let b = w.spawn("coord-b", &["coordinator"]);
+    wait_for("a leader", || {
+        a.log().contains("became_leader") || b.log().contains("became_leader")
+    })
+    .await;
+    // Several long-polls pass with both running: the Hub sees one poller.
+    wait_for("polls", || w.hub.polls().len() >= 4).await;
+    let pollers = w.hub.pollers();
+    assert_eq!(pollers.len(), 1, "{pollers:?}");
+    let leader = pollers.into_iter().next().unwrap();
+    let (mut dead, alive) = if leader == "coord-a" { (a, b) } else { (b, a) };
+    let old_token = w.hub.polls().last().unwrap().1;
+    dead.kill();
+    alive.wait_log("became_leader");
+    wait_for("the new leader's polls", || {
+        w.hub.pollers().contains(&alive.name)
+    })
+    .await;
+    let new_token = w.hub.polls().last().unwrap().1;
+    assert!(
+        new_token > old_token,
+        "fencing token grew: {old_token} -> {new_token}"
+    );
+    // Work still flows through the new leader.
+    let nid = w.hub.mention("helper", "alice", "@helper after failover");
+    let _ = nid;
+    wait_for("enqueue by the new leader", || {
+        alive.log().contains("work_enqueued")
+    })
+    .await;
+}
+
+/// A private redis-server on a free loopback port (AOF on, so the fencing counter survives).
+struct PrivateRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateRedis {
+    fn start(dir: &Path) -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = PrivateRedis {
+            child: None,
+            port,
+            dir: dir.to_owned(),
+        };
+        r.spawn();
+        r
+    }
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + T;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+    fn restart(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .status();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        self.spawn();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_run_coordinator_and_runner_resume() {
+    let w = World::new("e2e_redis").await;
+    let rdir = w.dir.path().join("redis");
+    std::fs::create_dir_all(&rdir).unwrap();
+    let mut redis = PrivateRedis::start(&rdir);
+    let mut env = w.env();
+    for (k, v) in env.iter_mut() {
+        if k == "VALKEY_URL" {
+            *v = redis.url();
+        }
+    }
+    w.llm.set_fallback(Some(FakeReply::text("still here")));
+    let coord = Proc::spawn("coord-r", &["coordinator"], &env, w.dir.path());
+    let runner = Proc::spawn("runner-r", &["runner"], &env, w.dir.path());
+    coord.wait_log("became_leader");
+    runner.wait_log("runner_started");
+    let n1 = w.hub.mention("helper", "alice", "@helper before");
+    let p1 = w.hub.notification(&n1).unwrap().post_id;
+    wait_for("reply before the restart", || {
+        w.hub.replies_to(&p1).len() == 1
+    })
+    .await;
+    redis.restart();
+    let n2 = w.hub.mention("helper", "alice", "@helper after");
+    let p2 = w.hub.notification(&n2).unwrap().post_id;
+    wait_for("reply after the restart", || {
+        w.hub.replies_to(&p2).len() == 1
+    })
+    .await;
+    assert_eq!(w.hub.replies_to(&p1).len(), 1);
+    drop(coord);
+    drop(runner);
+}

@@ -1,0 +1,99 @@
+//! Coordinator against real Redis: fencing refuses a deposed leader's enqueue; agents in backoff
+//! are not enqueued; the same notification is queued once; DISCOVERY for stale agents.
+#![allow(clippy::unwrap_used)]
+
+use hybridgrid_agents_coordinator::{CoordinatorConfig, EnqueueError, fenced_enqueue, start};
+use hybridgrid_agents_hub::{FakeHub, HubClient};
+use hybridgrid_agents_protocol::{Backends, RunnerMode, WorkItem};
+use hybridgrid_core::{Priority, WorkerId};
+use std::time::Duration;
+
+async fn backends(tag: &str) -> Backends {
+    let url = hybridgrid_testkit::service_url("HG_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    let prefix = format!("{}:", hybridgrid_testkit::unique_prefix(tag));
+    Backends::connect(&url, &prefix)
+        .await
+        .expect("Redis must be running")
+}
+
+#[tokio::test]
+async fn a_deposed_leader_cannot_enqueue() {
+    let b = backends("fence").await;
+    let ttl = Duration::from_millis(300);
+    let old = b.election.try_acquire("a", ttl).await.unwrap().unwrap();
+    let item = WorkItem::inbox("x", Priority::High, "n1", "p1", "mention", "hi");
+    fenced_enqueue(&b, old.token, &item).await.unwrap();
+    tokio::time::sleep(ttl * 2).await;
+    let new = b.election.try_acquire("b", ttl).await.unwrap().unwrap();
+    assert!(new.token > old.token);
+    let item2 = WorkItem::inbox("x", Priority::High, "n2", "p2", "mention", "hi");
+    match fenced_enqueue(&b, old.token, &item2).await {
+        Err(EnqueueError::Fenced(_)) => {}
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    assert_eq!(b.queues.inbox.depths().await.unwrap().ready_total(), 1);
+    fenced_enqueue(&b, new.token, &item2).await.unwrap();
+    assert_eq!(b.queues.inbox.depths().await.unwrap().ready_total(), 2);
+}
+
+#[tokio::test]
+async fn backoff_skips_agents_and_notifications_queue_once() {
+    let hub = FakeHub::start().await.unwrap();
+    let b = backends("coord").await;
+    for _ in 0..5 {
+        b.state.record_failure("sick").await.unwrap();
+    }
+    hub.mention("sick", "alice", "@sick hi");
+    let n = hub.mention("well", "alice", "@well hi");
+    hub.set_agent("stale", Some(1));
+    let client = HubClient::new(&hub.url(), Some(hub.api_key().into())).unwrap();
+    let c = start(CoordinatorConfig::for_tests("c1"), b.clone(), client, None)
+        .await
+        .unwrap();
+    let w = WorkerId::new("r");
+    let first = b
+        .queues
+        .claim(
+            RunnerMode::Notification,
+            &w,
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.item.agent, "well");
+    assert_eq!(first.item.notifications[0].id, n);
+    let d = b
+        .queues
+        .claim(
+            RunnerMode::Exploration,
+            &w,
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.item.agent, "stale");
+    assert_eq!(d.item.priority, Priority::Low);
+    // Several sweeps later: still unread, but queued (leased) once, and nothing for "sick".
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (inbox, _) = b.queues.depths().await.unwrap();
+    assert_eq!(inbox.ready_total(), 0, "{inbox:?}");
+    assert_eq!(inbox.in_flight, 1);
+    b.state.clear_backoff("sick").await.unwrap();
+    let sick = b
+        .queues
+        .claim(
+            RunnerMode::Notification,
+            &w,
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sick.item.agent, "sick");
+    c.shutdown().await;
+}
