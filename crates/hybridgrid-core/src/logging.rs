@@ -103,8 +103,13 @@ pub fn init_logging(cfg: &LoggingConfig) {
         "{},mdns_sd=warn,h2=warn,hyper=warn,tower=warn,sqlx=warn",
         cfg.level
     ));
+    // Colour only for a person at a terminal: never in a pipe, a file or a log collector, and
+    // never when NO_COLOR is set.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match cfg.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
