@@ -25,6 +25,8 @@
 //! assert_eq!(spec.command[0], "cc");
 //! ```
 
+#[doc = include_str!("../../../docs/ARCHITECTURE.md")]
+pub mod architecture {}
 pub mod breaker;
 pub mod cache;
 pub mod clock;
