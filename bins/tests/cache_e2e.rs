@@ -366,8 +366,8 @@ fn clear_cache_empties_the_local_tier() {
 #[test]
 fn worker_compile_is_a_shared_hit_for_another_client() {
     let p = Project::new("cache-shared");
-    let prefix = format!("hg-test-{}:", uuid_like());
-    let _cleanup = RedisPrefix(prefix.clone());
+    let cleanup = RedisPrefix::new("redis://127.0.0.1:6379", "farm");
+    let prefix = cleanup.prefix().to_owned();
     let shared = [
         ("HG_CACHE_SHARED", "redis://127.0.0.1:6379"),
         ("HG_CACHE_SHARED_PREFIX", prefix.as_str()),

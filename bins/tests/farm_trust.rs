@@ -212,8 +212,8 @@ fn a_worker_that_corrupts_objects_is_caught_every_time() {
 fn a_poisoned_shared_cache_entry_is_caught_and_replaced() {
     let tmp = TempDir::new("poison");
     let dir = tmp.path();
-    let prefix = format!("hg-test-{}:", uuid_like());
-    let _cleanup = RedisPrefix(prefix.clone());
+    let cleanup = RedisPrefix::new("redis://127.0.0.1:6379", "farm");
+    let prefix = cleanup.prefix().to_owned();
     let shared = [
         ("HG_CACHE_SHARED", "redis://127.0.0.1:6379"),
         ("HG_CACHE_SHARED_PREFIX", prefix.as_str()),

@@ -370,35 +370,5 @@ pub fn hgbuild(dir: &Path, coord_grpc: &str) -> Command {
     c
 }
 
-/// Deletes the Redis keys under `prefix` when dropped.
-pub struct RedisPrefix(pub String);
+pub use hybridgrid_testkit::redis::RedisPrefix;
 
-impl Drop for RedisPrefix {
-    fn drop(&mut self) {
-        let prefix = self.0.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        rt.block_on(async move {
-            let cfg = hybridgrid_cache::RedisCacheConfig {
-                prefix,
-                ..Default::default()
-            };
-            if let Ok(c) =
-                hybridgrid_cache::RedisCache::connect("redis://127.0.0.1:6379", cfg).await
-            {
-                let _ = hybridgrid_core::Cache::clear(&c).await;
-            }
-        });
-    }
-}
-
-/// A string unique to this process and instant, for Redis prefixes.
-pub fn uuid_like() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!("{}-{t}", std::process::id())
-}
