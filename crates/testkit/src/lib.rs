@@ -27,6 +27,7 @@ pub mod executor;
 pub mod fake_dagger;
 pub mod queue;
 pub mod store;
+mod store_flow;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
