@@ -37,6 +37,7 @@ pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod store;
+mod store_flow;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

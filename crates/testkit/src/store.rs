@@ -30,7 +30,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Store>>,
 {
-    let checks: [(&str, Check); 10] = [
+    let checks: [(&str, Check); 13] = [
         ("workflows_save_version_list", |s| workflows(s).boxed()),
         ("run_create_and_get", |s| create_and_get(s).boxed()),
         ("runs_newest_first_by_status_with_limit", |s| {
@@ -45,6 +45,16 @@ where
         ("concurrent_transitions_one_winner", |s| race(s).boxed()),
         ("missing_records_are_not_found", |s| not_found(s).boxed()),
         ("json_documents_round_trip", |s| json_round_trip(s).boxed()),
+        ("records_unique_by_name", |s| {
+            crate::store_flow::records(s).boxed()
+        }),
+        (
+            "step_claims_exclusive_stale_attempts_refused_outbox_in_order",
+            |s| crate::store_flow::claims(s).boxed(),
+        ),
+        ("parked_steps_decisions_run_endings_deadlines", |s| {
+            crate::store_flow::approvals_and_endings(s).boxed()
+        }),
     ];
     let mut failed = Vec::new();
     for (name, run) in checks {

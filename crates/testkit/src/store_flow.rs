@@ -1,0 +1,322 @@
+//! Conformance checks of the durable-DAG half of [`Store`] (see `hybridgrid_core::store_flow`),
+//! run by `run_store_suite`.
+
+use hybridgrid_core::ids::RunId;
+use hybridgrid_core::store::{NewRun, RunStatus, Store, StoreError};
+use hybridgrid_core::store_flow::{
+    NewStep, OutboxEvent, RunFinish, RunStart, StepCompletion, StepDecision, StepOutcome,
+};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+fn op<T>(what: &str, r: Result<T, StoreError>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+fn ev(subject: &str) -> OutboxEvent {
+    OutboxEvent {
+        subject: subject.to_owned(),
+        payload: subject.as_bytes().to_vec(),
+    }
+}
+
+fn step(name: &str, waiting_on: u32) -> NewStep {
+    NewStep {
+        name: name.to_owned(),
+        input: json!({"n": name}),
+        status: RunStatus::Pending,
+        waiting_on,
+        output: None,
+        detail: None,
+    }
+}
+
+/// A started run with steps `a` (ready) and `b` (waiting on `a`).
+async fn started(s: &Arc<dyn Store>, deadline: SystemTime) -> Result<RunId, String> {
+    let run = op(
+        "create_run",
+        s.create_run(NewRun {
+            workflow_id: None,
+            kind: "workflow".into(),
+            input: json!({}),
+            idempotency_key: None,
+        })
+        .await,
+    )?;
+    op(
+        "start_run",
+        s.start_run(RunStart {
+            run: run.id.clone(),
+            deadline,
+            steps: vec![step("a", 0), step("b", 1)],
+            events: vec![ev("t.run.started")],
+        })
+        .await,
+    )?;
+    Ok(run.id)
+}
+
+fn done(release: &[&str]) -> StepOutcome {
+    StepOutcome::Done {
+        status: RunStatus::Succeeded,
+        output: Some(json!({"ok": true})),
+        error: None,
+        release: release.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+fn completion(
+    run: &RunId,
+    name: &str,
+    owner: &str,
+    attempt: u32,
+    outcome: StepOutcome,
+) -> StepCompletion {
+    StepCompletion {
+        run: run.clone(),
+        name: name.to_owned(),
+        owner: owner.to_owned(),
+        attempt,
+        outcome,
+        detail: None,
+        events: vec![ev("t.node")],
+        on_run_done: vec![ev("t.run.done")],
+    }
+}
+
+pub(crate) async fn records(s: Arc<dyn Store>) -> Result<(), String> {
+    let a = op(
+        "create_record",
+        s.create_record("agent", "scan", json!({"v": 1})).await,
+    )?;
+    let b = op(
+        "create_record",
+        s.create_record("agent", "notify", json!({})).await,
+    )?;
+    match s.create_record("agent", "scan", json!({})).await {
+        Err(StoreError::Duplicate { name, .. }) if name == "scan" => {}
+        other => {
+            return Err(format!(
+                "duplicate record name: expected Duplicate, got {other:?}"
+            ));
+        }
+    }
+    op(
+        "same name, other kind",
+        s.create_record("tool", "scan", json!({})).await,
+    )?;
+    let up = op(
+        "update_record",
+        s.update_record("agent", &a.id, "scan", json!({"v": 2}))
+            .await,
+    )?;
+    if up.version != 2 || up.doc != json!({"v": 2}) {
+        return Err(format!(
+            "update: expected version 2 with the new doc, got {up:?}"
+        ));
+    }
+    if !matches!(
+        s.update_record("agent", &b.id, "scan", json!({})).await,
+        Err(StoreError::Duplicate { .. })
+    ) {
+        return Err("renaming onto a used name must be Duplicate".into());
+    }
+    let names: Vec<String> = op("records", s.records("agent").await)?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    if names != ["notify", "scan"] {
+        return Err(format!("records by name: got {names:?}"));
+    }
+    op("delete_record", s.delete_record("agent", &a.id).await)?;
+    if !matches!(
+        s.record("agent", &a.id).await,
+        Err(StoreError::NotFound { .. })
+    ) {
+        return Err("a deleted record must be NotFound".into());
+    }
+    op("create_workflow", s.create_workflow("wf", json!({})).await)?;
+    if !matches!(
+        s.create_workflow("wf", json!({})).await,
+        Err(StoreError::Duplicate { .. })
+    ) {
+        return Err("create_workflow with a used name must be Duplicate".into());
+    }
+    Ok(())
+}
+
+pub(crate) async fn claims(s: Arc<dyn Store>) -> Result<(), String> {
+    let run = started(&s, SystemTime::now() + Duration::from_secs(3600)).await?;
+    let lease = Duration::from_millis(150);
+    let (x, y) = tokio::join!(
+        s.claim_steps("one", lease, 10),
+        s.claim_steps("two", lease, 10)
+    );
+    let (x, y) = (op("claim", x)?, op("claim", y)?);
+    if x.len() + y.len() != 1 {
+        return Err(format!(
+            "only `a` is ready: claimed {} + {}",
+            x.len(),
+            y.len()
+        ));
+    }
+    let (first_owner, first) = if x.is_empty() {
+        ("two", &y[0])
+    } else {
+        ("one", &x[0])
+    };
+    if first.name != "a" || first.attempt != 1 || first.status != RunStatus::Running {
+        return Err(format!("claimed step: {first:?}"));
+    }
+    // The lease lapses: another owner takes the step, and the first attempt goes stale.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let again = op(
+        "reclaim",
+        s.claim_steps("three", Duration::from_secs(30), 10).await,
+    )?;
+    if again.len() != 1 || again[0].attempt != 2 {
+        return Err(format!(
+            "an expired lease must be claimable again: {again:?}"
+        ));
+    }
+    match s
+        .complete_step(completion(&run, "a", first_owner, 1, done(&["b"])))
+        .await
+    {
+        Err(StoreError::Stale { .. }) => {}
+        other => return Err(format!("a stale attempt completed the step: {other:?}")),
+    }
+    let c = op(
+        "complete",
+        s.complete_step(completion(&run, "a", "three", 2, done(&["b"])))
+            .await,
+    )?;
+    if c.ready != ["b"] || c.run_finished {
+        return Err(format!("completing a releases b: {c:?}"));
+    }
+    let b = op(
+        "claim b",
+        s.claim_steps("three", Duration::from_secs(30), 10).await,
+    )?;
+    if b.len() != 1 || b[0].name != "b" {
+        return Err(format!("b is ready: {b:?}"));
+    }
+    let c = op(
+        "complete b",
+        s.complete_step(completion(&run, "b", "three", 1, done(&[])))
+            .await,
+    )?;
+    if !c.run_finished || c.run.status != RunStatus::Succeeded {
+        return Err(format!("the last step finishes the run: {c:?}"));
+    }
+    let out = op(
+        "claim_outbox",
+        s.claim_outbox("relay", Duration::from_secs(30), 100).await,
+    )?;
+    let subjects: Vec<&str> = out.iter().map(|m| m.subject.as_str()).collect();
+    if subjects != ["t.run.started", "t.node", "t.node", "t.run.done"] {
+        return Err(format!(
+            "outbox in write order, none lost or duplicated: {subjects:?}"
+        ));
+    }
+    if !op(
+        "claim_outbox again",
+        s.claim_outbox("other", Duration::from_secs(30), 100).await,
+    )?
+    .is_empty()
+    {
+        return Err(
+            "claimed outbox entries must not be handed out twice within their lease".into(),
+        );
+    }
+    let seqs: Vec<i64> = out.iter().map(|m| m.seq).collect();
+    op("ack_outbox", s.ack_outbox(&seqs).await)?;
+    Ok(())
+}
+
+pub(crate) async fn approvals_and_endings(s: Arc<dyn Store>) -> Result<(), String> {
+    let run = started(&s, SystemTime::now() + Duration::from_secs(3600)).await?;
+    let a = op(
+        "claim",
+        s.claim_steps("e", Duration::from_secs(30), 10).await,
+    )?;
+    let park = StepOutcome::Park {
+        approval: json!({"status": "WAITING"}),
+    };
+    op(
+        "park",
+        s.complete_step(completion(&run, "a", "e", a[0].attempt, park))
+            .await,
+    )?;
+    if !op(
+        "claim parked",
+        s.claim_steps("e", Duration::from_secs(30), 10).await,
+    )?
+    .is_empty()
+    {
+        return Err("a parked step must not be claimable".into());
+    }
+    if op("run", s.run(&run).await)?.waiting_approvals != 1 {
+        return Err("the run counts its waiting approval".into());
+    }
+    if op("approval_steps", s.approval_steps(true, 10).await)?.len() != 1 {
+        return Err("the parked step is listed as waiting".into());
+    }
+    let decision = StepDecision {
+        run: run.clone(),
+        name: "a".into(),
+        approval: json!({"status": "APPROVED"}),
+        extend_deadline: Duration::from_secs(1),
+        events: vec![],
+    };
+    op("decide", s.decide_step(decision.clone()).await)?;
+    if !matches!(s.decide_step(decision).await, Err(StoreError::Stale { .. })) {
+        return Err("a second decision must be Stale".into());
+    }
+    let again = op(
+        "claim decided",
+        s.claim_steps("e", Duration::from_secs(30), 10).await,
+    )?;
+    if again.len() != 1 || again[0].phase.as_deref() != Some("DECIDED") {
+        return Err(format!(
+            "a decided step is claimable with phase DECIDED: {again:?}"
+        ));
+    }
+    let ended = op(
+        "finish_run",
+        s.finish_run(RunFinish {
+            run: run.clone(),
+            from: vec![RunStatus::Running],
+            to: RunStatus::Cancelled,
+            error: "cancelled".into(),
+            events: vec![],
+        })
+        .await,
+    )?;
+    if ended.status != RunStatus::Cancelled {
+        return Err(format!("finish_run: {ended:?}"));
+    }
+    let steps = op("steps", s.steps(&run).await)?;
+    if steps.iter().any(|st| st.status != RunStatus::Cancelled) {
+        return Err(format!(
+            "every open step is skipped, running ones too: {steps:?}"
+        ));
+    }
+    if !matches!(
+        s.complete_step(completion(&run, "a", "e", again[0].attempt, done(&["b"])))
+            .await,
+        Err(StoreError::Stale { .. })
+    ) {
+        return Err("an attempt of a cancelled run must be Stale".into());
+    }
+    // Overdue runs.
+    let late = started(&s, SystemTime::now() - Duration::from_secs(1)).await?;
+    let overdue = op("overdue_runs", s.overdue_runs(SystemTime::now(), 10).await)?;
+    if overdue.iter().map(|r| &r.id).collect::<Vec<_>>() != [&late] {
+        return Err(format!(
+            "overdue runs: expected only {late}, got {overdue:?}"
+        ));
+    }
+    Ok(())
+}
