@@ -52,7 +52,6 @@ async fn claim_loop(core: Arc<Core>) {
                 }
             }
         };
-        let got = claimed.len();
         for step in claimed {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
