@@ -370,5 +370,5 @@ pub fn hgbuild(dir: &Path, coord_grpc: &str) -> Command {
     c
 }
 
+#[allow(unused_imports)]
 pub use hybridgrid_testkit::redis::RedisPrefix;
-

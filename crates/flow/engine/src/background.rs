@@ -256,9 +256,12 @@ async fn event_triggers(core: Arc<Core>, catalog: WorkflowCatalog) {
             keep
         });
         for p in wanted {
-            if !subs.contains_key(&p) {
-                let h = tokio::spawn(subscribe_pattern(core.clone(), catalog.clone(), p.clone()));
-                subs.insert(p, h);
+            if let std::collections::hash_map::Entry::Vacant(slot) = subs.entry(p.clone()) {
+                slot.insert(tokio::spawn(subscribe_pattern(
+                    core.clone(),
+                    catalog.clone(),
+                    p,
+                )));
             }
         }
         tokio::select! {

@@ -30,13 +30,16 @@ pub(crate) struct Pinned {
     pub retry_of: Option<String>,
 }
 
+/// A compiled schema (or why it does not compile), shared by every step of the run.
+type SchemaSlot = Arc<Result<CompiledSchema, String>>;
+
 /// A run's plan in memory: the pinned definition, its DAG, compiled schemas, known outputs.
 pub(crate) struct Plan {
     pub run_id: String,
     pub pinned: Pinned,
     pub dag: Dag,
     pub agents: BTreeMap<String, Arc<AgentSpec>>,
-    schemas: Mutex<HashMap<(String, bool), Arc<Result<CompiledSchema, String>>>>,
+    schemas: Mutex<HashMap<(String, bool), SchemaSlot>>,
     pub outputs: Mutex<HashMap<String, serde_json::Value>>,
 }
 

@@ -330,10 +330,10 @@ async fn complete(
     if !done.ready.is_empty() || retry {
         core.work.notify_one();
     }
-    if done.run_finished {
-        if let Some(plan) = plan {
-            core.run_finished(&done.run, &plan.pinned);
-        }
+    if done.run_finished
+        && let Some(plan) = plan
+    {
+        core.run_finished(&done.run, &plan.pinned);
     }
     Ok(())
 }
