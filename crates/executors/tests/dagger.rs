@@ -351,6 +351,7 @@ async fn fake_engine_refuses_what_the_engine_refuses() {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{}:", fake.token()))
     );
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let post = |query: &str, auth: Option<&str>| {
         let mut req = http.post(&url).json(&serde_json::json!({ "query": query }));

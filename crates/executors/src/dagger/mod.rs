@@ -74,6 +74,9 @@ impl DaggerExecutor {
                 config.container_root
             )));
         }
+        // reqwest is built without a default crypto provider (one TLS provider in the workspace,
+        // ring); installing fails harmlessly when one is already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
