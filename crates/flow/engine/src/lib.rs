@@ -14,7 +14,7 @@
 //! use std::sync::Arc;
 //!
 //! let store = Arc::new(hybridgrid_store::SqliteStore::open("flow.db").await?);
-//! let bus = Arc::new(hybridgrid_queue::MemoryEventBus::new());
+//! let bus = Arc::new(hybridgrid_queue::MemoryEventBus::new(1024));
 //! let engine = FlowEngine::start(FlowConfig::default(), store, bus, Executors::native("/tmp")).await?;
 //! let agent = engine.create_agent(serde_json::from_value(serde_json::json!({
 //!     "name": "echo", "kind": "native", "command": ["/bin/echo"], "capabilities": [{"name": "run"}]}))?).await?;
