@@ -3,106 +3,12 @@
 //! mid-activation, coordinators competing and killed.
 #![allow(clippy::unwrap_used)]
 
+mod agents_common;
+
+use agents_common::{PrivateRedis, Proc, dep, wait_for};
 use hybridgrid_agents_hub::FakeHub;
 use hybridgrid_testkit::fake_llm::{FakeLlm, FakeReply};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_hg-agents");
-const T: Duration = Duration::from_secs(60);
-
-fn deps() -> PathBuf {
-    PathBuf::from(std::env::var("HG_TEST_PREFIX").unwrap_or_else(|_| "/opt/hybridgrid-test".into()))
-}
-
-fn dep(rel: &str) -> String {
-    let p = deps().join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash scripts/ci-deps/llm.sh`",
-        p.display()
-    );
-    p.display().to_string()
-}
-
-/// A `hg-agents` process, SIGKILLed on drop; its stderr kept in memory and in a file.
-struct Proc {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    name: String,
-}
-
-impl Proc {
-    fn spawn(name: &str, args: &[&str], env: &[(String, String)], dir: &Path) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env("NO_COLOR", "1")
-            .env("RUST_BACKTRACE", "0")
-            .env("RUNNER_ID", name);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (l2, path) = (log.clone(), dir.join(format!("{name}.log")));
-        std::thread::spawn(move || {
-            let mut f = std::fs::File::create(path).unwrap();
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = writeln!(f, "{line}");
-                l2.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        Proc {
-            child,
-            log,
-            name: name.to_owned(),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_log(&self, what: &str) {
-        let deadline = Instant::now() + T;
-        while !self.log().contains(what) {
-            assert!(
-                Instant::now() < deadline,
-                "{} never logged {what:?}; log:\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn wait_for(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + T;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use std::time::Duration;
 
 struct World {
     hub: FakeHub,
@@ -271,82 +177,6 @@ async fn two_coordinators_one_poller_then_takeover_when_the_leader_dies() {
         alive.log().contains("work_enqueued")
     })
     .await;
-}
-
-/// A private redis-server on a free loopback port (AOF on, so the fencing counter survives).
-struct PrivateRedis {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl PrivateRedis {
-    fn start(dir: &Path) -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = PrivateRedis {
-            child: None,
-            port,
-            dir: dir.to_owned(),
-        };
-        r.spawn();
-        r
-    }
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-            ])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + T;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "private redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-    fn restart(&mut self) {
-        let _ = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
-            .status();
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        self.spawn();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
