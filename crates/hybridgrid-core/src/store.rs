@@ -3,8 +3,8 @@
 use crate::error::{BoxError, Retry};
 use crate::ids::{RunId, WorkflowId};
 use crate::store_flow::{
-    OutboxEvent, OutboxMessage, Record, RunFinish, RunStart, StepCompleted, StepCompletion,
-    StepDecision,
+    OutboxEvent, OutboxMessage, Record, RunFinish, RunStart, StepBatchDone, StepClaim,
+    StepCompleted, StepCompletion, StepDecision,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -353,6 +353,15 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
     /// Ends a claimed attempt (see [`StepCompletion`]) in one transaction.
     async fn complete_step(&self, completion: StepCompletion) -> Result<StepCompleted, StoreError>;
+    /// Ends several claimed attempts in one transaction (one commit, so one flush, for all),
+    /// then claims up to `claim.limit` ready steps in it. Each completion is judged as
+    /// [`Store::complete_step`] judges it, in order; a refused one fails only its own entry. A
+    /// backend error leaves nothing of the batch written.
+    async fn complete_steps(
+        &self,
+        batch: Vec<StepCompletion>,
+        claim: Option<StepClaim>,
+    ) -> Result<StepBatchDone, StoreError>;
     /// Decides a parked step (see [`StepDecision`]); not parked: [`StoreError::Stale`].
     async fn decide_step(&self, decision: StepDecision) -> Result<Step, StoreError>;
     /// Ends a run from outside (see [`RunFinish`]) in one transaction.

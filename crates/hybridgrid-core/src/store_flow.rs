@@ -191,3 +191,26 @@ pub const PHASE_WAITING_APPROVAL: &str = "WAITING_APPROVAL";
 pub const PHASE_DECIDED: &str = "DECIDED";
 /// Phase of a step cancelled because the run ended before it ran.
 pub const PHASE_SKIPPED: &str = "SKIPPED";
+
+/// Steps to claim in the same transaction as a batch of completions (see
+/// [`Store::complete_steps`](crate::Store::complete_steps)): `Pending` ones waiting on nothing,
+/// the children the batch just made ready among them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepClaim {
+    /// The claims' owner.
+    pub owner: String,
+    /// Their lease.
+    pub lease: Duration,
+    /// Most steps to claim.
+    pub limit: usize,
+}
+
+/// What a batch of completions changed.
+#[derive(Debug)]
+pub struct StepBatchDone {
+    /// One result per completion, in the batch's order: a stale or missing step fails its own
+    /// entry ([`StoreError::Stale`](crate::StoreError::Stale) or `NotFound`) and nothing else.
+    pub completed: Vec<Result<StepCompleted, crate::StoreError>>,
+    /// Steps claimed in the same transaction, already `Running` under the claim's owner.
+    pub claimed: Vec<crate::store::Step>,
+}

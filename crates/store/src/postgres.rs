@@ -163,11 +163,7 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
     }
 }
 
-const BEGIN_WRITE: &str = "BEGIN";
-use crate::sql::{
-    PG_CLAIM_EXPIRED as CLAIM_EXPIRED, PG_CLAIM_OUTBOX as CLAIM_OUTBOX,
-    PG_CLAIM_PENDING as CLAIM_PENDING,
-};
+use crate::sql::POSTGRES as DIALECT;
 
 crate::sql::impl_sql_store!(PostgresStore, sqlx::postgres::PgRow);
 

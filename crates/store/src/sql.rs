@@ -126,10 +126,6 @@ pub(crate) const START_RUN: &str = concat!(
     "WHERE id = $4 AND status = 'PENDING' RETURNING ",
     run_cols!()
 );
-pub(crate) const INSERT_STEP: &str = "INSERT INTO steps \
-     (run_id, name, status, attempt, input, output, detail, waiting_on, updated_at_us) \
-     VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8)";
-pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox (subject, payload) VALUES ($1, $2)";
 /// `$1` status, `$2` output, `$3` error, `$4` detail, `$5` phase, `$6` approval, `$7` not before,
 /// `$8` now, `$9` run, `$10` name, `$11` owner, `$12` attempt.
 pub(crate) const COMPLETE_STEP: &str = concat!(
@@ -140,11 +136,6 @@ pub(crate) const COMPLETE_STEP: &str = concat!(
     "RETURNING ",
     step_cols!()
 );
-pub(crate) const RELEASE_CHILD: &str = "UPDATE steps SET waiting_on = waiting_on - 1, updated_at_us = $1 \
-     WHERE run_id = $2 AND name = $3 AND status = 'PENDING' AND waiting_on > 0 RETURNING waiting_on";
-pub(crate) const CLOSE_STEP: &str = "UPDATE runs SET steps_open = steps_open - 1, updated_at_us = $1 WHERE id = $2 RETURNING steps_open";
-pub(crate) const SUCCEED_RUN: &str =
-    "UPDATE runs SET status = 'SUCCEEDED', updated_at_us = $1 WHERE id = $2 AND status = 'RUNNING'";
 pub(crate) const FAIL_RUN: &str = "UPDATE runs SET status = 'FAILED', error = $1, waiting_approvals = 0, \
      updated_at_us = $2 WHERE id = $3 AND status = 'RUNNING'";
 /// `$1` reason, `$2` now, `$3` run.
@@ -155,12 +146,6 @@ pub(crate) const SKIP_OPEN: &str = "UPDATE steps SET status = 'CANCELLED', phase
      WHERE run_id = $3 AND status IN ('PENDING', 'RUNNING')";
 pub(crate) const PARK_RUN: &str = "UPDATE runs SET waiting_approvals = waiting_approvals + 1, \
      updated_at_us = $1 WHERE id = $2";
-/// A run without its input document (which holds a whole pinned definition for the orchestrator):
-/// what a step completion returns, thousands of times per large run.
-pub(crate) const GET_RUN_TX: &str = concat!(
-    "SELECT id, workflow_id, kind, status, NULL AS input_absent, output, error, created_at_us, ",
-    "updated_at_us, deadline_us, waiting_approvals FROM runs WHERE id = $1"
-);
 /// `$1` approval, `$2` now, `$3` run, `$4` name.
 pub(crate) const DECIDE_STEP: &str = concat!(
     "UPDATE steps SET phase = 'DECIDED', approval = $1, updated_at_us = $2 ",
@@ -198,72 +183,147 @@ pub(crate) const EXTEND_LEASES: &str =
     "UPDATE steps SET lease_until_us = $1 WHERE status = 'RUNNING' AND lease_owner = $2";
 pub(crate) const RELEASE_LEASES: &str = "UPDATE steps SET status = 'PENDING', lease_owner = NULL, \
      lease_until_us = NULL, updated_at_us = $1 WHERE status = 'RUNNING' AND lease_owner = $2";
-pub(crate) const ACK_OUTBOX: &str = "DELETE FROM outbox WHERE seq = $1";
 
-/// Where a claim of steps picks from; each backend wraps it in its own locking form.
-/// `$3` is now.
-#[allow(unused_macros)]
-macro_rules! claimable_pending {
-    () => {
-        "status = 'PENDING' AND waiting_on = 0 AND (phase IS NULL OR phase <> 'WAITING_APPROVAL') \
-         AND (not_before_us IS NULL OR not_before_us <= $3)"
-    };
+/// What differs between the SQL dialects, in one place: how a write transaction begins, how a
+/// claim locks the rows it picks (PostgreSQL skips rows another transaction is claiming; SQLite has
+/// one writer at a time, so a plain `UPDATE … WHERE rowid IN (SELECT … LIMIT)` is atomic), and how
+/// a JSON array parameter is read as a list. Every statement below is built by [`dialect!`] from
+/// the same text for both.
+pub(crate) struct Dialect {
+    /// Starts a write transaction (SQLite takes the write lock up front, so a transaction that
+    /// reads first never fails with "database is locked" when it comes to write).
+    pub(crate) begin_write: &'static str,
+    /// `$1` owner, `$2` lease end, `$3` now, `$4` limit: ready `Pending` steps.
+    pub(crate) claim_pending: &'static str,
+    /// Same parameters: `Running` steps whose lease expired.
+    pub(crate) claim_expired: &'static str,
+    /// `$1` owner, `$2` claim end, `$3` now, `$4` limit.
+    pub(crate) claim_outbox: &'static str,
+    /// `$1` now, `$2` run, `$3` JSON array of step names: one parent fewer for each; returns the
+    /// released steps' `name, waiting_on`.
+    pub(crate) release_children: &'static str,
+    /// `$1` JSON array of outbox sequence numbers.
+    pub(crate) ack_outbox: &'static str,
+    /// `$1` JSON array of completions (`run_id, name, status, output, error, detail, phase,
+    /// approval, not_before_us, owner, attempt`), `$2` now: each ends its step if the step is
+    /// still `Running` under that owner and attempt; returns the steps it ended.
+    pub(crate) complete_steps: &'static str,
+    /// `$1` JSON array of `{run_id, name, n}`, `$2` now: `n` parents fewer; returns
+    /// `run_id, name, waiting_on` of the released steps.
+    pub(crate) release_steps: &'static str,
+    /// `$1` JSON array of `{id, n}`, `$2` now: `n` open steps fewer; returns `id, steps_open`.
+    pub(crate) close_runs: &'static str,
+    /// `$1` JSON array of run ids, `$2` now: `Running` ones succeed; returns their `id`.
+    pub(crate) succeed_runs: &'static str,
+    /// `$1` JSON array of run ids: those runs without their input document.
+    pub(crate) runs_by_id: &'static str,
 }
-#[allow(unused_macros)]
-macro_rules! claimable_expired {
-    () => {
-        "status = 'RUNNING' AND lease_until_us < $3"
-    };
-}
-/// `$1` owner, `$2` lease end, `$3` now, `$4` limit.
+
+/// `$1` owner, `$2` lease end, `$3` now.
 macro_rules! claim_update {
     () => {
         "UPDATE steps SET status = 'RUNNING', attempt = attempt + 1, lease_owner = $1, \
          lease_until_us = $2, not_before_us = NULL, updated_at_us = $3 WHERE "
     };
 }
-/// SQLite: one writer at a time, so a plain `UPDATE … WHERE rowid IN (SELECT … LIMIT)` is atomic.
+
+/// In the batch statements `s.status || '' = …` keeps SQLite's planner from walking every row
+/// of that status through the status index and re-reading the JSON array for each: it looks the
+/// batch's steps up by primary key instead (PostgreSQL plans the join either way).
+///
+/// A [`Dialect`] from its differences: `begin`, the row key of a claim (`key` on the left of
+/// `IN`, `pick` in the sub-select), the locking `lock` clause and a list read from a JSON array
+/// parameter (`list1` for `$1`, `list3` for `$3`).
+macro_rules! dialect {
+    (begin: $begin:literal, key: $key:literal, pick: $pick:literal, lock: $lock:literal,
+     list1: $list1:literal, list3: $list3:literal, seqs: $seqs:literal, s: $s:literal, u: $u:literal,
+     completions: $completions:literal, releases: $releases:literal, closes: $closes:literal) => {
+        Dialect {
+            begin_write: $begin,
+            claim_pending: concat!(
+                claim_update!(), $key, " IN (SELECT ", $pick, " FROM steps WHERE status = 'PENDING' ",
+                "AND waiting_on = 0 AND (phase IS NULL OR phase <> 'WAITING_APPROVAL') ",
+                "AND (not_before_us IS NULL OR not_before_us <= $3) ORDER BY updated_at_us LIMIT $4",
+                $lock, ") RETURNING ", step_cols!()
+            ),
+            claim_expired: concat!(
+                claim_update!(), $key, " IN (SELECT ", $pick, " FROM steps WHERE status = 'RUNNING' ",
+                "AND lease_until_us < $3 LIMIT $4", $lock, ") RETURNING ", step_cols!()
+            ),
+            claim_outbox: concat!(
+                "UPDATE outbox SET claimed_by = $1, claim_until_us = $2 WHERE seq IN ",
+                "(SELECT seq FROM outbox WHERE claim_until_us < $3 ORDER BY seq LIMIT $4", $lock,
+                ") RETURNING seq, subject, payload"
+            ),
+            release_children: concat!(
+                "UPDATE steps SET waiting_on = waiting_on - 1, updated_at_us = $1 WHERE run_id = $2 ",
+                "AND name IN (", $list3, ") AND status = 'PENDING' AND waiting_on > 0 ",
+                "RETURNING name, waiting_on"
+            ),
+            ack_outbox: concat!("DELETE FROM outbox WHERE seq IN (", $seqs, ")"),
+            complete_steps: concat!(
+                "UPDATE steps AS s SET status = c.status, output = COALESCE(c.output, s.output), ",
+                "error = c.error, detail = COALESCE(c.detail, s.detail), ",
+                "phase = COALESCE(c.phase, s.phase), approval = COALESCE(c.approval, s.approval), ",
+                "not_before_us = c.not_before_us, lease_owner = NULL, lease_until_us = NULL, ",
+                "updated_at_us = $2 FROM ", $completions, " WHERE s.run_id = c.run_id AND ",
+                "s.name = c.name AND s.status || '' = 'RUNNING' AND s.lease_owner = c.owner AND ",
+                "s.attempt = c.attempt RETURNING ",
+                $s, "run_id, ", $s, "name, ", $s, "status, ", $s, "attempt, ", $s, "input, ",
+                $s, "output, ", $s, "error, ", $s, "updated_at_us, ", $s, "phase, ", $s, "detail, ",
+                $s, "approval, ", $s, "lease_owner, ", $s, "waiting_on, ", $s, "not_before_us"
+            ),
+            release_steps: concat!(
+                "UPDATE steps AS s SET waiting_on = CASE WHEN s.waiting_on > c.n ",
+                "THEN s.waiting_on - c.n ELSE 0 END, updated_at_us = $2 FROM ", $releases,
+                " WHERE s.run_id = c.run_id AND s.name = c.name AND s.status || '' = 'PENDING' ",
+                "AND s.waiting_on > 0 RETURNING ", $s, "run_id, ", $s, "name, ", $s, "waiting_on"
+            ),
+            close_runs: concat!(
+                "UPDATE runs AS u SET steps_open = u.steps_open - c.n, updated_at_us = $2 FROM ",
+                $closes, " WHERE u.id = c.id RETURNING ", $u, "id, ", $u, "steps_open"
+            ),
+            succeed_runs: concat!(
+                "UPDATE runs SET status = 'SUCCEEDED', updated_at_us = $2 WHERE status = 'RUNNING' ",
+                "AND id IN (", $list1, ") RETURNING id"
+            ),
+            runs_by_id: concat!(
+                "SELECT id, workflow_id, kind, status, NULL AS input_absent, output, error, ",
+                "created_at_us, updated_at_us, deadline_us, waiting_approvals FROM runs WHERE id IN (",
+                $list1, ")"
+            ),
+        }
+    };
+}
+
+/// SQLite.
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE_CLAIM_PENDING: &str = concat!(
-    claim_update!(),
-    "rowid IN (SELECT rowid FROM steps WHERE ",
-    claimable_pending!(),
-    " ORDER BY updated_at_us LIMIT $4) RETURNING ",
-    step_cols!()
+pub(crate) const SQLITE: Dialect = dialect!(
+    begin: "BEGIN IMMEDIATE", key: "rowid", pick: "rowid", lock: "",
+    list1: "SELECT value FROM json_each($1)", list3: "SELECT value FROM json_each($3)",
+    seqs: "SELECT value FROM json_each($1)", s: "", u: "",
+    completions: "(SELECT value ->> 'run_id' AS run_id, value ->> 'name' AS name, \
+        value ->> 'status' AS status, value -> 'output' AS output, value ->> 'error' AS error, \
+        value -> 'detail' AS detail, value ->> 'phase' AS phase, value -> 'approval' AS approval, \
+        value ->> 'not_before_us' AS not_before_us, value ->> 'owner' AS owner, \
+        value ->> 'attempt' AS attempt FROM json_each($1)) AS c",
+    releases: "(SELECT value ->> 'run_id' AS run_id, value ->> 'name' AS name, \
+        value ->> 'n' AS n FROM json_each($1)) AS c",
+    closes: "(SELECT value ->> 'id' AS id, value ->> 'n' AS n FROM json_each($1)) AS c"
 );
-#[cfg(feature = "sqlite")]
-pub(crate) const SQLITE_CLAIM_EXPIRED: &str = concat!(
-    claim_update!(),
-    "rowid IN (SELECT rowid FROM steps WHERE ",
-    claimable_expired!(),
-    " LIMIT $4) RETURNING ",
-    step_cols!()
-);
-#[cfg(feature = "sqlite")]
-pub(crate) const SQLITE_CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_by = $1, claim_until_us = $2 \
-     WHERE seq IN (SELECT seq FROM outbox WHERE claim_until_us < $3 ORDER BY seq LIMIT $4) \
-     RETURNING seq, subject, payload";
-/// PostgreSQL: rows another transaction is claiming are skipped, not waited for.
+/// PostgreSQL.
 #[cfg(feature = "postgres")]
-pub(crate) const PG_CLAIM_PENDING: &str = concat!(
-    claim_update!(),
-    "(run_id, name) IN (SELECT run_id, name FROM steps WHERE ",
-    claimable_pending!(),
-    " ORDER BY updated_at_us LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
-    step_cols!()
+pub(crate) const POSTGRES: Dialect = dialect!(
+    begin: "BEGIN", key: "(run_id, name)", pick: "run_id, name", lock: " FOR UPDATE SKIP LOCKED",
+    list1: "SELECT jsonb_array_elements_text($1::jsonb)",
+    list3: "SELECT jsonb_array_elements_text($3::jsonb)",
+    seqs: "SELECT (jsonb_array_elements_text($1::jsonb))::bigint", s: "s.", u: "u.",
+    completions: "jsonb_to_recordset($1::jsonb) AS c(run_id text, name text, status text, \
+        output jsonb, error text, detail jsonb, phase text, approval jsonb, not_before_us bigint, \
+        owner text, attempt bigint)",
+    releases: "jsonb_to_recordset($1::jsonb) AS c(run_id text, name text, n bigint)",
+    closes: "jsonb_to_recordset($1::jsonb) AS c(id text, n bigint)"
 );
-#[cfg(feature = "postgres")]
-pub(crate) const PG_CLAIM_EXPIRED: &str = concat!(
-    claim_update!(),
-    "(run_id, name) IN (SELECT run_id, name FROM steps WHERE ",
-    claimable_expired!(),
-    " LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
-    step_cols!()
-);
-#[cfg(feature = "postgres")]
-pub(crate) const PG_CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_by = $1, claim_until_us = $2 \
-     WHERE seq IN (SELECT seq FROM outbox WHERE claim_until_us < $3 ORDER BY seq LIMIT $4 \
-     FOR UPDATE SKIP LOCKED) RETURNING seq, subject, payload";
 
 /// How often a refused compare-and-set is re-tried when the row moved into an allowed status
 /// between the update and the look-up that explains the refusal.

@@ -1,6 +1,6 @@
 // The durable-DAG half of the SQL `Store` (see `hybridgrid_core::store_flow`), included by
 // `sql_impl.rs` in the same module: `StoreTy`, `Row`, `BACKEND` and the statements of `sql.rs` are
-// in scope, plus `super::{BEGIN_WRITE, CLAIM_PENDING, CLAIM_EXPIRED, CLAIM_OUTBOX}` per dialect.
+// in scope, plus `super::DIALECT` (the backend's `sql::Dialect`).
 
 fn record_from_row(row: &Row) -> Result<Record, sqlx::Error> {
     Ok(Record {
@@ -32,7 +32,7 @@ type Tx = sqlx::Transaction<'static, <Row as sqlx::Row>::Database>;
 impl StoreTy {
     async fn begin_write(&self, doing: &str) -> Result<Tx, StoreError> {
         self.pool
-            .begin_with(super::BEGIN_WRITE)
+            .begin_with(super::DIALECT.begin_write)
             .await
             .map_err(|e| self.err(format!("{doing}: beginning a transaction"), None, e))
     }
@@ -43,34 +43,26 @@ impl StoreTy {
             .map_err(|e| self.err(format!("{doing}: committing"), None, e))
     }
 
+    /// Writes `events` to the outbox in order, in as few statements as the parameter limits allow.
     async fn outbox_in(
         &self,
         tx: &mut Tx,
-        events: &[OutboxEvent],
+        events: &[&OutboxEvent],
         doing: &str,
     ) -> Result<(), StoreError> {
-        for ev in events {
-            sqlx::query(INSERT_OUTBOX)
-                .bind(ev.subject.as_str())
-                .bind(ev.payload.as_slice())
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| self.err(format!("{doing}: writing event {}", ev.subject), None, e))?;
+        for chunk in events.chunks(OUTBOX_ROWS_PER_INSERT) {
+            let mut q = sqlx::QueryBuilder::<<Row as sqlx::Row>::Database>::new(
+                "INSERT INTO outbox (subject, payload) ",
+            );
+            q.push_values(chunk, |mut b, ev| {
+                b.push_bind(ev.subject.as_str())
+                    .push_bind(ev.payload.as_slice());
+            });
+            q.build().execute(&mut **tx).await.map_err(|e| {
+                self.err(format!("{doing}: writing {} events", chunk.len()), None, e)
+            })?;
         }
         Ok(())
-    }
-
-    async fn run_in(&self, tx: &mut Tx, id: &RunId) -> Result<Run, StoreError> {
-        let row = sqlx::query(GET_RUN_TX)
-            .bind(id.as_str())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|e| self.err(format!("reading run {id}"), None, e))?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "run",
-                id: id.to_string(),
-            })?;
-        run_from_row(&row).map_err(|e| self.err(format!("decoding run {id}"), None, e))
     }
 
     async fn f_create_workflow(
@@ -265,258 +257,37 @@ impl StoreTy {
                 }));
         };
         let run = run_from_row(&row).map_err(|e| self.err(doing.clone(), None, e))?;
-        for s in &start.steps {
-            if s.name.trim().is_empty() {
-                return Err(StoreError::Invalid(format!(
-                    "step name is empty (run {})",
-                    start.run
-                )));
-            }
-            sqlx::query(INSERT_STEP)
-                .bind(start.run.as_str())
-                .bind(s.name.as_str())
-                .bind(s.status.as_str())
-                .bind(&s.input)
-                .bind(s.output.as_ref())
-                .bind(s.detail.as_ref())
-                .bind(i64::from(s.waiting_on))
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(format!("{doing}: creating step {}", s.name), None, e))?;
+        if start.steps.iter().any(|s| s.name.trim().is_empty()) {
+            return Err(StoreError::Invalid(format!(
+                "step name is empty (run {})",
+                start.run
+            )));
         }
-        self.outbox_in(&mut tx, &start.events, &doing).await?;
+        for chunk in start.steps.chunks(STEP_ROWS_PER_INSERT) {
+            let mut q = sqlx::QueryBuilder::<<Row as sqlx::Row>::Database>::new(
+                "INSERT INTO steps (run_id, name, status, attempt, input, output, detail, \
+                 waiting_on, updated_at_us) ",
+            );
+            q.push_values(chunk, |mut b, s| {
+                b.push_bind(start.run.as_str())
+                    .push_bind(s.name.as_str())
+                    .push_bind(s.status.as_str())
+                    .push_bind(0_i64)
+                    .push_bind(&s.input)
+                    .push_bind(s.output.as_ref())
+                    .push_bind(s.detail.as_ref())
+                    .push_bind(i64::from(s.waiting_on))
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await.map_err(|e| {
+                self.err(format!("{doing}: creating {} steps", chunk.len()), None, e)
+            })?;
+        }
+        self.outbox_in(&mut tx, &refs(&start.events), &doing)
+            .await?;
         self.commit(tx, &doing).await?;
         tracing::debug!(backend = BACKEND, run = %run.id, steps = start.steps.len(), "run started");
         Ok(run)
-    }
-
-    async fn f_claim_steps(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<Step>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let now = now_micros();
-        let until = now.saturating_add(micros_of(lease));
-        let mut out = Vec::new();
-        for (sql, what) in [
-            (super::CLAIM_EXPIRED, "expired"),
-            (super::CLAIM_PENDING, "ready"),
-        ] {
-            let left = limit - out.len();
-            if left == 0 {
-                break;
-            }
-            let rows = sqlx::query(sql)
-                .bind(owner)
-                .bind(until)
-                .bind(now)
-                .bind(limit_of(left))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.err(format!("claiming {what} steps for {owner}"), None, e))?;
-            for r in &rows {
-                out.push(
-                    step_from_row(r)
-                        .map_err(|e| self.err("decoding claimed steps".into(), None, e))?,
-                );
-            }
-        }
-        Ok(out)
-    }
-
-    async fn f_extend_leases(&self, owner: &str, lease: Duration) -> Result<u64, StoreError> {
-        let until = now_micros().saturating_add(micros_of(lease));
-        let done = sqlx::query(EXTEND_LEASES)
-            .bind(until)
-            .bind(owner)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(format!("extending leases of {owner}"), None, e))?;
-        Ok(done.rows_affected())
-    }
-
-    async fn f_release_leases(&self, owner: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(RELEASE_LEASES)
-            .bind(now_micros())
-            .bind(owner)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(format!("releasing leases of {owner}"), None, e))?;
-        Ok(done.rows_affected())
-    }
-
-    async fn f_complete_step(&self, c: StepCompletion) -> Result<StepCompleted, StoreError> {
-        use hybridgrid_core::store_flow::{PHASE_WAITING_APPROVAL, StepOutcome};
-        let key = format!("{}/{}", c.run, c.name);
-        let doing = format!("completing step {key} (attempt {})", c.attempt);
-        let now = now_micros();
-        let (status, output, error, phase, approval, not_before) = match &c.outcome {
-            StepOutcome::Done {
-                status,
-                output,
-                error,
-                ..
-            } => (*status, output.clone(), error.clone(), None, None, None),
-            StepOutcome::FailRun { error, .. } => (
-                RunStatus::Failed,
-                None,
-                Some(error.clone()),
-                None,
-                None,
-                None,
-            ),
-            StepOutcome::Retry { error, not_before } => (
-                RunStatus::Pending,
-                None,
-                Some(error.clone()),
-                None,
-                None,
-                Some(to_micros(*not_before)),
-            ),
-            StepOutcome::Park { approval } => (
-                RunStatus::Pending,
-                None,
-                None,
-                Some(PHASE_WAITING_APPROVAL),
-                Some(approval.clone()),
-                None,
-            ),
-        };
-        let mut tx = self.begin_write(&doing).await?;
-        let row = sqlx::query(COMPLETE_STEP)
-            .bind(status.as_str())
-            .bind(output.as_ref())
-            .bind(error.as_deref())
-            .bind(c.detail.as_ref())
-            .bind(phase)
-            .bind(approval.as_ref())
-            .bind(not_before)
-            .bind(now)
-            .bind(c.run.as_str())
-            .bind(c.name.as_str())
-            .bind(c.owner.as_str())
-            .bind(i64::from(c.attempt))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.err(doing.clone(), None, e))?;
-        let Some(row) = row else {
-            let found = sqlx::query(GET_STEP)
-                .bind(c.run.as_str())
-                .bind(c.name.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| self.err(doing.clone(), None, e))?;
-            drop(tx);
-            return Err(match found {
-                None => StoreError::NotFound {
-                    what: "step",
-                    id: key,
-                },
-                Some(r) => {
-                    let s = step_from_row(&r).map_err(|e| self.err(doing.clone(), None, e))?;
-                    StoreError::Stale {
-                        what: "step",
-                        id: key,
-                        detail: format!(
-                            "attempt {} by {} cannot complete it: it is {} at attempt {} held by {}",
-                            c.attempt,
-                            c.owner,
-                            s.status,
-                            s.attempt,
-                            s.lease_owner.as_deref().unwrap_or("nobody")
-                        ),
-                    }
-                }
-            });
-        };
-        let step = step_from_row(&row).map_err(|e| self.err(doing.clone(), None, e))?;
-        let mut ready = Vec::new();
-        let mut run_finished = false;
-        match &c.outcome {
-            StepOutcome::Done { release, .. } => {
-                for child in release {
-                    let left = sqlx::query(RELEASE_CHILD)
-                        .bind(now)
-                        .bind(c.run.as_str())
-                        .bind(child.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(format!("{doing}: releasing {child}"), None, e))?;
-                    if let Some(left) = left {
-                        let n: i64 = left.try_get(0).map_err(|e| {
-                            self.err(format!("{doing}: releasing {child}"), None, e)
-                        })?;
-                        if n == 0 {
-                            ready.push(child.clone());
-                        }
-                    }
-                }
-                let open = sqlx::query(CLOSE_STEP)
-                    .bind(now)
-                    .bind(c.run.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(format!("{doing}: counting open steps"), None, e))?;
-                let open: i64 = match open {
-                    Some(r) => r
-                        .try_get(0)
-                        .map_err(|e| self.err(format!("{doing}: counting open steps"), None, e))?,
-                    None => 1,
-                };
-                if open <= 0 {
-                    let done = sqlx::query(SUCCEED_RUN)
-                        .bind(now)
-                        .bind(c.run.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(format!("{doing}: finishing the run"), None, e))?;
-                    run_finished = done.rows_affected() > 0;
-                }
-            }
-            StepOutcome::FailRun { run_error, .. } => {
-                let done = sqlx::query(FAIL_RUN)
-                    .bind(run_error.as_str())
-                    .bind(now)
-                    .bind(c.run.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(format!("{doing}: failing the run"), None, e))?;
-                run_finished = done.rows_affected() > 0;
-                sqlx::query(SKIP_PENDING)
-                    .bind(format!("skipped: {run_error}"))
-                    .bind(now)
-                    .bind(c.run.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(format!("{doing}: skipping open steps"), None, e))?;
-            }
-            StepOutcome::Park { .. } => {
-                sqlx::query(PARK_RUN)
-                    .bind(now)
-                    .bind(c.run.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(format!("{doing}: parking"), None, e))?;
-            }
-            StepOutcome::Retry { .. } => {}
-        }
-        self.outbox_in(&mut tx, &c.events, &doing).await?;
-        if run_finished {
-            self.outbox_in(&mut tx, &c.on_run_done, &doing).await?;
-        }
-        let run = self.run_in(&mut tx, &c.run).await?;
-        self.commit(tx, &doing).await?;
-        Ok(StepCompleted {
-            step,
-            run,
-            ready,
-            run_finished,
-        })
     }
 
     async fn f_decide_step(&self, d: StepDecision) -> Result<Step, StoreError> {
@@ -567,7 +338,7 @@ impl StoreTy {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(format!("{doing}: resuming the run"), None, e))?;
-        self.outbox_in(&mut tx, &d.events, &doing).await?;
+        self.outbox_in(&mut tx, &refs(&d.events), &doing).await?;
         self.commit(tx, &doing).await?;
         Ok(step)
     }
@@ -613,7 +384,7 @@ impl StoreTy {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(format!("{doing}: skipping open steps"), None, e))?;
-        self.outbox_in(&mut tx, &f.events, &doing).await?;
+        self.outbox_in(&mut tx, &refs(&f.events), &doing).await?;
         self.commit(tx, &doing).await?;
         Ok(run)
     }
@@ -655,7 +426,8 @@ impl StoreTy {
             return Ok(());
         }
         let mut tx = self.begin_write("writing events").await?;
-        self.outbox_in(&mut tx, &events, "writing events").await?;
+        self.outbox_in(&mut tx, &refs(&events), "writing events")
+            .await?;
         self.commit(tx, "writing events").await
     }
 
@@ -666,7 +438,7 @@ impl StoreTy {
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let now = now_micros();
-        let rows = sqlx::query(super::CLAIM_OUTBOX)
+        let rows = sqlx::query(super::DIALECT.claim_outbox)
             .bind(owner)
             .bind(now.saturating_add(micros_of(lease)))
             .bind(now)
@@ -688,21 +460,15 @@ impl StoreTy {
         out.sort_by_key(|m| m.seq);
         Ok(out)
     }
+}
 
-    async fn f_ack_outbox(&self, seqs: &[i64]) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin_write("removing published events").await?;
-        for seq in seqs {
-            sqlx::query(ACK_OUTBOX)
-                .bind(*seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(format!("removing published event {seq}"), None, e))?;
-        }
-        self.commit(tx, "removing published events").await
-    }
+/// Outbox rows per `INSERT` (two parameters each, well under every backend's limit).
+const OUTBOX_ROWS_PER_INSERT: usize = 256;
+/// Step rows per `INSERT` when a run starts (nine parameters each).
+const STEP_ROWS_PER_INSERT: usize = 200;
+
+fn refs(events: &[OutboxEvent]) -> Vec<&OutboxEvent> {
+    events.iter().collect()
 }
 
 /// A fresh record id (UUID v7 text, as every other id here).

@@ -547,6 +547,13 @@ impl Store for StoreTy {
     async fn complete_step(&self, completion: StepCompletion) -> Result<StepCompleted, StoreError> {
         self.f_complete_step(completion).await
     }
+    async fn complete_steps(
+        &self,
+        batch: Vec<StepCompletion>,
+        claim: Option<hybridgrid_core::store_flow::StepClaim>,
+    ) -> Result<hybridgrid_core::store_flow::StepBatchDone, StoreError> {
+        self.f_complete_steps(batch, claim).await
+    }
     async fn decide_step(&self, decision: StepDecision) -> Result<Step, StoreError> {
         self.f_decide_step(decision).await
     }
@@ -580,3 +587,4 @@ impl Store for StoreTy {
 }
 
 include!("sql_flow_impl.rs");
+include!("sql_flow_steps.rs");

@@ -113,12 +113,6 @@ impl SqliteStore {
     }
 }
 
-/// Write transactions take the write lock up front, so a transaction that reads first never
-/// fails with "database is locked" when it comes to write.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-use crate::sql::{
-    SQLITE_CLAIM_EXPIRED as CLAIM_EXPIRED, SQLITE_CLAIM_OUTBOX as CLAIM_OUTBOX,
-    SQLITE_CLAIM_PENDING as CLAIM_PENDING,
-};
+use crate::sql::SQLITE as DIALECT;
 
 crate::sql::impl_sql_store!(SqliteStore, sqlx::sqlite::SqliteRow);

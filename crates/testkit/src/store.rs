@@ -30,7 +30,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Store>>,
 {
-    let checks: [(&str, Check); 13] = [
+    let checks: [(&str, Check); 14] = [
         ("workflows_save_version_list", |s| workflows(s).boxed()),
         ("run_create_and_get", |s| create_and_get(s).boxed()),
         ("runs_newest_first_by_status_with_limit", |s| {
@@ -54,6 +54,9 @@ where
         ),
         ("parked_steps_decisions_run_endings_deadlines", |s| {
             crate::store_flow::approvals_and_endings(s).boxed()
+        }),
+        ("step_batches_judged_one_by_one_and_claim_inline", |s| {
+            crate::store_flow::batches(s).boxed()
         }),
     ];
     let mut failed = Vec::new();

@@ -4,7 +4,7 @@
 use hybridgrid_core::ids::RunId;
 use hybridgrid_core::store::{NewRun, RunStatus, Store, StoreError};
 use hybridgrid_core::store_flow::{
-    NewStep, OutboxEvent, RunFinish, RunStart, StepCompletion, StepDecision, StepOutcome,
+    NewStep, OutboxEvent, RunFinish, RunStart, StepClaim, StepCompletion, StepDecision, StepOutcome,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -316,6 +316,83 @@ pub(crate) async fn approvals_and_endings(s: Arc<dyn Store>) -> Result<(), Strin
     if overdue.iter().map(|r| &r.id).collect::<Vec<_>>() != [&late] {
         return Err(format!(
             "overdue runs: expected only {late}, got {overdue:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// A batch of completions in one transaction: each judged on its own (a stale one refused, the
+/// others written), children released, runs finished, and ready steps claimed inline.
+pub(crate) async fn batches(s: Arc<dyn Store>) -> Result<(), String> {
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    let (r1, r2) = (started(&s, far).await?, started(&s, far).await?);
+    let lease = Duration::from_secs(30);
+    let claimed = op("claim", s.claim_steps("e", lease, 10).await)?;
+    if claimed.len() != 2 || claimed.iter().any(|c| c.name != "a") {
+        return Err(format!("both runs' `a` are ready: {claimed:?}"));
+    }
+    let claim = StepClaim {
+        owner: "e".into(),
+        lease,
+        limit: 10,
+    };
+    let batch = vec![
+        completion(&r1, "a", "e", 1, done(&["b"])),
+        completion(&r2, "a", "someone-else", 1, done(&["b"])),
+        completion(&r2, "a", "e", 1, done(&["b"])),
+    ];
+    let out = op(
+        "complete_steps",
+        s.complete_steps(batch, Some(claim.clone())).await,
+    )?;
+    match out.completed.as_slice() {
+        [Ok(one), Err(StoreError::Stale { .. }), Ok(two)]
+            if one.ready == ["b"] && two.ready == ["b"] && !one.run_finished => {}
+        other => return Err(format!("batch results: {other:?}")),
+    }
+    let mut got: Vec<(String, String)> = out
+        .claimed
+        .iter()
+        .map(|c| (c.run_id.to_string(), c.name.clone()))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (r1.to_string(), "b".to_owned()),
+        (r2.to_string(), "b".to_owned()),
+    ];
+    want.sort();
+    if got != want || out.claimed.iter().any(|c| c.attempt != 1) {
+        return Err(format!(
+            "the released `b`s are claimed in the batch: {:?}",
+            out.claimed
+        ));
+    }
+    let last = vec![
+        completion(&r1, "b", "e", 1, done(&[])),
+        completion(&r2, "b", "e", 1, done(&[])),
+    ];
+    let out = op("complete_steps", s.complete_steps(last, Some(claim)).await)?;
+    for c in &out.completed {
+        match c {
+            Ok(c) if c.run_finished && c.run.status == RunStatus::Succeeded => {}
+            other => return Err(format!("each last step finishes its run: {other:?}")),
+        }
+    }
+    if !out.claimed.is_empty() {
+        return Err(format!("nothing is left to claim: {:?}", out.claimed));
+    }
+    let subjects: Vec<String> = op(
+        "claim_outbox",
+        s.claim_outbox("relay", Duration::from_secs(30), 100).await,
+    )?
+    .into_iter()
+    .map(|m| m.subject)
+    .collect();
+    let dones = subjects.iter().filter(|s| *s == "t.run.done").count();
+    let nodes = subjects.iter().filter(|s| *s == "t.node").count();
+    if dones != 2 || nodes != 4 || subjects.last().map(String::as_str) != Some("t.run.done") {
+        return Err(format!(
+            "events of accepted completions only, run endings after their steps: {subjects:?}"
         ));
     }
     Ok(())

@@ -3,21 +3,24 @@
 
 use crate::TriggerOptions;
 use crate::core::Core;
+use crate::core::Finished;
 use crate::core::WorkflowCatalog;
 use crate::plan::{pinned_of, to_approval};
 use crate::runner::{expires_at, run_step};
 use futures::StreamExt;
-use hybridgrid_core::store::RunStatus;
-use hybridgrid_core::store_flow::RunFinish;
+use hybridgrid_core::store::{RunStatus, Step, StoreError};
+use hybridgrid_core::store_flow::{RunFinish, StepClaim};
 use hybridgrid_flow_model::{
     ApprovalStatus, DecisionRequest, FlowEventKind, FlowRunStatus, TriggerSource,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+/// Most ended attempts written in one transaction.
+const COMPLETION_BATCH: usize = 512;
 /// Most outbox entries published per batch.
 const OUTBOX_BATCH: usize = 256;
 /// How long a relay holds outbox entries before another may publish them.
@@ -31,27 +34,55 @@ pub(crate) fn spawn_all(core: &Arc<Core>, catalog: WorkflowCatalog, tasks: &mut 
     tasks.spawn(event_triggers(core.clone(), catalog));
 }
 
+/// The claim loop: hands claimed steps to runners (at most `max_parallel` at once) and writes
+/// the attempts they end. Attempts that end while a write is in flight queue up and go into the
+/// next transaction together, which also claims the steps they made ready (group commit: one
+/// commit, and one flush, per batch, and no claim round trip of its own). Runners get their
+/// result only once it is committed. Steps made ready elsewhere, due retries and expired leases
+/// are picked up by a claim of their own at least every `poll_interval`, and at once when work
+/// is made ready here.
 async fn claim_loop(core: Arc<Core>) {
+    let Some(mut ended) = core.completions_rx.lock().take() else {
+        tracing::error!("claim loop started twice");
+        return;
+    };
     let slots = Arc::new(Semaphore::new(core.config.max_parallel.max(1)));
     let mut running = JoinSet::new();
+    let poll = *core.config.poll_interval;
+    let mut next_poll = Instant::now();
+    let mut claim_now = true;
+    let mut first: Option<Finished> = None;
     loop {
         while running.try_join_next().is_some() {}
-        let free = slots.available_permits();
-        let claimed = if free == 0 {
-            Vec::new()
-        } else {
-            match core
-                .store
-                .claim_steps(&core.engine_id, *core.config.lease, free)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claim_failed");
-                    Vec::new()
+        let mut batch: Vec<Finished> = first.take().into_iter().collect();
+        while batch.len() < COMPLETION_BATCH {
+            match ended.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let mut claimed = Vec::new();
+        if !batch.is_empty() {
+            // The batch's runners give their slots back as soon as they have their results.
+            let free = slots.available_permits() + batch.len();
+            claimed = write_batch(&core, batch, free).await;
+        }
+        if claim_now || Instant::now() >= next_poll {
+            claim_now = false;
+            next_poll = Instant::now() + poll;
+            let free = slots.available_permits().saturating_sub(claimed.len());
+            if free > 0 {
+                match core
+                    .store
+                    .claim_steps(&core.engine_id, *core.config.lease, free)
+                    .await
+                {
+                    Ok(more) => claimed.extend(more),
+                    Err(e) => tracing::warn!(error = %e, "claim_failed"),
                 }
             }
-        };
+        }
+        let busy = !claimed.is_empty();
         for step in claimed {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
@@ -62,13 +93,17 @@ async fn claim_loop(core: Arc<Core>) {
                 drop(permit);
             });
         }
-        // Wait for news: work made ready here, an attempt finished (completions coalesce into one
-        // wake-up, so claims batch under load), or the poll for work made ready elsewhere.
+        if busy {
+            continue;
+        }
         tokio::select! {
             _ = core.shutdown.cancelled() => break,
-            _ = core.work.notified() => {}
-            _ = tokio::time::sleep(*core.config.poll_interval) => {}
-            _ = running.join_next(), if !running.is_empty() => {}
+            _ = core.work.notified() => claim_now = true,
+            _ = tokio::time::sleep(next_poll.saturating_duration_since(Instant::now())) => {}
+            f = ended.recv() => match f {
+                Some(f) => first = Some(f),
+                None => break,
+            },
         }
     }
     // Shutting down: attempts here are cancelled; give their steps back.
@@ -76,6 +111,36 @@ async fn claim_loop(core: Arc<Core>) {
     while running.join_next().await.is_some() {}
     if let Err(e) = core.store.release_leases(&core.engine_id).await {
         tracing::warn!(error = %e, "releasing leases at shutdown failed; they expire by themselves");
+    }
+}
+
+/// Writes a batch of ended attempts in one transaction that also claims up to `free` ready
+/// steps; answers each runner once it is committed and returns the claimed steps.
+async fn write_batch(core: &Core, batch: Vec<Finished>, free: usize) -> Vec<Step> {
+    let (completions, replies): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|f| (f.completion, f.reply)).unzip();
+    let claim = (free > 0).then(|| StepClaim {
+        owner: core.engine_id.clone(),
+        lease: *core.config.lease,
+        limit: free,
+    });
+    match core.store.complete_steps(completions, claim).await {
+        Ok(done) => {
+            for (reply, result) in replies.into_iter().zip(done.completed) {
+                let _ = reply.send(result);
+            }
+            done.claimed
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Backend {
+                    backend: "flow-engine",
+                    source: reason.clone().into(),
+                }));
+            }
+            Vec::new()
+        }
     }
 }
 

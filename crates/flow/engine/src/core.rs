@@ -3,8 +3,8 @@
 use crate::plan::{Pinned, Plan, pinned_of};
 use crate::{Executors, FlowChange, FlowConfig, FlowError};
 use hybridgrid_core::ids::RunId;
-use hybridgrid_core::store::{Run, RunStatus};
-use hybridgrid_core::store_flow::{NewStep, OutboxEvent, RunStart};
+use hybridgrid_core::store::{Run, RunStatus, StoreError};
+use hybridgrid_core::store_flow::{NewStep, OutboxEvent, RunStart, StepCompleted, StepCompletion};
 use hybridgrid_core::{EventBus, Store};
 use hybridgrid_flow_model::time::rfc3339;
 use hybridgrid_flow_model::{FlowEvent, FlowEventKind, FlowRunStatus, NodeStatus};
@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Record kind of agents in the store.
@@ -29,13 +29,44 @@ pub(crate) struct Core {
     pub work: Notify,
     /// Wakes the outbox relay: events were written here.
     pub outbox: Notify,
+    /// Ended attempts on their way to the claim loop, which writes those that arrive together in
+    /// one transaction (and claims the steps they made ready in it).
+    pub completions: mpsc::UnboundedSender<Finished>,
+    /// The claim loop's end of `completions`, taken when it starts.
+    pub completions_rx: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
     pub plans: Mutex<HashMap<String, Arc<Plan>>>,
     /// Cancellation of the attempts running here, per run.
     pub running: Mutex<HashMap<String, CancellationToken>>,
     pub shutdown: CancellationToken,
 }
 
+/// An ended attempt and where its written result goes.
+pub(crate) struct Finished {
+    pub completion: StepCompletion,
+    pub reply: oneshot::Sender<Result<StepCompleted, StoreError>>,
+}
+
 impl Core {
+    /// Ends an attempt: returns once its completion is committed (in a batch with the others
+    /// that ended meanwhile).
+    pub async fn complete_step(
+        &self,
+        completion: StepCompletion,
+    ) -> Result<StepCompleted, StoreError> {
+        let (reply, written) = oneshot::channel();
+        if let Err(mpsc::error::SendError(f)) =
+            self.completions.send(Finished { completion, reply })
+        {
+            return self.store.complete_step(f.completion).await;
+        }
+        written.await.unwrap_or_else(|_| {
+            Err(StoreError::Backend {
+                backend: "flow-engine",
+                source: "the engine stopped before writing the completion; the step's lease lapses and it runs again".into(),
+            })
+        })
+    }
+
     pub fn emit(&self, change: FlowChange) {
         let _ = self.changes.send(change);
     }
@@ -49,6 +80,12 @@ impl Core {
             what: "run",
             message,
         })?;
+        self.remember(run_id, pinned)
+    }
+
+    /// Caches the plan of a run from its pinned definition (its `workflow.execute` span opens
+    /// here and closes when the run ends here).
+    fn remember(&self, run_id: &str, pinned: Pinned) -> Result<Arc<Plan>, FlowError> {
         let plan = Arc::new(Plan::new(run_id.to_owned(), pinned).map_err(|message| {
             FlowError::Invalid {
                 what: "run",
@@ -166,11 +203,20 @@ impl Core {
                 events,
             })
             .await?;
-        tracing::info!(run = %id, workflow = %pinned.workflow_name, version = pinned.version, trigger = pinned.trigger.as_str(), "run_started");
+        let (workflow, trigger) = (pinned.workflow_name.clone(), pinned.trigger);
+        // Its first steps need the plan at once: no read of the run's definition back.
+        match self.remember(&id, pinned) {
+            Ok(plan) => plan
+                .span
+                .in_scope(|| tracing::info!(trigger = trigger.as_str(), "run_started")),
+            Err(e) => {
+                tracing::warn!(run = %id, error = %e, "run_started with a definition that does not plan")
+            }
+        }
         self.emit(FlowChange::RunStarted {
             run_id: id,
-            workflow: pinned.workflow_name.clone(),
-            trigger: pinned.trigger,
+            workflow,
+            trigger,
         });
         self.work.notify_one();
         self.outbox.notify_one();
@@ -183,7 +229,22 @@ impl Core {
             .updated_at
             .duration_since(run.created_at)
             .unwrap_or(Duration::ZERO);
-        tracing::info!(run = %run.id, workflow = %pinned.workflow_name, status = status.as_str(), duration_ms = duration.as_millis() as u64, error = run.error.as_deref().unwrap_or(""), "run_finished");
+        let span = self
+            .plans
+            .lock()
+            .get(run.id.as_str())
+            .map(|p| p.span.clone())
+            .unwrap_or_else(|| {
+                tracing::info_span!("workflow.execute", run_id = %run.id, workflow = %pinned.workflow_name, version = pinned.version)
+            });
+        span.in_scope(|| {
+            tracing::info!(
+                status = status.as_str(),
+                duration_ms = duration.as_millis() as u64,
+                error = run.error.as_deref().unwrap_or(""),
+                "run_finished"
+            )
+        });
         self.emit(FlowChange::RunFinished {
             run_id: run.id.to_string(),
             workflow: pinned.workflow_name.clone(),

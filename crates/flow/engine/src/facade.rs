@@ -57,6 +57,7 @@ impl FlowEngine {
             .unwrap_or_else(|| format!("flow-{}", uuid::Uuid::new_v4().simple()));
         let released = store.release_leases(&engine_id).await?;
         let (changes, _) = broadcast::channel(4096);
+        let (completions, completions_rx) = tokio::sync::mpsc::unbounded_channel();
         let core = Arc::new(Core {
             config,
             engine_id: engine_id.clone(),
@@ -66,6 +67,8 @@ impl FlowEngine {
             changes,
             work: Notify::new(),
             outbox: Notify::new(),
+            completions,
+            completions_rx: Mutex::new(Some(completions_rx)),
             plans: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),

@@ -40,6 +40,9 @@ pub(crate) struct Plan {
     pub dag: Dag,
     pub agents: BTreeMap<String, Arc<AgentSpec>>,
     schemas: Mutex<HashMap<(String, bool), SchemaSlot>>,
+    /// `workflow.execute` (fields `run_id`, `workflow`, `version`): the parent of the run's
+    /// `agent.execute` step spans on this engine, so one run can be followed in the logs.
+    pub span: tracing::Span,
     pub outputs: Mutex<HashMap<String, serde_json::Value>>,
 }
 
@@ -51,7 +54,15 @@ impl Plan {
             .iter()
             .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
             .collect();
+        let span = tracing::info_span!(
+            parent: None,
+            "workflow.execute",
+            run_id = %run_id,
+            workflow = %pinned.workflow_name,
+            version = pinned.version
+        );
         Ok(Self {
+            span,
             run_id,
             pinned,
             dag,

@@ -26,9 +26,14 @@ struct Failure {
 }
 
 pub(crate) async fn run_step(core: Arc<Core>, step: Step) {
-    let span = tracing::info_span!("agent.execute", run = %step.run_id, node = %step.name, attempt = step.attempt);
+    let plan = core.plan(step.run_id.as_str()).await;
+    let parent = match &plan {
+        Ok(p) => p.span.clone(),
+        Err(_) => tracing::Span::none(),
+    };
+    let span = tracing::info_span!(parent: &parent, "agent.execute", run_id = %step.run_id, node = %step.name, attempt = step.attempt);
     async move {
-        if let Err(e) = run_step_inner(&core, &step).await {
+        if let Err(e) = run_step_inner(&core, &step, plan).await {
             match e {
                 StoreError::Stale { detail, .. } => {
                     tracing::info!(%detail, "step_stale: another attempt holds the step; result dropped")
@@ -41,9 +46,13 @@ pub(crate) async fn run_step(core: Arc<Core>, step: Step) {
     .await
 }
 
-async fn run_step_inner(core: &Arc<Core>, step: &Step) -> Result<(), StoreError> {
+async fn run_step_inner(
+    core: &Arc<Core>,
+    step: &Step,
+    plan: Result<Arc<Plan>, crate::FlowError>,
+) -> Result<(), StoreError> {
     let run_id = step.run_id.to_string();
-    let plan = match core.plan(&run_id).await {
+    let plan = match plan {
         Ok(p) => p,
         Err(e) => {
             let reason = format!("cannot load the run's definition: {e}");
@@ -311,7 +320,6 @@ async fn complete(
     let parked = matches!(outcome, StepOutcome::Park { .. });
     let retry = matches!(outcome, StepOutcome::Retry { .. });
     let done = core
-        .store
         .complete_step(StepCompletion {
             run: RunId::new(run_id.clone()),
             name: step.name.clone(),
@@ -327,7 +335,9 @@ async fn complete(
     if !events.is_empty() || done.run_finished || parked {
         core.outbox.notify_one();
     }
-    if !done.ready.is_empty() || retry {
+    // Ready children were claimed in the completion's own transaction (as many as slots allow;
+    // the rest go with the next completions). A retry is due later: look again.
+    if retry {
         core.work.notify_one();
     }
     if done.run_finished
@@ -373,20 +383,19 @@ async fn park(
             e.node_status = Some(NodeStatus::WaitingApproval);
         },
     );
-    core.store
-        .complete_step(StepCompletion {
-            run: step.run_id.clone(),
-            name: step.name.clone(),
-            owner: core.engine_id.clone(),
-            attempt: step.attempt,
-            outcome: StepOutcome::Park {
-                approval: serde_json::to_value(&approval).unwrap_or_default(),
-            },
-            detail: None,
-            events: vec![event],
-            on_run_done: Vec::new(),
-        })
-        .await?;
+    core.complete_step(StepCompletion {
+        run: step.run_id.clone(),
+        name: step.name.clone(),
+        owner: core.engine_id.clone(),
+        attempt: step.attempt,
+        outcome: StepOutcome::Park {
+            approval: serde_json::to_value(&approval).unwrap_or_default(),
+        },
+        detail: None,
+        events: vec![event],
+        on_run_done: Vec::new(),
+    })
+    .await?;
     tracing::info!(approval = %id, "approval_requested");
     core.outbox.notify_one();
     core.emit(FlowChange::ApprovalRequested {
