@@ -34,6 +34,10 @@ pub enum LocalReason {
     /// A flag that cannot be shipped safely (it reads or writes files beyond the preprocessed
     /// source and the object, or changes what the object records); carries the flag as given.
     UnsupportedFlag(String),
+    /// A flag outside the allow-list of what is shipped (see `allow.rs`): GCC's long-option
+    /// aliases (`--prefix=`, `--for-assembler=`), options this crate does not know, `-march=native`;
+    /// carries the flag as given.
+    UnknownFlag(String),
     /// A flag that needs a value came last, with none; carries the flag.
     MissingValue(String),
     /// `-o -`.
@@ -95,6 +99,8 @@ enum Role {
     XPreprocessor,
     /// `-Xclang`.
     XClang,
+    /// `-Xassembler`.
+    XAssembler,
 }
 
 /// One table entry: `(name, shape, role)`.
@@ -104,9 +110,10 @@ use Role::*;
 use Shape::*;
 
 /// The argument table. Exact entries (`Flag`, `Sep`) are matched first, then glued values and
-/// prefixes, longest name first. Anything unlisted that starts with `-` is passed to both steps
-/// (`-O2`, `-g`, `-fPIC`, `-march=...`, `-Wall`, `-std=c11`, ...); an unknown flag that takes a
-/// separate value makes its value look like a second source, so the invocation safely runs locally.
+/// prefixes, longest name first. An unlisted flag is passed to both steps only when the
+/// allow-list (`allow.rs`) ships its family (`-O2`, `-g`, `-fPIC`, `-march=...`, `-Wall`,
+/// `-std=c11`, ...); any other runs locally ([`LocalReason::UnknownFlag`]). An allowed flag that
+/// takes a separate value makes its value look like a second source, so it safely runs locally.
 static TABLE: &[Spec] = &[
     // Mode of operation.
     ("-c", Flag, Compile),
@@ -155,9 +162,10 @@ static TABLE: &[Spec] = &[
     ("-Wp,", Prefix, WpComma),
     ("-Wa,", Prefix, WaComma),
     // Values for both steps that are separate arguments.
-    ("-Xassembler", Sep, Both),
+    ("-Xassembler", Sep, XAssembler),
     ("-Xclang", Sep, XClang),
     ("--param", Sep, Both),
+    ("--param=", Prefix, Both),
     ("-target", Sep, Both),
     ("-arch", Sep, Both),
     ("-mllvm", Sep, Both),
@@ -177,8 +185,22 @@ static TABLE: &[Spec] = &[
     ("-static", Flag, Link),
     ("-rdynamic", Flag, Link),
     ("-s", Flag, Link),
+    ("-pie", Flag, Link),
+    ("-no-pie", Flag, Link),
+    ("-static-pie", Flag, Link),
+    ("-nostdlib", Flag, Link),
+    ("-nodefaultlibs", Flag, Link),
+    ("-nostartfiles", Flag, Link),
+    ("-static-libgcc", Flag, Link),
+    ("-shared-libgcc", Flag, Link),
+    ("-static-libstdc++", Flag, Link),
     // Refused: read or write files the worker does not have, or record the command line.
     ("-B", JoinedOrSep, Refuse),
+    // GCC's long aliases of -B and -Xassembler (its option table, `gcc --help=common`).
+    ("--prefix", Sep, Refuse),
+    ("--prefix=", Prefix, Refuse),
+    ("--for-assembler", Sep, Refuse),
+    ("--for-assembler=", Prefix, Refuse),
     ("-specs", Sep, Refuse),
     ("-specs=", Prefix, Refuse),
     ("--specs=", Prefix, Refuse),
@@ -387,15 +409,25 @@ impl Parser {
                 }
                 WpComma => self.wp(raw, &arg[name.len()..]),
                 WaComma => {
-                    // Assembler listings (`-a...=file`) and depfiles (`--MD file`) would be
-                    // written on the worker.
+                    // Only listed assembler options: listings (`-a...=file`), depfiles
+                    // (`--MD file`) and include paths would read or write files on the worker.
                     if arg[name.len()..]
                         .split(',')
-                        .any(|p| p.starts_with("-a") || p.starts_with("--MD") || p.starts_with('@'))
+                        .all(crate::allow::assembler_option_allowed)
                     {
-                        self.refuse(raw);
-                    } else {
                         self.push(ArgClass::Both, words);
+                    } else {
+                        self.refuse(raw);
+                    }
+                }
+                XAssembler => {
+                    let v = value.unwrap_or_default();
+                    if v.to_str()
+                        .is_some_and(crate::allow::assembler_option_allowed)
+                    {
+                        self.push(ArgClass::Both, words);
+                    } else {
+                        self.refuse(&v);
                     }
                 }
                 XPreprocessor => {
@@ -448,6 +480,13 @@ impl Parser {
                 _ => ColorMode::Auto,
             };
             self.push(ArgClass::Color, vec![raw.clone()]);
+            return;
+        }
+        if let Some(why) = crate::allow::unknown_flag_reason(arg) {
+            tracing::debug!(flag = arg, why, "flag outside the allow-list: runs locally");
+            if self.refused.is_none() {
+                self.refused = Some(LocalReason::UnknownFlag(arg.to_owned()));
+            }
             return;
         }
         if let Some(level) = arg.strip_prefix("-g") {

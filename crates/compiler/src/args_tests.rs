@@ -616,3 +616,80 @@ fn random_command_lines_keep_invariants() {
         "only {distributable} distributable lines"
     );
 }
+
+/// GCC's long aliases (`--prefix=DIR` is `-B DIR`, `--for-assembler=X` is `-Xassembler X`),
+/// their abbreviations, unknown options and unlisted assembler options never reach a worker.
+#[test]
+fn long_aliases_and_unlisted_flags_run_locally() {
+    use LocalReason::*;
+    let flag = |s: &str| UnsupportedFlag(s.to_owned());
+    let unknown = |s: &str| UnknownFlag(s.to_owned());
+    let cases: &[(&[&str], LocalReason)] = &[
+        (
+            &["-c", "a.c", "--prefix=/tmp/evil"],
+            flag("--prefix=/tmp/evil"),
+        ),
+        (&["-c", "a.c", "--prefix", "/tmp/evil"], flag("--prefix")),
+        (
+            &["-c", "a.c", "--pref=/tmp/evil"],
+            unknown("--pref=/tmp/evil"),
+        ),
+        (
+            &["-c", "a.c", "--for-assembler=-alh=/tmp/x"],
+            flag("--for-assembler=-alh=/tmp/x"),
+        ),
+        (
+            &["-c", "a.c", "--for-assembler", "-alh=/tmp/x"],
+            flag("--for-assembler"),
+        ),
+        (
+            &["-c", "a.c", "-Xassembler", "-alh=/tmp/x"],
+            flag("-alh=/tmp/x"),
+        ),
+        (&["-c", "a.c", "-Wa,-I/etc"], flag("-Wa,-I/etc")),
+        (&["-c", "a.c", "-Wa,-o,/tmp/x"], flag("-Wa,-o,/tmp/x")),
+        (
+            &["-c", "a.c", "--include-directory=/x"],
+            unknown("--include-directory=/x"),
+        ),
+        (&["-c", "a.c", "-march=native"], unknown("-march=native")),
+        (&["-c", "a.c", "-Q"], unknown("-Q")),
+        (
+            &["-c", "a.c", "-fdeps-file=x.json"],
+            unknown("-fdeps-file=x.json"),
+        ),
+        (
+            &["-c", "a.c", "-fdiagnostics-format=json-file"],
+            unknown("-fdiagnostics-format=json-file"),
+        ),
+    ];
+    for (args, want) in cases {
+        assert_eq!(&local(args), want, "args {args:?}");
+    }
+    // The allow-list still ships what builds use.
+    let j = job(&[
+        "-c",
+        "-O2",
+        "-g",
+        "-std=c11",
+        "-pedantic",
+        "-w",
+        "-pthread",
+        "-fPIC",
+        "-march=x86-64-v2",
+        "-Wall",
+        "-Wa,--noexecstack",
+        "-Xassembler",
+        "--64",
+        "--param=max-inline-insns-single=10",
+        "-no-pie",
+        "a.c",
+    ]);
+    let remote = strs(&j.remote_args("in", "out.o"));
+    assert!(
+        remote.contains(&"-Wa,--noexecstack".to_owned()),
+        "{remote:?}"
+    );
+    assert!(remote.contains(&"--64".to_owned()), "{remote:?}");
+    assert!(!remote.contains(&"-no-pie".to_owned()), "{remote:?}");
+}

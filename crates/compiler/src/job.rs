@@ -197,9 +197,10 @@ impl CompileJob {
     /// every preprocessing and code-generation argument in order (include paths and defines
     /// verbatim), without the source path, `-c`, `-o`, depfile flags and colour flags.
     ///
-    /// A key over these, the [`hybridgrid_core::Toolchain`] and the **preprocessed text** is
-    /// complete: the text carries the source name (`# 0 "foo.c"`) and, with debug info, the
-    /// working directory. A direct-mode key (over source and header contents instead of the
+    /// A key over these, the [`hybridgrid_core::Toolchain`], the **source path** and the
+    /// **preprocessed text** is complete: the worker compiles at a path mirroring the source path
+    /// (`__BASE_FILE__`, `DW_AT_name`; a shipped text's line markers need not agree with it), and
+    /// the text carries, with debug info, the working directory. A direct-mode key (over source and header contents instead of the
     /// text) must add the source path and, when [`CompileJob::debug_info`], the working
     /// directory. The depfile is not an output of the cached step: it is always written by the
     /// local preprocessing.

@@ -66,6 +66,7 @@
 //! ([`LocalReason::UnsupportedCompiler`]) because clang lacks `-fdirectives-only` (its
 //! `-frewrite-includes` is the equivalent, untested here since no clang is installed).
 
+mod allow;
 mod args;
 mod family;
 mod job;

@@ -67,6 +67,8 @@ pub mod mcp;
 mod native;
 #[cfg(any(feature = "native", feature = "docker", feature = "dagger"))]
 mod paths;
+#[cfg(all(feature = "native", target_os = "linux"))]
+mod sandbox;
 
 #[cfg(feature = "dagger")]
 pub use dagger::{DaggerConfig, DaggerError, DaggerExecutor};
@@ -74,3 +76,5 @@ pub use dagger::{DaggerConfig, DaggerError, DaggerExecutor};
 pub use docker::{ContainerPolicy, DOCKER_OWNER_LABEL, DockerConfig, DockerError, DockerExecutor};
 #[cfg(feature = "native")]
 pub use native::{NativeConfig, NativeExecutor};
+#[cfg(all(feature = "native", target_os = "linux"))]
+pub use sandbox::{Sandbox, SandboxConfig, SandboxError};

@@ -47,16 +47,33 @@ pub struct NativeConfig {
 ///   total above `limits.max_file_bytes` fails with [`ExecError::OutputTooLarge`]);
 /// - the work directory is removed in every case, on error and when the future is dropped.
 ///
+/// With [`NativeExecutor::with_sandbox`] (Linux), every task is also confined by a
+/// [`crate::Sandbox`]: resource limits, no network, and no file access outside its work directory
+/// and the sandbox's read-only directories; `TMPDIR` is the work directory.
+///
 /// A spec naming a container `image` is refused.
 #[derive(Clone, Debug)]
 pub struct NativeExecutor {
     config: NativeConfig,
+    #[cfg(target_os = "linux")]
+    sandbox: Option<std::sync::Arc<crate::Sandbox>>,
 }
 
 impl NativeExecutor {
     /// An executor with the given settings.
     pub fn new(config: NativeConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            #[cfg(target_os = "linux")]
+            sandbox: None,
+        }
+    }
+
+    /// Runs every task inside `sandbox`.
+    #[cfg(target_os = "linux")]
+    pub fn with_sandbox(mut self, sandbox: crate::Sandbox) -> Self {
+        self.sandbox = Some(std::sync::Arc::new(sandbox));
+        self
     }
 }
 
@@ -122,6 +139,16 @@ impl NativeExecutor {
             return Err(ExecError::Cancelled);
         }
         let program = spec.command[0].clone();
+        #[cfg(target_os = "linux")]
+        let confined = match &self.sandbox {
+            Some(sandbox) => Some(std::sync::Arc::new(sandbox.prepare(dir.path()).map_err(
+                |e| ExecError::Backend {
+                    backend: "native",
+                    source: Box::new(e),
+                },
+            )?)),
+            None => None,
+        };
         let mut command = CommandWrap::with_new(&program, |cmd| {
             cmd.args(&spec.command[1..])
                 .current_dir(&run_dir)
@@ -138,6 +165,17 @@ impl NativeExecutor {
                 cmd.env("PATH", path);
             }
             cmd.envs(&spec.env);
+            #[cfg(target_os = "linux")]
+            if let Some(confined) = confined.clone() {
+                cmd.env("TMPDIR", dir.path());
+                // The one unsafe call of this module: see `sandbox.rs`.
+                #[allow(unsafe_code)]
+                // SAFETY: `enter` makes system calls only (no allocation, no locks), as required
+                // between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || confined.enter());
+                }
+            }
         });
         command.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
         let started = Instant::now();

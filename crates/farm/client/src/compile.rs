@@ -76,6 +76,18 @@ pub fn local_command(compiler: &Path, args: &[OsString]) -> Command {
 }
 
 fn local_reason_label(r: &LocalReason) -> String {
+    if let LocalReason::UnknownFlag(flag) = r {
+        // The option's name (not its value), bounded: `unknown_flag:--prefix`.
+        let name: String = flag
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(40)
+            .collect();
+        return format!("unknown_flag:{name}");
+    }
     let s = format!("{r:?}");
     let head = s.split(['(', ' ', '{']).next().unwrap_or("other");
     let mut out = String::new();

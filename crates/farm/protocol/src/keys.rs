@@ -1,9 +1,10 @@
 //! Cache keys client and worker compute alike (BLAKE3, each in a domain of its own; see
 //! `docs/CACHE.md`):
 //! - the **result key** ([`result_key`]) over the compiler identity, the normalised arguments
-//!   ([`CompileJob::cache_relevant_args`]) and the preprocessed text (which carries the source
-//!   name and, with `-g`, the working directory). Results are stored under it locally and in the
-//!   shared tier.
+//!   ([`CompileJob::cache_relevant_args`]), the source path as given (the worker compiles at a
+//!   path mirroring it: it becomes `__BASE_FILE__` and `DW_AT_name`, whatever the text's line
+//!   markers say) and the preprocessed text (which carries, with `-g`, the working directory).
+//!   Results are stored under it locally and in the shared tier.
 //! - the **manifest key** ([`manifest_key`], direct mode) over what is known before preprocessing:
 //!   compiler identity, arguments, source path and contents, the working directory when the object
 //!   carries debug info, the depfile request, and the environment variables that change which
@@ -66,11 +67,13 @@ impl KeyHasher {
     }
 }
 
-/// The key of a compile's result: compiler identity, normalised arguments, preprocessed text.
+/// The key of a compile's result: compiler identity, normalised arguments, source path as
+/// given, preprocessed text: every input that reaches the object.
 pub fn result_key(tc: &Toolchain, job: &CompileJob, preprocessed: &[u8]) -> Digest {
-    KeyHasher::new("hybridgrid 2026 compile result key v1")
+    KeyHasher::new("hybridgrid 2026 compile result key v2")
         .toolchain(tc)
         .args(&job.cache_relevant_args())
+        .os(job.source().as_os_str())
         .part(preprocessed)
         .finish()
 }
@@ -238,6 +241,17 @@ mod tests {
         let mut other = tc();
         other.binary_hash = "cd".into();
         assert_ne!(k("-c a.c"), result_key(&other, &job("-c a.c"), text));
+    }
+
+    /// The worker compiles at a path mirroring the source path, which reaches the object
+    /// (`__BASE_FILE__`, `DW_AT_name`) even when the texts are equal.
+    #[test]
+    fn result_key_covers_the_source_path() {
+        let text = b"# 0 \"a.c\"\nconst char *f = __BASE_FILE__;\n";
+        assert_ne!(
+            result_key(&tc(), &job("-c a.c"), text),
+            result_key(&tc(), &job("-c sub/a.c"), text)
+        );
     }
 
     #[test]
