@@ -89,10 +89,14 @@ fn node<'a>(run: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 }
 
 fn wait_status(addr: SocketAddr, wf: &str, run: &str, status: &str) -> serde_json::Value {
-    wait_for(Duration::from_secs(60), &format!("run {run} {status}"), || {
-        let v = run_doc(addr, wf, run);
-        (v["status"] == status).then_some(v)
-    })
+    wait_for(
+        Duration::from_secs(60),
+        &format!("run {run} {status}"),
+        || {
+            let v = run_doc(addr, wf, run);
+            (v["status"] == status).then_some(v)
+        },
+    )
 }
 
 #[test]
@@ -112,11 +116,15 @@ fn sigkill_mid_step_then_restart_finishes_the_run() {
             {"id": "d", "agent": "mark", "action": "run", "dependsOn": ["a"]},
             {"id": "c", "agent": "mark", "action": "run", "dependsOn": ["b"]}]}),
     );
-    wait_for(Duration::from_secs(30), "b to be running and d done", || {
-        let v = run_doc(addr, &wf, &run);
-        (node(&v, "b")["status"] == "RUNNING" && node(&v, "d")["status"] == "SUCCEEDED")
-            .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "b to be running and d done",
+        || {
+            let v = run_doc(addr, &wf, &run);
+            (node(&v, "b")["status"] == "RUNNING" && node(&v, "d")["status"] == "SUCCEEDED")
+                .then_some(())
+        },
+    );
     drop(p); // SIGKILL (Child::kill), mid-step: b's attempt is cut off
     let before = starts(&log);
     assert_eq!(before.get("c"), None, "c cannot have started: {before:?}");
