@@ -189,6 +189,10 @@ pub(crate) fn invocation(req: &CliRequest, work_dir: &Path) -> Result<Invocation
             env.insert("DISABLE_TELEMETRY".into(), "1".into());
             env.insert("DISABLE_ERROR_REPORTING".into(), "1".into());
             env.insert("ENABLE_TOOL_SEARCH".into(), "false".into());
+            // claude-code 2.x connects MCP servers in the background in `-p` mode, so on a busy
+            // machine the first turn can find a listed server "still connecting" and its tools
+            // missing; an activation must see the tools it was granted from the first turn.
+            env.insert("MCP_CONNECTION_NONBLOCKING".into(), "false".into());
             args.extend([
                 "-p".into(),
                 req.prompt.clone(),
