@@ -128,16 +128,22 @@ fn build_survives_a_worker_killed_mid_build() {
     assert_same_outputs(&plain53, &farm53, &stems53);
     stems.extend(stems53);
 
-    let open = wait_until(Duration::from_secs(10), || {
+    // The circuit opened on the kill; on a slow machine the build can outlast its open period,
+    // so it may be half-open (probing) by now, but never closed again without a success.
+    let opened = wait_until(Duration::from_secs(10), || {
         stats(&coord.http)["workers"].as_array().is_some_and(|ws| {
-            ws.iter()
-                .any(|w| w["id"] == "w2" && w["circuit"]["state"] == "open")
+            ws.iter().any(|w| {
+                w["id"] == "w2"
+                    && w["circuit"]["times_opened"].as_u64() >= Some(1)
+                    && w["circuit"]["state"] != "closed"
+            })
         })
     });
-    assert!(open, "w2's circuit did not open: {}", stats(&coord.http));
+    assert!(opened, "w2's circuit did not open: {}", stats(&coord.http));
     let (_, metrics) = http_get(&coord.http, "/metrics");
     assert!(
-        metrics.contains("hybridgrid_circuit_state{worker=\"w2\"} 2"),
+        metrics.contains("hybridgrid_circuit_state{worker=\"w2\"} 2")
+            || metrics.contains("hybridgrid_circuit_state{worker=\"w2\"} 1"),
         "metrics: {metrics}"
     );
 }
@@ -373,6 +379,9 @@ fn a_frozen_worker_loses_its_tasks_after_one_heartbeat_timeout() {
     let finished = wait_until(Duration::from_secs(150), || {
         matches!(build.try_wait(), Ok(Some(_)))
     });
+    // Read the farm's view while w2 is still frozen: once it runs again its next heartbeat
+    // brings it back up, which is right but not what this test looks at.
+    let s = stats(&coord.http);
     let _ = run(Command::new("kill").args(["-CONT", &pid]));
     assert!(finished, "the build waited on the frozen worker");
     let out = build.wait_with_output().expect("build output");
@@ -382,7 +391,6 @@ fn a_frozen_worker_loses_its_tasks_after_one_heartbeat_timeout() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_same_outputs(&plain, &farm, &stems);
-    let s = stats(&coord.http);
     let w2s = s["workers"]
         .as_array()
         .and_then(|ws| ws.iter().find(|w| w["id"] == "w2").cloned())
