@@ -3,10 +3,11 @@
 -- queue puts them all in one slot; no key name is built inside a script):
 --   KEYS[1..3] lanes high, normal, low (lists of ids)   KEYS[4] inflight (zset id -> deadline)
 --   KEYS[5] delayed (zset id -> due)   KEYS[6] dead (list)   KEYS[7] idempotency (hash key -> id)
---   KEYS[8] notify (list)   KEYS[9] items (hash: <id> -> payload, <id>:m -> meta JSON)
+--   KEYS[8] notify (list)   KEYS[9] items (hash, fields below)
 --   KEYS[10] consumers (hash worker -> last fetch ms)   [KEYS[11] fencing counter, enqueue only]
--- Meta JSON: a attempts, m max_attempts, p priority, r ready since (ms), k idempotency key,
--- t lease token, w worker, x dead-letter reason.
+-- Item fields in KEYS[9]: `<id>` payload; `<id>:m` "max_attempts|priority|idempotency key"
+-- (fixed at enqueue); `<id>:s` "attempts|ready since ms|lease token|worker" (token and worker
+-- empty unless leased); `<id>:x` dead-letter reason. Plain strings, not JSON: cheaper to parse.
 local LANE = {high = KEYS[1], normal = KEYS[2], low = KEYS[3]}
 local PRIS = {'high', 'normal', 'low'}
 local K_INFLIGHT, K_DELAYED, K_DEAD, K_IDEM = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -20,14 +21,30 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function meta_of(id)
-  local m = redis.call('HGET', K_ITEMS, id .. ':m')
-  if m then return cjson.decode(m) end
-  return nil
+-- max_attempts, priority, idempotency key ('' for none) from an `<id>:m` field.
+local function parse_fixed(m)
+  local max, pri, key = string.match(m, '^(%d+)|(%a+)|(.*)$')
+  return tonumber(max), pri, key
 end
 
-local function set_meta(id, m)
-  redis.call('HSET', K_ITEMS, id .. ':m', cjson.encode(m))
+-- attempts, ready since, token, worker from an `<id>:s` field.
+local function parse_state(s)
+  local a, r, t, w = string.match(s, '^(%d+)|(%d*)|([^|]*)|(.*)$')
+  return tonumber(a), tonumber(r) or 0, t, w
+end
+
+local function state(a, r, t, w)
+  return a .. '|' .. r .. '|' .. (t or '') .. '|' .. (w or '')
+end
+
+-- The item's fixed fields and state, or nil when it is gone:
+-- {max, priority, key, attempts, ready, token, worker}.
+local function item(id)
+  local f = redis.call('HMGET', K_ITEMS, id .. ':m', id .. ':s')
+  if not (f[1] and f[2]) then return nil end
+  local max, pri, key = parse_fixed(f[1])
+  local a, r, t, w = parse_state(f[2])
+  return {max = max, p = pri, k = key, a = a, r = r, t = t, w = w}
 end
 
 -- Wakes up to `n` blocked claimers (bounded, so an idle queue does not grow the list).
@@ -42,10 +59,7 @@ local function notify(n)
 end
 
 local function dead_letter(id, m, reason)
-  m.x = reason
-  m.t = nil
-  m.w = nil
-  set_meta(id, m)
+  redis.call('HSET', K_ITEMS, id .. ':s', state(m.a, m.r), id .. ':x', reason)
   redis.call('RPUSH', K_DEAD, id)
 end
 
@@ -57,10 +71,9 @@ local function reap(now)
   if #due > 0 then
     redis.call('ZREM', K_DELAYED, unpack(due))
     for _, id in ipairs(due) do
-      local m = meta_of(id)
+      local m = item(id)
       if m then
-        m.r = now
-        set_meta(id, m)
+        redis.call('HSET', K_ITEMS, id .. ':s', state(m.a, now))
         redis.call('RPUSH', LANE[m.p], id)
         woken = woken + 1
       end
@@ -70,15 +83,12 @@ local function reap(now)
   if #expired > 0 then
     redis.call('ZREM', K_INFLIGHT, unpack(expired))
     for _, id in ipairs(expired) do
-      local m = meta_of(id)
+      local m = item(id)
       if m then
-        if m.a >= m.m then
+        if m.a >= m.max then
           dead_letter(id, m, 'lease expired')
         else
-          m.t = nil
-          m.w = nil
-          m.r = now
-          set_meta(id, m)
+          redis.call('HSET', K_ITEMS, id .. ':s', state(m.a, now))
           -- An expired item was claimed before anything still waiting: it goes first.
           redis.call('LPUSH', LANE[m.p], id)
           woken = woken + 1
@@ -89,20 +99,20 @@ local function reap(now)
   notify(woken)
 end
 
--- The lease of `id` if `token` still holds it: its meta, or nil. A lease past its deadline is not
--- held, even before a reap returns it.
+-- The item (see `item`) if `token` still holds its lease, else nil. A lease past its deadline is
+-- not held, even before a reap returns it.
 local function held(now, id, token)
   local deadline = redis.call('ZSCORE', K_INFLIGHT, id)
   if not deadline or tonumber(deadline) <= now then return nil end
-  local m = meta_of(id)
+  local m = item(id)
   if not m or m.t ~= token then return nil end
   return m
 end
 
 -- Removes an acked item for good (the caller removed it from inflight).
 local function forget(id, m)
-  redis.call('HDEL', K_ITEMS, id, id .. ':m')
-  if m.k and redis.call('HGET', K_IDEM, m.k) == id then
+  redis.call('HDEL', K_ITEMS, id, id .. ':m', id .. ':s', id .. ':x')
+  if m.k ~= '' and redis.call('HGET', K_IDEM, m.k) == id then
     redis.call('HDEL', K_IDEM, m.k)
   end
 end
@@ -126,8 +136,12 @@ local function pop_ready(n, aging)
   local function head(i)
     local id = redis.call('LINDEX', LANE[PRIS[i]], 0)
     if not id then return false end
-    local m = meta_of(id)
-    local r = (m and m.r) or 0
+    local s = redis.call('HGET', K_ITEMS, id .. ':s')
+    local r = 0
+    if s then
+      local _
+      _, r = parse_state(s)
+    end
     return r + aging * (i - 1)
   end
   for i = 1, 3 do heads[i] = head(i) end
@@ -152,23 +166,23 @@ local function claim_items(now, worker, n, lease, nonce, aging)
   local zadd = {}
   if n > 0 then
     local ids = pop_ready(n, aging)
+    local deadline = now + lease
     for _, id in ipairs(ids) do
-      local f = redis.call('HMGET', K_ITEMS, id, id .. ':m')
-      if f[1] and f[2] then
-        local m = cjson.decode(f[2])
+      local f = redis.call('HMGET', K_ITEMS, id, id .. ':m', id .. ':s')
+      if f[1] and f[2] and f[3] then
+        local max, pri = parse_fixed(f[2])
+        local a, r = parse_state(f[3])
         local token = id .. '.' .. nonce
-        m.a = m.a + 1
-        m.t = token
-        m.w = worker
-        redis.call('HSET', K_ITEMS, id .. ':m', cjson.encode(m))
-        zadd[#zadd + 1] = now + lease
+        a = a + 1
+        redis.call('HSET', K_ITEMS, id .. ':s', state(a, r, token, worker))
+        zadd[#zadd + 1] = deadline
         zadd[#zadd + 1] = id
         local o = #out
         out[o + 1] = id
         out[o + 2] = token
-        out[o + 3] = m.a
-        out[o + 4] = m.m
-        out[o + 5] = m.p
+        out[o + 3] = a
+        out[o + 4] = max
+        out[o + 5] = pri
         out[o + 6] = f[1]
       end
     end

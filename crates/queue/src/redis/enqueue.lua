@@ -23,16 +23,12 @@ for i = 0, n - 1 do
     out[#out + 1] = 0
     out[#out + 1] = existing
   else
-    local m = {a = 0, m = max_attempts, p = pri, r = now}
-    if key ~= '' then
-      m.k = key
-      redis.call('HSET', K_IDEM, key, id)
-    end
+    if key ~= '' then redis.call('HSET', K_IDEM, key, id) end
+    redis.call('HSET', K_ITEMS, id, payload, id .. ':m', max_attempts .. '|' .. pri .. '|' .. key,
+      id .. ':s', state(0, now))
     if delay > 0 then
-      redis.call('HSET', K_ITEMS, id, payload, id .. ':m', cjson.encode(m))
       redis.call('ZADD', K_DELAYED, now + delay, id)
     else
-      redis.call('HSET', K_ITEMS, id, payload, id .. ':m', cjson.encode(m))
       redis.call('RPUSH', LANE[pri], id)
       woken = woken + 1
     end

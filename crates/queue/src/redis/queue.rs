@@ -97,7 +97,7 @@ struct Inner {
 /// | `work:queue:high`, `:normal`, `:low` | list | ids ready to claim, oldest first |
 /// | `work:inflight` | zset | leased ids, scored by lease deadline (ms since the epoch) |
 /// | `work:delayed` | zset | ids waiting for a delay, scored by due time |
-/// | `work:items` | hash | `<id>` → payload, `<id>:m` → JSON meta (attempts, priority, token, ...) |
+/// | `work:items` | hash | `<id>` → payload, `<id>:m` → `max_attempts\|priority\|idempotency key`, `<id>:s` → `attempts\|ready ms\|token\|worker`, `<id>:x` → dead-letter reason |
 /// | `work:dead` | list | dead-lettered ids, oldest first |
 /// | `work:idempotency` | hash | idempotency key → id, while the item is queued, leased or dead |
 /// | `work:notify` | list | wake-ups for blocked claimers (bounded) |
