@@ -269,3 +269,36 @@ async fn backoff_is_stored_per_key() {
     assert_eq!(q.backoff_until("agent-a").await.unwrap(), None);
     cleanup(&q).await;
 }
+
+/// Item fields are `|`-separated strings: keys and worker names containing `|` (or newlines)
+/// still round-trip, deduplicate and ack.
+#[tokio::test]
+async fn separators_in_keys_and_worker_names_are_safe() {
+    let q = fresh("sep").await;
+    let key = "a|b|\nc|";
+    let id = q
+        .enqueue(NewWork::new(&b"p"[..]).idempotency_key(key))
+        .await
+        .unwrap();
+    let again = q
+        .enqueue(NewWork::new(&b"q"[..]).idempotency_key(key))
+        .await
+        .unwrap();
+    assert_eq!(again, hybridgrid_core::Enqueued::Duplicate(id.id().clone()));
+    let worker = WorkerId::new("w|1|\n");
+    let c = q
+        .claim(&worker, LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&c.id, c.attempt, c.max_attempts), (id.id(), 1, 3));
+    let seen = q.consumers().await.unwrap();
+    assert!(seen.iter().any(|s| s.worker == worker), "{seen:?}");
+    q.ack(&c.token).await.unwrap();
+    let fresh_again = q
+        .enqueue(NewWork::new(&b"r"[..]).idempotency_key(key))
+        .await
+        .unwrap();
+    assert!(matches!(fresh_again, hybridgrid_core::Enqueued::Created(_)));
+    cleanup(&q).await;
+}
