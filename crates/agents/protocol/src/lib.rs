@@ -34,16 +34,21 @@
 
 pub mod admin;
 mod backends;
+mod fence;
 pub mod keys;
+mod probe;
 mod settings;
 mod state;
 mod work;
 
 pub use backends::{BackendError, Backends};
+pub use fence::{FenceError, FencedEnqueue};
+pub use probe::{Persistence, redis_persistence};
 pub use settings::{RunnerMode, SettingError, SettingErrors, Settings, redact_url};
 #[cfg(feature = "redis")]
 pub use state::RedisAgentState;
 pub use state::{
-    ActivationInfo, AgentState, BackoffEntry, MemoryAgentState, StateError, backoff_delay,
+    ActivationInfo, AgentState, BackoffEntry, BackoffPolicy, MemoryAgentState, StateError,
+    backoff_delay,
 };
 pub use work::{NotificationRef, QueueClaim, Queues, TaskType, WorkItem};
