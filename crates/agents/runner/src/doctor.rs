@@ -297,23 +297,23 @@ impl Doctor {
     async fn agent_checks(&self, d: &Arc<AgentDefinition>, out: &mut Vec<Check>) {
         let n = &d.name;
         let path = self.env.extra_env.get("PATH").cloned().unwrap_or_default();
-        if d.agent_type != AgentType::Native {
-            if let Some(kind) = CodingAgentKind::parse(d.agent_type.as_str()) {
-                let ok = kind != CodingAgentKind::Goose && on_path(kind.program(), &path);
-                out.push(check(
-                    &format!("agent {n}: executor {}", kind.name()),
-                    pass(ok),
-                    if ok {
-                        format!("{} found on PATH", kind.program())
-                    } else {
-                        format!(
-                            "Executor '{}' not available: {}",
-                            kind.name(),
-                            kind.install_hint()
-                        )
-                    },
-                ));
-            }
+        if d.agent_type != AgentType::Native
+            && let Some(kind) = CodingAgentKind::parse(d.agent_type.as_str())
+        {
+            let ok = kind != CodingAgentKind::Goose && on_path(kind.program(), &path);
+            out.push(check(
+                &format!("agent {n}: executor {}", kind.name()),
+                pass(ok),
+                if ok {
+                    format!("{} found on PATH", kind.program())
+                } else {
+                    format!(
+                        "Executor '{}' not available: {}",
+                        kind.name(),
+                        kind.install_hint()
+                    )
+                },
+            ));
         }
         if let Some(brain) = &d.brain {
             let (var, have) = match &brain.api_key_env {

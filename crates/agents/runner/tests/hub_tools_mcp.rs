@@ -154,13 +154,13 @@ fn hub_tools_mcp_server_answers_the_official_inspector() {
             "content=sneaky",
         ],
     );
+    // The official client will not even send it: the server does not offer the tool. (Our server
+    // also refuses a direct call of a hidden tool: flow::read_grant_hides_and_refuses_write_tools.)
     assert!(
-        !ok || refused["isError"] == json!(true),
+        (!ok || refused["isError"] == json!(true))
+            && out.contains("hub_reply")
+            && (out.contains("not found") || out.contains("hub:write")),
         "the call must be refused: {out}"
-    );
-    assert!(
-        out.contains("hub:write"),
-        "the refusal names the grant: {out}"
     );
     assert_eq!(hub.replies_to(&post).len(), 1, "nothing more was posted");
     rt.block_on(writer.shutdown());
