@@ -288,7 +288,7 @@ async fn failing_agent_backs_off_is_not_enqueued_then_is_retried_and_cleared() {
     }
     w.llm.set_fallback(Some(FakeReply::text("back on my feet")));
     let mut env = w.env();
-    env.push(("AGENT_BACKOFF_BASE".into(), "4s".into()));
+    env.push(("AGENT_BACKOFF_BASE".into(), "2s".into()));
     let coord = Proc::spawn("coord-b", &["coordinator"], &env, w.dir.path());
     let runner = Proc::spawn("runner-b", &["runner"], &env, w.dir.path());
     coord.wait_log("became_leader");
@@ -305,8 +305,8 @@ async fn failing_agent_backs_off_is_not_enqueued_then_is_retried_and_cleared() {
     let until = backoff().unwrap().until_ms.unwrap();
     let now = hybridgrid_agents_hub::now_secs() * 1000;
     assert!(
-        until > now && until <= now + 5_000,
-        "AGENT_BACKOFF_BASE=4s: {until} vs {now}"
+        until > now && until <= now + 3_000,
+        "AGENT_BACKOFF_BASE=2s: {until} vs {now}"
     );
     // While it lasts the coordinator skips the agent: no activation, no model call.
     while backoff().is_some_and(|e| e.active()) {
