@@ -1,31 +1,60 @@
 #!/usr/bin/env bash
-# RedisQueue throughput beside the server's own ceiling, in one run against the same server.
+# RedisQueue beside BullMQ (npm `bullmq`, one Node process) on the same Redis, in the same run:
+# same job count, no-op processing, processed jobs/s.
 #
-#   bash scripts/bench-redis-queue.sh            # needs Redis at 127.0.0.1:6379
+#   bash scripts/bench-redis-queue.sh                 # Redis at 127.0.0.1:6379
+#   JOBS=100000 bash scripts/bench-redis-queue.sh
 #
-# Prints: redis-benchmark LPUSH/RPOP (the floor of what a list-based queue could do: one plain
-# command per round trip, 50 and 8 connections), then `cargo bench --bench queue_redis`, whose
-# summary gives items/s and Redis calls/s (each item is 3 EVALSHA: enqueue, claim, ack).
+# RedisQueue rows: `claimers` concurrent tasks in one process, each looping on `ack_and_claim`
+# (ack what it processed + claim up to `batch` more, one script call), after `enqueue_many`.
+# BullMQ rows: one Worker with `concurrency` = claimers × batch (the jobs it keeps in flight),
+# after `addBulk` with removeOnComplete (RedisQueue deletes acked items too).
+# BullMQ is installed on demand into $BULLMQ_DIR (default ~/.cache/hybridgrid/bullmq).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOST=${REDIS_HOST:-127.0.0.1}
 PORT=${REDIS_PORT:-6379}
-export HG_TEST_REDIS_URL="redis://$HOST:$PORT"
+JOBS=${JOBS:-50000}
+URL="redis://$HOST:$PORT"
+BULLMQ_DIR=${BULLMQ_DIR:-$HOME/.cache/hybridgrid/bullmq}
 
 redis-cli -h "$HOST" -p "$PORT" ping >/dev/null || { echo "no Redis at $HOST:$PORT" >&2; exit 1; }
 
-# redis-benchmark -q still draws progress with carriage returns: keep the final lines only.
-summary() { tr '\r' '\n' | grep "requests per second"; }
+if [ ! -d "$BULLMQ_DIR/node_modules/bullmq" ]; then
+  mkdir -p "$BULLMQ_DIR"
+  (cd "$BULLMQ_DIR" && npm init -y >/dev/null && npm install --no-audit --no-fund bullmq@5 >/dev/null)
+fi
+cat > "$BULLMQ_DIR/bench.mjs" <<'JS'
+import { Queue, Worker } from 'bullmq';
+const [host, port, jobs, concurrency] = [process.argv[2], +process.argv[3], +process.argv[4], +process.argv[5]];
+const connection = { host, port, maxRetriesPerRequest: null };
+const name = `hgbench-${process.pid}-${Date.now()}`;
+const queue = new Queue(name, { connection });
+const t0 = performance.now();
+for (let i = 0; i < jobs; i += 1000) {
+  const n = Math.min(1000, jobs - i);
+  await queue.addBulk(Array.from({ length: n }, (_, k) => ({
+    name: 'job', data: `job-${i + k}`, opts: { removeOnComplete: true } })));
+}
+const added = performance.now() - t0;
+let done = 0;
+const t1 = performance.now();
+await new Promise((resolve) => {
+  const worker = new Worker(name, async () => {}, { connection, concurrency });
+  worker.on('completed', () => { if (++done === jobs) { worker.close().then(resolve); } });
+});
+const took = performance.now() - t1;
+console.log(`BullMQ      concurrency=${String(concurrency).padEnd(3)} jobs=${done}  processed ${(done / took * 1000).toFixed(0).padStart(8)} jobs/s  (addBulk ${(jobs / added * 1000).toFixed(0).padStart(8)} jobs/s)`);
+await queue.obliterate({ force: true });
+await queue.close();
+JS
 
-# redis-benchmark's keys ("mylist") are its own; it leaves them behind, so delete them after.
-echo "== redis-benchmark ceiling (100000 requests) =="
-echo "-- 50 connections (default)"
-redis-benchmark -h "$HOST" -p "$PORT" -t lpush,rpop -n 100000 -q | summary
-echo "-- 8 connections (as many as the 8 claimers)"
-redis-benchmark -h "$HOST" -p "$PORT" -t lpush,rpop -n 100000 -c 8 -q | summary
-echo "-- 1 connection (as the single claimer)"
-redis-benchmark -h "$HOST" -p "$PORT" -t lpush,rpop -n 100000 -c 1 -q | summary
-redis-cli -h "$HOST" -p "$PORT" del mylist >/dev/null
-
-echo "== RedisQueue (enqueue -> claim -> ack) =="
-cargo bench -p hybridgrid-benches --bench queue_redis 2>&1 | grep -vE "^(Benchmarking|Found|  [0-9]+ \()" 
+BULLMQ_VERSION=$(node -p "require('$BULLMQ_DIR/node_modules/bullmq/package.json').version")
+echo "== $JOBS jobs each, Redis $(redis-cli -h "$HOST" -p "$PORT" info server | grep redis_version | tr -d '\r'), bullmq $BULLMQ_VERSION, node $(node --version)"
+cargo build -q --release -p hybridgrid-queue --features redis --example bench_redis_queue
+BIN=target/release/examples/bench_redis_queue
+for run in "1 1" "8 1" "1 50" "8 50"; do
+  set -- $run
+  "$BIN" --url "$URL" --jobs "$JOBS" --claimers "$1" --batch "$2"
+  node "$BULLMQ_DIR/bench.mjs" "$HOST" "$PORT" "$JOBS" $(( $1 * $2 ))
+done

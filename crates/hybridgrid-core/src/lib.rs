@@ -55,7 +55,9 @@ pub use event::{
 };
 pub use executor::{ExecError, Executor};
 pub use ids::{LeaseToken, RunId, TaskId, WorkId, WorkerId, WorkflowId};
-pub use queue::{Claim, DeadLetter, Depths, Enqueued, NewWork, Queue, QueueError};
+pub use queue::{
+    AckedAndClaimed, Claim, Consumer, DeadLetter, Depths, Enqueued, NewWork, Queue, QueueError,
+};
 pub use spec::{CacheSpec, EventBusSpec, QueueSpec, SpecError, StoreSpec};
 pub use store::{NewRun, Run, RunStatus, Step, Store, StoreError, Transition, Workflow};
 pub use task::{InputFile, OutputFile, OutputLimits, Priority, TaskOutput, TaskSpec};

@@ -1,12 +1,13 @@
 //! The [`Queue`] seam: at-least-once work with priorities, leases, retries and dead letters.
 
+use crate::election::FencingToken;
 use crate::error::{BoxError, Retry};
 use crate::ids::{LeaseToken, WorkId, WorkerId};
 use crate::task::Priority;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Work to enqueue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +130,38 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// What [`Queue::ack_and_claim`] did: the acks whose lease was no longer held, and the new claims.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AckedAndClaimed {
+    /// Tokens that were not acked because their lease was no longer held (acked, nacked or
+    /// expired); every other token was acked.
+    pub lost: Vec<LeaseToken>,
+    /// Items claimed after the acks (possibly none).
+    pub claims: Vec<Claim>,
+}
+
+/// A consumer as the queue last saw it: when it last fetched (claimed, or tried to).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consumer {
+    /// The worker that claims.
+    pub worker: WorkerId,
+    /// When it last ran a claim, by the backend's clock (whether or not it got an item).
+    pub last_fetch: SystemTime,
+}
+
+impl Consumer {
+    /// How long ago it last fetched, as of `now` (zero if `last_fetch` is in the future).
+    pub fn idle_for(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.last_fetch).unwrap_or_default()
+    }
+
+    /// "Alive but not fetching": work is ready (`depths`) and this consumer has not fetched for
+    /// longer than `max_idle`. A `/health` endpoint of a live process reports this as unhealthy.
+    pub fn stalled(&self, depths: &Depths, now: SystemTime, max_idle: Duration) -> bool {
+        depths.ready_total() > 0 && self.idle_for(now) > max_idle
+    }
+}
+
 /// Errors of a [`Queue`].
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -141,6 +174,17 @@ pub enum QueueError {
     /// The request itself is wrong (e.g. `max_attempts` of 0).
     #[error("invalid queue request: {0}")]
     Invalid(String),
+    /// [`Queue::enqueue_fenced`] refused the work: `presented` is not the newest token of the
+    /// fencing counter `fence` (the caller was deposed as leader).
+    #[error("enqueue refused: fencing token {presented} of {fence:?} is stale (current {current})")]
+    Fenced {
+        /// The fencing counter checked.
+        fence: String,
+        /// The token presented.
+        presented: FencingToken,
+        /// The newest token issued.
+        current: FencingToken,
+    },
     /// The backend failed (connection lost, server restarting).
     #[error("{backend} queue backend failed: {source}")]
     Backend {
@@ -156,7 +200,9 @@ impl QueueError {
     /// Whether the operation is worth repeating.
     pub fn retry(&self) -> Retry {
         match self {
-            QueueError::LeaseLost { .. } | QueueError::Invalid(_) => Retry::Never,
+            QueueError::LeaseLost { .. } | QueueError::Invalid(_) | QueueError::Fenced { .. } => {
+                Retry::Never
+            }
             QueueError::Backend { .. } => Retry::After(Duration::from_millis(250)),
         }
     }
@@ -187,4 +233,86 @@ pub trait Queue: Send + Sync + 'static {
     async fn depths(&self) -> Result<Depths, QueueError>;
     /// Up to `limit` dead-lettered items, oldest first.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Adds several items, in order; one result per item. A backend may do it in one round trip
+    /// (the default enqueues one by one and stops at the first error).
+    async fn enqueue_many(&self, work: Vec<NewWork>) -> Result<Vec<Enqueued>, QueueError> {
+        let mut out = Vec::with_capacity(work.len());
+        for w in work {
+            out.push(self.enqueue(w).await?);
+        }
+        Ok(out)
+    }
+
+    /// Adds work only if `token` is still the newest token of the fencing counter `fence` (for
+    /// `RedisLeaderElection`, its `fence_key()`), checked atomically with the enqueue: a deposed
+    /// leader gets [`QueueError::Fenced`] even when it races its successor. Idempotency keys work
+    /// as in [`Queue::enqueue`]. The default refuses: the backend cannot do it atomically.
+    async fn enqueue_fenced(
+        &self,
+        work: NewWork,
+        fence: &str,
+        token: FencingToken,
+    ) -> Result<Enqueued, QueueError> {
+        let _ = (work, token);
+        Err(QueueError::Invalid(format!(
+            "this queue backend has no atomic fenced enqueue (fence {fence:?})"
+        )))
+    }
+
+    /// Like [`Queue::claim`], but takes up to `max` items (at least one unless `wait` runs out):
+    /// waits for the first, then takes whatever else is ready, in claim order. A backend may do it
+    /// in one round trip; the default claims one by one.
+    async fn claim_many(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Claim>, QueueError> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        match self.claim(worker, lease, wait).await? {
+            Some(c) => out.push(c),
+            None => return Ok(out),
+        }
+        while out.len() < max {
+            match self.claim(worker, lease, Duration::ZERO).await? {
+                Some(c) => out.push(c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Acks `done`, then claims up to `max` items as [`Queue::claim_many`] does (`max` 0 only
+    /// acks). A backend may do both in one round trip. A token whose lease is no longer held is
+    /// reported in [`AckedAndClaimed::lost`] instead of failing the call.
+    async fn ack_and_claim(
+        &self,
+        done: &[LeaseToken],
+        worker: &WorkerId,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<AckedAndClaimed, QueueError> {
+        let mut lost = Vec::new();
+        for token in done {
+            match self.ack(token).await {
+                Ok(()) => {}
+                Err(QueueError::LeaseLost { token }) => lost.push(token),
+                Err(e) => return Err(e),
+            }
+        }
+        let claims = self.claim_many(worker, max, lease, wait).await?;
+        Ok(AckedAndClaimed { lost, claims })
+    }
+
+    /// The consumers seen claiming, with when each last fetched (see [`Consumer::stalled`]).
+    /// Backends that do not track consumers return an empty list (the default).
+    async fn consumers(&self) -> Result<Vec<Consumer>, QueueError> {
+        Ok(Vec::new())
+    }
 }

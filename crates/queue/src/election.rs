@@ -63,6 +63,23 @@ impl MemoryLeaderElection {
         }
     }
 
+    /// Runs `f` while holding the election's lock, only if `token` is the newest issued; else
+    /// returns the newest. No new token can be issued while `f` runs, so a check and a write in
+    /// `f` are atomic with respect to leadership changes (`MemoryQueue::enqueue_fenced`).
+    pub(crate) fn while_current<R>(
+        &self,
+        token: FencingToken,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, FencingToken> {
+        let s = self.state.lock();
+        let current = FencingToken(s.counter);
+        if token == current {
+            Ok(f())
+        } else {
+            Err(current)
+        }
+    }
+
     fn live(state: &mut MemoryState, now: Instant) -> Option<&mut Held> {
         if state.held.as_ref().is_some_and(|h| h.expires <= now) {
             state.held = None;

@@ -6,17 +6,18 @@
 //! - a `BTreeSet` of `(deadline, item)` for leases, so `ack`/`extend` remove theirs in O(log n),
 //! - a hash map from item number to item, and one from idempotency key to item number.
 //!
-//! There is no background task: every call (but an undelayed enqueue, which needs no clock)
-//! first moves due delayed items to their lane and reaps expired leases. A blocked `claim` sleeps until a notification, its `wait` ends, or the
+//! There is no background task: every call (but an undelayed enqueue, which only reads the clock
+//! for the item's ready time) first moves due delayed items to their lane and reaps expired leases. A blocked `claim` sleeps until a notification, its `wait` ends, or the
 //! earliest delay/lease deadline, whichever comes first, so expired work comes back to a waiting
 //! claimer even when nothing else touches the queue.
 
+use crate::MemoryLeaderElection;
 use async_trait::async_trait;
 use bytes::Bytes;
 use hybridgrid_core::clock::{Clock, SystemClock};
 use hybridgrid_core::{
-    Claim, DeadLetter, Depths, Enqueued, LeaseToken, NewWork, Priority, Queue, QueueError, WorkId,
-    WorkerId,
+    Claim, Consumer, DeadLetter, Depths, Enqueued, FencingToken, LeaseToken, NewWork, Priority,
+    Queue, QueueError, WorkId, WorkerId,
 };
 use parking_lot::Mutex;
 use std::cmp::Reverse;
@@ -25,7 +26,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 
 /// Why an item was dead-lettered after its last lease expired.
@@ -52,6 +53,12 @@ static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 ///   is acked the key is forgotten and may be enqueued again as new work (the memory backend keeps
 ///   no history of completed work).
 /// - Dead letters are kept, oldest first, until the queue is dropped.
+/// - With [`MemoryQueue::with_aging`], priorities age as in every backend: an item's claim order
+///   is its ready time plus `aging` per lane below high, so no item is claimed after a high item
+///   that became ready more than `2 × aging` after it.
+/// - [`Queue::enqueue_fenced`] checks a [`MemoryLeaderElection`] registered with
+///   [`MemoryQueue::add_fence`] under the election's lock, so no new leader can be elected between
+///   the check and the enqueue.
 ///
 /// Cloning is cheap and shares the queue.
 ///
@@ -87,6 +94,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     /// This queue's number, part of every id and token it hands out.
     instance: u64,
+    /// Fencing counters by name, for `enqueue_fenced`.
+    fences: Mutex<HashMap<String, Arc<MemoryLeaderElection>>>,
 }
 
 impl std::fmt::Debug for MemoryQueue {
@@ -127,8 +136,24 @@ impl MemoryQueue {
                 notify: Notify::new(),
                 clock,
                 instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+                fences: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Turns on priority aging: an item is claimed in the order of its ready time plus `aging`
+    /// per lane below high (normal `+aging`, low `+2×aging`); ties go to the higher lane. Strict
+    /// priorities (the default) starve low work under a sustained high load; with aging a low item
+    /// is never claimed after a high item that became ready more than `2 × aging` after it.
+    pub fn with_aging(self, aging: Duration) -> Self {
+        self.shared.state.lock().aging = Some(aging);
+        self
+    }
+
+    /// Registers `election`'s fencing counter under `fence`, the name
+    /// [`Queue::enqueue_fenced`] is then called with.
+    pub fn add_fence(&self, fence: impl Into<String>, election: Arc<MemoryLeaderElection>) {
+        self.shared.fences.lock().insert(fence.into(), election);
     }
 
     /// Parses one of this queue's tokens (`<instance>-<item>-<attempt>`, hex) into
@@ -216,20 +241,65 @@ impl Queue for MemoryQueue {
         }
         let instance = self.shared.instance;
         if work.delay.is_zero() {
-            // No deadline involved: skip the clock; the next claim reaps whatever is due.
+            // No deadline involved: no reaping; the next claim reaps whatever is due.
+            let now = self.shared.clock.now();
             let mut fx = Effects::default();
             let created = self
                 .shared
                 .state
                 .lock()
-                .enqueue(instance, work, None, &mut fx);
+                .enqueue(instance, work, now, None, &mut fx);
             fx.apply(&self.shared.notify);
             return Ok(created);
         }
         Ok(self.with_state(|s, now, fx| {
             let due = deadline(now, work.delay);
-            s.enqueue(instance, work, Some(due), fx)
+            s.enqueue(instance, work, now, Some(due), fx)
         }))
+    }
+
+    async fn enqueue_fenced(
+        &self,
+        work: NewWork,
+        fence: &str,
+        token: FencingToken,
+    ) -> Result<Enqueued, QueueError> {
+        let election = self.shared.fences.lock().get(fence).cloned();
+        let Some(election) = election else {
+            return Err(QueueError::Invalid(format!(
+                "no fence {fence:?} registered with this MemoryQueue (see MemoryQueue::add_fence)"
+            )));
+        };
+        if work.max_attempts == 0 {
+            return Err(QueueError::Invalid(format!(
+                "max_attempts must be at least 1 (idempotency key {:?})",
+                work.idempotency_key
+            )));
+        }
+        let instance = self.shared.instance;
+        election
+            .while_current(token, || {
+                self.with_state(|s, now, fx| {
+                    let due = (!work.delay.is_zero()).then(|| deadline(now, work.delay));
+                    s.enqueue(instance, work, now, due, fx)
+                })
+            })
+            .map_err(|current| QueueError::Fenced {
+                fence: fence.to_owned(),
+                presented: token,
+                current,
+            })
+    }
+
+    async fn consumers(&self) -> Result<Vec<Consumer>, QueueError> {
+        let s = self.shared.state.lock();
+        Ok(s.consumers
+            .iter()
+            .map(|(worker, seen)| Consumer {
+                worker: worker.clone(),
+                last_fetch: *seen,
+            })
+            .collect())
     }
 
     async fn claim(
@@ -376,8 +446,13 @@ enum ItemState {
 struct State {
     next_seq: u64,
     items: SeqMap<Item>,
-    /// Ready item numbers per priority (indexed by `Priority::index`), oldest first.
-    ready: [VecDeque<u64>; 3],
+    /// Ready item numbers per priority (indexed by `Priority::index`), oldest first, with when
+    /// each became ready.
+    ready: [VecDeque<(u64, Instant)>; 3],
+    /// Priority aging step (see `MemoryQueue::with_aging`).
+    aging: Option<Duration>,
+    /// When each worker last ran a claim.
+    consumers: HashMap<WorkerId, SystemTime>,
     /// Delayed items by due time. Entries are never stale: a delayed item leaves only from here.
     delayed: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Held leases by deadline.
@@ -480,9 +555,32 @@ impl State {
         }
     }
 
-    fn make_ready(&mut self, seq: u64, priority: Priority, fx: &mut Effects) {
-        self.ready[priority.index()].push_back(seq);
+    fn make_ready(&mut self, seq: u64, priority: Priority, now: Instant, fx: &mut Effects) {
+        self.ready[priority.index()].push_back((seq, now));
         fx.ready += 1;
+    }
+
+    /// Takes the next ready item: the head of the highest non-empty lane, or with aging the head
+    /// whose ready time plus `aging` per lane below high is earliest (ties to the higher lane).
+    fn pop_ready(&mut self) -> Option<u64> {
+        let lane = match self.aging {
+            None => self.ready.iter().position(|l| !l.is_empty())?,
+            Some(step) => {
+                let mut best: Option<(Instant, usize)> = None;
+                for (i, lane) in self.ready.iter().enumerate() {
+                    let Some(&(_, at)) = lane.front() else {
+                        continue;
+                    };
+                    let offset = step.checked_mul(i as u32).unwrap_or(FAR_FUTURE);
+                    let eff = at.checked_add(offset).unwrap_or(at);
+                    if best.is_none_or(|(b, _)| eff < b) {
+                        best = Some((eff, i));
+                    }
+                }
+                best?.1
+            }
+        };
+        self.ready[lane].pop_front().map(|(seq, _)| seq)
     }
 
     fn delay(&mut self, seq: u64, due: Instant, fx: &mut Effects) {
@@ -502,7 +600,7 @@ impl State {
             {
                 item.state = ItemState::Ready;
                 let priority = item.priority;
-                self.make_ready(seq, priority, fx);
+                self.make_ready(seq, priority, now, fx);
             }
         }
         while let Some(&(due, seq)) = self.leases.first() {
@@ -527,7 +625,7 @@ impl State {
                     attempt: item.attempts,
                 });
                 let priority = item.priority;
-                self.make_ready(seq, priority, fx);
+                self.make_ready(seq, priority, now, fx);
             }
         }
     }
@@ -549,6 +647,7 @@ impl State {
         &mut self,
         instance: u64,
         work: NewWork,
+        now: Instant,
         due: Option<Instant>,
         fx: &mut Effects,
     ) -> Enqueued {
@@ -582,7 +681,7 @@ impl State {
         if let Some(due) = due {
             self.delay(seq, due, fx);
         } else {
-            self.make_ready(seq, work.priority, fx);
+            self.make_ready(seq, work.priority, now, fx);
         }
         Enqueued::Created(id)
     }
@@ -595,7 +694,13 @@ impl State {
         now: Instant,
         fx: &mut Effects,
     ) -> Option<Claim> {
-        let seq = self.ready.iter_mut().find_map(VecDeque::pop_front)?;
+        match self.consumers.get_mut(worker) {
+            Some(seen) => *seen = SystemTime::now(),
+            None => {
+                self.consumers.insert(worker.clone(), SystemTime::now());
+            }
+        }
+        let seq = self.pop_ready()?;
         let due = deadline(now, lease);
         self.before_new_deadline(due, fx);
         let item = self.items.get_mut(&seq)?;
@@ -650,7 +755,7 @@ impl State {
         } else if retry_after.is_zero() {
             item.state = ItemState::Ready;
             let priority = item.priority;
-            self.make_ready(seq, priority, fx);
+            self.make_ready(seq, priority, now, fx);
         } else {
             item.state = ItemState::Delayed;
             self.delay(seq, deadline(now, retry_after), fx);

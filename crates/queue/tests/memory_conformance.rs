@@ -408,3 +408,35 @@ async fn suite_catches_broken_queues() {
         );
     }
 }
+
+#[tokio::test]
+async fn memory_enqueue_fenced_checks_the_election_atomically() {
+    let q = MemoryQueue::new();
+    let election = Arc::new(hybridgrid_queue::MemoryLeaderElection::new());
+    q.add_fence("leader", election.clone());
+    hybridgrid_testkit::queue::check_fenced_enqueue(Arc::new(q.clone()), election, "leader").await;
+    let unknown = q
+        .enqueue_fenced(
+            NewWork::new(&b"x"[..]),
+            "other",
+            hybridgrid_core::FencingToken(1),
+        )
+        .await;
+    assert!(
+        matches!(&unknown, Err(QueueError::Invalid(m)) if m.contains("\"other\"")),
+        "{unknown:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_aging_bounds_the_wait_of_low_work_under_high_load() {
+    hybridgrid_testkit::queue::run_aging_suite(|aging| async move {
+        Arc::new(MemoryQueue::new().with_aging(aging)) as Arc<dyn Queue>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_reports_a_consumer_that_stopped_fetching() {
+    hybridgrid_testkit::queue::run_liveness_check(Arc::new(MemoryQueue::new())).await;
+}

@@ -15,7 +15,11 @@
 //! # }
 //! ```
 
+mod extras;
+pub use extras::{check_fenced_enqueue, run_aging_suite, run_liveness_check};
+
 use crate::eventually;
+use extras::{ack_and_claim_batch, claim_many_order};
 use futures::FutureExt;
 use futures::future::{LocalBoxFuture, join_all};
 use hybridgrid_core::{
@@ -29,7 +33,7 @@ use std::time::{Duration, Instant};
 /// A lease the check waits out.
 const SHORT_LEASE: Duration = Duration::from_secs(1);
 /// A lease that must not run out during a check.
-const LONG_LEASE: Duration = Duration::from_secs(30);
+pub(crate) const LONG_LEASE: Duration = Duration::from_secs(30);
 /// How long a claim may wait when an item is expected (it returns as soon as one is visible).
 const EXPECT_ITEM: Duration = Duration::from_secs(5);
 /// How long a claim waits when no item is expected.
@@ -73,6 +77,8 @@ where
         "depths_per_priority" => depths,
         "rejects_zero_max_attempts" => zero_attempts,
         "concurrent_claimers_never_share_an_item" => concurrent,
+        "claim_many_takes_ready_items_in_order" => claim_many_order,
+        "ack_and_claim_acks_then_claims" => ack_and_claim_batch,
     };
     let results = join_all(checks.into_iter().map(|(name, check)| async move {
         let result = tokio::time::timeout(CHECK_TIMEOUT, check)
@@ -92,15 +98,15 @@ where
     );
 }
 
-fn worker(n: usize) -> WorkerId {
+pub(crate) fn worker(n: usize) -> WorkerId {
     WorkerId::new(format!("conformance-worker-{n}"))
 }
 
-fn work(payload: &str) -> NewWork {
+pub(crate) fn work(payload: &str) -> NewWork {
     NewWork::new(payload.as_bytes().to_vec())
 }
 
-fn text(claim: &Claim) -> String {
+pub(crate) fn text(claim: &Claim) -> String {
     String::from_utf8_lossy(&claim.payload).into_owned()
 }
 
@@ -111,7 +117,7 @@ async fn put(q: &dyn Queue, work: NewWork) -> Result<Enqueued, String> {
         .map_err(|e| format!("enqueue of {payload:?} failed: {e}"))
 }
 
-async fn put_new(q: &dyn Queue, work: NewWork) -> Result<WorkId, String> {
+pub(crate) async fn put_new(q: &dyn Queue, work: NewWork) -> Result<WorkId, String> {
     match put(q, work).await? {
         Enqueued::Created(id) => Ok(id),
         other => Err(format!("expected Enqueued::Created, got {other:?}")),
@@ -154,7 +160,7 @@ fn lease_lost(what: &str, r: Result<(), QueueError>) -> Result<(), String> {
 }
 
 /// Polls `depths()` until it equals `want`.
-async fn depths_become(q: &dyn Queue, want: Depths, when: &str) -> Result<(), String> {
+pub(crate) async fn depths_become(q: &dyn Queue, want: Depths, when: &str) -> Result<(), String> {
     let last = Mutex::new(None);
     let last_ref = &last;
     let seen = eventually(SETTLE, || async move {

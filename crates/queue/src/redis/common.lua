@@ -1,15 +1,18 @@
 -- Shared helpers, prepended to every queue script (see queue.rs).
--- ARGV[1] is always the key prefix; every key is built from it, so one prefix is one queue.
-local P = ARGV[1]
-local K_INFLIGHT = P .. 'work:inflight'
-local K_DELAYED = P .. 'work:delayed'
-local K_DEAD = P .. 'work:dead'
-local K_IDEM = P .. 'work:idempotency'
-local K_NOTIFY = P .. 'work:notify'
+-- Every key is declared, in the same order for every script (Redis Cluster: one hash tag per
+-- queue puts them all in one slot; no key name is built inside a script):
+--   KEYS[1..3] lanes high, normal, low (lists of ids)   KEYS[4] inflight (zset id -> deadline)
+--   KEYS[5] delayed (zset id -> due)   KEYS[6] dead (list)   KEYS[7] idempotency (hash key -> id)
+--   KEYS[8] notify (list)   KEYS[9] items (hash: <id> -> payload, <id>:m -> meta JSON)
+--   KEYS[10] consumers (hash worker -> last fetch ms)   [KEYS[11] fencing counter, enqueue only]
+-- Meta JSON: a attempts, m max_attempts, p priority, r ready since (ms), k idempotency key,
+-- t lease token, w worker, x dead-letter reason.
+local LANE = {high = KEYS[1], normal = KEYS[2], low = KEYS[3]}
+local PRIS = {'high', 'normal', 'low'}
+local K_INFLIGHT, K_DELAYED, K_DEAD, K_IDEM = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local K_NOTIFY, K_ITEMS, K_CONSUMERS = KEYS[8], KEYS[9], KEYS[10]
 local REAP_BATCH = 100
-
-local function item_key(id) return P .. 'work:item:' .. id end
-local function queue_key(priority) return P .. 'work:queue:' .. priority end
+local MAX_NOTIFY = 64
 
 -- Milliseconds since the epoch, from the server's clock (one clock for every client).
 local function now_ms()
@@ -17,58 +20,170 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Wakes one blocked claimer (bounded, so an idle queue does not grow the list).
-local function notify()
-  redis.call('RPUSH', K_NOTIFY, 1)
-  redis.call('LTRIM', K_NOTIFY, -64, -1)
+local function meta_of(id)
+  local m = redis.call('HGET', K_ITEMS, id .. ':m')
+  if m then return cjson.decode(m) end
+  return nil
 end
 
-local function dead_letter(id, reason)
-  local ik = item_key(id)
-  redis.call('HSET', ik, 'reason', reason)
-  redis.call('HDEL', ik, 'token', 'worker')
+local function set_meta(id, m)
+  redis.call('HSET', K_ITEMS, id .. ':m', cjson.encode(m))
+end
+
+-- Wakes up to `n` blocked claimers (bounded, so an idle queue does not grow the list).
+local function notify(n)
+  if n <= 0 then return end
+  if n > MAX_NOTIFY then n = MAX_NOTIFY end
+  local ones = {}
+  for i = 1, n do ones[i] = 1 end
+  if redis.call('RPUSH', K_NOTIFY, unpack(ones)) > MAX_NOTIFY then
+    redis.call('LTRIM', K_NOTIFY, -MAX_NOTIFY, -1)
+  end
+end
+
+local function dead_letter(id, m, reason)
+  m.x = reason
+  m.t = nil
+  m.w = nil
+  set_meta(id, m)
   redis.call('RPUSH', K_DEAD, id)
 end
 
--- Moves due delayed items to their lanes, and expired leases back (or to the dead letters
--- when their attempts are used up). Returns nothing; bounded per call.
+-- Moves due delayed items to their lanes, and expired leases back (or to the dead letters when
+-- their attempts are used up). Bounded per call.
 local function reap(now)
+  local woken = 0
   local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, REAP_BATCH)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', K_DELAYED, id)
-    local pri = redis.call('HGET', item_key(id), 'priority')
-    if pri then
-      redis.call('RPUSH', queue_key(pri), id)
-      notify()
-    end
-  end
-  local expired = redis.call('ZRANGEBYSCORE', K_INFLIGHT, '-inf', now, 'LIMIT', 0, REAP_BATCH)
-  for _, id in ipairs(expired) do
-    redis.call('ZREM', K_INFLIGHT, id)
-    local ik = item_key(id)
-    local f = redis.call('HMGET', ik, 'priority', 'attempts', 'max_attempts')
-    if f[1] then
-      if tonumber(f[2]) >= tonumber(f[3]) then
-        dead_letter(id, 'lease expired')
-      else
-        redis.call('HDEL', ik, 'token', 'worker')
-        -- An expired item was claimed before anything still waiting: it goes first.
-        redis.call('LPUSH', queue_key(f[1]), id)
-        notify()
+  if #due > 0 then
+    redis.call('ZREM', K_DELAYED, unpack(due))
+    for _, id in ipairs(due) do
+      local m = meta_of(id)
+      if m then
+        m.r = now
+        set_meta(id, m)
+        redis.call('RPUSH', LANE[m.p], id)
+        woken = woken + 1
       end
     end
   end
+  local expired = redis.call('ZRANGEBYSCORE', K_INFLIGHT, '-inf', now, 'LIMIT', 0, REAP_BATCH)
+  if #expired > 0 then
+    redis.call('ZREM', K_INFLIGHT, unpack(expired))
+    for _, id in ipairs(expired) do
+      local m = meta_of(id)
+      if m then
+        if m.a >= m.m then
+          dead_letter(id, m, 'lease expired')
+        else
+          m.t = nil
+          m.w = nil
+          m.r = now
+          set_meta(id, m)
+          -- An expired item was claimed before anything still waiting: it goes first.
+          redis.call('LPUSH', LANE[m.p], id)
+          woken = woken + 1
+        end
+      end
+    end
+  end
+  notify(woken)
 end
 
--- Checks a lease token (ARGV[2] is the item id, ARGV[3] the token). A lease past its deadline
--- is not held, even before a reap returns it. Returns the item key and its fields
--- {token, priority, attempts, max_attempts, idem} when held, false when stale.
-local function held(now)
-  local id = ARGV[2]
+-- The lease of `id` if `token` still holds it: its meta, or nil. A lease past its deadline is not
+-- held, even before a reap returns it.
+local function held(now, id, token)
   local deadline = redis.call('ZSCORE', K_INFLIGHT, id)
-  if not deadline or tonumber(deadline) <= now then return false end
-  local ik = item_key(id)
-  local f = redis.call('HMGET', ik, 'token', 'priority', 'attempts', 'max_attempts', 'idem')
-  if f[1] ~= ARGV[3] then return false end
-  return ik, f
+  if not deadline or tonumber(deadline) <= now then return nil end
+  local m = meta_of(id)
+  if not m or m.t ~= token then return nil end
+  return m
+end
+
+-- Removes an acked item for good (the caller removed it from inflight).
+local function forget(id, m)
+  redis.call('HDEL', K_ITEMS, id, id .. ':m')
+  if m.k and redis.call('HGET', K_IDEM, m.k) == id then
+    redis.call('HDEL', K_IDEM, m.k)
+  end
+end
+
+-- Pops up to `n` ready ids: strictly by lane, or with `aging` ms > 0 by ready time plus `aging`
+-- per lane below high (ties to the higher lane).
+local function pop_ready(n, aging)
+  local out = {}
+  if aging <= 0 then
+    for _, pri in ipairs(PRIS) do
+      local want = n - #out
+      if want <= 0 then break end
+      local ids = redis.call('LPOP', LANE[pri], want)
+      if ids then
+        for _, id in ipairs(ids) do out[#out + 1] = id end
+      end
+    end
+    return out
+  end
+  local heads = {}
+  local function head(i)
+    local id = redis.call('LINDEX', LANE[PRIS[i]], 0)
+    if not id then return false end
+    local m = meta_of(id)
+    local r = (m and m.r) or 0
+    return r + aging * (i - 1)
+  end
+  for i = 1, 3 do heads[i] = head(i) end
+  while #out < n do
+    local best = nil
+    for i = 1, 3 do
+      if heads[i] and (not best or heads[i] < heads[best]) then best = i end
+    end
+    if not best then break end
+    out[#out + 1] = redis.call('LPOP', LANE[PRIS[best]])
+    heads[best] = head(best)
+  end
+  return out
+end
+
+-- Claims up to `n` items for `worker`: a flat list {id, token, attempt, max, priority, payload,
+-- ...}, or when nothing is ready the ms until the next delayed item or lease comes due (-1: none).
+-- Records the fetch in the consumers hash either way.
+local function claim_items(now, worker, n, lease, nonce, aging)
+  redis.call('HSET', K_CONSUMERS, worker, now)
+  local out = {}
+  local zadd = {}
+  if n > 0 then
+    local ids = pop_ready(n, aging)
+    for _, id in ipairs(ids) do
+      local f = redis.call('HMGET', K_ITEMS, id, id .. ':m')
+      if f[1] and f[2] then
+        local m = cjson.decode(f[2])
+        local token = id .. '.' .. nonce
+        m.a = m.a + 1
+        m.t = token
+        m.w = worker
+        redis.call('HSET', K_ITEMS, id .. ':m', cjson.encode(m))
+        zadd[#zadd + 1] = now + lease
+        zadd[#zadd + 1] = id
+        local o = #out
+        out[o + 1] = id
+        out[o + 2] = token
+        out[o + 3] = m.a
+        out[o + 4] = m.m
+        out[o + 5] = m.p
+        out[o + 6] = f[1]
+      end
+    end
+  end
+  if #zadd > 0 then
+    redis.call('ZADD', K_INFLIGHT, unpack(zadd))
+    return out
+  end
+  local next_due = -1
+  for _, z in ipairs({K_DELAYED, K_INFLIGHT}) do
+    local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    if first[2] then
+      local wait = math.max(0, tonumber(first[2]) - now)
+      if next_due < 0 or wait < next_due then next_due = wait end
+    end
+  end
+  return next_due
 end

@@ -75,6 +75,13 @@ impl RedisLeaderElection {
         &self.key
     }
 
+    /// The fencing counter's key (`<lease key>:fence`): pass it to
+    /// [`hybridgrid_core::Queue::enqueue_fenced`] on a `RedisQueue` of the same server, so the
+    /// token check and the enqueue are one script.
+    pub fn fence_key(&self) -> &str {
+        &self.fence_key
+    }
+
     fn failure(&self, op: &'static str, source: RedisError) -> ElectionError {
         backend(op, &self.key, source)
     }

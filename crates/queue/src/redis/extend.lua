@@ -1,5 +1,5 @@
--- ARGV: prefix, id, token, by_ms. Returns 1 when extended, 0 when the lease is no longer held.
+-- ARGV: id, token, by_ms. Returns 1 when extended, 0 when the lease is no longer held.
 local now = now_ms()
-if not held(now) then return 0 end
-redis.call('ZADD', K_INFLIGHT, 'XX', now + tonumber(ARGV[4]), ARGV[2])
+if not held(now, ARGV[1], ARGV[2]) then return 0 end
+redis.call('ZADD', K_INFLIGHT, 'XX', now + tonumber(ARGV[3]), ARGV[1])
 return 1

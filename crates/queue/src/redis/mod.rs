@@ -1,10 +1,13 @@
 //! Redis/Valkey backends (feature `redis`): [`RedisQueue`] and [`RedisLeaderElection`].
 //!
-//! Every multi-step operation is a Lua script (the `*.lua` files beside this module), run with
-//! `EVALSHA`, so each is atomic and one round trip. See `docs/backends/redis.md`.
+//! Every multi-step operation is a Lua script (the `*.lua` files beside this module) that declares
+//! every key it touches, run with `EVALSHA`, so each is atomic, one round trip, and works on Redis
+//! Cluster. See `docs/backends/redis.md`.
 
+mod conn;
 mod election;
 mod queue;
+mod reply;
 
 pub use election::RedisLeaderElection;
 pub use queue::RedisQueue;

@@ -1,30 +1,27 @@
 //! [`RedisQueue`]: priority lists, a lease ZSET and dead letters, every step one Lua script.
 
+use super::conn::{self, Blocker, Conn, MAX_BLOCK, RESPONSE_TIMEOUT, Server};
+use super::reply::{self, RedisQueueFailure, backend};
 use super::{MAX_MS, ms};
 use async_trait::async_trait;
-use bytes::Bytes;
 use hybridgrid_core::spec::redact;
 use hybridgrid_core::{
-    Claim, DeadLetter, Depths, Enqueued, LeaseToken, NewWork, Priority, Queue, QueueError, WorkId,
-    WorkerId,
+    AckedAndClaimed, Claim, Consumer, DeadLetter, Depths, Enqueued, FencingToken, LeaseToken,
+    NewWork, Queue, QueueError, WorkId, WorkerId,
 };
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
+use redis::{Client, RedisError, Script, ScriptInvocation, Value};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::debug;
 
-/// How long a reply may take on the shared connection. Every queue script is short, so this only
-/// bounds how long a caller waits on a dead server; blocking waits use their own connections.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long (re)connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest single block on the notification list before the claim script runs again; a safety net,
-/// since every path that makes an item claimable also pushes a notification.
-const MAX_BLOCK: Duration = Duration::from_secs(1);
 /// Blocking connections kept for reuse (one per concurrently waiting claimer).
 const MAX_IDLE_BLOCKERS: usize = 16;
+/// Most items one script claims or enqueues (bounds the script's run time and its stack).
+pub(crate) const MAX_BATCH: usize = 1000;
+/// Consumers not seen for this long are dropped from the consumers hash by `consumers()`.
+const FORGET_CONSUMER: Duration = Duration::from_secs(24 * 3600);
 
 macro_rules! queue_script {
     ($file:literal) => {
@@ -34,30 +31,6 @@ macro_rules! queue_script {
             include_str!($file)
         ))
     };
-}
-
-/// A failure talking to Redis, naming the operation and the queue's key prefix.
-#[derive(Debug, thiserror::Error)]
-enum RedisQueueFailure {
-    #[error("{op} on queue prefix {prefix:?}: {source}")]
-    Command {
-        op: &'static str,
-        prefix: String,
-        #[source]
-        source: RedisError,
-    },
-    #[error("{op} on queue prefix {prefix:?}: no reply within {after:?}")]
-    Timeout {
-        op: &'static str,
-        prefix: String,
-        after: Duration,
-    },
-    #[error("{op} on queue prefix {prefix:?}: unexpected reply {reply}")]
-    Reply {
-        op: &'static str,
-        prefix: String,
-        reply: String,
-    },
 }
 
 struct Scripts {
@@ -84,48 +57,82 @@ impl Scripts {
     }
 }
 
+/// The keys of one queue, in the order every script declares them (see `common.lua`).
+const KEY_SUFFIXES: [&str; 10] = [
+    "work:queue:high",
+    "work:queue:normal",
+    "work:queue:low",
+    "work:inflight",
+    "work:delayed",
+    "work:dead",
+    "work:idempotency",
+    "work:notify",
+    "work:items",
+    "work:consumers",
+];
+const NOTIFY: usize = 7;
+const CONSUMERS: usize = 9;
+
 struct Inner {
-    client: Client,
-    conn: ConnectionManager,
+    server: Server,
+    conn: Conn,
     prefix: String,
+    keys: [String; 10],
     scripts: Scripts,
-    /// Idle connections with no response timeout, used only for `BLPOP` on the notification list.
-    blockers: Mutex<Vec<MultiplexedConnection>>,
+    /// Idle connections used only for `BLPOP` on the notification list.
+    blockers: Mutex<Vec<Blocker>>,
+    /// Lease tokens are `<id>.<nonce>`; nonces are this process's random base plus a counter.
+    nonce_base: u64,
+    nonce: AtomicU64,
 }
 
-/// A [`Queue`] on Redis or Valkey: at-least-once, priorities, leases, delays, dead letters.
+/// A [`Queue`] on Redis, Valkey or a Redis Cluster: at-least-once, priorities (optionally aging),
+/// leases, delays, dead letters, batch claims and per-consumer liveness.
 ///
-/// Keys (all under `prefix`, which may be empty; use a hash tag such as `{hg}:` to keep them in one
-/// Redis Cluster slot):
+/// Keys (all under `prefix`, which may be empty; on a Cluster it must contain a hash tag such as
+/// `{hg}:` so that every key of one queue is in one slot):
 ///
 /// | key | type | holds |
 /// |---|---|---|
 /// | `work:queue:high`, `:normal`, `:low` | list | ids ready to claim, oldest first |
 /// | `work:inflight` | zset | leased ids, scored by lease deadline (ms since the epoch) |
 /// | `work:delayed` | zset | ids waiting for a delay, scored by due time |
-/// | `work:item:<id>` | hash | `payload`, `attempts`, `max_attempts`, `priority`, `idem`, `token`, `worker`, `reason` |
+/// | `work:items` | hash | `<id>` → payload, `<id>:m` → JSON meta (attempts, priority, token, ...) |
 /// | `work:dead` | list | dead-lettered ids, oldest first |
 /// | `work:idempotency` | hash | idempotency key → id, while the item is queued, leased or dead |
 /// | `work:notify` | list | wake-ups for blocked claimers (bounded) |
+/// | `work:consumers` | hash | worker → when it last ran a claim (ms since the epoch) |
 /// | `work:backoff` | hash | per-key backoff deadline, ms since the epoch ([`RedisQueue::set_backoff`]) |
 ///
-/// Every operation is one `EVALSHA` of a Lua script, so it is atomic and one round trip. Time comes
-/// from the Redis server's clock. `claim`, `depths` and `dead_letters` first return due delayed
-/// items and expired leases to their lanes (dead-lettering those out of attempts), so no separate
-/// reaper is needed; `ack`, `nack` and `extend` treat a lease past its deadline as lost.
+/// Every operation is one `EVALSHA` of a Lua script that declares every key it touches, so it is
+/// atomic, one round trip and Cluster-safe. Time comes from the Redis server's clock. Claims first
+/// return due delayed items and expired leases to their lanes (dead-lettering those out of
+/// attempts), so no separate reaper is needed; `ack`, `nack` and `extend` treat a lease past its
+/// deadline as lost. Concurrent calls share one multiplexed connection, so they are pipelined.
 ///
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct RedisQueue {
     inner: Arc<Inner>,
+    /// Priority aging step in ms (0: strict priorities).
+    aging_ms: u64,
 }
 
 impl std::fmt::Debug for RedisQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisQueue")
             .field("prefix", &self.inner.prefix)
+            .field("aging_ms", &self.aging_ms)
             .finish_non_exhaustive()
     }
+}
+
+/// The hash tag of a key (what Redis Cluster hashes), if it has one.
+pub(crate) fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let rest = &key[open + 1..];
+    let close = rest.find('}')?;
+    (close > 0).then(|| &rest[..close])
 }
 
 impl RedisQueue {
@@ -135,33 +142,67 @@ impl RedisQueue {
     /// A malformed URL is [`QueueError::Invalid`]; an unreachable server is a retryable
     /// [`QueueError::Backend`].
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self, QueueError> {
-        let prefix = prefix.into();
         let client = Client::open(url)
             .map_err(|e| QueueError::Invalid(format!("redis url {:?}: {e}", redact(url))))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_max_delay(Duration::from_millis(500))
-            // Fail a call fast when the server is down; callers retry per `retry()`.
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(|source| {
-                backend(RedisQueueFailure::Command {
-                    op: "connect",
-                    prefix: format!("{prefix} at {}", redact(url)),
-                    source,
-                })
-            })?;
+        Self::open(Server::Single(client), prefix.into(), &redact(url)).await
+    }
+
+    /// Connects to a Redis Cluster through any of `nodes` (`redis://127.0.0.1:7101`, ...). The
+    /// `prefix` must contain a hash tag (`{jobs}:`), so the queue's keys share one slot; without
+    /// one this is [`QueueError::Invalid`].
+    pub async fn connect_cluster(
+        nodes: &[&str],
+        prefix: impl Into<String>,
+    ) -> Result<Self, QueueError> {
+        let prefix = prefix.into();
+        let shown = nodes
+            .iter()
+            .map(|n| redact(n))
+            .collect::<Vec<_>>()
+            .join(",");
+        if hash_tag(&prefix).is_none() {
+            return Err(QueueError::Invalid(format!(
+                "queue prefix {prefix:?} on Redis Cluster {shown}: needs a hash tag such as \
+                 \"{{jobs}}:\" so every key of the queue is in one slot"
+            )));
+        }
+        let server = conn::cluster(nodes)
+            .map_err(|e| QueueError::Invalid(format!("redis cluster nodes {shown}: {e}")))?;
+        Self::open(server, prefix, &shown).await
+    }
+
+    async fn open(server: Server, prefix: String, shown: &str) -> Result<Self, QueueError> {
+        let conn = server.connect().await.map_err(|source| {
+            backend(RedisQueueFailure::Command {
+                op: "connect",
+                prefix: format!("{prefix} at {shown}"),
+                source,
+            })
+        })?;
+        let keys = KEY_SUFFIXES.map(|s| format!("{prefix}{s}"));
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                server,
                 conn,
+                keys,
                 prefix,
                 scripts: Scripts::new(),
                 blockers: Mutex::new(Vec::new()),
+                nonce_base: seed,
+                nonce: AtomicU64::new(0),
             }),
+            aging_ms: 0,
         })
+    }
+
+    /// Turns on priority aging for this handle's claims: an item is claimed in the order of its
+    /// ready time plus `aging` per lane below high (normal `+aging`, low `+2×aging`), ties to the
+    /// higher lane. So a low item is never claimed after a high item that became ready more than
+    /// `2 × aging` after it, however sustained the high load. Costs a few reads per claimed item.
+    pub fn with_aging(mut self, aging: Duration) -> Self {
+        self.aging_ms = ms(aging);
+        self
     }
 
     /// The key prefix this queue uses.
@@ -191,7 +232,7 @@ impl RedisQueue {
         redis::cmd("HSET")
             .arg(self.backoff_key())
             .arg(key)
-            .arg(since_epoch.as_millis() as u64)
+            .arg(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
             .query_async::<()>(&mut conn)
             .await
             .map_err(|e| self.failure("set_backoff", e))
@@ -212,10 +253,6 @@ impl RedisQueue {
         format!("{}work:backoff", self.inner.prefix)
     }
 
-    fn notify_key(&self) -> String {
-        format!("{}work:notify", self.inner.prefix)
-    }
-
     fn failure(&self, op: &'static str, source: RedisError) -> QueueError {
         backend(RedisQueueFailure::Command {
             op,
@@ -232,88 +269,233 @@ impl RedisQueue {
         })
     }
 
-    /// Runs a lease script (`ack`, `nack`, `extend`) and returns its integer reply.
+    /// An invocation of `script` with every queue key declared.
+    fn invocation<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        for key in &self.inner.keys {
+            inv.key(key);
+        }
+        inv
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, QueueError> {
+        let mut conn = self.inner.conn.clone();
+        inv.invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failure(op, e))
+    }
+
+    fn nonce(&self) -> String {
+        let n = self.inner.nonce.fetch_add(1, Ordering::Relaxed);
+        format!("{:x}{n:x}", self.inner.nonce_base)
+    }
+
+    /// Runs a lease script (`nack`, `extend`) and returns its integer reply.
     async fn lease_op(
         &self,
         op: &'static str,
         script: &Script,
         token: &LeaseToken,
-        extra: Option<u64>,
+        extra: u64,
     ) -> Result<i64, QueueError> {
         let lost = || QueueError::LeaseLost {
             token: token.clone(),
         };
-        // Tokens are `<work id>.<nonce>`; anything else was never issued by this queue.
-        let (id, _) = token.as_str().rsplit_once('.').ok_or_else(lost)?;
-        let mut inv = script.prepare_invoke();
-        inv.arg(&self.inner.prefix).arg(id).arg(token.as_str());
-        if let Some(x) = extra {
-            inv.arg(x);
-        }
-        let mut conn = self.inner.conn.clone();
-        let n: i64 = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failure(op, e))?;
+        let id = token_id(token).ok_or_else(lost)?;
+        let mut inv = self.invocation(script);
+        inv.arg(id).arg(token.as_str()).arg(extra);
+        let n: i64 = self.run(op, &inv).await?;
         if n == 0 { Err(lost()) } else { Ok(n) }
     }
 
-    /// One run of the claim script: a claim, or how long until something comes due.
-    async fn try_claim(
+    /// Enqueues `work` (checked first), fenced by `fence` (key, token) when given.
+    async fn enqueue_batch(
         &self,
-        worker: &WorkerId,
-        lease: Duration,
-    ) -> Result<Result<Claim, Option<Duration>>, QueueError> {
-        let mut conn = self.inner.conn.clone();
-        let reply: Value = self
-            .inner
-            .scripts
-            .claim
-            .arg(&self.inner.prefix)
-            .arg(uuid::Uuid::new_v4().simple().to_string())
-            .arg(worker.as_str())
-            .arg(ms(lease).max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failure("claim", e))?;
-        match &reply {
-            Value::Int(n) if *n < 0 => Ok(Err(None)),
-            Value::Int(n) => Ok(Err(Some(Duration::from_millis(*n as u64)))),
-            Value::Array(f) if f.len() == 6 => {
-                let claim = (|| {
-                    Some(Claim {
-                        id: WorkId::new(text(&f[0])?),
-                        token: LeaseToken::new(text(&f[1])?),
-                        attempt: u32::try_from(int(&f[2])?).ok()?,
-                        max_attempts: u32::try_from(int(&f[3])?).ok()?,
-                        priority: text(&f[4])?.parse::<Priority>().ok()?,
-                        payload: blob(&f[5])?,
-                    })
-                })();
-                claim.map(Ok).ok_or_else(|| self.bad_reply("claim", &reply))
+        work: Vec<NewWork>,
+        fence: Option<(&str, FencingToken)>,
+    ) -> Result<Vec<Enqueued>, QueueError> {
+        if let Some(bad) = work.iter().find(|w| w.max_attempts == 0) {
+            return Err(QueueError::Invalid(format!(
+                "max_attempts must be at least 1 (idempotency key {:?})",
+                bad.idempotency_key
+            )));
+        }
+        let mut out = Vec::with_capacity(work.len());
+        for chunk in work.chunks(MAX_BATCH) {
+            let mut inv = self.invocation(&self.inner.scripts.enqueue);
+            match fence {
+                Some((key, token)) => {
+                    inv.key(key).arg(token.0);
+                }
+                None => {
+                    inv.arg("");
+                }
             }
-            _ => Err(self.bad_reply("claim", &reply)),
+            inv.arg(chunk.len());
+            for w in chunk {
+                inv.arg(WorkId::random().as_str())
+                    .arg(w.payload.as_ref())
+                    .arg(w.priority.as_str())
+                    .arg(w.idempotency_key.as_deref().unwrap_or(""))
+                    .arg(w.max_attempts)
+                    .arg(ms(w.delay));
+            }
+            let reply: Vec<Value> = self.run("enqueue", &inv).await?;
+            if let (Some((fence, presented)), [Value::Int(-1), current]) = (fence, &reply[..]) {
+                let current = reply::int(current)
+                    .and_then(|c| u64::try_from(c).ok())
+                    .ok_or_else(|| self.bad_reply("enqueue", &Value::Array(reply.clone())))?;
+                return Err(QueueError::Fenced {
+                    fence: fence.to_owned(),
+                    presented,
+                    current: FencingToken(current),
+                });
+            }
+            if reply.len() != chunk.len() * 2 {
+                return Err(self.bad_reply("enqueue", &Value::Array(reply)));
+            }
+            for pair in reply.chunks(2) {
+                let id = reply::text(&pair[1])
+                    .ok_or_else(|| self.bad_reply("enqueue", &Value::Array(pair.to_vec())))?;
+                out.push(match reply::int(&pair[0]) {
+                    Some(1) => Enqueued::Created(WorkId::new(id)),
+                    _ => Enqueued::Duplicate(WorkId::new(id)),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Acks `done` (when any) and claims up to `max`, waiting up to `wait` for the first item.
+    async fn ack_claim(
+        &self,
+        done: &[LeaseToken],
+        worker: &WorkerId,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<AckedAndClaimed, QueueError> {
+        let deadline = Instant::now()
+            .checked_add(wait.min(Duration::from_millis(MAX_MS)))
+            .unwrap_or_else(Instant::now);
+        let max = max.min(MAX_BATCH);
+        let mut out = AckedAndClaimed::default();
+        let mut next_due = if done.is_empty() {
+            if max == 0 {
+                return Ok(out);
+            }
+            self.try_claim(worker, max, lease, &mut out.claims).await?
+        } else {
+            self.try_ack_claim(done, worker, max, lease, &mut out)
+                .await?
+        };
+        if max == 0 {
+            return Ok(out);
+        }
+        loop {
+            if !out.claims.is_empty() {
+                return Ok(out);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(out);
+            }
+            let mut block = (deadline - now).min(MAX_BLOCK);
+            if let Some(due) = next_due {
+                // The server rounds to ms; wake just after the item comes due.
+                block = block.min(due + Duration::from_millis(1));
+            }
+            self.wait_notified(block).await?;
+            next_due = self.try_claim(worker, max, lease, &mut out.claims).await?;
         }
     }
 
+    /// One run of the claim script: claims appended to `claims`, or how long until something
+    /// comes due.
+    async fn try_claim(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        lease: Duration,
+        claims: &mut Vec<Claim>,
+    ) -> Result<Option<Duration>, QueueError> {
+        let mut inv = self.invocation(&self.inner.scripts.claim);
+        inv.arg(self.nonce())
+            .arg(worker.as_str())
+            .arg(max)
+            .arg(ms(lease).max(1))
+            .arg(self.aging_ms);
+        let reply: Value = self.run("claim", &inv).await?;
+        reply::claims(&reply, claims).ok_or_else(|| self.bad_reply("claim", &reply))
+    }
+
+    /// One run of the ack script, with `max` claims after the acks (0: none).
+    async fn try_ack_claim(
+        &self,
+        done: &[LeaseToken],
+        worker: &WorkerId,
+        max: usize,
+        lease: Duration,
+        out: &mut AckedAndClaimed,
+    ) -> Result<Option<Duration>, QueueError> {
+        let mut sent = Vec::with_capacity(done.len());
+        let mut inv = self.invocation(&self.inner.scripts.ack);
+        let valid: Vec<(&str, &LeaseToken)> = done
+            .iter()
+            .filter_map(|t| match token_id(t) {
+                Some(id) => Some((id, t)),
+                None => {
+                    out.lost.push(t.clone());
+                    None
+                }
+            })
+            .collect();
+        inv.arg(valid.len());
+        for (id, token) in &valid {
+            inv.arg(*id).arg(token.as_str());
+            sent.push(*token);
+        }
+        inv.arg(self.nonce())
+            .arg(worker.as_str())
+            .arg(max)
+            .arg(ms(lease).max(1))
+            .arg(self.aging_ms);
+        let reply: Value = self.run("ack", &inv).await?;
+        let parsed = (|| {
+            let Value::Array(parts) = &reply else {
+                return None;
+            };
+            let [Value::Array(lost), claims] = &parts[..] else {
+                return None;
+            };
+            for pos in lost {
+                let i = usize::try_from(reply::int(pos)?).ok()?;
+                out.lost.push((*sent.get(i.checked_sub(1)?)?).clone());
+            }
+            reply::claims(claims, &mut out.claims)
+        })();
+        parsed.ok_or_else(|| self.bad_reply("ack", &reply))
+    }
+
     /// A connection for `BLPOP`, and whether it came from the idle pool (and so may be stale).
-    async fn blocker(&self) -> Result<(MultiplexedConnection, bool), QueueError> {
+    async fn blocker(&self) -> Result<(Blocker, bool), QueueError> {
         if let Some(conn) = self.inner.blockers.lock().pop() {
             return Ok((conn, true));
         }
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(CONNECT_TIMEOUT));
         let conn = self
             .inner
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .server
+            .blocker()
             .await
             .map_err(|e| self.failure("connect for blocking claim", e))?;
         Ok((conn, false))
     }
 
-    fn return_blocker(&self, conn: MultiplexedConnection) {
+    fn return_blocker(&self, conn: Blocker) {
         let mut idle = self.inner.blockers.lock();
         if idle.len() < MAX_IDLE_BLOCKERS {
             idle.push(conn);
@@ -324,16 +506,15 @@ impl RedisQueue {
     /// only when the `BLPOP` completed; a cancelled or failed wait drops it (a reply may still be
     /// pending). A pooled connection that turns out dead (the server restarted, or killed it
     /// while idle) is replaced once; the reply itself is bounded by `timeout` plus
-    /// [`RESPONSE_TIMEOUT`], since these connections have no response timeout of their own.
+    /// [`RESPONSE_TIMEOUT`].
     async fn wait_notified(&self, timeout: Duration) -> Result<(), QueueError> {
         let block = timeout.max(Duration::from_millis(1));
         let (mut conn, mut pooled) = self.blocker().await?;
         loop {
             let mut cmd = redis::cmd("BLPOP");
-            cmd.arg(self.notify_key()).arg(block.as_secs_f64());
-            let blpop = cmd.query_async::<Option<(String, String)>>(&mut conn);
+            cmd.arg(&self.inner.keys[NOTIFY]).arg(block.as_secs_f64());
             let limit = block + RESPONSE_TIMEOUT;
-            match tokio::time::timeout(limit, blpop).await {
+            match tokio::time::timeout(limit, conn.query(&cmd)).await {
                 Ok(Ok(woke)) => {
                     debug!(prefix = %self.inner.prefix, notified = woke.is_some(), "claim_wait_done");
                     self.return_blocker(conn);
@@ -356,35 +537,43 @@ impl RedisQueue {
     }
 }
 
+/// The work id in a token (`<id>.<nonce>`); `None` for anything this queue never issued.
+fn token_id(token: &LeaseToken) -> Option<&str> {
+    token.as_str().rsplit_once('.').map(|(id, _)| id)
+}
+
 #[async_trait]
 impl Queue for RedisQueue {
     async fn enqueue(&self, work: NewWork) -> Result<Enqueued, QueueError> {
-        if work.max_attempts == 0 {
+        let mut out = self.enqueue_batch(vec![work], None).await?;
+        out.pop()
+            .ok_or_else(|| self.bad_reply("enqueue", &Value::Array(Vec::new())))
+    }
+
+    async fn enqueue_many(&self, work: Vec<NewWork>) -> Result<Vec<Enqueued>, QueueError> {
+        self.enqueue_batch(work, None).await
+    }
+
+    /// One script checks that `token` equals the counter at key `fence` (for a
+    /// [`crate::RedisLeaderElection`], its `fence_key()`) and enqueues. On a Cluster `fence` must
+    /// have the queue prefix's hash tag.
+    async fn enqueue_fenced(
+        &self,
+        work: NewWork,
+        fence: &str,
+        token: FencingToken,
+    ) -> Result<Enqueued, QueueError> {
+        if matches!(self.inner.server, Server::Cluster { .. })
+            && hash_tag(fence) != hash_tag(&self.inner.prefix)
+        {
             return Err(QueueError::Invalid(format!(
-                "max_attempts must be at least 1 (idempotency key {:?})",
-                work.idempotency_key
+                "fence key {fence:?} must have the hash tag of queue prefix {:?} on a Redis Cluster",
+                self.inner.prefix
             )));
         }
-        let id = WorkId::random();
-        let mut conn = self.inner.conn.clone();
-        let reply: (i64, String) = self
-            .inner
-            .scripts
-            .enqueue
-            .arg(&self.inner.prefix)
-            .arg(id.as_str())
-            .arg(work.payload.as_ref())
-            .arg(work.priority.as_str())
-            .arg(work.idempotency_key.as_deref().unwrap_or(""))
-            .arg(work.max_attempts)
-            .arg(ms(work.delay))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failure("enqueue", e))?;
-        Ok(match reply {
-            (1, id) => Enqueued::Created(WorkId::new(id)),
-            (_, existing) => Enqueued::Duplicate(WorkId::new(existing)),
-        })
+        let mut out = self.enqueue_batch(vec![work], Some((fence, token))).await?;
+        out.pop()
+            .ok_or_else(|| self.bad_reply("enqueue", &Value::Array(Vec::new())))
     }
 
     async fn claim(
@@ -393,35 +582,52 @@ impl Queue for RedisQueue {
         lease: Duration,
         wait: Duration,
     ) -> Result<Option<Claim>, QueueError> {
-        let deadline = Instant::now() + wait.min(Duration::from_millis(MAX_MS));
-        loop {
-            let next_due = match self.try_claim(worker, lease).await? {
-                Ok(claim) => return Ok(Some(claim)),
-                Err(next_due) => next_due,
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            let mut block = (deadline - now).min(MAX_BLOCK);
-            if let Some(due) = next_due {
-                // The server rounds to ms; wake just after the item comes due.
-                block = block.min(due + Duration::from_millis(1));
-            }
-            self.wait_notified(block).await?;
-        }
+        let mut out = self.ack_claim(&[], worker, 1, lease, wait).await?;
+        Ok(out.claims.pop())
+    }
+
+    async fn claim_many(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Claim>, QueueError> {
+        Ok(self.ack_claim(&[], worker, max, lease, wait).await?.claims)
+    }
+
+    async fn ack_and_claim(
+        &self,
+        done: &[LeaseToken],
+        worker: &WorkerId,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<AckedAndClaimed, QueueError> {
+        self.ack_claim(done, worker, max, lease, wait).await
     }
 
     async fn ack(&self, token: &LeaseToken) -> Result<(), QueueError> {
-        let scripts = &self.inner.scripts;
-        self.lease_op("ack", &scripts.ack, token, None).await?;
-        Ok(())
+        let worker = WorkerId::new("");
+        let mut out = AckedAndClaimed::default();
+        self.try_ack_claim(
+            std::slice::from_ref(token),
+            &worker,
+            0,
+            Duration::ZERO,
+            &mut out,
+        )
+        .await?;
+        match out.lost.pop() {
+            Some(token) => Err(QueueError::LeaseLost { token }),
+            None => Ok(()),
+        }
     }
 
     async fn nack(&self, token: &LeaseToken, retry_after: Duration) -> Result<(), QueueError> {
         let scripts = &self.inner.scripts;
         let n = self
-            .lease_op("nack", &scripts.nack, token, Some(ms(retry_after)))
+            .lease_op("nack", &scripts.nack, token, ms(retry_after))
             .await?;
         if n == 2 {
             debug!(prefix = %self.inner.prefix, %token, "dead_lettered");
@@ -431,21 +637,14 @@ impl Queue for RedisQueue {
 
     async fn extend(&self, token: &LeaseToken, by: Duration) -> Result<(), QueueError> {
         let scripts = &self.inner.scripts;
-        self.lease_op("extend", &scripts.extend, token, Some(ms(by).max(1)))
+        self.lease_op("extend", &scripts.extend, token, ms(by).max(1))
             .await?;
         Ok(())
     }
 
     async fn depths(&self) -> Result<Depths, QueueError> {
-        let mut conn = self.inner.conn.clone();
-        let d: [u64; 6] = self
-            .inner
-            .scripts
-            .depths
-            .arg(&self.inner.prefix)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failure("depths", e))?;
+        let inv = self.invocation(&self.inner.scripts.depths);
+        let d: [u64; 6] = self.run("depths", &inv).await?;
         Ok(Depths {
             ready: [d[0], d[1], d[2]],
             delayed: d[3],
@@ -458,59 +657,64 @@ impl Queue for RedisQueue {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.inner.conn.clone();
-        let reply: Vec<Value> = self
-            .inner
-            .scripts
-            .dead_letters
-            .arg(&self.inner.prefix)
-            .arg(limit)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failure("dead_letters", e))?;
+        let mut inv = self.invocation(&self.inner.scripts.dead_letters);
+        inv.arg(limit);
+        let reply: Vec<Value> = self.run("dead_letters", &inv).await?;
         reply
             .chunks(4)
             .map(|f| {
-                let dead = (|| {
-                    Some(DeadLetter {
-                        id: WorkId::new(text(f.first()?)?),
-                        payload: blob(f.get(1)?)?,
-                        attempts: u32::try_from(int(f.get(2)?)?).ok()?,
-                        reason: text(f.get(3)?)?,
-                    })
-                })();
-                dead.ok_or_else(|| self.bad_reply("dead_letters", &Value::Array(f.to_vec())))
+                reply::dead_letter(f)
+                    .ok_or_else(|| self.bad_reply("dead_letters", &Value::Array(f.to_vec())))
             })
             .collect()
     }
-}
 
-fn backend(failure: RedisQueueFailure) -> QueueError {
-    QueueError::Backend {
-        backend: "redis",
-        source: Box::new(failure),
+    async fn consumers(&self) -> Result<Vec<Consumer>, QueueError> {
+        let mut conn = self.inner.conn.clone();
+        let key = &self.inner.keys[CONSUMERS];
+        let seen: Vec<(String, u64)> = redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failure("consumers", e))?;
+        let now = SystemTime::now();
+        let mut out = Vec::with_capacity(seen.len());
+        let mut gone = Vec::new();
+        for (worker, at) in seen {
+            let consumer = Consumer {
+                worker: WorkerId::new(worker),
+                last_fetch: UNIX_EPOCH + Duration::from_millis(at),
+            };
+            if consumer.idle_for(now) > FORGET_CONSUMER {
+                gone.push(consumer.worker);
+            } else {
+                out.push(consumer);
+            }
+        }
+        if !gone.is_empty() {
+            let mut cmd = redis::cmd("HDEL");
+            cmd.arg(key);
+            for w in &gone {
+                cmd.arg(w.as_str());
+            }
+            cmd.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.failure("consumers (forget)", e))?;
+        }
+        Ok(out)
     }
 }
 
-fn blob(v: &Value) -> Option<Bytes> {
-    match v {
-        Value::BulkString(b) => Some(Bytes::copy_from_slice(b)),
-        Value::SimpleString(s) => Some(Bytes::copy_from_slice(s.as_bytes())),
-        _ => None,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::hash_tag;
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(n) => Some(*n),
-        _ => text(v)?.parse().ok(),
+    #[test]
+    fn hash_tags_follow_redis_rules() {
+        assert_eq!(hash_tag("{jobs}:work:queue:high"), Some("jobs"));
+        assert_eq!(hash_tag("a{b}c{d}"), Some("b"));
+        assert_eq!(hash_tag("{}x"), None);
+        assert_eq!(hash_tag("plain:"), None);
+        assert_eq!(hash_tag("{open"), None);
     }
 }
