@@ -52,7 +52,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-pub use hybridgrid_agents_protocol::FenceError;
 pub use poll::fenced_enqueue;
 
 /// The coordinator's settings.

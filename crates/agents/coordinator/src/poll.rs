@@ -4,8 +4,10 @@ use crate::CoordinatorConfig;
 use hybridgrid_agents_defs::Definitions;
 use hybridgrid_agents_hub::{HubClient, HubError, NotificationKind, Poller as HubPoller, now_secs};
 use hybridgrid_agents_protocol::admin::{Metrics, QueueLabels};
-use hybridgrid_agents_protocol::{Backends, FenceError, TaskType, WorkItem};
-use hybridgrid_core::{CancellationToken, Enqueued, FencingToken, Leadership, Priority};
+use hybridgrid_agents_protocol::{Backends, TaskType, WorkItem};
+use hybridgrid_core::{
+    CancellationToken, Enqueued, FencingToken, Leadership, Priority, QueueError,
+};
 use hybridgrid_queue::Elector;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ pub async fn fenced_enqueue(
     backends: &Backends,
     token: FencingToken,
     item: &WorkItem,
-) -> Result<Enqueued, FenceError> {
+) -> Result<Enqueued, QueueError> {
     backends.enqueue_fenced(item, token).await
 }
 
@@ -126,7 +128,7 @@ impl Poller {
                 debug!(agent = %item.agent, work_id = %id, "work_already_queued");
                 true
             }
-            Err(e @ FenceError::Stale { .. }) => {
+            Err(e @ QueueError::Fenced { .. }) => {
                 warn!(token = lease.token.0, error = %e, "fenced_enqueue_refused");
                 false
             }

@@ -3,10 +3,10 @@
 //! once; DISCOVERY for stale agents.
 #![allow(clippy::unwrap_used)]
 
-use hybridgrid_agents_coordinator::{CoordinatorConfig, FenceError, fenced_enqueue, start};
+use hybridgrid_agents_coordinator::{CoordinatorConfig, fenced_enqueue, start};
 use hybridgrid_agents_hub::{FakeHub, HubClient};
 use hybridgrid_agents_protocol::{Backends, RunnerMode, WorkItem};
-use hybridgrid_core::{Priority, WorkerId};
+use hybridgrid_core::{Priority, QueueError, WorkerId};
 use std::time::Duration;
 
 async fn backends(tag: &str) -> Backends {
@@ -29,7 +29,9 @@ async fn a_deposed_leader_cannot_enqueue() {
     assert!(new.token > old.token);
     let item2 = WorkItem::inbox("x", Priority::High, "n2", "p2", "mention", "hi");
     match fenced_enqueue(&b, old.token, &item2).await {
-        Err(FenceError::Stale { presented, current }) => {
+        Err(QueueError::Fenced {
+            presented, current, ..
+        }) => {
             assert_eq!((presented, current), (old.token, new.token));
         }
         other => panic!("expected Fenced, got {other:?}"),
@@ -62,7 +64,7 @@ async fn deposed_leader_racing_the_new_one(b: Backends) {
                 );
                 match fenced_enqueue(&b, old.token, &item).await {
                     Ok(_) => accepted += 1,
-                    Err(FenceError::Stale { .. }) => break,
+                    Err(QueueError::Fenced { .. }) => break,
                     Err(e) => panic!("{e}"),
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;

@@ -1,12 +1,11 @@
 //! [`Backends`]: the queues, agent state and leader election one deployment shares, built from
 //! `VALKEY_URL` (`redis://...`) or in memory (`memory://`, one process).
 
-use crate::fence::{FencedEnqueue, MemoryFence, MemoryFencedElection};
 use crate::settings::redact_url;
 use crate::state::{AgentState, BackoffPolicy, MemoryAgentState};
 use crate::work::Queues;
 use hybridgrid_core::LeaderElection;
-use hybridgrid_queue::MemoryQueue;
+use hybridgrid_queue::{MemoryLeaderElection, MemoryQueue};
 use std::sync::Arc;
 
 /// Why the backends could not be built.
@@ -39,8 +38,9 @@ pub struct Backends {
     pub state: Arc<dyn AgentState>,
     /// The coordinator's leadership lease.
     pub election: Arc<dyn LeaderElection>,
-    /// The leader's enqueue: fencing check and enqueue in one atomic step.
-    pub fence: Arc<dyn FencedEnqueue>,
+    /// The election's fencing counter (`coordinator:leader:fence`), which
+    /// [`Backends::enqueue_fenced`] checks atomically with the enqueue.
+    pub fence_key: String,
     /// `memory` or `redis`.
     pub kind: &'static str,
 }
@@ -54,14 +54,18 @@ impl std::fmt::Debug for Backends {
 }
 
 impl Backends {
-    /// Enqueues `item` only if `token` is the newest fencing token, in one atomic step (see
-    /// [`FencedEnqueue`]): what a leader does, so a deposed one cannot enqueue.
+    /// Enqueues `item` only if `token` is the newest fencing token of the leader election, the
+    /// check and the enqueue in one atomic step (one Lua script on Redis; under the election's
+    /// lock in memory): what a leader does, so a deposed one cannot enqueue even when it races its
+    /// successor. A stale token is [`QueueError::Fenced`](hybridgrid_core::QueueError::Fenced).
     pub async fn enqueue_fenced(
         &self,
         item: &crate::WorkItem,
         token: hybridgrid_core::FencingToken,
-    ) -> Result<hybridgrid_core::Enqueued, crate::FenceError> {
-        self.fence.enqueue_fenced(&self.queues, item, token).await
+    ) -> Result<hybridgrid_core::Enqueued, hybridgrid_core::QueueError> {
+        self.queues
+            .enqueue_fenced(item, &self.fence_key, token)
+            .await
     }
 
     /// In-process queues, state and election (the embedded mode).
@@ -71,15 +75,19 @@ impl Backends {
 
     /// [`Backends::memory`] backing agents off per `policy`.
     pub fn memory_with(policy: BackoffPolicy) -> Self {
-        let fence = MemoryFence::new();
+        let election = Arc::new(MemoryLeaderElection::new());
+        let fence_key = crate::keys::fence_key("");
+        let (inbox, discovery) = (MemoryQueue::new(), MemoryQueue::new());
+        inbox.add_fence(fence_key.clone(), election.clone());
+        discovery.add_fence(fence_key.clone(), election.clone());
         Self {
             queues: Queues {
-                inbox: Arc::new(MemoryQueue::new()),
-                discovery: Arc::new(MemoryQueue::new()),
+                inbox: Arc::new(inbox),
+                discovery: Arc::new(discovery),
             },
             state: Arc::new(MemoryAgentState::with_policy(policy)),
-            election: Arc::new(MemoryFencedElection(fence.clone())),
-            fence,
+            election,
+            fence_key,
             kind: "memory",
         }
     }
@@ -129,21 +137,17 @@ impl Backends {
         let state = crate::state::RedisAgentState::new(url, prefix)
             .map_err(|e| unreachable(&e))?
             .with_policy(policy);
-        let election: Arc<dyn LeaderElection> = Arc::new(
-            RedisLeaderElection::new(url, crate::keys::leader_key(prefix))
-                .map_err(|e| unreachable(&e))?,
-        );
-        let fence = Arc::new(crate::fence::RedisFence {
-            election: election.clone(),
-        });
+        let election = RedisLeaderElection::new(url, crate::keys::leader_key(prefix))
+            .map_err(|e| unreachable(&e))?;
+        let fence_key = election.fence_key().to_owned();
         Ok(Self {
             queues: Queues {
                 inbox: Arc::new(inbox),
                 discovery: Arc::new(discovery),
             },
             state: Arc::new(state),
-            election,
-            fence,
+            election: Arc::new(election),
+            fence_key,
             kind: "redis",
         })
     }

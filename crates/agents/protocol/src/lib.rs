@@ -34,7 +34,6 @@
 
 pub mod admin;
 mod backends;
-mod fence;
 pub mod keys;
 mod probe;
 mod settings;
@@ -42,7 +41,6 @@ mod state;
 mod work;
 
 pub use backends::{BackendError, Backends};
-pub use fence::{FenceError, FencedEnqueue};
 pub use probe::{Persistence, redis_persistence};
 pub use settings::{RunnerMode, SettingError, SettingErrors, Settings, redact_url};
 #[cfg(feature = "redis")]
