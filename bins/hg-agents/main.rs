@@ -78,9 +78,13 @@ async fn startup(env: &dyn EnvSource) -> Result<(Settings, Backends)> {
     let settings = Settings::from_env(env);
     let url = env.var("VALKEY_URL").or_else(|| env.var("REDIS_URL"));
     let prefix = env.var("AGENTS_REDIS_PREFIX").unwrap_or_default();
+    let policy = settings
+        .as_ref()
+        .map(|s| s.backoff_policy())
+        .unwrap_or_default();
     let backends = match &url {
         Some(u) if u.starts_with("redis") || u.starts_with("memory") => {
-            Some(Backends::connect(u, &prefix).await)
+            Some(Backends::connect_with(u, &prefix, policy).await)
         }
         _ => None,
     };
@@ -197,26 +201,26 @@ async fn main() -> Result<()> {
             }
         }
         Cmd::Doctor { modes } => {
-            let (s, backends) = startup(&env).await?;
-            let hub = HubClient::new(&s.hub_url, s.hub_api_key.clone())?;
-            let defs = definitions(&s)?;
+            // Not `startup`: a down Redis is one of the findings, not a reason to stop.
+            let s = Settings::from_env(&env).map_err(|e| anyhow::anyhow!("{e}"))?;
             let modes: Vec<RunnerMode> = modes
                 .split(',')
                 .map(|m| m.parse().map_err(|e| anyhow::anyhow!("--modes: {e}")))
                 .collect::<Result<_>>()?;
-            let path = env.var("PATH").unwrap_or_default();
-            let checks =
-                hybridgrid_agents_runner::doctor::diagnose(&backends, &hub, &defs, &modes, &path)
-                    .await;
+            let doctor = hybridgrid_agents_runner::doctor::Doctor {
+                valkey_url: s.valkey_url.clone(),
+                prefix: s.prefix.clone(),
+                hub: HubClient::new(&s.hub_url, s.hub_api_key.clone())?,
+                defs: definitions(&s)?,
+                modes,
+                env: ExecutorEnv::from_env(&env),
+                credentials: RunnerConfig::from_settings(&s, &env).credentials,
+            };
+            let checks = doctor.diagnose().await;
             let mut bad = 0;
             for c in &checks {
-                println!(
-                    "[{}] {}: {}",
-                    if c.ok { " ok " } else { "FAIL" },
-                    c.name,
-                    c.detail
-                );
-                bad += usize::from(!c.ok);
+                println!("[{}] {}: {}", c.verdict.label(), c.name, c.detail);
+                bad += usize::from(!c.ok());
             }
             if bad > 0 {
                 bail!("{bad} check(s) failed");

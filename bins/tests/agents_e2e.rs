@@ -7,7 +7,8 @@ mod agents_common;
 
 use agents_common::{PrivateRedis, Proc, dep, wait_for};
 use hybridgrid_agents_hub::FakeHub;
-use hybridgrid_testkit::fake_llm::{FakeLlm, FakeReply};
+use hybridgrid_agents_protocol::{Backends, BackoffEntry};
+use hybridgrid_testkit::fake_llm::{FakeLlm, FakeReply, WireFormat};
 use std::time::Duration;
 
 struct World {
@@ -33,7 +34,13 @@ impl World {
             mem.display()
         );
         std::fs::create_dir_all(w.dir.path().join("agents/helper")).unwrap();
-        std::fs::write(w.dir.path().join("agents/helper/config.yaml"), agent).unwrap();
+        std::fs::write(w.dir.path().join("agents/helper/config.yaml"), &agent).unwrap();
+        // The same agent on an OpenAI-compatible model.
+        let oai = agent
+            .replace("name: helper", "name: oai")
+            .replace("provider: anthropic", "provider: openai");
+        std::fs::create_dir_all(w.dir.path().join("agents/oai")).unwrap();
+        std::fs::write(w.dir.path().join("agents/oai/config.yaml"), oai).unwrap();
         w
     }
 
@@ -52,6 +59,8 @@ impl World {
             ),
             ("ANTHROPIC_BASE_URL", self.llm.base_url()),
             ("ANTHROPIC_API_KEY", "sk-ant-e2e".to_owned()),
+            ("OPENAI_BASE_URL", self.llm.openai_base_url()),
+            ("OPENAI_API_KEY", "sk-openai-e2e".to_owned()),
             ("LONG_POLL_SECONDS", "1".to_owned()),
             ("POLL_INTERVAL", "300ms".to_owned()),
             ("LEADER_LEASE", "2s".to_owned()),
@@ -67,6 +76,15 @@ impl World {
     fn spawn(&self, name: &str, args: &[&str]) -> Proc {
         Proc::spawn(name, args, &self.env(), self.dir.path())
     }
+
+    fn redis_url(&self) -> String {
+        hybridgrid_testkit::service_url("HG_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    }
+}
+
+/// Blocks on a future from a sync closure inside the multi-thread test runtime.
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,4 +230,133 @@ async fn redis_restart_mid_run_coordinator_and_runner_resume() {
     assert_eq!(w.hub.replies_to(&p1).len(), 1);
     drop(coord);
     drop(runner);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_mention_flows_hub_coordinator_queue_runner_llm_mcp_reply() {
+    let w = World::new("e2e_openai").await;
+    w.llm.push(FakeReply::tool_call(
+        "memory__create_entities",
+        serde_json::json!({"entities": [{"name": "bob", "entityType": "person", "observations": ["prefers GPT"]}]}),
+    ));
+    w.llm
+        .push(FakeReply::text("Hi bob, from an OpenAI-compatible model."));
+    let coord = w.spawn("coord-o", &["coordinator"]);
+    coord.wait_log("became_leader");
+    let runner = w.spawn("runner-o", &["runner", "--mode=notification"]);
+    runner.wait_log("runner_started");
+    let nid = w.hub.mention("oai", "bob", "@oai remember me");
+    let post = w.hub.notification(&nid).unwrap().post_id;
+    wait_for("reply", || w.hub.replies_to(&post).len() == 1).await;
+    runner.wait_log("activation_completed");
+    let reqs = w.llm.requests();
+    assert_eq!(reqs.len(), 2, "tool call, then the final answer");
+    assert!(
+        reqs.iter().all(|r| r.format == WireFormat::OpenAi),
+        "chat completions wire format"
+    );
+    assert!(
+        reqs[0]
+            .tool_names()
+            .contains(&"memory__create_entities".to_owned()),
+        "{:?}",
+        reqs[0].tool_names()
+    );
+    // The real MCP server's result goes back as an OpenAI `tool` message.
+    let second = reqs[1].body.to_string();
+    assert!(
+        second.contains("\"role\":\"tool\"") && second.contains("prefers GPT"),
+        "{second}"
+    );
+    assert_eq!(
+        w.hub.replies_to(&post)[0].content,
+        "Hi bob, from an OpenAI-compatible model."
+    );
+    assert_eq!(w.hub.replies_to(&post)[0].author, "oai");
+    wait_for("notification read", || {
+        w.hub.notification(&nid).unwrap().read
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_agent_backs_off_is_not_enqueued_then_is_retried_and_cleared() {
+    let w = World::new("e2e_backoff").await;
+    for i in 0..5 {
+        w.llm
+            .push(FakeReply::error(400, format!("scripted failure {i}")));
+    }
+    w.llm.set_fallback(Some(FakeReply::text("back on my feet")));
+    let mut env = w.env();
+    env.push(("AGENT_BACKOFF_BASE".into(), "2s".into()));
+    let coord = Proc::spawn("coord-b", &["coordinator"], &env, w.dir.path());
+    let runner = Proc::spawn("runner-b", &["runner"], &env, w.dir.path());
+    coord.wait_log("became_leader");
+    runner.wait_log("runner_started");
+    let b = Backends::connect(&w.redis_url(), &w.prefix).await.unwrap();
+    let nid = w.hub.mention("helper", "alice", "@helper are you ok?");
+    let post = w.hub.notification(&nid).unwrap().post_id;
+    let backoff = || -> Option<BackoffEntry> { block(b.state.backoff("helper")).unwrap() };
+    // The unread notification is offered again after each failure, until the 5th.
+    wait_for("the backoff", || {
+        backoff().is_some_and(|e| e.failures == 5 && e.active())
+    })
+    .await;
+    let until = backoff().unwrap().until_ms.unwrap();
+    let now = hybridgrid_agents_hub::now_secs() * 1000;
+    assert!(
+        until > now && until <= now + 3_000,
+        "AGENT_BACKOFF_BASE=2s: {until} vs {now}"
+    );
+    // While it lasts the coordinator skips the agent: no activation, no model call.
+    while backoff().is_some_and(|e| e.active()) {
+        assert_eq!(
+            w.llm.requests().len(),
+            5,
+            "no activation during the backoff"
+        );
+        assert!(!w.hub.notification(&nid).unwrap().read);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    coord.wait_log("agent_in_backoff");
+    // Then it is retried, succeeds, and the success clears the failures.
+    wait_for("the reply after the backoff", || {
+        w.hub.replies_to(&post).len() == 1
+    })
+    .await;
+    assert_eq!(w.hub.replies_to(&post)[0].content, "back on my feet");
+    wait_for("backoff cleared", || backoff().is_none()).await;
+    assert_eq!(w.llm.requests().len(), 6);
+    let log = runner.log();
+    assert_eq!(log.matches("activation_failed").count(), 5, "{log}");
+    assert!(log.contains("consecutive_failures=5"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_a_down_redis_and_exits_non_zero() {
+    let w = World::new("e2e_doctor").await;
+    let port = agents_common::free_port();
+    let out = std::process::Command::new(agents_common::BIN)
+        .arg("doctor")
+        .envs(w.env())
+        .env("VALKEY_URL", format!("redis://127.0.0.1:{port}"))
+        .env("PATH", agents_common::path_with_deps())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("[FAIL] Redis reachable") && stdout.contains(&format!("127.0.0.1:{port}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[ ok ] Hub reachable"), "{stdout}");
+    assert!(
+        stdout.contains("[ ok ] agent helper: MCP server memory"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("check(s) failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,8 +10,9 @@
 //! - skips agents in backoff (`work:backoff`).
 //!
 //! Every enqueue carries an idempotency key (agent + notification, or agent + staleness window), so
-//! nothing is queued twice, and is preceded by a fencing check: a deposed leader's token is refused
-//! before it can enqueue, and the Hub refuses its polls (`X-Fencing-Token`).
+//! nothing is queued twice, and the leader's fencing token: the token check and the enqueue are
+//! one atomic step (one Lua script on Redis), so a deposed leader cannot enqueue even when it races
+//! its successor, and the Hub refuses its polls (`X-Fencing-Token`).
 //!
 //! ```
 //! use hybridgrid_agents_coordinator::{CoordinatorConfig, start};
@@ -51,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-pub use poll::{EnqueueError, fenced_enqueue};
+pub use poll::fenced_enqueue;
 
 /// The coordinator's settings.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use hybridgrid_agents_hub::{HubClient, HubError, NotificationKind, Poller as Hub
 use hybridgrid_agents_protocol::admin::{Metrics, QueueLabels};
 use hybridgrid_agents_protocol::{Backends, TaskType, WorkItem};
 use hybridgrid_core::{
-    CancellationToken, ElectionError, Enqueued, FencingToken, Leadership, Priority, QueueError,
+    CancellationToken, Enqueued, FencingToken, Leadership, Priority, QueueError,
 };
 use hybridgrid_queue::Elector;
 use std::collections::HashSet;
@@ -14,29 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-/// Why an enqueue was not made.
-#[derive(Debug, thiserror::Error)]
-pub enum EnqueueError {
-    /// The token is stale: a newer leader exists, this one may not write.
-    #[error("enqueue refused: {0}")]
-    Fenced(ElectionError),
-    /// The queue failed.
-    #[error("enqueue failed: {0}")]
-    Queue(#[from] QueueError),
-}
-
-/// Enqueues `item` only if `token` is the newest fencing token issued.
+/// Enqueues `item` only if `token` is the newest fencing token issued: the check and the
+/// enqueue are one atomic step on the backend ([`Backends::enqueue_fenced`]).
 pub async fn fenced_enqueue(
     backends: &Backends,
     token: FencingToken,
     item: &WorkItem,
-) -> Result<Enqueued, EnqueueError> {
-    backends
-        .election
-        .check_fence(token)
-        .await
-        .map_err(EnqueueError::Fenced)?;
-    Ok(backends.queues.enqueue(item).await?)
+) -> Result<Enqueued, QueueError> {
+    backends.enqueue_fenced(item, token).await
 }
 
 pub(crate) struct Poller {
@@ -143,7 +128,7 @@ impl Poller {
                 debug!(agent = %item.agent, work_id = %id, "work_already_queued");
                 true
             }
-            Err(EnqueueError::Fenced(e)) => {
+            Err(e @ QueueError::Fenced { .. }) => {
                 warn!(token = lease.token.0, error = %e, "fenced_enqueue_refused");
                 false
             }

@@ -1,11 +1,12 @@
-//! Coordinator against real Redis: fencing refuses a deposed leader's enqueue; agents in backoff
-//! are not enqueued; the same notification is queued once; DISCOVERY for stale agents.
+//! Coordinator against real Redis: fencing refuses a deposed leader's enqueue, atomically even when
+//! it races the new leader; agents in backoff are not enqueued; the same notification is queued
+//! once; DISCOVERY for stale agents.
 #![allow(clippy::unwrap_used)]
 
-use hybridgrid_agents_coordinator::{CoordinatorConfig, EnqueueError, fenced_enqueue, start};
+use hybridgrid_agents_coordinator::{CoordinatorConfig, fenced_enqueue, start};
 use hybridgrid_agents_hub::{FakeHub, HubClient};
 use hybridgrid_agents_protocol::{Backends, RunnerMode, WorkItem};
-use hybridgrid_core::{Priority, WorkerId};
+use hybridgrid_core::{Priority, QueueError, WorkerId};
 use std::time::Duration;
 
 async fn backends(tag: &str) -> Backends {
@@ -28,12 +29,98 @@ async fn a_deposed_leader_cannot_enqueue() {
     assert!(new.token > old.token);
     let item2 = WorkItem::inbox("x", Priority::High, "n2", "p2", "mention", "hi");
     match fenced_enqueue(&b, old.token, &item2).await {
-        Err(EnqueueError::Fenced(_)) => {}
+        Err(QueueError::Fenced {
+            presented, current, ..
+        }) => {
+            assert_eq!((presented, current), (old.token, new.token));
+        }
         other => panic!("expected Fenced, got {other:?}"),
     }
     assert_eq!(b.queues.inbox.depths().await.unwrap().ready_total(), 1);
     fenced_enqueue(&b, new.token, &item2).await.unwrap();
     assert_eq!(b.queues.inbox.depths().await.unwrap().ready_total(), 2);
+}
+
+/// A deposed leader hammers the queue with its old token from many tasks while its lease expires
+/// and a successor is elected and enqueues its first item. Fencing is atomic when no old-token
+/// item lands after the successor's first one: every accepted old enqueue is ordered before the
+/// new term began. (A check-then-enqueue lets an old item in between, after the new term.)
+async fn deposed_leader_racing_the_new_one(b: Backends) {
+    let ttl = Duration::from_millis(400);
+    let old = b.election.try_acquire("old", ttl).await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let b = b.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0u32;
+            for i in 0.. {
+                let item = WorkItem::inbox(
+                    "x",
+                    Priority::High,
+                    &format!("old-{t}-{i}"),
+                    "p",
+                    "mention",
+                    "old",
+                );
+                match fenced_enqueue(&b, old.token, &item).await {
+                    Ok(_) => accepted += 1,
+                    Err(QueueError::Fenced { .. }) => break,
+                    Err(e) => panic!("{e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            accepted
+        }));
+    }
+    let new = loop {
+        if let Some(l) = b.election.try_acquire("new", ttl * 10).await.unwrap() {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let first = WorkItem::inbox("x", Priority::High, "new-first", "p", "mention", "new");
+    fenced_enqueue(&b, new.token, &first).await.unwrap();
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    assert!(accepted > 0, "the old leader enqueued while it led");
+    // Drain in queue order: nothing of the old term after the new term's first item.
+    let w = WorkerId::new("drain");
+    let mut order = Vec::new();
+    while let Some(c) = b
+        .queues
+        .claim(
+            RunnerMode::Notification,
+            &w,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+    {
+        order.push(c.item.notifications[0].id.clone());
+    }
+    assert_eq!(order.len() as u32, accepted + 1);
+    let pos = order.iter().position(|id| id == "new-first").unwrap();
+    let late: Vec<&String> = order[pos..]
+        .iter()
+        .filter(|id| id.starts_with("old-"))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "old-token items after the new leader's first: {late:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_racing_the_new_one_cannot_enqueue_redis() {
+    deposed_leader_racing_the_new_one(backends("fence_race").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_racing_the_new_one_cannot_enqueue_memory() {
+    deposed_leader_racing_the_new_one(Backends::memory()).await;
 }
 
 #[tokio::test]

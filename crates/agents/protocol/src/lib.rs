@@ -35,15 +35,18 @@
 pub mod admin;
 mod backends;
 pub mod keys;
+mod probe;
 mod settings;
 mod state;
 mod work;
 
 pub use backends::{BackendError, Backends};
+pub use probe::{Persistence, redis_persistence};
 pub use settings::{RunnerMode, SettingError, SettingErrors, Settings, redact_url};
 #[cfg(feature = "redis")]
 pub use state::RedisAgentState;
 pub use state::{
-    ActivationInfo, AgentState, BackoffEntry, MemoryAgentState, StateError, backoff_delay,
+    ActivationInfo, AgentState, BackoffEntry, BackoffPolicy, MemoryAgentState, StateError,
+    backoff_delay,
 };
 pub use work::{NotificationRef, QueueClaim, Queues, TaskType, WorkItem};

@@ -110,6 +110,7 @@ impl fmt::Display for SettingErrors {
 /// | `AGENT_DEFINITIONS_TTL` | 60s | remote cache TTL |
 /// | `ADMIN_ADDR` | `0.0.0.0:9090` | `/health`, `/metrics`, `/api/v1/...` |
 /// | `RUNNER_ID` | host name + pid | this process's name in leases and logs |
+/// | `AGENT_BACKOFF_BASE` | 60s | first backoff after 5 consecutive failures (doubling, at most 1 h) |
 #[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     /// `HUB_URL`.
@@ -146,6 +147,8 @@ pub struct Settings {
     pub admin_addr: String,
     /// `RUNNER_ID`.
     pub id: String,
+    /// `AGENT_BACKOFF_BASE`.
+    pub backoff_base: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -237,6 +240,11 @@ impl Reader<'_> {
 }
 
 impl Settings {
+    /// The backoff policy of `AGENT_BACKOFF_BASE`.
+    pub fn backoff_policy(&self) -> crate::BackoffPolicy {
+        crate::BackoffPolicy::with_base(self.backoff_base)
+    }
+
     /// Reads and validates every setting; all problems are returned together.
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, SettingErrors> {
         let mut r = Reader {
@@ -291,6 +299,8 @@ impl Settings {
         let work_lease = r.duration("WORK_LEASE", Duration::from_secs(60));
         let work_lease = r.positive("WORK_LEASE", work_lease);
         let definitions_ttl = r.duration("AGENT_DEFINITIONS_TTL", Duration::from_secs(60));
+        let backoff_base = r.duration("AGENT_BACKOFF_BASE", Duration::from_secs(60));
+        let backoff_base = r.positive("AGENT_BACKOFF_BASE", backoff_base);
         let id = r.get("RUNNER_ID").unwrap_or_else(|| {
             let host = r.get("HOSTNAME").unwrap_or_else(|| "hg-agents".into());
             format!("{host}-{}", std::process::id())
@@ -315,6 +325,7 @@ impl Settings {
             definitions_ttl,
             admin_addr: r.get("ADMIN_ADDR").unwrap_or_else(|| "0.0.0.0:9090".into()),
             id,
+            backoff_base,
         };
         if r.errors.is_empty() {
             Ok(settings)

@@ -1,7 +1,9 @@
 //! Work items and the per-task-type queues.
 
 use crate::settings::RunnerMode;
-use hybridgrid_core::{Claim, Depths, Enqueued, NewWork, Priority, Queue, QueueError, WorkerId};
+use hybridgrid_core::{
+    Claim, Depths, Enqueued, FencingToken, NewWork, Priority, Queue, QueueError, WorkerId,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -155,17 +157,30 @@ impl Queues {
         }
     }
 
-    /// Enqueues `item` with its idempotency key.
-    pub async fn enqueue(&self, item: &WorkItem) -> Result<Enqueued, QueueError> {
+    fn work(item: &WorkItem) -> Result<NewWork, QueueError> {
         let payload = serde_json::to_vec(item)
             .map_err(|e| QueueError::Invalid(format!("work item for {}: {e}", item.agent)))?;
+        Ok(NewWork::new(payload)
+            .priority(item.priority)
+            .idempotency_key(item.idempotency_key())
+            .max_attempts(MAX_ATTEMPTS))
+    }
+
+    /// Enqueues `item` with its idempotency key.
+    pub async fn enqueue(&self, item: &WorkItem) -> Result<Enqueued, QueueError> {
+        self.of(item.task_type).enqueue(Self::work(item)?).await
+    }
+
+    /// Enqueues `item` only if `token` is the newest token of the fencing counter `fence`,
+    /// atomically with the enqueue ([`hybridgrid_core::Queue::enqueue_fenced`]).
+    pub async fn enqueue_fenced(
+        &self,
+        item: &WorkItem,
+        fence: &str,
+        token: FencingToken,
+    ) -> Result<Enqueued, QueueError> {
         self.of(item.task_type)
-            .enqueue(
-                NewWork::new(payload)
-                    .priority(item.priority)
-                    .idempotency_key(item.idempotency_key())
-                    .max_attempts(MAX_ATTEMPTS),
-            )
+            .enqueue_fenced(Self::work(item)?, fence, token)
             .await
     }
 

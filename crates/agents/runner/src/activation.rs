@@ -33,7 +33,12 @@ enum End {
     Cancelled,
     /// The runner is stopping or lost the lease: give the item back.
     Abandoned(&'static str),
+    /// The agent is in backoff (until ms): ack without running.
+    Deferred(u64),
 }
+
+/// When a failure could not be recorded, the item comes back after this long.
+const FAILURE_UNRECORDED_RETRY: Duration = Duration::from_secs(5);
 
 /// Why the executor was stopped.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -183,24 +188,43 @@ impl Activations {
                 info!(activation_id = %id, agent = %item.agent, activation_duration = %secs, "activation_cancelled");
             }
             End::Failed(error) => {
-                let _ = queue.ack(&claim.token).await;
                 let outcome = if error.starts_with("activation timed out") {
                     "timeout"
                 } else {
                     "failed"
                 };
                 self.metrics.outcome(outcome);
+                // The failure is counted BEFORE the item is acked: a runner dying in between
+                // leaves the item to come back after its lease (retried, not lost), and the
+                // coordinator sees the backoff before the idempotency key is released.
                 match self.backends.state.record_failure(&item.agent).await {
-                    Ok(b) => error!(
-                        activation_id = %id, agent = %item.agent, error = %error,
-                        consecutive_failures = b.failures, backoff_until_ms = b.until_ms,
-                        activation_duration = %secs, "activation_failed"
-                    ),
-                    Err(e) => error!(
-                        activation_id = %id, agent = %item.agent, error = %error,
-                        state_error = %e, activation_duration = %secs, "activation_failed"
-                    ),
+                    Ok(b) => {
+                        error!(
+                            activation_id = %id, agent = %item.agent, error = %error,
+                            consecutive_failures = b.failures, backoff_until_ms = b.until_ms,
+                            activation_duration = %secs, "activation_failed"
+                        );
+                        if let Err(e) = queue.ack(&claim.token).await {
+                            warn!(activation_id = %id, error = %e, "ack_failed");
+                        }
+                    }
+                    Err(e) => {
+                        error!(
+                            activation_id = %id, agent = %item.agent, error = %error,
+                            state_error = %e, activation_duration = %secs, "activation_failed"
+                        );
+                        // Not counted: give the item back for a later retry instead of
+                        // dropping a failure the backoff never saw.
+                        let _ = queue.nack(&claim.token, FAILURE_UNRECORDED_RETRY).await;
+                    }
                 }
+            }
+            End::Deferred(until_ms) => {
+                // Work claimed for an agent in backoff (queued before the backoff began) is not
+                // run: the notification stays unread and is queued again once the backoff ends.
+                let _ = queue.ack(&claim.token).await;
+                self.metrics.outcome("deferred");
+                info!(activation_id = %id, agent = %item.agent, backoff_until_ms = until_ms, "activation_deferred_agent_in_backoff");
             }
             End::Abandoned(reason) => {
                 if reason == "runner stopping" {
@@ -219,6 +243,11 @@ impl Activations {
         cancel: CancellationToken,
         why: Arc<parking_lot_free::Cell<Stop>>,
     ) -> End {
+        if let Ok(Some(b)) = self.backends.state.backoff(&item.agent).await
+            && b.active()
+        {
+            return End::Deferred(b.until_ms.unwrap_or_default());
+        }
         let def = match self.defs.get(&item.agent).await {
             Ok(d) => d,
             Err(e) => return End::Failed(e.to_string()),

@@ -114,7 +114,7 @@ impl StandardExecutor {
 
 /// The agent's MCP servers (except the built-in `hub`) with credentials injected by grant, and
 /// the policy: a server bound to a `:read` grant is read-only, `:write` allows all.
-fn mcp_specs(
+pub(crate) fn mcp_specs(
     def: &AgentDefinition,
     credentials: &BTreeMap<String, String>,
     extra_env: &BTreeMap<String, String>,

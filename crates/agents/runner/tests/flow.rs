@@ -271,7 +271,32 @@ async fn five_failures_put_an_agent_into_backoff_and_success_clears_it() {
     }
     // The notifications stay unread (the coordinator will offer them again after the backoff).
     assert!(env.hub.posts_by("broken").is_empty());
+    // Work claimed while the agent is in backoff (queued before it began) is not run.
     env.llm.set_fallback(Some(FakeReply::text("fixed")));
+    let (held_back, _) = env.mention("broken", "@broken during the backoff").await;
+    let queues = env.backends.queues.clone();
+    wait_until("the deferred item to leave the queue", T, || {
+        let d = futures_lite_block_any(queues.inbox.depths()).unwrap();
+        d.ready_total() == 0 && d.in_flight == 0
+    })
+    .await;
+    assert_eq!(
+        env.llm.requests().len(),
+        5,
+        "no model call during the backoff"
+    );
+    assert!(
+        !env.hub.notification(&held_back).unwrap().read,
+        "left unread for later"
+    );
+    // An operator clears it (`hg-agents clear-backoff`); one more failure, then a success clears it.
+    assert!(state.clear_backoff("broken").await.unwrap());
+    env.llm.push(FakeReply::error(400, "still broken once"));
+    env.mention("broken", "@broken once more").await;
+    wait_until("one failure counted", T, || {
+        futures_lite_block(state.backoff("broken")).is_some_and(|b| b.failures == 1 && !b.active())
+    })
+    .await;
     let (_, post) = env.mention("broken", "@broken again").await;
     wait_until("success reply", T, || env.hub.replies_to(&post).len() == 1).await;
     wait_until("backoff cleared", T, || {
@@ -279,6 +304,11 @@ async fn five_failures_put_an_agent_into_backoff_and_success_clears_it() {
     })
     .await;
     runner.shutdown().await;
+}
+
+/// Blocks on a future from a sync closure inside the multi-thread test runtime.
+fn futures_lite_block_any<T, F: std::future::Future<Output = T>>(f: F) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
 fn futures_lite_block<

@@ -12,8 +12,63 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Consecutive failures before an agent is backed off.
 pub const BACKOFF_AFTER_FAILURES: u32 = 5;
 
-/// The backoff after `failures` consecutive failures: none below 5, then 60 s × 2^(n−5),
-/// at most 1 h.
+/// When and how long an agent is backed off: after `after_failures` consecutive failures,
+/// `base` × 2^(n − after_failures), at most `max`. The guide's values (5, 60 s, 1 h) are the
+/// default; `AGENT_BACKOFF_BASE` shortens `base` (tests, staging).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    /// Consecutive failures before the first backoff.
+    pub after_failures: u32,
+    /// The first backoff.
+    pub base: Duration,
+    /// The longest backoff.
+    pub max: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self {
+            after_failures: BACKOFF_AFTER_FAILURES,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// The guide's policy with another first backoff (`max` stays 1 h, and at least `base`).
+    pub fn with_base(base: Duration) -> Self {
+        let d = Self::default();
+        Self {
+            base,
+            max: d.max.max(base),
+            ..d
+        }
+    }
+
+    /// The backoff after `failures` consecutive failures (`None`: not backed off yet).
+    ///
+    /// ```
+    /// use hybridgrid_agents_protocol::BackoffPolicy;
+    /// use std::time::Duration;
+    /// let p = BackoffPolicy::with_base(Duration::from_secs(2));
+    /// assert_eq!(p.delay(4), None);
+    /// assert_eq!(p.delay(5), Some(Duration::from_secs(2)));
+    /// assert_eq!(p.delay(6), Some(Duration::from_secs(4)));
+    /// ```
+    pub fn delay(&self, failures: u32) -> Option<Duration> {
+        let n = failures.checked_sub(self.after_failures)?;
+        let policy = Backoff {
+            base: self.base,
+            max: self.max,
+            factor: 2.0,
+        };
+        Some(policy.cap(n))
+    }
+}
+
+/// The backoff after `failures` consecutive failures under the guide's policy: none below 5,
+/// then 60 s × 2^(n−5), at most 1 h.
 ///
 /// ```
 /// use hybridgrid_agents_protocol::backoff_delay;
@@ -24,13 +79,7 @@ pub const BACKOFF_AFTER_FAILURES: u32 = 5;
 /// assert_eq!(backoff_delay(40), Some(Duration::from_secs(3600)));
 /// ```
 pub fn backoff_delay(failures: u32) -> Option<Duration> {
-    let n = failures.checked_sub(BACKOFF_AFTER_FAILURES)?;
-    let policy = Backoff {
-        base: Duration::from_secs(60),
-        max: Duration::from_secs(3600),
-        factor: 2.0,
-    };
-    Some(policy.cap(n))
+    BackoffPolicy::default().delay(failures)
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -143,6 +192,7 @@ struct Mem {
 #[derive(Default)]
 pub struct MemoryAgentState {
     inner: Mutex<Mem>,
+    policy: BackoffPolicy,
 }
 
 impl std::fmt::Debug for MemoryAgentState {
@@ -156,6 +206,14 @@ impl MemoryAgentState {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Empty state backing agents off per `policy`.
+    pub fn with_policy(policy: BackoffPolicy) -> Self {
+        Self {
+            inner: Mutex::default(),
+            policy,
+        }
+    }
 }
 
 #[async_trait]
@@ -167,7 +225,7 @@ impl AgentState for MemoryAgentState {
             until_ms: None,
         });
         e.failures = e.failures.saturating_add(1);
-        if let Some(d) = backoff_delay(e.failures) {
+        if let Some(d) = self.policy.delay(e.failures) {
             e.until_ms = Some(now_ms().saturating_add(ms(d)));
         }
         Ok(e.clone())

@@ -1,16 +1,25 @@
 //! [`RedisAgentState`]: the guide's keys on Redis/Valkey.
 
-use super::{ActivationInfo, AgentState, BackoffEntry, StateError, backoff_delay, day, ms, now_ms};
+use super::{ActivationInfo, AgentState, BackoffEntry, BackoffPolicy, StateError, day, ms, now_ms};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, RedisError, Script};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// KEYS: failures hash, backoff hash. ARGV: agent, after_failures, base_ms, max_ms, now_ms.
+/// Counts the failure and, from `after_failures` on, sets the backoff deadline in the same step.
+/// Returns {failures, until_ms or -1}.
 const RECORD_FAILURE: &str = r"
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-
-return n
+local after = tonumber(ARGV[2])
+if n < after then return {n, -1} end
+local delay = tonumber(ARGV[3]) * (2 ^ (n - after))
+local max = tonumber(ARGV[4])
+if delay > max then delay = max end
+local untilms = tonumber(ARGV[5]) + math.floor(delay)
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f', untilms))
+return {n, untilms}
 ";
 
 const CANCEL: &str = r"
@@ -41,6 +50,7 @@ return 0
 pub struct RedisAgentState {
     conn: ConnectionManager,
     prefix: String,
+    policy: BackoffPolicy,
 }
 
 impl std::fmt::Debug for RedisAgentState {
@@ -73,7 +83,14 @@ impl RedisAgentState {
         Ok(Self {
             conn,
             prefix: prefix.into(),
+            policy: BackoffPolicy::default(),
         })
+    }
+
+    /// Backs agents off per `policy` instead of the guide's default.
+    pub fn with_policy(mut self, policy: BackoffPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     fn k(&self, key: &str) -> String {
@@ -91,21 +108,20 @@ impl RedisAgentState {
 impl AgentState for RedisAgentState {
     async fn record_failure(&self, agent: &str) -> Result<BackoffEntry, StateError> {
         let mut c = self.conn.clone();
-        let n: u32 = Script::new(RECORD_FAILURE)
+        let (n, until): (u32, i64) = Script::new(RECORD_FAILURE)
             .key(self.k("work:failures"))
+            .key(self.k("work:backoff"))
             .arg(agent)
+            .arg(self.policy.after_failures)
+            .arg(ms(self.policy.base))
+            .arg(ms(self.policy.max))
+            .arg(now_ms())
             .invoke_async(&mut c)
             .await
             .map_err(fail("record_failure"))?;
-        let until_ms = backoff_delay(n).map(|d| now_ms().saturating_add(ms(d)));
-        if let Some(until) = until_ms {
-            c.hset::<_, _, _, ()>(self.k("work:backoff"), agent, until)
-                .await
-                .map_err(fail("record_failure"))?;
-        }
         Ok(BackoffEntry {
             failures: n,
-            until_ms,
+            until_ms: u64::try_from(until).ok(),
         })
     }
 

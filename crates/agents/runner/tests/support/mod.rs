@@ -129,3 +129,132 @@ impl Env {
         (nid, n.post_id)
     }
 }
+
+/// Node 22 of `scripts/ci-deps/llm.sh`.
+pub fn node() -> String {
+    dep("npm/node_modules/.bin/node")
+}
+
+/// Runs the official `@modelcontextprotocol/inspector --cli` with `args`; returns its exit
+/// success and its stdout parsed as JSON (`Value::Null` when it printed none).
+pub fn inspector(home: &std::path::Path, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = std::process::Command::new(node())
+        .arg(dep(
+            "npm/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js",
+        ))
+        .arg("--cli")
+        .args(args)
+        .env("HOME", home)
+        .env("PATH", path_with_deps())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), json, format!("{stdout}\n{stderr}"))
+}
+
+/// Runs the calling test again inside `unshare -n` (loopback only, brought up) and asserts it
+/// passed there. Returns `true` when the caller is already inside and should do the work.
+pub fn in_netns(test_name: &str) -> bool {
+    use std::process::{Command, Stdio};
+    if std::env::var_os("HG_IN_NETNS").is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let child = Command::new("unshare")
+        .args([
+            "-n",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(&exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("HG_IN_NETNS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare -n (needs root or user namespaces; apt-get install util-linux iproute2)");
+    // Read the output while waiting (a full pipe would stall the inner test); bounded.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(170)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{test_name} inside the network namespace did not finish in 170 s");
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test_name} failed inside the network namespace ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    false
+}
+
+/// A private `redis-server` on a free loopback port, killed on drop.
+pub struct PrivateRedis {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl PrivateRedis {
+    /// Starts one with (`aof`) or without an append-only file, in `dir`.
+    pub fn start(dir: &std::path::Path, aof: bool) -> PrivateRedis {
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                if aof { "yes" } else { "no" },
+                "--dir",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateRedis { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (nothing listens on it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
