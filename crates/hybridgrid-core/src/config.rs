@@ -109,7 +109,7 @@ where
         if !text.trim().is_empty() {
             let overlay: Value = yaml_serde::from_str(&text).map_err(|e| ConfigError::Syntax {
                 path: path.to_owned(),
-                message: e.to_string(),
+                message: one_line(&e.to_string()),
             })?;
             if !overlay.is_null() {
                 if !overlay.is_object() {
@@ -125,12 +125,26 @@ where
     apply_env(&mut tree, env, aliases);
     let de = tree;
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        let key = one_line(&e.path().to_string());
         ConfigError::Invalid {
             key,
-            message: e.into_inner().to_string(),
+            message: one_line(&e.into_inner().to_string()),
         }
     })
+}
+
+/// Escapes control characters (newlines included), so an error stays on one log line whatever
+/// the file or variable held.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn merge(base: &mut Value, overlay: Value) {
@@ -294,11 +308,22 @@ impl FromStr for HumanDuration {
                     ));
                 }
             };
-            total += Duration::from_secs_f64(n * scale);
+            total = Duration::try_from_secs_f64(n * scale)
+                .ok()
+                .and_then(|part| total.checked_add(part))
+                .ok_or_else(|| too_large(input))?;
             rest = next;
         }
         Ok(Self(total))
     }
+}
+
+/// The error for a duration beyond what [`Duration`] holds (about 584 billion years).
+fn too_large(input: &str) -> String {
+    format!(
+        "invalid duration {input:?}: too large (at most {} s)",
+        u64::MAX
+    )
 }
 
 impl Serialize for HumanDuration {
@@ -322,10 +347,15 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 "invalid duration {n}: durations cannot be negative"
             ))),
             Raw::Int(n) => Ok(Self::from_secs(n as u64)),
-            Raw::Float(f) if f < 0.0 || !f.is_finite() => Err(serde::de::Error::custom(format!(
+            Raw::Float(f) if f < 0.0 => Err(serde::de::Error::custom(format!(
                 "invalid duration {f}: durations cannot be negative"
             ))),
-            Raw::Float(f) => Ok(Self(Duration::from_secs_f64(f))),
+            Raw::Float(f) if !f.is_finite() => Err(serde::de::Error::custom(format!(
+                "invalid duration {f}: expected a finite number of seconds"
+            ))),
+            Raw::Float(f) => Duration::try_from_secs_f64(f)
+                .map(Self)
+                .map_err(|_| serde::de::Error::custom(too_large(&f.to_string()))),
         }
     }
 }
@@ -406,6 +436,78 @@ mod tests {
         assert!("5 parsecs".parse::<HumanDuration>().is_err());
         assert!("m".parse::<HumanDuration>().is_err());
         assert_eq!(HumanDuration::from_secs(300).to_string(), "5m");
+    }
+
+    #[test]
+    fn overflowing_durations_are_one_line_errors_naming_the_key() {
+        for value in [
+            "99999999999999999999d",
+            "18446744073709551615s1s",
+            "1000000000000000000000000h",
+        ] {
+            let err = load::<Cfg>(None, &env(&[("HG_WORKER_TIMEOUT", value)]), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("worker.timeout") && err.contains("too large"),
+                "{value}: {err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+        }
+        for value in ["1e300", "1.9e19", ".inf", ".nan", "-0.5"] {
+            let f = yaml(&format!("worker:\n  timeout: {value}\n"));
+            let err = load::<Cfg>(Some(&f.0), &env(&[]), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("worker.timeout"), "{value}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        // The largest representable values still load.
+        let f = yaml("worker:\n  timeout: 1e18\n");
+        let cfg: Cfg = load(Some(&f.0), &env(&[]), &[]).unwrap();
+        assert_eq!(cfg.worker.timeout.as_secs(), 1_000_000_000_000_000_000);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever a variable holds, loading returns (never panics), and a refusal is one line
+        /// naming the key.
+        #[test]
+        fn any_env_value_loads_or_names_the_key(value in ".*", key in proptest::sample::select(
+            vec!["HG_WORKER_TIMEOUT", "HG_WORKER_SLOTS", "HG_WORKER_PEERS", "HG_WORKER_NAME"])) {
+            if let Err(e) = load::<Cfg>(None, &env(&[(key, value.as_str())]), &[]) {
+                let text = e.to_string();
+                proptest::prop_assert!(!text.contains('\n'), "{}", text);
+                let field = key.trim_start_matches("HG_WORKER_").to_ascii_lowercase();
+                proptest::prop_assert!(text.contains(&format!("worker.{field}")), "{}", text);
+            }
+        }
+
+        /// Numbers of any size and shape written as a YAML duration load or give a one-line error.
+        #[test]
+        fn any_yaml_number_as_duration_loads_or_names_the_key(
+            f in proptest::num::f64::ANY, n in proptest::num::i64::ANY, text in "[0-9.]{1,25}[a-z]{0,2}",
+        ) {
+            for value in [format!("{f:e}"), f.to_string(), n.to_string(), text.clone()] {
+                let file = yaml(&format!("worker:\n  timeout: {value}\n"));
+                if let Err(e) = load::<Cfg>(Some(&file.0), &env(&[]), &[]) {
+                    let text = e.to_string();
+                    proptest::prop_assert!(!text.contains('\n'), "{}", text);
+                    proptest::prop_assert!(text.contains("worker.timeout"), "{}: {}", value, text);
+                }
+            }
+        }
+
+        /// Arbitrary file contents never panic the loader, and every error is one line.
+        #[test]
+        fn any_file_loads_or_fails_on_one_line(text in "(?s).{0,200}") {
+            let file = yaml(&text);
+            if let Err(e) = load::<Cfg>(Some(&file.0), &env(&[]), &[]) {
+                let text = e.to_string();
+                proptest::prop_assert!(!text.contains('\n'), "{}", text);
+            }
+        }
     }
 
     #[test]

@@ -3,122 +3,16 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod nats_common;
+
 use hybridgrid_core::{NewWork, Priority, Queue, QueueError, WorkerId};
 use hybridgrid_queue::{NatsQueue, NatsQueueConfig};
-use hybridgrid_testkit::{eventually, service_url, unique_prefix};
+use hybridgrid_testkit::{eventually, unique_prefix};
+use nats_common::{Cleanup, Proxy, open, short_ack_wait};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-
-fn nats_url() -> String {
-    service_url("HG_TEST_NATS_URL", "nats://127.0.0.1:4222")
-}
-
-fn server_addr() -> String {
-    nats_url()
-        .trim_start_matches("nats://")
-        .trim_end_matches('/')
-        .to_owned()
-}
-
-async fn open(name: &str, config: NatsQueueConfig) -> NatsQueue {
-    NatsQueue::connect_with(&nats_url(), name, config)
-        .await
-        .expect("NATS JetStream must be running on 127.0.0.1:4222 (scripts/services.sh nats)")
-}
-
-/// Deletes a queue's streams when dropped, also when the test fails, so nothing is left behind.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        // Drop cannot await, and the test's runtime may be unwinding: use a runtime of our own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let q = NatsQueue::connect(&nats_url(), &name).await.unwrap();
-                q.destroy().await.unwrap();
-            });
-        })
-        .join();
-    }
-}
-
-fn short_ack_wait() -> NatsQueueConfig {
-    NatsQueueConfig {
-        ack_wait: Duration::from_secs(1),
-        request_timeout: Duration::from_secs(1),
-        ..Default::default()
-    }
-}
-
-/// A loopback TCP proxy to the NATS server that the test can cut (closing every open connection
-/// and refusing new ones) and restore, to kill one client's connection without touching the server.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    up: Arc<AtomicBool>,
-    conns: Arc<tokio::sync::Mutex<JoinSet<()>>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let conns = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-        let server = server_addr();
-        let accept = tokio::spawn({
-            let (up, conns) = (Arc::clone(&up), Arc::clone(&conns));
-            async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    if !up.load(Ordering::SeqCst) {
-                        continue; // dropped: the client sees the connection close at once
-                    }
-                    let server = server.clone();
-                    conns.lock().await.spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(&server).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    });
-                }
-            }
-        });
-        Self {
-            addr,
-            up,
-            conns,
-            accept,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://{}", self.addr)
-    }
-
-    async fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.conns.lock().await.abort_all();
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
 
 /// A claimer whose connection dies while it holds a lease: the server redelivers the item once its
 /// `ack_wait` runs out, to exactly one of the claimers waiting, with the attempt counted; a live
@@ -149,7 +43,7 @@ async fn dead_claimer_is_redelivered_once_after_its_lease() {
         .unwrap()
         .expect("item is ready");
     assert_eq!((first.id.clone(), first.attempt), (id.clone(), 1));
-    proxy.cut().await; // the claimer is gone: no ack, no nack, no re-queue from it
+    proxy.cut(); // the claimer is gone: no ack, no nack, no re-queue from it
 
     // Three claimers wait together; each takes a lease far longer than ack_wait (1 s).
     let mut claimers = JoinSet::new();
@@ -217,7 +111,7 @@ async fn dead_claimer_on_last_attempt_dead_letters() {
         .unwrap()
         .expect("item is ready");
     assert_eq!(claim.id, id);
-    proxy.cut().await;
+    proxy.cut();
 
     let dead = eventually(Duration::from_secs(10), || async {
         // Claiming is what notices the server-side expiry.
@@ -277,7 +171,7 @@ async fn operations_fail_retryably_while_disconnected_and_recover() {
         .unwrap()
         .unwrap();
 
-    proxy.cut().await;
+    proxy.cut();
     let err = q
         .enqueue(NewWork::new(&b"during the cut"[..]))
         .await
@@ -327,7 +221,7 @@ async fn operations_fail_retryably_while_disconnected_and_recover() {
     assert_eq!((depths.ready_total(), depths.in_flight), (0, 0));
 }
 
-/// NATS-specific bookkeeping: depths per state, delayed items, re-published attempts, priorities.
+/// NATS-specific bookkeeping: depths per state, delayed items, attempts across nacks, priorities.
 #[tokio::test]
 async fn depths_follow_items_through_their_states() {
     let name = unique_prefix("natsq");
@@ -357,8 +251,10 @@ async fn depths_follow_items_through_their_states() {
     assert_eq!(&c.payload[..], b"high");
     assert_eq!(q.depths().await.unwrap().in_flight, 1);
     q.nack(&c.token, Duration::from_millis(300)).await.unwrap();
+    // A nacked item stays on its consumer's pending list (the server holds it for the
+    // retry-after): counted in flight, not delayed.
     let d = q.depths().await.unwrap();
-    assert_eq!((d.ready, d.delayed, d.in_flight), ([0, 0, 1], 2, 0));
+    assert_eq!((d.ready, d.delayed, d.in_flight), ([0, 0, 1], 1, 1));
 
     // While the nacked high item waits out its retry-after, the low one is claimable.
     let low = q
@@ -368,7 +264,7 @@ async fn depths_follow_items_through_their_states() {
         .unwrap();
     assert_eq!((&low.payload[..], low.attempt), (&b"low"[..], 1));
     q.ack(&low.token).await.unwrap();
-    // Then the high item comes back, its attempt counted across the re-publish.
+    // Then the high item comes back, its attempt counted.
     let again = q
         .claim(&w, Duration::from_secs(30), Duration::from_secs(5))
         .await

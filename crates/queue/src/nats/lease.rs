@@ -79,14 +79,6 @@ pub(super) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Idempotency keys may hold any characters; KV keys may not, so they are stored hex-encoded.
-pub(super) fn kv_key(idempotency_key: &str) -> String {
-    idempotency_key
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// One lease held by this client.
 pub(super) struct Lease {
     pub token: LeaseToken,
@@ -103,9 +95,13 @@ pub(super) struct Lease {
 pub(super) struct LeaseState {
     /// When the client-side lease ends (set by claim and `extend`).
     pub deadline: Instant,
-    /// When the server would redeliver (delivery or last `+WPI` plus the consumer's `ack_wait`).
+    /// Until when the server is known to keep the delivery ours: the moment the fetch (or the last
+    /// progress signal the server confirmed) was *sent*, plus the consumer's `ack_wait`. The server
+    /// received it later, so it redelivers no earlier than this. Past it, the item may be in other
+    /// hands, and an ack or nack from us would settle the other holder's delivery (the server
+    /// does not check whose delivery an ack names).
     pub server_deadline: Instant,
-    /// Acked, nacked or expired: the token is dead.
+    /// Acked, nacked, expired or lost: the token is dead.
     pub done: bool,
 }
 
@@ -114,7 +110,11 @@ impl LeaseState {
     /// does not redeliver while the lease is still held. `margin` is a third of `ack_wait`.
     pub fn next_wake(&self, margin: Duration) -> Instant {
         if self.needs_progress_before_deadline(margin) {
-            self.deadline.min(self.server_deadline - margin)
+            let progress_at = self
+                .server_deadline
+                .checked_sub(margin)
+                .unwrap_or(self.server_deadline);
+            self.deadline.min(progress_at)
         } else {
             self.deadline
         }
@@ -122,7 +122,16 @@ impl LeaseState {
 
     /// Whether the lease outlives what the server grants without a progress signal.
     pub fn needs_progress_before_deadline(&self, margin: Duration) -> bool {
-        self.deadline + margin >= self.server_deadline
+        self.deadline
+            .checked_add(margin)
+            .is_none_or(|t| t >= self.server_deadline)
+    }
+
+    /// Whether the server may have handed the item to another claimer by `now`: no confirmed sign
+    /// of life for `ack_wait`, less `guard` (the time an ack needs to reach the server).
+    pub fn server_may_have_redelivered(&self, now: Instant, guard: Duration) -> bool {
+        now.checked_add(guard)
+            .is_none_or(|t| t >= self.server_deadline)
     }
 }
 
@@ -154,11 +163,6 @@ mod tests {
     }
 
     #[test]
-    fn kv_keys_are_hex() {
-        assert_eq!(kv_key("a.b c"), "612e622063");
-    }
-
-    #[test]
     fn progress_only_when_lease_outlives_server_window() {
         let now = Instant::now();
         let ack_wait = Duration::from_secs(3);
@@ -177,5 +181,19 @@ mod tests {
         };
         assert!(long.needs_progress_before_deadline(margin));
         assert_eq!(long.next_wake(margin), now + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn lease_is_lost_once_the_server_window_may_have_passed() {
+        let now = Instant::now();
+        let guard = Duration::from_millis(100);
+        let state = LeaseState {
+            deadline: now + Duration::from_secs(60),
+            server_deadline: now + Duration::from_secs(1),
+            done: false,
+        };
+        assert!(!state.server_may_have_redelivered(now, guard));
+        assert!(state.server_may_have_redelivered(now + Duration::from_millis(900), guard));
+        assert!(state.server_may_have_redelivered(now + Duration::from_secs(5), guard));
     }
 }

@@ -7,10 +7,12 @@
 //! - key-value bucket `NAME_keys` mapping idempotency keys to work ids for `idempotency_window`.
 //!
 //! Leases: the consumers' `ack_wait` is the server-side backstop for a claimer that disappears; a
-//! live claimer enforces the per-claim `lease` itself (it re-queues the item at the deadline and
-//! sends `+WPI` progress while a lease longer than `ack_wait` is held).
+//! live claimer enforces the per-claim `lease` itself (it gives the item back with a `Nak` at the
+//! deadline and sends confirmed `+WPI` progress while a lease longer than `ack_wait` is held). A
+//! holder that could not confirm progress within `ack_wait` treats its lease as lost.
 
 mod bus;
+mod keys;
 mod lease;
 mod ops;
 mod queue;
@@ -19,9 +21,25 @@ pub use bus::{NatsEventBus, NatsEventBusConfig};
 pub use queue::{NatsQueue, NatsQueueConfig};
 
 use hybridgrid_core::{BoxError, QueueError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BACKEND: &str = "nats";
+
+/// The longest wait, lease, delay or retry-after honoured (10 years): longer ones are cut to it,
+/// so that no deadline overflows (`Instant + Duration` panics on overflow).
+pub(crate) const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// `now + by`, with `by` cut to [`LONGEST`]; never panics.
+fn deadline_after(now: Instant, by: Duration) -> Instant {
+    now.checked_add(by.min(LONGEST))
+        .or_else(|| now.checked_add(Duration::from_secs(24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// `d` in whole milliseconds, cut to [`LONGEST`].
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.min(LONGEST).as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Wraps a client error as a retryable [`QueueError::Backend`], naming what failed.
 fn backend(what: impl std::fmt::Display, err: impl Into<BoxError>) -> QueueError {
@@ -63,6 +81,18 @@ async fn connect_client(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_are_cut_not_overflowed() {
+        let now = Instant::now();
+        assert_eq!(deadline_after(now, Duration::MAX), now + LONGEST);
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
+        assert_eq!(millis(Duration::MAX), millis(LONGEST));
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+    }
 
     #[test]
     fn names_are_single_subject_tokens() {

@@ -1,9 +1,10 @@
 //! The [`Queue`] operations of [`NatsQueue`] and the task that holds each lease.
 
-use super::backend;
-use super::lease::{H_ATTEMPTS, H_REASON, H_WORK_ID, Lease, Meta, now_ms};
+use super::keys::keyed_id;
+use super::lease::{H_ATTEMPTS, H_REASON, H_WORK_ID, Lease, LeaseState, Meta, now_ms};
 use super::queue::{DELAYED, Inner, MAX_KEY_LEN, NatsQueue, Target};
-use async_nats::jetstream::{AckKind, stream::LastRawMessageErrorKind};
+use super::{backend, deadline_after, millis};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_trait::async_trait;
 use hybridgrid_core::{
     Claim, DeadLetter, Depths, Enqueued, LeaseToken, NewWork, Priority, Queue, QueueError, WorkId,
@@ -12,8 +13,9 @@ use hybridgrid_core::{
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Holds one lease: sends `+WPI` progress while the lease outlives the server's `ack_wait`, and at
-/// the deadline re-queues the item (or dead-letters it when its attempts are used up).
+/// Holds one lease: sends confirmed `+WPI` progress while the lease outlives the server's
+/// `ack_wait`, gives the item back at the deadline (or dead-letters it when its attempts are used
+/// up), and declares the lease lost when the server could not be told in time.
 pub(super) async fn keep_lease(inner: Arc<Inner>, lease: Arc<Lease>) {
     let margin = inner.ack_wait / 3;
     loop {
@@ -33,10 +35,20 @@ pub(super) async fn keep_lease(inner: Arc<Inner>, lease: Arc<Lease>) {
             return;
         }
         let now = Instant::now();
+        if state.server_may_have_redelivered(now, inner.guard) {
+            inner.settle(&lease, &mut state);
+            tracing::warn!(
+                queue = %inner.name, work_id = %lease.meta.work_id, worker = %lease.worker,
+                attempt = lease.attempt,
+                "lease lost: no progress signal reached the server within ack_wait"
+            );
+            return;
+        }
         if now >= state.deadline {
             inner.settle(&lease, &mut state);
-            let result = if lease.attempt >= lease.meta.max_attempts {
-                inner
+            drop(state);
+            if lease.attempt >= lease.meta.max_attempts {
+                let dead = inner
                     .dead_letter(
                         &lease.msg,
                         &lease.meta.work_id,
@@ -44,41 +56,71 @@ pub(super) async fn keep_lease(inner: Arc<Inner>, lease: Arc<Lease>) {
                         lease.attempt,
                         "lease expired",
                     )
-                    .await
+                    .await;
+                if let Err(e) = dead {
+                    // The server redelivers it after ack_wait; the claim path dead-letters it then.
+                    tracing::warn!(queue = %inner.name, work_id = %lease.meta.work_id, error = %e,
+                        "lease expired on the last attempt; dead-lettering failed");
+                }
             } else {
-                let target = Target::Lane(lease.meta.priority);
                 inner
-                    .requeue(&lease.msg, &lease.meta, lease.attempt, target)
-                    .await
-            };
-            match result {
-                Ok(()) => tracing::info!(
-                    queue = %inner.name, work_id = %lease.meta.work_id, worker = %lease.worker,
-                    attempt = lease.attempt, "lease expired"
-                ),
-                // The server redelivers it after ack_wait anyway.
-                Err(e) => tracing::warn!(
-                    queue = %inner.name, work_id = %lease.meta.work_id, error = %e,
-                    "lease expired; re-queue failed, the server will redeliver after ack_wait"
-                ),
+                    .give_back(&lease.msg, Duration::ZERO, &lease.meta.work_id)
+                    .await;
             }
+            tracing::info!(
+                queue = %inner.name, work_id = %lease.meta.work_id, worker = %lease.worker,
+                attempt = lease.attempt, "lease expired"
+            );
             return;
         }
-        if state.needs_progress_before_deadline(margin) && now + margin >= state.server_deadline {
-            match lease.msg.ack_with(AckKind::Progress).await {
-                Ok(()) => state.server_deadline = now + inner.ack_wait,
+        if state.needs_progress_before_deadline(margin)
+            && now
+                .checked_add(margin)
+                .is_none_or(|t| t >= state.server_deadline)
+        {
+            // Not under the lock: ack/nack/extend need not wait for this round trip.
+            drop(state);
+            match inner.progress(&lease.msg).await {
+                Ok(sent_at) => {
+                    let mut state = lease.state.lock().await;
+                    state.server_deadline = state
+                        .server_deadline
+                        .max(deadline_after(sent_at, inner.ack_wait));
+                }
                 Err(e) => {
                     tracing::warn!(
                         queue = %inner.name, work_id = %lease.meta.work_id, error = %e,
                         "lease progress signal failed; retrying"
                     );
-                    drop(state);
                     // Not a hot loop while the connection is down.
                     tokio::time::sleep(margin.min(Duration::from_millis(250))).await;
                 }
             }
         }
     }
+}
+
+/// `Ok` if the lease is still ours; `LeaseLost` when it was settled, or when the server may have
+/// handed the item to someone else (then it is settled here).
+fn check_live(
+    inner: &Inner,
+    lease: &Lease,
+    state: &mut LeaseState,
+    token: &LeaseToken,
+) -> Result<(), QueueError> {
+    let lost = || QueueError::LeaseLost {
+        token: token.clone(),
+    };
+    if state.done {
+        return Err(lost());
+    }
+    if state.server_may_have_redelivered(Instant::now(), inner.guard) {
+        inner.settle(lease, state);
+        tracing::warn!(queue = %inner.name, work_id = %lease.meta.work_id,
+            "lease lost: no progress signal reached the server within ack_wait");
+        return Err(lost());
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -90,7 +132,6 @@ impl Queue for NatsQueue {
                 "max_attempts must be at least 1".into(),
             ));
         }
-        let id = WorkId::random();
         let key = match &work.idempotency_key {
             Some(k) if k.len() > MAX_KEY_LEN => {
                 return Err(QueueError::Invalid(format!(
@@ -101,18 +142,28 @@ impl Queue for NatsQueue {
             Some(k) if k.is_empty() => {
                 return Err(QueueError::Invalid("empty idempotency key".into()));
             }
-            Some(k) => Some(k),
+            Some(k) => Some(k.as_str()),
             None => None,
         };
-        if let Some(key) = key
-            && let Some(existing) = inner.claim_key(key, &id).await?
-        {
-            return Ok(Enqueued::Duplicate(existing));
-        }
         let target = if work.delay.is_zero() {
             Target::Lane(work.priority)
         } else {
-            Target::Delayed(now_ms() + work.delay.as_millis() as u64)
+            Target::Delayed(now_ms().saturating_add(millis(work.delay)))
+        };
+        let (id, msg_id) = match key {
+            Some(key) => {
+                if let Some(existing) = inner.lookup_key(key).await? {
+                    return Ok(Enqueued::Duplicate(existing));
+                }
+                let id = keyed_id(&inner.name, key);
+                let msg_id = format!("{id}:enqueue");
+                (id, msg_id)
+            }
+            None => {
+                let id = WorkId::random();
+                let msg_id = format!("{id}:0:{}", target.token());
+                (id, msg_id)
+            }
         };
         let meta = Meta {
             work_id: id.clone(),
@@ -124,24 +175,22 @@ impl Queue for NatsQueue {
                 Target::Lane(_) => None,
             },
         };
-        let msg_id = format!("{id}:0:{}", target.token());
-        if let Err(e) = inner
+        let ack = inner
             .publish(
                 inner.subject(&target),
                 &msg_id,
                 meta.to_headers(),
                 work.payload,
             )
-            .await
-        {
-            if let Some(key) = key {
-                // Free the key so a retry is not answered with the id of an item that may not exist.
-                if let Err(del) = inner.release_key(key).await {
-                    tracing::warn!(queue = %inner.name, key = %key, error = %del,
-                        "could not release idempotency key after a failed enqueue");
-                }
-            }
-            return Err(e);
+            .await?;
+        if let Some(key) = key {
+            // Only now, with the item stored: a key never points at an item that does not exist.
+            inner.record_key(key, &id).await?;
+        }
+        if ack.duplicate {
+            // An earlier enqueue of this key (racing, or retried after its acknowledgement was
+            // lost) stored the item.
+            return Ok(Enqueued::Duplicate(id));
         }
         inner.poke().await;
         Ok(Enqueued::Created(id))
@@ -154,7 +203,7 @@ impl Queue for NatsQueue {
         wait: Duration,
     ) -> Result<Option<Claim>, QueueError> {
         let inner = &self.inner;
-        let deadline = Instant::now() + wait;
+        let deadline = deadline_after(Instant::now(), wait);
         loop {
             // Register for wake-ups before polling, so an enqueue in between is not missed.
             let notified = inner.wake.notified();
@@ -178,7 +227,9 @@ impl Queue for NatsQueue {
             if now >= deadline {
                 return Ok(None);
             }
-            let nap = (deadline - now).min(inner.poll_interval);
+            let nap = deadline
+                .saturating_duration_since(now)
+                .min(inner.poll_interval);
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(nap) => {}
@@ -190,11 +241,7 @@ impl Queue for NatsQueue {
         let inner = &self.inner;
         let lease = inner.held(token)?;
         let mut state = lease.state.lock().await;
-        if state.done {
-            return Err(QueueError::LeaseLost {
-                token: token.clone(),
-            });
-        }
+        check_live(inner, &lease, &mut state, token)?;
         lease
             .msg
             .double_ack()
@@ -208,11 +255,7 @@ impl Queue for NatsQueue {
         let inner = &self.inner;
         let lease = inner.held(token)?;
         let mut state = lease.state.lock().await;
-        if state.done {
-            return Err(QueueError::LeaseLost {
-                token: token.clone(),
-            });
-        }
+        check_live(inner, &lease, &mut state, token)?;
         let meta = &lease.meta;
         if lease.attempt >= meta.max_attempts {
             inner
@@ -225,28 +268,27 @@ impl Queue for NatsQueue {
                 )
                 .await?;
         } else {
-            let target = if retry_after.is_zero() {
-                Target::Lane(meta.priority)
-            } else {
-                Target::Delayed(now_ms() + retry_after.as_millis() as u64)
-            };
+            // The same message comes back after `retry_after`: no copy that could outlive a lost
+            // ack, and the server's delivery count keeps counting attempts.
             inner
-                .requeue(&lease.msg, meta, lease.attempt, target)
-                .await?;
+                .give_back(&lease.msg, retry_after, &meta.work_id)
+                .await;
         }
         inner.settle(&lease, &mut state);
         Ok(())
     }
 
     async fn extend(&self, token: &LeaseToken, by: Duration) -> Result<(), QueueError> {
-        let lease = self.inner.held(token)?;
+        let inner = &self.inner;
+        let lease = inner.held(token)?;
         let mut state = lease.state.lock().await;
-        if state.done {
-            return Err(QueueError::LeaseLost {
-                token: token.clone(),
-            });
-        }
-        state.deadline = Instant::now() + by;
+        check_live(inner, &lease, &mut state, token)?;
+        // Tell the server first: a lease is only extended if the server keeps the delivery ours.
+        let sent_at = inner.progress(&lease.msg).await?;
+        state.server_deadline = state
+            .server_deadline
+            .max(deadline_after(sent_at, inner.ack_wait));
+        state.deadline = deadline_after(Instant::now(), by);
         lease.changed.notify_one();
         Ok(())
     }

@@ -1,16 +1,15 @@
 //! [`NatsQueue`]: the [`Queue`] seam on NATS JetStream.
 
-use super::lease::{
-    H_ATTEMPTS, H_PRIORITY, H_REASON, H_WORK_ID, Lease, LeaseState, Meta, kv_key, now_ms,
-};
-use super::{backend, connect_client, valid_name};
+use super::lease::{H_ATTEMPTS, H_PRIORITY, H_REASON, H_WORK_ID, Lease, LeaseState, Meta, now_ms};
+use super::{backend, connect_client, deadline_after, valid_name};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{
     self, AckKind, Context,
     consumer::{AckPolicy, PullConsumer, pull},
-    context::{PublishAckFuture, PublishErrorKind},
+    context::PublishAckFuture,
     message::PublishMessage,
-    stream::{self, LastRawMessageErrorKind, RetentionPolicy, Stream},
+    publish::PublishAck,
+    stream::{self, RetentionPolicy, Stream},
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -34,15 +33,18 @@ pub(super) const MAX_KEY_LEN: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NatsQueueConfig {
     /// The consumers' `ack_wait` (default 30 s): how long the server keeps an item leased to a claimer
-    /// that has vanished (crashed, partitioned) after its last progress signal. Live claimers enforce
-    /// each claim's own `lease` themselves. Applied when the consumers are created; an existing
-    /// queue keeps the `ack_wait` it was created with.
+    /// that has vanished (crashed, partitioned) after its last progress signal, and how long a
+    /// claimer that cannot reach the server keeps believing its lease (then it is lost). Live
+    /// claimers enforce each claim's own `lease` themselves. Applied when the consumers are
+    /// created; an existing queue keeps the `ack_wait` it was created with.
     pub ack_wait: Duration,
     /// How long an idempotency key is remembered (default 24 h): a repeated key within this window
     /// returns [`Enqueued::Duplicate`], whatever state the first item is in.
     pub idempotency_window: Duration,
     /// The streams' `Nats-Msg-Id` de-duplication window (default 2 min), which makes re-publishing
-    /// after a lost publish acknowledgement safe.
+    /// after a lost publish acknowledgement safe. Must be longer than `ack_wait`: a delayed item
+    /// whose promotion was not acknowledged is promoted again after `ack_wait`, and must be
+    /// recognised as the same publish.
     pub duplicate_window: Duration,
     /// Timeout of each JetStream request (default 5 s); a request that times out fails with a
     /// retryable [`QueueError::Backend`].
@@ -62,6 +64,38 @@ impl Default for NatsQueueConfig {
             request_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(100),
         }
+    }
+}
+
+impl NatsQueueConfig {
+    /// Refuses settings the queue cannot honour, naming the field.
+    fn check(&self) -> Result<(), QueueError> {
+        let bad = |what: String| Err(QueueError::Invalid(format!("NatsQueueConfig: {what}")));
+        if self.ack_wait < Duration::from_millis(100) {
+            return bad(format!("ack_wait {:?} is below 100 ms", self.ack_wait));
+        }
+        if self.duplicate_window <= self.ack_wait {
+            return bad(format!(
+                "duplicate_window {:?} must be longer than ack_wait {:?}",
+                self.duplicate_window, self.ack_wait
+            ));
+        }
+        if self.request_timeout.is_zero() || self.idempotency_window.is_zero() {
+            return bad("request_timeout and idempotency_window must be above zero".into());
+        }
+        if [
+            self.ack_wait,
+            self.duplicate_window,
+            self.idempotency_window,
+        ]
+        .iter()
+        .any(|d| *d > super::LONGEST)
+        {
+            return bad(
+                "ack_wait, duplicate_window and idempotency_window must be at most 10 years".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -88,6 +122,9 @@ pub(super) struct Inner {
     pub(super) fetching: [tokio::sync::Mutex<()>; 4],
     pub(super) keys: Stream,
     pub(super) ack_wait: Duration,
+    /// Time allowed for an ack to reach the server: a lease whose server window ends sooner than
+    /// this is treated as lost (a tenth of `ack_wait`, at most 1 s).
+    pub(super) guard: Duration,
     pub(super) poll_interval: Duration,
     pub(super) leases: parking_lot::Mutex<HashMap<LeaseToken, Arc<Lease>>>,
     pub(super) wake: Arc<Notify>,
@@ -134,6 +171,7 @@ impl NatsQueue {
                 "queue name {name:?}: use 1-200 ASCII letters, digits, '_' or '-'"
             )));
         }
+        config.check()?;
         let client = connect_client(url, config.request_timeout)
             .await
             .map_err(|e| backend(format!("connect to {}", redact(url)), e))?;
@@ -200,6 +238,11 @@ impl NatsQueue {
             .await
             .map(|i| i.config.ack_wait)
             .unwrap_or(config.ack_wait);
+        if ack_wait >= config.duplicate_window {
+            tracing::warn!(queue = name, ?ack_wait, duplicate_window = ?config.duplicate_window,
+                "existing consumers' ack_wait is not shorter than the duplicate window: a delayed \
+                 item whose promotion is not acknowledged may be duplicated");
+        }
         // Idempotency keys: one subject per key, one message per subject, kept for the window.
         // (async-nats' key-value API cannot create a bucket on nats-server 2.9: its account-info
         // query does not parse there; this stream is what a bucket would be.)
@@ -242,6 +285,7 @@ impl NatsQueue {
                 fetching: Default::default(),
                 keys,
                 ack_wait,
+                guard: (ack_wait / 10).min(Duration::from_secs(1)),
                 poll_interval: config.poll_interval.max(Duration::from_millis(1)),
                 leases: parking_lot::Mutex::new(HashMap::new()),
                 wake,
@@ -286,14 +330,15 @@ impl Inner {
         }
     }
 
-    /// Publishes with a `Nats-Msg-Id` and waits for the stream's acknowledgement.
+    /// Publishes with a `Nats-Msg-Id` and waits for the stream's acknowledgement, which says
+    /// whether the server dropped it as a repeat of an earlier publish with that id.
     pub(super) async fn publish(
         &self,
         subject: String,
         msg_id: &str,
         headers: HeaderMap,
         payload: Bytes,
-    ) -> Result<(), QueueError> {
+    ) -> Result<PublishAck, QueueError> {
         let ack: PublishAckFuture = self
             .js
             .send_publish(
@@ -306,8 +351,7 @@ impl Inner {
             .await
             .map_err(|e| backend(format!("publish {msg_id} to {subject}"), e))?;
         ack.await
-            .map_err(|e| backend(format!("publish {msg_id} to {subject}"), e))?;
-        Ok(())
+            .map_err(|e| backend(format!("publish {msg_id} to {subject}"), e))
     }
 
     /// Tells waiting claimers (in every process) that something became claimable.
@@ -321,26 +365,26 @@ impl Inner {
         }
     }
 
-    /// Re-publishes an item (after a nack, an expiry or a delay) and removes the old message.
-    /// Publishing first means a failure in between duplicates the item rather than losing it.
-    pub(super) async fn requeue(
+    /// Moves a delayed item that came due onto its lane: publishes it there, then removes it from
+    /// `delayed`. The lane copy's `Nats-Msg-Id` is fixed by the item, so when the removal is lost
+    /// (the server redelivers the delayed message after `ack_wait`) the second promotion is
+    /// dropped by the server as a duplicate, within the duplicate window (longer than `ack_wait`).
+    pub(super) async fn promote(
         &self,
         msg: &jetstream::Message,
         meta: &Meta,
-        attempts_so_far: u32,
-        target: Target,
     ) -> Result<(), QueueError> {
+        let target = Target::Lane(meta.priority);
         let next = Meta {
-            prior_attempts: attempts_so_far,
-            not_before_ms: match target {
-                Target::Delayed(ms) => Some(ms),
-                Target::Lane(_) => None,
-            },
+            not_before_ms: None,
             ..meta.clone()
         };
-        // Unique per (item, attempts, destination): a promotion from `delayed` to a lane must not
-        // be taken for a duplicate of the publish that put it on `delayed`.
-        let msg_id = format!("{}:{}:{}", meta.work_id, attempts_so_far, target.token());
+        let msg_id = format!(
+            "{}:{}:{}",
+            meta.work_id,
+            meta.prior_attempts,
+            target.token()
+        );
         self.publish(
             self.subject(&target),
             &msg_id,
@@ -348,14 +392,49 @@ impl Inner {
             msg.message.payload.clone(),
         )
         .await?;
-        msg.double_ack()
-            .await
-            .map_err(|e| backend(format!("ack of re-published {}", meta.work_id), e))?;
+        if let Err(e) = msg.double_ack().await {
+            tracing::warn!(queue = %self.name, work_id = %meta.work_id, error = %e,
+                "promoted a delayed item but could not remove it from the delayed subject; \
+                 its redelivery will be recognised as a duplicate");
+        }
         self.poke().await;
         Ok(())
     }
 
-    /// Moves an item to the dead-letter stream and removes it from the work stream.
+    /// Sends a progress signal and waits for the server's reply. Returns when it was sent: the
+    /// server's `ack_wait` restarted no earlier than that.
+    pub(super) async fn progress(&self, msg: &jetstream::Message) -> Result<Instant, QueueError> {
+        let sent_at = Instant::now();
+        msg.double_ack_with(AckKind::Progress)
+            .await
+            .map_err(|e| backend(format!("progress signal to {}", self.name), e))?;
+        Ok(sent_at)
+    }
+
+    /// Gives a held item back to the server (`Nak`, redelivered after `delay`). The same message
+    /// comes back, so nothing is copied and its delivery count keeps counting the attempts. When
+    /// the `Nak` is lost the server redelivers after `ack_wait` instead.
+    pub(super) async fn give_back(
+        &self,
+        msg: &jetstream::Message,
+        delay: Duration,
+        work_id: &WorkId,
+    ) {
+        let kind = if delay.is_zero() {
+            AckKind::Nak(None)
+        } else {
+            AckKind::Nak(Some(delay.min(super::LONGEST)))
+        };
+        match msg.double_ack_with(kind).await {
+            Ok(()) => self.poke().await,
+            Err(e) => tracing::warn!(queue = %self.name, work_id = %work_id, error = %e,
+                "could not give the item back; the server redelivers it after ack_wait"),
+        }
+    }
+
+    /// Moves an item to the dead-letter stream and removes it from the work stream. A lost removal
+    /// is harmless: the redelivered message is past its budget and dead-lettered again, under the
+    /// same `Nats-Msg-Id` (dropped as a duplicate within the window).
     pub(super) async fn dead_letter(
         &self,
         msg: &jetstream::Message,
@@ -379,9 +458,11 @@ impl Inner {
             msg.message.payload.clone(),
         )
         .await?;
-        msg.double_ack()
-            .await
-            .map_err(|e| backend(format!("ack of dead-lettered {work_id}"), e))?;
+        if let Err(e) = msg.double_ack().await {
+            tracing::warn!(queue = %self.name, work_id = %work_id, error = %e,
+                "dead-lettered, but could not remove the item from the work stream; \
+                 its redelivery will be dead-lettered again as a duplicate");
+        }
         tracing::warn!(queue = %self.name, work_id = %work_id, attempts, reason, "dead-lettered");
         Ok(())
     }
@@ -445,11 +526,7 @@ impl Inner {
                         .await
                         .map_err(|e| backend(format!("re-arm delayed {}", meta.work_id), e))?;
                 }
-                _ => {
-                    let target = Target::Lane(meta.priority);
-                    self.requeue(&msg, &meta, meta.prior_attempts, target)
-                        .await?;
-                }
+                _ => self.promote(&msg, &meta).await?,
             }
         }
         Ok(())
@@ -505,8 +582,8 @@ impl Inner {
             attempt,
             worker: worker.clone(),
             state: tokio::sync::Mutex::new(LeaseState {
-                deadline: Instant::now() + lease,
-                server_deadline: fetched_at + self.ack_wait,
+                deadline: deadline_after(Instant::now(), lease),
+                server_deadline: deadline_after(fetched_at, self.ack_wait),
                 done: false,
             }),
             changed: Notify::new(),
@@ -514,61 +591,6 @@ impl Inner {
         self.leases.lock().insert(token, Arc::clone(&held));
         tokio::spawn(super::ops::keep_lease(Arc::clone(self), held));
         Ok(Some(claim))
-    }
-
-    pub(super) fn key_subject(&self, key: &str) -> String {
-        format!("{}.key.{}", self.name, kv_key(key))
-    }
-
-    /// Records `key -> id` unless the key is already known within the window; then returns the id
-    /// recorded first. The server's expected-last-subject-sequence check makes this atomic.
-    pub(super) async fn claim_key(
-        &self,
-        key: &str,
-        id: &WorkId,
-    ) -> Result<Option<WorkId>, QueueError> {
-        let subject = self.key_subject(key);
-        loop {
-            let published = match self
-                .js
-                .send_publish(
-                    subject.clone(),
-                    PublishMessage::build()
-                        .payload(Bytes::from(id.to_string()))
-                        .expected_last_subject_sequence(0),
-                )
-                .await
-            {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
-            };
-            match published {
-                Ok(_) => return Ok(None),
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    match self.keys.get_last_raw_message_by_subject(&subject).await {
-                        Ok(m) => {
-                            let existing = String::from_utf8_lossy(&m.payload).into_owned();
-                            return Ok(Some(WorkId::new(existing)));
-                        }
-                        // Expired between the two calls: try to take the key again.
-                        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => continue,
-                        Err(e) => {
-                            return Err(backend(format!("read idempotency key {key:?}"), e));
-                        }
-                    }
-                }
-                Err(e) => return Err(backend(format!("record idempotency key {key:?}"), e)),
-            }
-        }
-    }
-
-    pub(super) async fn release_key(&self, key: &str) -> Result<(), QueueError> {
-        self.keys
-            .purge()
-            .filter(self.key_subject(key))
-            .await
-            .map_err(|e| backend(format!("release idempotency key {key:?}"), e))?;
-        Ok(())
     }
 
     pub(super) fn held(&self, token: &LeaseToken) -> Result<Arc<Lease>, QueueError> {
