@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the workflow orchestrator's tests need (idempotent, quiet):
 #   chromium (headless UI test), prometheus (scrape + rule over /metrics),
-#   prometheus-alertmanager (real AlertManager v4 webhook, amtool).
+#   prometheus-alertmanager (real AlertManager v4 webhook, amtool), nats-server (private servers
+#   the NATS restart and fleet tests kill), psql (dropping the PostgreSQL schemas tests make).
 set -euo pipefail
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 { command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ]; } \
   && command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 
@@ -30,6 +33,6 @@ for svc in prometheus prometheus-alertmanager; do
     systemctl stop "$svc" >/dev/null 2>&1 || true
   fi
 done
-for bin in chromium prometheus amtool; do
+for bin in chromium prometheus amtool psql; do
   command -v "$bin" >/dev/null 2>&1 || { echo "flow ci-deps: $bin still missing after install" >&2; exit 1; }
 done

@@ -30,6 +30,9 @@ pub enum AppError {
     /// The Docker engine (config `docker`) did not answer.
     #[error("connecting to the Docker engine (config docker): {0}")]
     Docker(#[source] hybridgrid_core::ExecError),
+    /// The Dagger settings (config `dagger`) are unusable.
+    #[error("setting up the Dagger executor (config dagger): {0}")]
+    Dagger(#[source] hybridgrid_core::ExecError),
     /// The listen address could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -68,6 +71,10 @@ impl App {
                 .await
                 .map_err(AppError::Docker)?;
             executors = executors.docker(d);
+        }
+        if let Some(dagger) = cfg.dagger.clone() {
+            let d = hybridgrid_executors::DaggerExecutor::new(dagger).map_err(AppError::Dagger)?;
+            executors = executors.dagger(d);
         }
         let engine = FlowEngine::start(cfg.engine.clone(), store, bus.dyn_bus(), executors).await?;
         info!(

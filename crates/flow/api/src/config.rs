@@ -16,6 +16,7 @@
 //! events: { stream: HG_FLOW, subjects: ["workflow.>", "graph.>"] }
 //! engine: { max_parallel: 8, workflow_timeout: 1h, approval_timeout: 24h }
 //! docker: { socket: unix:///var/run/docker.sock }   # enables container agents
+//! dagger: { port: 36409, token: "..." }              # enables Dagger agents (a `dagger run` session)
 //! logging: { level: info, format: text }
 //! ```
 
@@ -101,6 +102,9 @@ pub struct Config {
     /// Container agents: the Docker engine (`docker: {}` for the defaults); absent = container
     /// agents cannot run here (their steps fail naming the missing executor).
     pub docker: Option<hybridgrid_executors::DockerConfig>,
+    /// Dagger agents: a `dagger run` session's GraphQL API (`port`, `token`); absent = Dagger
+    /// agents cannot run here (their steps fail naming the missing executor).
+    pub dagger: Option<hybridgrid_executors::DaggerConfig>,
     /// Logging.
     pub logging: LoggingConfig,
 }

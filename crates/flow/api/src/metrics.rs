@@ -1,6 +1,8 @@
 //! The orchestrator's Prometheus metrics, with the guide's names: `workflow_runs_total{status,trigger}`,
 //! `workflow_success_rate`, `workflow_duration_seconds`, `agent_runs_total{agent,status}`,
-//! `agent_duration_seconds{agent}`, `workflows_active`, `approval_wait_seconds`.
+//! `agent_duration_seconds{agent}`, `workflows_active`, `approval_wait_seconds`; and the process's
+//! memory (`process_resident_memory_bytes`, `process_heap_size_bytes`: what the runbook's
+//! `grep heap_size_bytes` looks for), read from `/proc/self/statm` at each scrape.
 //!
 //! They are fed from the engine's watch of run changes (see `App`), so every transition the engine
 //! makes is counted once, whoever asked for it (API, webhook, event trigger, retry).
@@ -57,6 +59,8 @@ pub(crate) struct FlowMetrics {
     pub active: Gauge,
     pub approval_wait: Histogram,
     pub webhooks: Family<WebhookLabels, Counter>,
+    resident: Gauge,
+    heap: Gauge,
     outcomes: Mutex<(u64, u64)>,
     pub registry: Registry,
 }
@@ -73,6 +77,8 @@ impl FlowMetrics {
             active: Gauge::default(),
             approval_wait: seconds_histogram(),
             webhooks: Family::default(),
+            resident: Gauge::default(),
+            heap: Gauge::default(),
             outcomes: Mutex::new((0, 0)),
             registry: Registry::default(),
         };
@@ -115,6 +121,16 @@ impl FlowMetrics {
             "flow_webhook_deliveries",
             "Alert webhook deliveries received, by source (alertmanager, grafana)",
             m.webhooks.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the hg-flow process",
+            m.resident.clone(),
+        );
+        registry.register(
+            "process_heap_size_bytes",
+            "Data segment (heap and anonymous mappings) of the hg-flow process",
+            m.heap.clone(),
         );
         m.success_rate.set(1.0);
         Arc::new(FlowMetrics { registry, ..m })
@@ -162,10 +178,28 @@ impl FlowMetrics {
 
     /// The Prometheus text exposition.
     pub(crate) fn encode(&self) -> Result<String, std::fmt::Error> {
+        if let Some((resident, data)) = statm() {
+            self.resident.set(resident);
+            self.heap.set(data);
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
+}
+
+/// Resident and data-segment bytes from `/proc/self/statm` (pages of 4 KiB).
+fn statm() -> Option<(i64, i64)> {
+    let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let f: Vec<i64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let page = 4096i64;
+    Some((
+        f.get(1)?.saturating_mul(page),
+        f.get(5)?.saturating_mul(page),
+    ))
 }
 
 #[cfg(test)]
@@ -189,8 +223,16 @@ mod tests {
             "agent_duration_seconds_count{agent=\"scanner\"} 1",
             "workflows_active 2",
             "approval_wait_seconds_count 1",
+            "process_resident_memory_bytes ",
+            "process_heap_size_bytes ",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        let heap: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_heap_size_bytes "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(heap > 0.0, "{text}");
     }
 }

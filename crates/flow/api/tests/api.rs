@@ -175,9 +175,15 @@ async fn agents_workflows_runs_and_bad_input() {
             {"id": "a", "agent": "echo", "action": "run", "inputs": {"n": "three"}}]}),
         );
         assert_eq!(
-            r.status, 422,
+            r.status, 400,
             "static input not matching the schema: {}",
             r.body
+        );
+        assert_eq!(r.json()["error"], "schema_mismatch", "{}", r.body);
+        let msg = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            msg.contains("node \"a\"") && msg.contains("echo/run"),
+            "names the node and the action: {msg}"
         );
         assert_eq!(
             get(a, "/api/workflows").json().as_array().unwrap().len(),
@@ -285,6 +291,53 @@ async fn agents_workflows_runs_and_bad_input() {
             404
         );
 
+        // input rendered at run time not matching the schema: the step fails before its agent
+        // starts, naming the mismatch; the run fails; nothing is left RUNNING
+        let r = post(
+            a,
+            "/api/workflows",
+            &json!({"name": "late-bad-input", "nodes": [
+            {"id": "a", "agent": "echo", "action": "run", "inputs": {"n": "{{ context.n }}"}},
+            {"id": "b", "agent": "echo", "action": "run", "dependsOn": ["a"]}]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        let lid = r.json()["id"].as_str().unwrap().to_owned();
+        let r = post(
+            a,
+            &format!("/api/workflows/{lid}/trigger"),
+            &json!({"n": "three"}),
+        );
+        assert_eq!(r.status, 202, "{}", r.body);
+        let lrun = r.json()["runId"].as_str().unwrap().to_owned();
+        let v = wait_status(a, &lid, &lrun, &["SUCCEEDED", "FAILED"]);
+        assert_eq!(v["status"], "FAILED", "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("input does not match the input schema of echo/run"),
+            "{v}"
+        );
+        let nodes = v["nodes"].as_array().unwrap();
+        assert_eq!(nodes[0]["status"], "FAILED", "{v}");
+        assert_eq!(nodes[1]["status"], "SKIPPED", "{v}");
+        let ar = get(a, &format!("/api/workflows/{lid}/runs/{lrun}/agent-runs")).json();
+        let first = ar
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["nodeId"] == "a")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            first["input"]["n"], "three",
+            "the rendered input is kept: {first}"
+        );
+        assert!(
+            first["exitCode"].is_null() && first["stdout"].is_null(),
+            "the agent never ran: {first}"
+        );
+
         // approvals
         let r = post(
             a,
@@ -387,6 +440,8 @@ async fn agents_workflows_runs_and_bad_input() {
             "agent_duration_seconds",
             "workflows_active",
             "approval_wait_seconds_count 1",
+            "process_heap_size_bytes ",
+            "process_resident_memory_bytes ",
         ] {
             assert!(m.contains(name), "missing {name} in\n{m}");
         }

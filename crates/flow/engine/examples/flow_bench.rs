@@ -2,7 +2,10 @@
 //! - node executions/s with the in-process no-op executor (so the engine is measured, not process
 //!   start-up), every transition durable, for one 1,000-node DAG and for many small runs, on a
 //!   SQLite file and on PostgreSQL;
-//! - trigger → first native agent start, p50/p90, and the engine's own overhead per step.
+//! - trigger → first native agent start, p50/p90 (a real process per step);
+//! - the engine's own cost per step: the time per step of a 200-step chain (each step waits for
+//!   the one before: claim, run, commit, in series) and the CPU time of this process per node
+//!   execution in the runs above (for PostgreSQL the server's CPU is not in it).
 //!
 //! `cargo run --release -p hybridgrid-flow-engine --example flow_bench` (PostgreSQL at
 //! `HG_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`; `--sqlite-only` skips it).
@@ -73,6 +76,31 @@ fn big_dag(name: &str) -> serde_json::Value {
     json!({"name": name, "nodes": nodes})
 }
 
+/// CPU time (user + system) of this process so far, from `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn chain(name: &str, n: usize) -> serde_json::Value {
+    let mut nodes = vec![json!({"id": "s0", "agent": "noop", "action": "run"})];
+    for i in 1..n {
+        nodes.push(
+            json!({"id": format!("s{i}"), "agent": "noop", "action": "run",
+            "dependsOn": [format!("s{}", i - 1)]}),
+        );
+    }
+    json!({"name": name, "nodes": nodes})
+}
+
 async fn throughput(label: &str, store: Arc<dyn Store>) {
     let e = engine(store, Executors::noop(), 64).await;
     agent(&e, "noop", "native", &["noop"]).await;
@@ -80,7 +108,7 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
         .create_workflow(serde_json::from_value(big_dag("big")).unwrap())
         .await
         .unwrap();
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     let run = e
         .trigger(
             &big.id,
@@ -91,10 +119,11 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
         .await
         .unwrap();
     wait_all(&e, &[run.run_id]).await;
-    let dt = t.elapsed();
+    let (dt, cpu) = (t.elapsed(), cpu_time().saturating_sub(cpu));
     println!(
-        "{label}: 1,000-node DAG: {:.0} node executions/s ({dt:.2?})",
-        1000.0 / dt.as_secs_f64()
+        "{label}: 1,000-node DAG: {:.0} node executions/s ({dt:.2?}; this process's CPU {:.0} µs per node)",
+        1000.0 / dt.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / 1000.0
     );
 
     let small = e
@@ -111,7 +140,7 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
         .unwrap();
     let runs_n = 200;
     // Submitted at once (as webhooks and events arrive), then one after another.
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     let runs = futures::future::join_all((0..runs_n).map(|_| {
         e.trigger(
             &small.id,
@@ -125,11 +154,12 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
     .map(|r| r.unwrap().run_id)
     .collect::<Vec<_>>();
     wait_all(&e, &runs).await;
-    let dt = t.elapsed();
+    let (dt, cpu) = (t.elapsed(), cpu_time().saturating_sub(cpu));
     println!(
-        "{label}: {runs_n} runs x 5 nodes, triggered at once: {:.0} node executions/s, {:.0} runs/s ({dt:.2?})",
+        "{label}: {runs_n} runs x 5 nodes, triggered at once: {:.0} node executions/s, {:.0} runs/s ({dt:.2?}; CPU {:.0} µs per node)",
         (runs_n * 5) as f64 / dt.as_secs_f64(),
-        runs_n as f64 / dt.as_secs_f64()
+        runs_n as f64 / dt.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / (runs_n * 5) as f64
     );
     let t = Instant::now();
     let mut runs = Vec::new();
@@ -153,6 +183,33 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
         (runs_n * 5) as f64 / dt.as_secs_f64(),
         runs_n as f64 / dt.as_secs_f64()
     );
+    // The engine's own time per step, in series: each step of the chain starts only once the
+    // one before it is committed (claimed in the same transaction), with a no-op executor.
+    let n = 200;
+    let ch = e
+        .create_workflow(serde_json::from_value(chain("chain", n)).unwrap())
+        .await
+        .unwrap();
+    let mut per_step = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = e
+            .trigger(
+                &ch.id,
+                json!({}),
+                TriggerSource::Manual,
+                TriggerOptions::default(),
+            )
+            .await
+            .unwrap();
+        wait_all(&e, &[r.run_id]).await;
+        per_step.push(t.elapsed() / n as u32);
+    }
+    per_step.sort();
+    println!(
+        "{label}: engine overhead per step ({n}-step chain, in series, no-op agent): {:.0?} (median of 3)",
+        per_step[1]
+    );
     e.shutdown().await;
 }
 
@@ -174,7 +231,7 @@ impl AgentExecutor for Stamp {
     }
 }
 
-async fn latency(store: Arc<dyn Store>, work: &std::path::Path) {
+async fn latency(label: &str, store: Arc<dyn Store>, work: &std::path::Path) {
     let native = Executors::native(work);
     let inner = native.get(AgentKind::Native).unwrap().clone();
     let at = Arc::new(Mutex::new(Vec::new()));
@@ -220,7 +277,7 @@ async fn latency(store: Arc<dyn Store>, work: &std::path::Path) {
     to_start.sort();
     to_done.sort();
     println!(
-        "sqlite: trigger -> first native agent start: p50 {:.2?}, p90 {:.2?}; trigger -> run SUCCEEDED (shell agent): p50 {:.2?}",
+        "{label}: trigger -> first native agent start: p50 {:.2?}, p90 {:.2?}; trigger -> run SUCCEEDED (shell agent): p50 {:.2?}",
         to_start[to_start.len() / 2],
         to_start[to_start.len() * 9 / 10],
         to_done[to_done.len() / 2]
@@ -244,7 +301,7 @@ async fn main() {
     );
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    latency(sqlite, &work).await;
+    latency("sqlite file", sqlite, &work).await;
     if std::env::args().any(|a| a == "--sqlite-only") {
         return;
     }
@@ -260,7 +317,8 @@ async fn main() {
             .await
             .unwrap(),
     );
-    throughput("postgres", pg).await;
+    throughput("postgres", pg.clone()).await;
+    latency("postgres", pg, &work).await;
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(

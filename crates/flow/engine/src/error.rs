@@ -24,7 +24,9 @@ pub enum FlowError {
         /// What is wrong, naming the culprit.
         message: String,
     },
-    /// A document does not match a JSON Schema, or a schema does not compile (422).
+    /// A definition's document does not match a JSON Schema (a workflow's static inputs against
+    /// its agent's input schema), or a schema does not compile (400, like every other invalid
+    /// definition; the message names the node and the mismatch).
     #[error("{what} does not match its schema: {message}")]
     Unprocessable {
         /// What was checked (`workflow`, `agent`).
@@ -49,12 +51,12 @@ pub enum FlowError {
 }
 
 impl FlowError {
-    /// The HTTP status this error maps to: 404, 400, 422, 409, or 503/500 for the store.
+    /// The HTTP status this error maps to: 404, 400, 409, or 503/500 for the store.
     pub fn http_status(&self) -> u16 {
         match self {
             FlowError::NotFound { .. } => 404,
             FlowError::Invalid { .. } => 400,
-            FlowError::Unprocessable { .. } => 422,
+            FlowError::Unprocessable { .. } => 400,
             FlowError::Conflict { .. } => 409,
             FlowError::Backend(e) if e.retry().is_retryable() => 503,
             FlowError::Backend(_) => 500,

@@ -113,9 +113,13 @@ impl Nats {
         .await
         .expect("nats-server did not come up");
     }
-    fn restart(&mut self) {
+    /// SIGKILL (`Child::kill`).
+    fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+    fn restart(&mut self) {
+        self.kill();
         *self = Nats::start(self.port, &self.dir.clone());
     }
 }
@@ -162,7 +166,16 @@ async fn nats_restart_mid_run_loses_no_transition() {
     )
     .await;
     let run = trigger(&engine, &wf, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGKILL the server mid-run and keep it down while a transition happens (s1 completes and
+    // s2 starts with no NATS to publish to), then start it again on the same port and store.
+    nats.kill();
+    hybridgrid_testkit::eventually(Duration::from_secs(20), || async {
+        let r = engine.run(&run).await.unwrap();
+        (node(&r, "s1").status == NodeStatus::Succeeded).then_some(())
+    })
+    .await
+    .expect("s1 never completed while NATS was down");
     nats.restart();
     nats.wait_up().await;
     let r = finished(&engine, &run).await;

@@ -110,7 +110,8 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
-    /// True for schema mismatches (HTTP 422), false for malformed definitions (HTTP 400).
+    /// True for schema mismatches (a workflow's static inputs, an agent's schemas), false for
+    /// malformed definitions; the API answers 400 for both, with its own error code.
     pub fn is_schema_mismatch(&self) -> bool {
         matches!(
             self,

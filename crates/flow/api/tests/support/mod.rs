@@ -168,7 +168,7 @@ impl Proc {
 
 /// The path of a program, or a panic telling how to install it (tests never skip).
 pub fn require(bin: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin"] {
         let p = Path::new(dir).join(bin);
         if p.exists() {
             return p;
@@ -230,4 +230,91 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> String {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A private `nats-server -js` on its own port with a file store (never the shared one), killed
+/// with SIGKILL on drop; [`PrivateNats::restart`] kills it the same way and starts it again on
+/// the same port and store.
+pub struct PrivateNats {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateNats {
+    pub fn start(dir: &Path) -> PrivateNats {
+        let mut n = PrivateNats {
+            child: None,
+            port: free_port(),
+            dir: dir.to_owned(),
+        };
+        n.spawn();
+        n
+    }
+    fn spawn(&mut self) {
+        let child = Command::new(require("nats-server"))
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for(Duration::from_secs(20), "the private nats-server", || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).ok()?;
+            (&b == b"INFO").then_some(())
+        });
+    }
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+    /// SIGKILL, then nothing listens until [`PrivateNats::start_again`].
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    pub fn start_again(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Drops a PostgreSQL schema (with `psql`), for tests that confine a store to one.
+pub fn drop_pg_schema(url: &str, schema: &str) {
+    let _ = Command::new("psql")
+        .arg(url)
+        .args([
+            "-q",
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The PostgreSQL the tests use (`HG_TEST_DATABASE_URL`, default the loopback `test` database).
+pub fn pg_url() -> String {
+    std::env::var("HG_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
