@@ -187,7 +187,18 @@ pub async fn compile(
     };
     // A miss compiled locally reuses the text instead of preprocessing again.
     let text = pending.as_ref().map(|_| pre.stdout.clone());
-    let outcome = remote_compile(cfg, compiler, args, &job, &toolchain, pre.stdout).await;
+    // Text a worker would refuse (it could make the worker's compiler read worker files) never
+    // leaves this machine.
+    let outcome = match job.check_text(&pre.stdout) {
+        Err(e) => {
+            eprintln!(
+                "hgbuild: {} is not shipped ({e}); compiling locally",
+                job.source().display()
+            );
+            Err("reads_worker_files".to_owned())
+        }
+        Ok(()) => remote_compile(cfg, compiler, args, &job, &toolchain, pre.stdout).await,
+    };
     let (Some(c), Some(pending)) = (&cache, pending) else {
         return Ok(match outcome {
             Ok(RemoteResult::Done { worker }) => Step::Exit(0, Served::Remote { worker }),
