@@ -109,11 +109,14 @@ pub(crate) fn sandbox_config(cfg: &FarmConfig, toolchains: &[LocalToolchain]) ->
     }
 }
 
-/// Compiles `int x;` with `toolchain` on `exec`; the reason when that fails.
+/// Compiles one line with `toolchain` on `exec`, as the worker's compiles run; the reason when
+/// that fails.
 async fn check_compile(exec: &NativeExecutor, toolchain: &LocalToolchain) -> Result<(), String> {
     let mut spec = TaskSpec::new(
         vec![
             toolchain.path.to_string_lossy().into_owned(),
+            // As the real compiles run: no system headers (not even stdc-predef.h).
+            "-nostdinc".into(),
             "-x".into(),
             "c".into(),
             "-c".into(),
