@@ -282,6 +282,7 @@ impl Cache for DiskCache {
             writes: i.writes.load(Relaxed),
             evictions: i.evictions.load(Relaxed),
             corrupt: i.corrupt.load(Relaxed),
+            forged: 0,
             bytes_stored,
             entries,
         }

@@ -56,6 +56,8 @@ fn open_at(spec: CacheSpec, key: String) -> Opened {
                 ttl,
                 response_timeout,
                 max_entry_size,
+                secret,
+                read_only,
             } => {
                 if !matches!(url.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
                     return Err(SpecError::invalid(
@@ -69,8 +71,12 @@ fn open_at(spec: CacheSpec, key: String) -> Opened {
                 let mut config = crate::RedisCacheConfig {
                     prefix,
                     ttl: ttl.map(Into::into),
+                    read_only,
                     ..crate::RedisCacheConfig::default()
                 };
+                if let Some(secret) = &secret {
+                    config.integrity = crate::entry::Integrity::from_secret(secret.expose());
+                }
                 if let Some(t) = response_timeout {
                     config.response_timeout = t.into();
                 }
@@ -147,6 +153,8 @@ mod tests {
             ttl: None,
             response_timeout: None,
             max_entry_size: None,
+            secret: None,
+            read_only: false,
         };
         let err = open_cache(&spec).await.err().unwrap();
         assert_eq!(

@@ -22,8 +22,18 @@ pub struct RedisCacheConfig {
     /// Expiry of each entry, refreshed when it is written again (default: none, so size the server
     /// with `maxmemory` and `maxmemory-policy allkeys-lru`).
     pub ttl: Option<Duration>,
-    /// Largest payload accepted by `put` (default 64 MiB); larger ones fail with [`CacheError::TooLarge`].
+    /// Largest payload accepted by `put` (default 64 MiB); larger ones fail with
+    /// [`CacheError::TooLarge`]. Reads fetch at most this much (plus the header) with `GETRANGE`,
+    /// so a huge value planted in the server cannot make a reader allocate it: a longer value is
+    /// a miss, counted in [`CacheStats::corrupt`].
     pub max_entry_bytes: u64,
+    /// How entries are protected: [`entry::Integrity::Mac`] (from `cache.shared_secret`) makes
+    /// every entry carry a keyed MAC and refuses, counts ([`CacheStats::forged`]) and logs any
+    /// entry without a valid one. Default: a plain checksum.
+    pub integrity: entry::Integrity,
+    /// Never write: `put` fails with [`CacheError::ReadOnly`] without contacting the server (for
+    /// clients whose Redis user may only read).
+    pub read_only: bool,
     /// How long one command may take before it fails (default 5 s; an 8 MB value over a slow
     /// link needs more than the redis crate's 500 ms default).
     pub response_timeout: Duration,
@@ -36,6 +46,8 @@ impl Default for RedisCacheConfig {
             ttl: None,
             max_entry_bytes: 64 << 20,
             response_timeout: Duration::from_secs(5),
+            integrity: entry::Integrity::Checksum,
+            read_only: false,
         }
     }
 }
@@ -43,8 +55,10 @@ impl Default for RedisCacheConfig {
 /// A cache whose entries live in Redis, so that a file compiled on one machine is a hit on another.
 ///
 /// Values are the same framed entries as [`crate::DiskCache`] files (header with the key and a
-/// BLAKE3 of the payload, see [`crate::entry`]): a damaged value is deleted, counted in
-/// [`CacheStats::corrupt`], and reported as a miss. Each `put` is one `SET` (with `PX` when a TTL is
+/// BLAKE3 of the payload, see [`crate::entry`]), or with [`RedisCacheConfig::integrity`] set, a
+/// keyed MAC instead of the BLAKE3: a damaged value is deleted, counted in
+/// [`CacheStats::corrupt`], and reported as a miss; a value whose MAC does not verify is kept,
+/// counted in [`CacheStats::forged`], logged, and reported as a miss. Each `put` is one `SET` (with `PX` when a TTL is
 /// set), so readers see a whole value or none. [`Cache::stats`] counts this instance's hits, misses,
 /// writes and corrupt entries; `evictions`, `bytes_stored` and `entries` stay 0 because Redis does
 /// the bounding (`INFO memory`, `INFO stats` show them).
@@ -55,6 +69,7 @@ pub struct RedisCache {
     misses: AtomicU64,
     writes: AtomicU64,
     corrupt: AtomicU64,
+    forged: AtomicU64,
 }
 
 /// A failed Redis command, naming the key or pattern it was about.
@@ -89,7 +104,8 @@ impl RedisCache {
         let conn = ConnectionManager::new_with_config(client, manager_config)
             .await
             .map_err(|e| backend("connect", target.clone(), e))?;
-        tracing::debug!(url = %target, prefix = %config.prefix, "redis cache connected");
+        tracing::debug!(url = %target, prefix = %config.prefix, authenticated = matches!(config.integrity, entry::Integrity::Mac(_)),
+            read_only = config.read_only, "redis cache connected");
         Ok(RedisCache {
             conn,
             config,
@@ -97,6 +113,7 @@ impl RedisCache {
             misses: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
+            forged: AtomicU64::new(0),
         })
     }
 
@@ -124,27 +141,52 @@ impl Cache for RedisCache {
     async fn get(&self, key: &Digest) -> Result<Option<Bytes>, CacheError> {
         let rkey = self.redis_key(key);
         let mut conn = self.conn.clone();
-        let value: Option<Vec<u8>> = redis::cmd("GET")
+        // At most one byte more than the largest valid entry: a longer value is never fetched
+        // whole. A missing key reads as "" (no valid entry is empty).
+        let limit = self
+            .config
+            .max_entry_bytes
+            .saturating_add(entry::HEADER_LEN as u64);
+        let value: Vec<u8> = redis::cmd("GETRANGE")
             .arg(&rkey)
+            .arg(0)
+            .arg(limit)
             .query_async(&mut conn)
             .await
-            .map_err(|e| backend("GET", rkey.clone(), e))?;
-        let Some(value) = value else {
+            .map_err(|e| backend("GETRANGE", rkey.clone(), e))?;
+        if value.is_empty() {
             self.misses.fetch_add(1, Relaxed);
             return Ok(None);
-        };
-        match entry::decode(key, Bytes::from(value)) {
+        }
+        if value.len() as u64 > limit {
+            tracing::warn!(key = %rkey, max_entry_bytes = self.config.max_entry_bytes,
+                "cache entry larger than the configured bound ignored");
+            self.corrupt.fetch_add(1, Relaxed);
+            self.misses.fetch_add(1, Relaxed);
+            return Ok(None);
+        }
+        match entry::decode_with(&self.config.integrity, key, Bytes::from(value)) {
             Ok(payload) => {
                 self.hits.fetch_add(1, Relaxed);
                 Ok(Some(payload))
             }
+            Err(defect) if defect.is_authentication() => {
+                // Not deleted: it may be valid for holders of another secret, and a read-only
+                // client may not delete. The next clean compile of this key overwrites it.
+                tracing::warn!(key = %rkey, %defect, "shared cache entry failed authentication; not served");
+                self.forged.fetch_add(1, Relaxed);
+                self.misses.fetch_add(1, Relaxed);
+                Ok(None)
+            }
             Err(defect) => {
                 tracing::warn!(key = %rkey, %defect, "corrupt cache entry dropped");
-                let _: i64 = redis::cmd("DEL")
-                    .arg(&rkey)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| backend("DEL", rkey.clone(), e))?;
+                if !self.config.read_only {
+                    let _: i64 = redis::cmd("DEL")
+                        .arg(&rkey)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| backend("DEL", rkey.clone(), e))?;
+                }
                 self.corrupt.fetch_add(1, Relaxed);
                 self.misses.fetch_add(1, Relaxed);
                 Ok(None)
@@ -153,6 +195,9 @@ impl Cache for RedisCache {
     }
 
     async fn put(&self, key: &Digest, value: Bytes) -> Result<(), CacheError> {
+        if self.config.read_only {
+            return Err(CacheError::ReadOnly { backend: "redis" });
+        }
         let size = value.len() as u64;
         if size > self.config.max_entry_bytes {
             return Err(CacheError::TooLarge {
@@ -162,7 +207,8 @@ impl Cache for RedisCache {
         }
         let rkey = self.redis_key(key);
         let mut cmd = redis::cmd("SET");
-        cmd.arg(&rkey).arg(entry::encode(key, &value));
+        cmd.arg(&rkey)
+            .arg(entry::encode_with(&self.config.integrity, key, &value));
         if let Some(ttl) = self.config.ttl {
             cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
         }
@@ -176,6 +222,9 @@ impl Cache for RedisCache {
     }
 
     async fn clear(&self) -> Result<(), CacheError> {
+        if self.config.read_only {
+            return Err(CacheError::ReadOnly { backend: "redis" });
+        }
         let pattern = self.pattern();
         let mut conn = self.conn.clone();
         let mut cursor: u64 = 0;
@@ -209,6 +258,7 @@ impl Cache for RedisCache {
             misses: self.misses.load(Relaxed),
             writes: self.writes.load(Relaxed),
             corrupt: self.corrupt.load(Relaxed),
+            forged: self.forged.load(Relaxed),
             ..CacheStats::default()
         }
     }

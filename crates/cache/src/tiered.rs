@@ -223,7 +223,8 @@ impl Cache for TieredCache {
             misses: self.counters.misses.load(Relaxed),
             writes: self.counters.writes.load(Relaxed),
             evictions: local.evictions,
-            corrupt: local.corrupt + shared.corrupt,
+            corrupt: local.corrupt.saturating_add(shared.corrupt),
+            forged: local.forged.saturating_add(shared.forged),
             bytes_stored: local.bytes_stored,
             entries: local.entries,
         }

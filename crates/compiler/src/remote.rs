@@ -80,6 +80,19 @@ impl RemoteError {
 }
 
 impl CompileJob {
+    /// Checks, before shipping, that a worker would accept `preprocessed`: the text holds no
+    /// directive that would make the worker's compiler read one of its files (the scan
+    /// [`CompileJob::remote_command`] makes; `_Pragma("GCC dependency ...")` passes
+    /// directives-only preprocessing, and text that only a trigraph-aware reading makes safe is
+    /// refused too). A client runs such a job locally instead of having a worker refuse it.
+    pub fn check_text(&self, preprocessed: &[u8]) -> Result<(), RemoteError> {
+        let (input, _) = strip_markers(preprocessed);
+        match crate::scan::first_file_directive(&input) {
+            Some(line) => Err(RemoteError::ReadsWorkerFiles { line }),
+            None => Ok(()),
+        }
+    }
+
     /// Builds the worker-side command for an exact object from `preprocessed` (the standard
     /// output of `cc <`[`CompileJob::preprocess_args`]`>` on the client), in the empty, absolute
     /// worker directory `worker_dir`, writing the object to `worker_dir/out.o`.

@@ -75,8 +75,17 @@ fn text() -> impl Strategy<Value = Vec<u8>> {
     .prop_map(|parts| parts.concat())
 }
 
+/// Cases per property: 2000 in CI (well under a second each); `HG_PROPTEST_CASES=200000` for
+/// a long run.
+fn cases() -> u32 {
+    std::env::var("HG_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn parser_never_panics(words in proptest::collection::vec(word(), 0..12)) {
@@ -101,7 +110,15 @@ proptest! {
         let Invocation::Distributable(job) = parse_for(CompilerKind::Gcc, &args) else {
             panic!("a plain compile is distributable");
         };
-        if let Ok(cmd) = job.remote_command(&text, Path::new("/w/hg-1")) {
+        // The client's pre-shipping check refuses exactly what the worker's scan refuses.
+        let shipped = job.check_text(&text);
+        let derived = job.remote_command(&text, Path::new("/w/hg-1"));
+        prop_assert_eq!(
+            shipped.is_err(),
+            matches!(derived, Err(hybridgrid_compiler::RemoteError::ReadsWorkerFiles { .. })),
+            "{:?}", String::from_utf8_lossy(&text)
+        );
+        if let Ok(cmd) = derived {
             // Whatever was accepted holds no plain directive that reads a file.
             for line in cmd.input.split(|b| *b == b'\n') {
                 let t: Vec<u8> = line.iter().copied().filter(|b| !b" \t".contains(b)).collect();

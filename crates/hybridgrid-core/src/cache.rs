@@ -63,6 +63,10 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Entries found corrupt and dropped.
     pub corrupt: u64,
+    /// Entries refused because their keyed MAC did not verify (forged, altered, written with
+    /// another secret, or unsigned where a signature is required): never served, each a miss.
+    #[serde(default)]
+    pub forged: u64,
     /// Bytes stored now.
     pub bytes_stored: u64,
     /// Entries stored now.
@@ -101,6 +105,12 @@ pub enum CacheError {
         /// The bound.
         max: u64,
     },
+    /// This client is configured read-only for the tier (`read_only`), so it never writes.
+    #[error("the {backend} cache tier is read-only for this client")]
+    ReadOnly {
+        /// Backend name.
+        backend: &'static str,
+    },
     /// The backend failed.
     #[error("{backend} cache backend failed: {source}")]
     Backend {
@@ -116,7 +126,9 @@ impl CacheError {
     /// Whether the operation is worth repeating.
     pub fn retry(&self) -> Retry {
         match self {
-            CacheError::Io { .. } | CacheError::TooLarge { .. } => Retry::Never,
+            CacheError::Io { .. } | CacheError::TooLarge { .. } | CacheError::ReadOnly { .. } => {
+                Retry::Never
+            }
             CacheError::Backend { .. } => Retry::After(Duration::from_millis(250)),
         }
     }

@@ -237,6 +237,36 @@ impl<'de> Deserialize<'de> for SecretUrl {
     }
 }
 
+/// A secret string from config (a shared key or password). `Debug` and `Display` show
+/// `<redacted>`; [`Secret::expose`] gives the value to the code that needs it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// A size in bytes written as `512MiB`, `10GB`, `64k` or a bare number of bytes. Decimal units
 /// (`kB`, `MB`, `GB`, `TB`) are powers of 1000, binary ones (`KiB`, `MiB`, `GiB`, `TiB`, and `k`,
 /// `m`, `g` alone) powers of 1024.
@@ -477,9 +507,18 @@ pub enum CacheSpec {
         /// How long one command may take (default 5s).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         response_timeout: Option<HumanDuration>,
-        /// Largest entry accepted (default 64MiB).
+        /// Largest entry accepted (default 64MiB); reads fetch at most this much too.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_entry_size: Option<ByteSize>,
+        /// Shared secret of the farm: entries carry a BLAKE3 keyed MAC made with it, and readers
+        /// refuse (count, log, miss) any entry whose MAC does not verify. Without it, entries
+        /// carry a plain checksum and anyone who can write the server can serve any object.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<Secret>,
+        /// This client only reads (a Redis ACL user without write commands): `put` is refused
+        /// locally with [`CacheError::ReadOnly`](crate::CacheError::ReadOnly), never sent.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        read_only: bool,
     },
     /// `local` in front of `shared`: reads try local first and fill it from shared; writes go to both.
     Tiered {
@@ -774,6 +813,8 @@ events: { backend: memory }
                     ttl: None,
                     response_timeout: None,
                     max_entry_size: None,
+                    secret: None,
+                    read_only: false,
                 }),
                 background_puts: false,
             })

@@ -160,13 +160,21 @@ struct Inner {
     retired: HashMap<WorkerId, Arc<Load>>,
 }
 
+/// The id of arch/OS strings past the first `u16::MAX` distinct ones: matches no request that
+/// names an arch or OS (their ids are all below it), so a flood of made-up names can neither
+/// wrap onto a real one nor grow the table without bound.
+const OVERFLOW_ID: u16 = u16::MAX;
+
 fn intern(table: &mut Vec<String>, s: &str) -> u16 {
     match table.iter().position(|t| t == s) {
-        Some(i) => i as u16,
-        None => {
-            table.push(s.to_owned());
-            (table.len() - 1) as u16
-        }
+        Some(i) => u16::try_from(i).unwrap_or(OVERFLOW_ID),
+        None => match u16::try_from(table.len()) {
+            Ok(id) if id < OVERFLOW_ID => {
+                table.push(s.to_owned());
+                id
+            }
+            _ => OVERFLOW_ID,
+        },
     }
 }
 
@@ -219,8 +227,13 @@ impl Inner {
     fn wanted(table: &[String], want: &Option<String>) -> Result<Option<u16>, NoPlacement> {
         match want {
             None => Ok(None),
-            Some(w) => match table.iter().position(|t| t == w) {
-                Some(i) => Ok(Some(i as u16)),
+            Some(w) => match table
+                .iter()
+                .position(|t| t == w)
+                .and_then(|i| u16::try_from(i).ok())
+                .filter(|i| *i != OVERFLOW_ID)
+            {
+                Some(i) => Ok(Some(i)),
                 None => Err(NoPlacement::NoMatchingToolchain),
             },
         }
@@ -613,5 +626,31 @@ impl Drop for Placement {
             self.breaker.abandon_probe(&self.entry.load.circuit);
         }
         self.entry.load.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_never_wraps_onto_a_real_name() {
+        let mut table = Vec::new();
+        assert_eq!(intern(&mut table, "x86_64"), 0);
+        // Filled directly up to just below the bound (interning each would scan 65k times).
+        table.extend((1..65_530u32).map(|i| format!("made-up-{i}")));
+        for i in 65_530..70_000u32 {
+            let id = intern(&mut table, &format!("made-up-{i}"));
+            assert_ne!(id, 0, "name {i} wrapped onto x86_64");
+        }
+        assert_eq!(table.len(), usize::from(OVERFLOW_ID));
+        assert_eq!(intern(&mut table, "made-up-69999"), OVERFLOW_ID);
+        assert_eq!(intern(&mut table, "x86_64"), 0);
+        // A request for a name past the bound matches nothing rather than the overflow bucket.
+        assert!(Inner::wanted(&table, &Some("made-up-69999".into())).is_err());
+        assert_eq!(
+            Inner::wanted(&table, &Some("x86_64".into())).ok(),
+            Some(Some(0))
+        );
     }
 }

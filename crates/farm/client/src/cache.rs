@@ -214,9 +214,27 @@ impl ClientCache {
             .read_local(&rkey)
             .and_then(decode)
             .map(|r| (r, "local"));
-        if found.is_none()
-            && let Some(shared) = self.shared().await
-            && let Ok(Some(bytes)) = shared.get(&rkey).await
+        let shared = match found {
+            None => self.shared().await,
+            Some(_) => None,
+        };
+        let fetched = match &shared {
+            Some(shared) => {
+                let forged_before = shared.stats().forged;
+                let got = shared.get(&rkey).await;
+                if shared.stats().forged > forged_before {
+                    eprintln!(
+                        "hgbuild: the shared cache entry for {} failed authentication (forged, altered, or written with another cache.shared_secret); not used",
+                        job.output().display()
+                    );
+                    stats::record_event(&self.log, "cache_forged", "1");
+                }
+                got.ok().flatten()
+            }
+            None => None,
+        };
+        if let Some(shared) = shared
+            && let Some(bytes) = fetched
             && let Some(mut r) = decode(bytes.clone())
         {
             let mut keep = bytes;
@@ -243,7 +261,9 @@ impl ClientCache {
                         );
                         r.object = local;
                         keep = Bytes::from(r.encode());
-                        if let Err(e) = shared.put(&rkey, keep.clone()).await {
+                        if !self.cfg.shared_read_only
+                            && let Err(e) = shared.put(&rkey, keep.clone()).await
+                        {
                             eprintln!("hgbuild: cannot replace the shared cache entry: {e}");
                         }
                     }
@@ -292,7 +312,7 @@ impl ClientCache {
             Err(_) => {
                 eprintln!(
                     "hgbuild: shared compile cache {} did not answer within {SHARED_CONNECT_TIMEOUT:?}",
-                    self.cfg.shared.as_deref().unwrap_or_default()
+                    hybridgrid_core::spec::redact(self.cfg.shared.as_deref().unwrap_or_default())
                 );
                 None
             }
@@ -388,6 +408,7 @@ impl ClientCache {
         let bytes = Bytes::from(result.encode());
         self.put(&rkey, bytes.clone()).await;
         if result.stderr.is_empty()
+            && !self.cfg.shared_read_only
             && let Some(shared) = self.shared().await
             && let Err(e) = shared.put(&rkey, bytes).await
         {

@@ -217,14 +217,15 @@ fn clear_cache(env: &dyn EnvSource) -> i32 {
 fn print_cache_stats(t: &stats::Totals, env: &dyn EnvSource) {
     let hits = |tier: &str| t.cache_hits.get(tier).copied().unwrap_or(0);
     println!(
-        "cache: {} hits (local {}, shared {}), {} misses, hit rate {:.1}%, {} evictions, {} corrupt entries dropped",
+        "cache: {} hits (local {}, shared {}), {} misses, hit rate {:.1}%, {} evictions, {} corrupt entries dropped, {} forged shared entries refused",
         t.cache_hit_total(),
         hits("local"),
         hits("shared"),
         t.cache_misses,
         100.0 * t.cache_hit_rate(),
         t.cache_evictions,
-        t.cache_corrupt
+        t.cache_corrupt,
+        t.cache_forged
     );
     let Ok(cfg) = load_config(env) else { return };
     if !cfg.cache.enabled {
@@ -241,8 +242,19 @@ fn print_cache_stats(t: &stats::Totals, env: &dyn EnvSource) {
         Err(e) => println!("cache: local tier unusable: {e}"),
     }
     if let Some(url) = &cfg.cache.shared {
+        let trust = if cfg.cache.shared_secret.is_some() {
+            "entries authenticated with cache.shared_secret"
+        } else {
+            "entries NOT authenticated: set cache.shared_secret"
+        };
+        let mode = if cfg.cache.shared_read_only {
+            "read-only"
+        } else {
+            "read-write"
+        };
         println!(
-            "cache: shared tier {url} (prefix {:?})",
+            "cache: shared tier {} (prefix {:?}, {mode}, {trust})",
+            hybridgrid_core::spec::redact(url),
             cfg.cache.shared_prefix
         );
     }

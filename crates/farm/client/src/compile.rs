@@ -76,8 +76,13 @@ pub fn local_command(compiler: &Path, args: &[OsString]) -> Command {
 }
 
 fn local_reason_label(r: &LocalReason) -> String {
-    if let LocalReason::UnknownFlag(flag) = r {
-        // The option's name (not its value), bounded: `unknown_flag:--prefix`.
+    let named = match r {
+        LocalReason::UnknownFlag(flag) => Some(("unknown_flag", flag)),
+        LocalReason::UnsupportedFlag(flag) => Some(("unsupported_flag", flag)),
+        _ => None,
+    };
+    if let Some((kind, flag)) = named {
+        // The option's name (not its value), bounded: `unsupported_flag:--prefix`.
         let name: String = flag
             .split('=')
             .next()
@@ -86,7 +91,7 @@ fn local_reason_label(r: &LocalReason) -> String {
             .filter(|c| c.is_ascii_graphic())
             .take(40)
             .collect();
-        return format!("unknown_flag:{name}");
+        return format!("{kind}:{name}");
     }
     let s = format!("{r:?}");
     let head = s.split(['(', ' ', '{']).next().unwrap_or("other");
@@ -187,7 +192,18 @@ pub async fn compile(
     };
     // A miss compiled locally reuses the text instead of preprocessing again.
     let text = pending.as_ref().map(|_| pre.stdout.clone());
-    let outcome = remote_compile(cfg, compiler, args, &job, &toolchain, pre.stdout).await;
+    // Text a worker would refuse (it could make the worker's compiler read worker files) never
+    // leaves this machine.
+    let outcome = match job.check_text(&pre.stdout) {
+        Err(e) => {
+            eprintln!(
+                "hgbuild: {} is not shipped ({e}); compiling locally",
+                job.source().display()
+            );
+            Err("reads_worker_files".to_owned())
+        }
+        Ok(()) => remote_compile(cfg, compiler, args, &job, &toolchain, pre.stdout).await,
+    };
     let (Some(c), Some(pending)) = (&cache, pending) else {
         return Ok(match outcome {
             Ok(RemoteResult::Done { worker }) => Step::Exit(0, Served::Remote { worker }),

@@ -111,6 +111,8 @@ pub struct Totals {
     pub cache_evictions: u64,
     /// Damaged cache entries detected (and dropped) on read.
     pub cache_corrupt: u64,
+    /// Shared-cache entries refused because their MAC did not verify (`cache.shared_secret`).
+    pub cache_forged: u64,
 }
 
 impl Totals {
@@ -135,8 +137,21 @@ impl Totals {
                 "local_diagnostics" => t.local_diagnostics += 1,
                 "local_only" => bump(&mut t.local_only),
                 "cache_miss" => t.cache_misses += 1,
-                "cache_evictions" => t.cache_evictions += arg.parse::<u64>().unwrap_or(0),
-                "cache_corrupt" => t.cache_corrupt += arg.parse::<u64>().unwrap_or(0),
+                "cache_evictions" => {
+                    t.cache_evictions = t
+                        .cache_evictions
+                        .saturating_add(arg.parse::<u64>().unwrap_or(0))
+                }
+                "cache_corrupt" => {
+                    t.cache_corrupt = t
+                        .cache_corrupt
+                        .saturating_add(arg.parse::<u64>().unwrap_or(0))
+                }
+                "cache_forged" => {
+                    t.cache_forged = t
+                        .cache_forged
+                        .saturating_add(arg.parse::<u64>().unwrap_or(0))
+                }
                 _ => {}
             }
         }
@@ -200,6 +215,12 @@ impl Totals {
                 s.push_str(&format!(": {}", fmt(&self.verify_mismatches)));
             }
             s.push(')');
+        }
+        if self.cache_forged > 0 {
+            s.push_str(&format!(
+                ", {} forged shared cache entries refused",
+                self.cache_forged
+            ));
         }
         let local_only: u64 = self.local_only.values().sum();
         if local_only > 0 {

@@ -22,7 +22,7 @@
 
 use hybridgrid_core::config::{ConfigError, EnvSource, HumanDuration, load};
 use hybridgrid_core::logging::{LOGGING_ENV_ALIASES, LoggingConfig};
-use hybridgrid_core::spec::{CacheSpec, SecretUrl, SpecError};
+use hybridgrid_core::spec::{ByteSize, CacheSpec, Secret, SecretUrl, SpecError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -100,6 +100,24 @@ impl FarmConfig {
             if !(0.0..=1.0).contains(&v) {
                 return Err(bad(key, format!("must be between 0.0 and 1.0, got {v}")));
             }
+        }
+        if let Some(s) = &self.cache.shared_secret
+            && s.expose().chars().count() < 16
+        {
+            return Err(bad(
+                "cache.shared_secret",
+                "must be at least 16 characters (a random string shared by the farm)".into(),
+            ));
+        }
+        let sb = &self.worker.sandbox;
+        if sb.memory.0 < (64 << 20) || sb.file_size.0 < (1 << 20) {
+            return Err(bad(
+                "worker.sandbox",
+                format!(
+                    "memory must be at least 64MiB and file_size at least 1MiB, got {} and {}",
+                    sb.memory, sb.file_size
+                ),
+            ));
         }
         if !(self.cache.max_size_gb > 0.0 && self.cache.max_size_gb.is_finite()) {
             return Err(bad(
@@ -209,6 +227,48 @@ pub struct WorkerConfig {
     pub work_dir: Option<PathBuf>,
     /// Compilers to offer, by name or path; each is probed for its exact identity.
     pub compilers: Vec<String>,
+    /// Serve even where no compiler sandbox can be set up (no Landlock, no namespaces): the
+    /// compilers can then read every file the worker can, its config and environment included.
+    /// Default false: such a worker refuses to start. `/health` says which applies.
+    pub allow_unsandboxed: bool,
+    /// Limits and readable directories of the compiler sandbox.
+    pub sandbox: SandboxSection,
+}
+
+/// `worker.sandbox:` section: what a compiler process may use while it runs.
+///
+/// ```yaml
+/// worker:
+///   sandbox:
+///     memory: 4GiB       # address space of each compiler process (RLIMIT_AS)
+///     file_size: 512MiB  # largest file it may write (RLIMIT_FSIZE)
+///     cpu: 5m            # CPU time (RLIMIT_CPU); default: worker.task_timeout
+///     read_only: [/opt/cross]  # extra toolchain directories, besides the compilers' own
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// Address-space bound of each compiler process.
+    pub memory: ByteSize,
+    /// Largest file a compiler process may write (an object growing past it is killed).
+    pub file_size: ByteSize,
+    /// CPU time of one compiler process; `None` means `worker.task_timeout`.
+    pub cpu: Option<HumanDuration>,
+    /// Directories the compilers may read and execute beneath, in addition to those the worker
+    /// derives from each compiler's location (its prefix's `bin`, `lib`, `libexec`) and the
+    /// system library directories.
+    pub read_only: Vec<PathBuf>,
+}
+
+impl Default for SandboxSection {
+    fn default() -> Self {
+        Self {
+            memory: ByteSize(4 << 30),
+            file_size: ByteSize(512 << 20),
+            cpu: None,
+            read_only: Vec::new(),
+        }
+    }
 }
 
 impl Default for WorkerConfig {
@@ -230,6 +290,8 @@ impl Default for WorkerConfig {
                 "clang".into(),
                 "clang++".into(),
             ],
+            allow_unsandboxed: false,
+            sandbox: SandboxSection::default(),
         }
     }
 }
@@ -276,6 +338,14 @@ pub struct CacheConfig {
     /// Key prefix in the shared tier (entries live at `{prefix}cache:{hex}`), so several farms or
     /// test runs can share one server.
     pub shared_prefix: String,
+    /// The farm's shared-cache secret (`HG_CACHE_SHARED_SECRET`, at least 16 characters): every
+    /// shared entry carries a BLAKE3 keyed MAC made with it, and an entry whose MAC does not
+    /// verify is never served (a miss, counted and logged). Workers, CI writers and clients that
+    /// read must all have it; without it anyone who can write the server can serve any object.
+    pub shared_secret: Option<Secret>,
+    /// This client only reads the shared tier (its Redis user is a read-only ACL user, see
+    /// docs/SECURITY.md): it never writes or replaces shared entries.
+    pub shared_read_only: bool,
 }
 
 impl CacheConfig {
@@ -292,6 +362,8 @@ impl CacheConfig {
             ttl: None,
             response_timeout: Some(HumanDuration::from_secs(2)),
             max_entry_size: None,
+            secret: self.shared_secret.clone(),
+            read_only: self.shared_read_only,
         }))
     }
 }
@@ -304,6 +376,8 @@ impl Default for CacheConfig {
             max_size_gb: 10.0,
             shared: None,
             shared_prefix: "hg:".into(),
+            shared_secret: None,
+            shared_read_only: false,
         }
     }
 }

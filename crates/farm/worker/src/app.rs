@@ -2,6 +2,7 @@
 //! `hg-worker` is a thin wrapper over [`start_native_worker`], and end-to-end tests call it directly.
 
 use crate::metrics::WorkerMetrics;
+use crate::sandbox::SandboxStatus;
 use crate::service::{LocalToolchain, WorkerService, WorkerState, registration_loop};
 use axum::Router;
 use hybridgrid_core::{CancellationToken, Executor, WorkerId};
@@ -14,10 +15,21 @@ use std::sync::Arc;
 use tracing::info;
 
 /// Starts a worker with `executor` offering `toolchains`; registers with `worker.coordinator` if set.
+/// Confining the executor is the caller's business here (`/health` says so);
+/// [`start_native_worker`] sandboxes its compilers.
 pub async fn start_worker(
     cfg: &FarmConfig,
     executor: Arc<dyn Executor>,
     toolchains: Vec<LocalToolchain>,
+) -> Result<Handle<WorkerState>, StartError> {
+    start_worker_with(cfg, executor, toolchains, SandboxStatus::External).await
+}
+
+async fn start_worker_with(
+    cfg: &FarmConfig,
+    executor: Arc<dyn Executor>,
+    toolchains: Vec<LocalToolchain>,
+    sandbox: SandboxStatus,
 ) -> Result<Handle<WorkerState>, StartError> {
     let w = &cfg.worker;
     let grpc = bind("gRPC", &w.grpc_addr).await?;
@@ -46,7 +58,14 @@ pub async fn start_worker(
     );
     if cfg.cache.enabled {
         match crate::service::shared_tier(&cfg.cache).await {
-            Ok(Some(shared)) => state.set_result_cache(shared),
+            Ok(Some(shared)) => {
+                if cfg.cache.shared_secret.is_none() {
+                    tracing::warn!(
+                        "shared cache entries are not authenticated: anyone who can write the server can serve any object; set cache.shared_secret (docs/SECURITY.md)"
+                    );
+                }
+                state.set_result_cache(shared)
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "shared compile cache unavailable; results not shared")
@@ -59,7 +78,10 @@ pub async fn start_worker(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tasks.push(spawn_grpc(svc, grpc, stop.clone(), "worker"));
-    let router = admin::router(registry, Arc::new(|| {}), Router::new());
+    let router = crate::sandbox::with_health(
+        admin::router(registry, Arc::new(|| {}), Router::new()),
+        Arc::new(sandbox),
+    );
     tasks.push(spawn_http(router, http, stop.clone(), "worker"));
     if let Some(coord) = &w.coordinator {
         validate_host_port(coord)
@@ -75,7 +97,9 @@ pub async fn start_worker(
     Ok(Handle::new(state, (grpc_addr, http_addr), stop, tasks))
 }
 
-/// Probes `worker.compilers` and starts a worker on the native executor.
+/// Probes `worker.compilers` and starts a worker on the native executor, every compile in the
+/// compiler sandbox (see `crate::sandbox`); refuses to start where no sandbox works, unless
+/// `worker.allow_unsandboxed`.
 pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>, StartError> {
     let mut toolchains: Vec<LocalToolchain> = Vec::new();
     for name in &cfg.worker.compilers {
@@ -124,7 +148,8 @@ pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>
         work_root,
         path: None,
     });
-    start_worker(cfg, Arc::new(exec), toolchains).await
+    let (exec, sandbox) = crate::sandbox::confine(cfg, &toolchains, exec).await?;
+    start_worker_with(cfg, Arc::new(exec), toolchains, sandbox).await
 }
 
 /// `name` as given when it is a path, else the first executable of that name on `PATH`.

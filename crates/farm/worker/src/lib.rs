@@ -21,9 +21,11 @@
 
 mod app;
 mod metrics;
+mod sandbox;
 mod service;
 mod spec;
 
 pub use app::{start_native_worker, start_worker};
 pub use metrics::WorkerMetrics;
+pub use sandbox::SandboxStatus;
 pub use service::{LocalToolchain, WorkerService, WorkerState};
