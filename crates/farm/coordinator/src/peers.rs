@@ -165,6 +165,8 @@ impl MismatchGuard {
                 self.per_minute
             )));
         }
+        // Every attempt counts, refused ones too: probing for task ids is bounded as well.
+        recent.push_back(now);
         let ok = g.tasks.get(task_id).is_some_and(|s| {
             &s.worker == worker && &s.caller == caller && now.duration_since(s.at) <= REPORT_WINDOW
         });
@@ -175,7 +177,6 @@ impl MismatchGuard {
                 hybridgrid_transport::auth::sanitize(worker.as_str(), 128)
             )));
         }
-        g.reports.entry(caller.clone()).or_default().push_back(now);
         // One report per task.
         g.tasks.remove(task_id);
         if g.reports.len() > RECENT_TASKS {

@@ -552,7 +552,9 @@ impl CoordinatorState {
         // Per-call deadline from the coordinator's own config, whatever the client asked.
         let task_timeout = asked.min(*self.config.task_timeout);
         spec.timeout_ms = u64::try_from(task_timeout.as_millis()).unwrap_or(u64::MAX);
-        let call_timeout = task_timeout.saturating_add(Duration::from_secs(10));
+        // The worker enforces the task's deadline itself; the call waits a little longer.
+        let grace = (task_timeout / 10).clamp(Duration::from_millis(500), Duration::from_secs(10));
+        let call_timeout = task_timeout.saturating_add(grace);
         let task_id = spec.id.clone();
         // Encoded once per attempt from this one copy: never cloned per worker tried.
         let request = Arc::new(pb::ExecuteRequest {

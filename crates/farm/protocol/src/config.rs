@@ -340,7 +340,7 @@ pub struct CoordinatorConfig {
     /// Most slots a worker may announce; a registration above it is refused.
     pub max_worker_slots: u32,
     /// Longest one compile may run on a worker, whatever the client asks; the coordinator's
-    /// call to the worker gives up 10 s after it.
+    /// call to the worker gives up a grace period (a tenth of it, 0.5-10 s) after it.
     pub task_timeout: HumanDuration,
     /// A worker down this long is forgotten, with its metric series.
     pub prune_after: HumanDuration,

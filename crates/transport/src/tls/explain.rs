@@ -146,6 +146,15 @@ pub(crate) fn explain_refusal(
                 "hostname mismatch: expected {expected:?}, but the {whose} certificate {subject} presents {presented:?}"
             )
         }
+        CertificateError::BadSignature => {
+            let issuer = s
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |s| s.issuer.clone());
+            format!(
+                "unknown CA: the {whose} certificate {subject} names the issuer {issuer} but was not signed by the farm CA in {}",
+                ca.display()
+            )
+        }
         CertificateError::UnknownIssuer => {
             let issuer = s
                 .as_ref()
@@ -170,6 +179,10 @@ pub fn explain_handshake(peer: &str, own: Option<&CertSummary>, err: &Error) -> 
         ),
         Error::AlertReceived(AlertDescription::UnknownCA) => format!(
             "{peer} refused this side's certificate {own_subject}: unknown CA (issued by {}, which {peer} does not trust)",
+            own.map_or("?", |s| s.issuer.as_str())
+        ),
+        Error::AlertReceived(AlertDescription::DecryptError) if own.is_some() => format!(
+            "{peer} refused this side's certificate {own_subject}: unknown CA (not signed by the CA {peer} trusts, though issued in the name {})",
             own.map_or("?", |s| s.issuer.as_str())
         ),
         Error::AlertReceived(AlertDescription::CertificateRequired) => format!(
