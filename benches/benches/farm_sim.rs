@@ -113,7 +113,8 @@ fn main() {
         name: "gcc".into(),
         version: "sim".into(),
         target: "sim-target".into(),
-        binary_hash: String::new(),
+        // An exact toolchain needs a binary hash: the coordinator matches nothing without one.
+        binary_hash: "sim-binary-hash".into(),
     };
 
     let handles = rest_rt.block_on(async {

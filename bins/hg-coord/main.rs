@@ -1,4 +1,5 @@
 //! `hg-coord serve`: the compile farm's coordinator (gRPC :9000, dashboard and API :8080).
+//! `hg-coord cert init|issue`: the farm CA and the certificates of coordinator, workers, clients.
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hybridgrid_core::config::ProcessEnv;
@@ -35,6 +36,91 @@ enum Command {
         #[arg(long = "static-worker")]
         static_workers: Vec<String>,
     },
+    /// Make the farm CA and issue certificates from it (no openssl needed).
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Create a farm CA: DIR/ca.crt (give it to every machine) and DIR/ca.key (keep it here).
+    Init {
+        /// Directory for the CA files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's name.
+        #[arg(long, default_value = "hybridgrid farm CA")]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue a certificate from the CA in DIR: OUT/NAME.crt and OUT/NAME.key.
+    Issue {
+        /// Directory holding ca.crt and ca.key.
+        #[arg(long)]
+        dir: PathBuf,
+        /// coordinator, worker or client.
+        #[arg(long)]
+        role: String,
+        /// The identity: for a worker its worker id (worker.id), for a client any name.
+        #[arg(long)]
+        name: String,
+        /// A DNS name or IP address the holder serves on (coordinator and workers); repeatable.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Output directory (default: DIR).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn cert(command: CertCommand) -> anyhow::Result<()> {
+    use hybridgrid_transport::tls::{Role, certgen};
+    match command {
+        CertCommand::Init { dir, name, days } => {
+            let ca = certgen::new_ca(&name, days).context("creating the CA")?;
+            certgen::write_pair(&dir, "ca", &ca).context("writing the CA")?;
+            println!(
+                "farm CA written: {0}/ca.crt (copy to every machine as tls.ca) and {0}/ca.key (keep it secret)",
+                dir.display()
+            );
+        }
+        CertCommand::Issue {
+            dir,
+            role,
+            name,
+            hosts,
+            days,
+            out,
+        } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!("--role {role:?}: expected coordinator, worker or client")
+            })?;
+            if role != Role::Client && hosts.is_empty() {
+                anyhow::bail!(
+                    "--host is required for a {role} certificate: the names or addresses peers dial it at"
+                );
+            }
+            let ca = certgen::read_pair(&dir, "ca").context("reading the CA")?;
+            let pair = certgen::issue(&ca, role, &name, &hosts, certgen::Validity::days(days))
+                .context("issuing the certificate")?;
+            let out = out.unwrap_or(dir.clone());
+            certgen::write_pair(&out, &name, &pair).context("writing the certificate")?;
+            println!(
+                "{role} certificate for {name:?} written; config:\ntls:\n  ca: {}\n  cert: {}\n  key: {}",
+                dir.join("ca.crt").display(),
+                out.join(format!("{name}.crt")).display(),
+                out.join(format!("{name}.key")).display()
+            );
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -49,12 +135,15 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let Command::Serve {
-        config,
-        grpc_addr,
-        http_addr,
-        static_workers,
-    } = Cli::parse().command;
+    let (config, grpc_addr, http_addr, static_workers) = match Cli::parse().command {
+        Command::Serve {
+            config,
+            grpc_addr,
+            http_addr,
+            static_workers,
+        } => (config, grpc_addr, http_addr, static_workers),
+        Command::Cert { command } => return cert(command),
+    };
     let mut cfg = FarmConfig::load(config.as_deref(), &ProcessEnv).context("loading config")?;
     if let Some(a) = grpc_addr {
         cfg.coordinator.grpc_addr = a;
@@ -67,6 +156,7 @@ async fn run() -> anyhow::Result<()> {
     let mut discovery = Vec::new();
     if !cfg.coordinator.static_workers.is_empty() {
         discovery.push(app::static_discovery(
+            &cfg,
             cfg.coordinator.static_workers.clone(),
         )?);
     }

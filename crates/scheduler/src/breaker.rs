@@ -230,6 +230,12 @@ impl KeyedBreaker {
         &self.config
     }
 
+    /// Drops `key`'s circuit (a worker that is gone for good), so keys do not accumulate.
+    /// Returns whether it was known.
+    pub fn forget(&self, key: &str) -> bool {
+        self.keys.write().remove(key).is_some()
+    }
+
     /// Now, in nanoseconds since the breaker was built.
     pub(crate) fn now(&self) -> u64 {
         nanos(self.clock.now().saturating_duration_since(self.origin))

@@ -56,6 +56,11 @@ impl Counts {
         }
     }
 
+    /// Removes the counter of `key` (e.g. a pruned worker's series).
+    pub fn remove(&self, key: &str) {
+        self.0.map.lock().remove(key);
+    }
+
     /// Every counter, by key.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         self.0.map.lock().clone()

@@ -5,9 +5,13 @@
 //! wire messages and `hybridgrid-core` types, the protocol-version handshake, and the admin HTTP
 //! surface every daemon serves (`/health`, `/metrics`, plus its own `/api/...` and dashboard).
 //!
+//! TLS ([`tls`]: rustls with `ring`, a farm CA, identities in certificates, explained handshake
+//! errors) and bearer tokens ([`auth`]) secure every connection.
+//!
 //! Features: `server` (off by default) adds the server side — [`admin`] (axum, Prometheus text)
 //! and [`serve`] (binding, serving until stopped, signals). A client such as `hgbuild` leaves it
-//! off and links neither axum nor prometheus-client.
+//! off and links neither axum nor prometheus-client. `certgen` adds [`tls::certgen`] (rcgen):
+//! making a farm CA and issuing certificates.
 //!
 //! ```
 //! use hybridgrid_core::{TaskSpec, PROTOCOL_VERSION};
@@ -23,11 +27,14 @@
 
 #[cfg(feature = "server")]
 pub mod admin;
+pub mod auth;
 mod convert;
 #[cfg(feature = "server")]
 pub mod counts;
 #[cfg(feature = "server")]
 pub mod serve;
+pub mod shared;
+pub mod tls;
 
 pub use convert::{WireError, exec_error_to_failure, failure_kind_name};
 
@@ -49,5 +56,7 @@ pub fn check_version(peer: u32, peer_role: &str) -> Result<(), tonic::Status> {
     }
 }
 
-/// Largest gRPC message hybridgrid sends or accepts (preprocessed sources and objects are large).
-pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// Default bound on one gRPC message (`coordinator.max_message_bytes`, `worker.max_message_bytes`):
+/// room for a large preprocessed C++ translation unit or object, far below what would let a peer
+/// exhaust memory with a few concurrent requests.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;

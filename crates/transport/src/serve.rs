@@ -105,14 +105,102 @@ fn nodelay(
     })
 }
 
-/// Serves the gRPC service `svc` on `listener` until `stop` fires. One service per listener, served
-/// without tonic's router (which would pull axum into every binary that links tonic, `hgbuild`
-/// included).
+/// How a gRPC server accepts connections and bounds the work one connection can cause.
+#[derive(Clone)]
+pub struct GrpcOptions {
+    /// TLS (required off loopback unless `insecure`); `None` serves plain text.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Allow plain text on a non-loopback address.
+    pub insecure: bool,
+    /// Requests served at once on one connection (HTTP/2 streams beyond it wait).
+    pub concurrency_per_connection: usize,
+    /// A request not answered within this is failed with `DEADLINE_EXCEEDED` (`CANCELLED`).
+    pub request_timeout: std::time::Duration,
+    /// TLS handshakes must finish within this.
+    pub handshake_timeout: std::time::Duration,
+}
+
+impl Default for GrpcOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            insecure: false,
+            concurrency_per_connection: 64,
+            request_timeout: std::time::Duration::from_secs(600),
+            handshake_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl GrpcOptions {
+    /// Refuses plain text on a non-loopback listen address unless `insecure` is set.
+    pub fn check_listen(&self, what: &str, addr: &SocketAddr) -> Result<(), StartError> {
+        if self.tls.is_none() && !self.insecure && !addr.ip().is_loopback() {
+            return Err(StartError::Config(format!(
+                "{what} {addr} is not a loopback address and TLS is not configured: refusing to \
+                 serve plain-text gRPC there. Configure tls.ca, tls.cert and tls.key (see \
+                 `hg-coord cert`), bind a loopback address, or set tls.insecure: true"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// TLS connections accepted on `listener`, each handshake in its own task (a slow or silent
+/// peer cannot hold up the others), within `timeout`; failed handshakes are logged and dropped.
+fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    timeout: std::time::Duration,
+    stop: CancellationToken,
+    daemon: &'static str,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.cancelled() => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(daemon, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(daemon, peer = %peer, error = %e, "TLS handshake failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(daemon, peer = %peer, "TLS handshake timed out")
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Serves the gRPC service `svc` on `listener` until `stop` fires, with `opts`' TLS and bounds.
+/// One service per listener, served without tonic's router (which would pull axum into every
+/// binary that links tonic, `hgbuild` included).
 pub fn spawn_grpc<S>(
     svc: S,
     listener: TcpListener,
     stop: CancellationToken,
     daemon: &'static str,
+    opts: &GrpcOptions,
 ) -> JoinHandle<()>
 where
     S: tower_service::Service<
@@ -124,10 +212,30 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    let builder = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(opts.concurrency_per_connection.max(1))
+        .max_concurrent_streams(
+            u32::try_from(opts.concurrency_per_connection.max(1)).unwrap_or(u32::MAX),
+        )
+        .timeout(opts.request_timeout)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
+    let tls = opts.tls.clone();
+    let handshake = opts.handshake_timeout;
     tokio::spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .serve_with_incoming_shutdown(svc, nodelay(listener), stop.cancelled_owned())
-            .await;
+        let r = match tls {
+            None => {
+                builder
+                    .serve_with_incoming_shutdown(svc, nodelay(listener), stop.cancelled_owned())
+                    .await
+            }
+            Some(cfg) => {
+                let incoming = tls_incoming(listener, cfg, handshake, stop.clone(), daemon);
+                builder
+                    .serve_with_incoming_shutdown(svc, incoming, stop.cancelled_owned())
+                    .await
+            }
+        };
         if let Err(e) = r {
             tracing::error!(daemon, error = %e, "gRPC server failed");
         }

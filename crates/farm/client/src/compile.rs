@@ -9,6 +9,7 @@
 //! exactly as the compiler does). Every local fallback is recorded with its reason.
 
 use crate::cache::ClientCache;
+use crate::connect::connect;
 use crate::error::ClientError;
 use crate::paths::{MASQUERADE_ENV, stats_log, write_atomic};
 use crate::stats::{self, Served};
@@ -19,8 +20,7 @@ use hybridgrid_compiler::{CompileJob, Invocation, LocalReason};
 use hybridgrid_core::{PROTOCOL_VERSION, TaskId, Toolchain};
 use hybridgrid_farm_protocol::config::FarmConfig;
 use hybridgrid_farm_protocol::{OBJECT_OUTPUT, PREPROCESSED_INPUT};
-use hybridgrid_transport::MAX_MESSAGE_BYTES;
-use hybridgrid_transport::pb::{self, coordinator_client::CoordinatorClient};
+use hybridgrid_transport::pb;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -246,51 +246,6 @@ enum RemoteResult {
     NeedsDiagnostics,
 }
 
-/// Connects to the coordinator and exchanges protocol versions (`Hello`), within
-/// `client.connect_timeout` in all: a coordinator that accepts but never answers cannot hang a build.
-async fn connect(cfg: &FarmConfig) -> Result<CoordinatorClient<tonic::transport::Channel>, String> {
-    let addr = &cfg.client.coordinator;
-    let limit = *cfg.client.connect_timeout;
-    let attempt = async {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad coordinator address {addr:?}: {e}"))?
-            .connect_timeout(limit)
-            .timeout(*cfg.client.compile_timeout)
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| format!("coordinator {addr} unreachable: {e}"))?;
-        let mut client = CoordinatorClient::new(ch)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let hello = client
-            .hello(pb::InfoRequest {
-                protocol_version: PROTOCOL_VERSION,
-            })
-            .await
-            .map_err(|s| {
-                if s.code() == tonic::Code::FailedPrecondition {
-                    format!("coordinator {addr} refused this client: {}", s.message())
-                } else {
-                    format!("coordinator {addr} unreachable: {}", s.message())
-                }
-            })?;
-        let theirs = hello.into_inner().protocol_version;
-        if theirs != PROTOCOL_VERSION {
-            return Err(format!(
-                "protocol version mismatch: coordinator {addr} speaks version {theirs}, this hgbuild speaks version {PROTOCOL_VERSION}"
-            ));
-        }
-        Ok(client)
-    };
-    match tokio::time::timeout(limit, attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "coordinator {addr} did not answer within {limit:?}"
-        )),
-    }
-}
-
 /// Ships the preprocessed text; returns the fallback reason when the farm could not compile it.
 async fn remote_compile(
     cfg: &FarmConfig,
@@ -303,8 +258,8 @@ async fn remote_compile(
     let mut client = match connect(cfg).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("hgbuild: {e}; compiling locally");
-            return Err("coordinator_unreachable".into());
+            eprintln!("hgbuild: {}; compiling locally", e.message);
+            return Err(e.reason.into());
         }
     };
     // Sampled verification keeps a copy of the text to recompile locally.
@@ -312,8 +267,9 @@ async fn remote_compile(
     // The worker derives the exact command from the original arguments and the preprocessed text.
     let mut command = vec![toolchain.name.clone()];
     command.extend(args.iter().map(|a| a.to_string_lossy().into_owned()));
+    let task_id = TaskId::random().to_string();
     let spec = pb::TaskSpec {
-        id: TaskId::random().to_string(),
+        id: task_id.clone(),
         command,
         inputs: vec![pb::InputFile {
             path: PREPROCESSED_INPUT.into(),
@@ -391,7 +347,7 @@ async fn remote_compile(
                             .report_mismatch(pb::MismatchReport {
                                 protocol_version: PROTOCOL_VERSION,
                                 worker_id: done.worker_id.clone(),
-                                task_id: String::new(),
+                                task_id: task_id.clone(),
                                 detail: format!(
                                     "{} bytes remote, {} bytes local for {}",
                                     object.len(),
@@ -446,6 +402,7 @@ pub async fn report_fallbacks(cfg: &FarmConfig, totals: &stats::Totals) {
         "workers_failed",
         "admission_full",
         "rejected_by_worker",
+        "rejected_by_coordinator",
     ];
     let fallbacks: std::collections::HashMap<String, u64> = totals
         .fallbacks

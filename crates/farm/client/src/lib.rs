@@ -20,6 +20,7 @@ pub mod cache_design {}
 mod cache;
 pub mod cli;
 mod compile;
+mod connect;
 mod error;
 pub mod local_slots;
 mod paths;

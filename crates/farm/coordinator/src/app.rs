@@ -2,21 +2,33 @@
 //! a thin wrapper over [`start_coordinator`], and end-to-end tests call it directly.
 
 use crate::metrics::CoordinatorMetrics;
-use crate::state::{CoordinatorService, CoordinatorState};
+use crate::peers::Security;
+use crate::service::CoordinatorService;
+use crate::state::CoordinatorState;
 use axum::Router;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use futures::StreamExt;
 use hybridgrid_core::clock::SystemClock;
 use hybridgrid_core::{CancellationToken, Discovery};
-use hybridgrid_farm_protocol::config::FarmConfig;
+use hybridgrid_farm_protocol::config::{FarmConfig, TlsSection};
 use hybridgrid_scheduler::{BreakerConfig, KeyedBreaker};
+use hybridgrid_transport::admin;
+use hybridgrid_transport::auth::TokenSet;
 use hybridgrid_transport::pb::coordinator_server::CoordinatorServer;
-use hybridgrid_transport::serve::{Handle, StartError, bind, local_addr, spawn_grpc, spawn_http};
-use hybridgrid_transport::{MAX_MESSAGE_BYTES, admin};
+use hybridgrid_transport::serve::{
+    GrpcOptions, Handle, StartError, bind, local_addr, spawn_grpc, spawn_http,
+};
+use hybridgrid_transport::tls::{Dial, Expect, Role, TlsMaterial};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
+
+/// Loads the `tls:` section's material, if TLS is on; errors name the file.
+pub fn tls_material(tls: &TlsSection) -> Result<Option<Arc<TlsMaterial>>, StartError> {
+    TlsMaterial::load_optional(tls.ca.as_deref(), tls.cert.as_deref(), tls.key.as_deref())
+        .map_err(|e| StartError::Config(e.to_string()))
+}
 
 /// Starts a coordinator: gRPC, the HTTP dashboard and API, the heartbeat monitor, and discovery.
 pub async fn start_coordinator(
@@ -32,18 +44,47 @@ pub async fn start_coordinator(
     };
     let breaker = KeyedBreaker::new(breaker_cfg, Arc::new(SystemClock))
         .map_err(|e| StartError::Config(format!("coordinator.breaker: {e}")))?;
+    let material = tls_material(&cfg.tls)?;
+    let server_tls = match &material {
+        Some(m) => Some(
+            m.server_config(false)
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let opts = GrpcOptions {
+        tls: server_tls,
+        insecure: cfg.tls.insecure,
+        concurrency_per_connection: c.concurrency_per_connection,
+        // A compile may wait for admission, then try `max_attempts` workers.
+        request_timeout: Duration::from_secs(60).saturating_add(
+            c.task_timeout
+                .saturating_add(Duration::from_secs(10))
+                .saturating_mul(c.max_attempts.max(1)),
+        ),
+        ..Default::default()
+    };
+    let listen = c.grpc_listen(&cfg.tls);
+    let grpc = bind("gRPC", &listen).await?;
+    let grpc_addr = local_addr(&grpc);
+    opts.check_listen("coordinator.grpc_addr", &grpc_addr)?;
+    let security = Security {
+        tls: material,
+        tokens: TokenSet::new(c.client_tokens.iter().map(|t| t.expose())),
+        insecure: cfg.tls.insecure,
+    };
     let (metrics, registry) = CoordinatorMetrics::new();
-    let state = CoordinatorState::new(c.clone(), Arc::new(breaker), metrics);
-    let grpc = bind("gRPC", &c.grpc_addr).await?;
+    let state = CoordinatorState::new(c.clone(), Arc::new(breaker), metrics, security);
     let http = bind("HTTP", &c.http_addr).await?;
-    let (grpc_addr, http_addr) = (local_addr(&grpc), local_addr(&http));
+    let http_addr = local_addr(&http);
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
 
+    let max = usize::try_from(c.max_message_bytes).unwrap_or(usize::MAX);
     let svc = CoordinatorServer::new(CoordinatorService(state.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tasks.push(spawn_grpc(svc, grpc, stop.clone(), "coordinator"));
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    tasks.push(spawn_grpc(svc, grpc, stop.clone(), "coordinator", &opts));
 
     let st = state.clone();
     let api = Router::new()
@@ -55,6 +96,7 @@ pub async fn start_coordinator(
                 async move { axum::Json(st.stats()).into_response() }
             }),
         );
+    let api = crate::http_auth::guard(api, c.api_token.as_ref().map(|t| t.expose().to_owned()));
     let st = state.clone();
     let router = admin::router(registry, Arc::new(move || st.refresh_metrics()), api);
     tasks.push(spawn_http(router, http, stop.clone(), "coordinator"));
@@ -81,28 +123,48 @@ pub async fn start_coordinator(
             }
         }));
     }
-    info!(grpc = %grpc_addr, http = %http_addr, coordinator_id = %state.id(), "coordinator serving; dashboard at http://{http_addr}/");
+    let mode = if opts.tls.is_some() {
+        "TLS"
+    } else {
+        "plain text"
+    };
+    info!(grpc = %grpc_addr, http = %http_addr, coordinator_id = %state.id(), transport = mode,
+          "coordinator serving; dashboard at http://{http_addr}/");
     Ok(Handle::new(state, (grpc_addr, http_addr), stop, tasks))
 }
 
-/// Static discovery over `coordinator.static_workers`, probing each worker with the gRPC `Info` call.
-pub fn static_discovery(addrs: Vec<String>) -> Result<Arc<dyn Discovery>, StartError> {
+/// Static discovery over `coordinator.static_workers`, probing each worker with the gRPC `Info`
+/// call (over TLS with the coordinator's certificate when `tls` is configured).
+pub fn static_discovery(
+    cfg: &FarmConfig,
+    addrs: Vec<String>,
+) -> Result<Arc<dyn Discovery>, StartError> {
     use hybridgrid_core::{BoxError, DiscoverySource, PROTOCOL_VERSION, WorkerInfo};
     use hybridgrid_transport::pb;
-    let prober = |addr: String| async move {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(3))
-            .connect()
-            .await?;
-        let info = pb::worker_client::WorkerClient::new(ch)
-            .info(pb::InfoRequest {
-                protocol_version: PROTOCOL_VERSION,
-            })
-            .await?
-            .into_inner();
-        let info: WorkerInfo = info.into_core(DiscoverySource::Static)?;
-        Ok::<_, BoxError>(info)
+    let how = Dial {
+        tls: tls_material(&cfg.tls)?,
+        insecure: cfg.tls.insecure,
+        expect: Some(Expect {
+            role: Role::Worker,
+            name: None,
+        }),
+        connect_timeout: Duration::from_secs(2),
+        timeout: Some(Duration::from_secs(3)),
+        keep_alive: None,
+    };
+    let prober = move |addr: String| {
+        let how = how.clone();
+        async move {
+            let ch = hybridgrid_transport::tls::dial(&addr, &how).await?;
+            let info = pb::worker_client::WorkerClient::new(ch)
+                .info(pb::InfoRequest {
+                    protocol_version: PROTOCOL_VERSION,
+                })
+                .await?
+                .into_inner();
+            let info: WorkerInfo = info.into_core(DiscoverySource::Static)?;
+            Ok::<_, BoxError>(info)
+        }
     };
     let d = hybridgrid_discovery::StaticDiscovery::new(addrs, Arc::new(prober))
         .map_err(|e| StartError::Config(format!("coordinator.static_workers: {e}")))?;

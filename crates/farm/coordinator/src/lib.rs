@@ -18,8 +18,12 @@
 //! ```
 
 mod app;
+mod http_auth;
 mod metrics;
+mod peers;
+mod service;
 mod state;
 
-pub use app::{start_coordinator, static_discovery};
+pub use app::{start_coordinator, static_discovery, tls_material};
+pub use service::CoordinatorService;
 pub use state::{CoordinatorState, Stats, WorkerView};

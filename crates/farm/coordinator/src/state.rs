@@ -3,16 +3,20 @@
 //! tells the client to compile locally (with a reason) when the farm cannot take the task.
 
 use crate::metrics::CoordinatorMetrics;
+use crate::peers::{Caller, MismatchGuard, Security};
 use hybridgrid_farm_protocol::config::CoordinatorConfig;
+use hybridgrid_farm_protocol::{PREPROCESSED_INPUT, parse_command};
+use hybridgrid_transport::auth::sanitize;
 use hybridgrid_transport::serve::GaugeGuard;
+use hybridgrid_transport::tls::{Dial, Expect, Role};
 
 use hybridgrid_core::{
     CircuitBreaker, CircuitState, CircuitStatus, DiscoverySource, Outcome, PROTOCOL_VERSION,
     Toolchain, WorkerEvent, WorkerId, WorkerInfo,
 };
 use hybridgrid_scheduler::{KeyedBreaker, NoPlacement, Placement, PlacementRequest, Registry};
-use hybridgrid_transport::pb::{self, coordinator_server, worker_client::WorkerClient};
-use hybridgrid_transport::{MAX_MESSAGE_BYTES, check_version, failure_kind_name};
+use hybridgrid_transport::pb;
+use hybridgrid_transport::{check_version, failure_kind_name};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -21,13 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 /// Fallback reasons only a client can see (the coordinator counts its own advice itself).
-const CLIENT_FALLBACK_REASONS: &[&str] = &[
+pub(crate) const CLIENT_FALLBACK_REASONS: &[&str] = &[
     "coordinator_unreachable",
+    "auth_refused",
     "coordinator_error",
     "protocol_mismatch",
     "worker_output_missing",
@@ -35,7 +40,27 @@ const CLIENT_FALLBACK_REASONS: &[&str] = &[
     "client_error",
 ];
 /// Cache events clients report.
-const CLIENT_CACHE_EVENTS: &[&str] = &["hit_local", "hit_shared", "miss", "evictions", "corrupt"];
+pub(crate) const CLIENT_CACHE_EVENTS: &[&str] =
+    &["hit_local", "hit_shared", "miss", "evictions", "corrupt"];
+
+/// Every `kind` label of `worker_failures`.
+const FAILURE_KINDS: &[&str] = &[
+    "unspecified",
+    "deadline_exceeded",
+    "cancelled",
+    "spawn",
+    "invalid_spec",
+    "output_too_large",
+    "work_dir",
+    "backend",
+    "toolchain_unavailable",
+    "overloaded",
+    "malformed_response",
+    "unreachable",
+    "timeout",
+    "lost",
+    "wrong_worker",
+];
 
 /// How long a request may wait for a free slot before the client is told to compile locally.
 const MAX_QUEUE_WAIT: Duration = Duration::from_secs(60);
@@ -49,7 +74,7 @@ enum Liveness {
 
 struct Known {
     info: WorkerInfo,
-    client: WorkerClient<Channel>,
+    channel: Channel,
     last_seen: Instant,
     liveness: Liveness,
     /// The worker's lease on its placements: cancelled when it is marked down (missed heartbeats,
@@ -57,6 +82,8 @@ struct Known {
     lease: CancellationToken,
     /// Its counters when it was marked down, so the dashboard keeps its history.
     history: Option<hybridgrid_scheduler::WorkerStats>,
+    /// When it was marked down (it is forgotten `prune_after` later).
+    down_since: Option<Instant>,
 }
 
 /// How a call to a worker ended without an answer.
@@ -79,6 +106,10 @@ pub struct CoordinatorState {
     compile_errors: AtomicU64,
     peak_in_flight: AtomicU64,
     started: Instant,
+    /// Who may call what.
+    pub(crate) security: Security,
+    /// Mismatch reports: only for one's own recent results, rate-bounded.
+    pub(crate) mismatches: MismatchGuard,
 }
 
 /// What `/api/stats` returns.
@@ -157,12 +188,14 @@ fn fallback(reason: &str, detail: String) -> pb::CompileResponse {
 
 impl CoordinatorState {
     /// A coordinator with no workers yet.
-    pub fn new(
+    pub(crate) fn new(
         config: CoordinatorConfig,
         breaker: Arc<KeyedBreaker>,
         metrics: Arc<CoordinatorMetrics>,
+        security: Security,
     ) -> Arc<Self> {
         let admission = Semaphore::new(config.max_concurrent_tasks as usize);
+        let mismatches = MismatchGuard::new(config.mismatch_reports_per_minute);
         Arc::new(Self {
             id: format!("coord-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             registry: Registry::new(breaker.clone()),
@@ -176,7 +209,125 @@ impl CoordinatorState {
             peak_in_flight: AtomicU64::new(0),
             started: Instant::now(),
             config,
+            security,
+            mismatches,
         })
+    }
+
+    /// The coordinator's settings.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        usize::try_from(self.config.max_message_bytes).unwrap_or(usize::MAX)
+    }
+
+    /// Whether `id` is registered (up or down).
+    pub fn knows(&self, id: &WorkerId) -> bool {
+        self.workers.lock().contains_key(id)
+    }
+
+    /// Records a heartbeat from `id`; false when it is not registered and up (register again).
+    pub fn heartbeat(&self, id: &WorkerId) -> bool {
+        match self.workers.lock().get_mut(id) {
+            Some(k) if k.liveness == Liveness::Up => {
+                k.last_seen = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Opens `id`'s circuit for `reason` and counts it.
+    pub fn trip(&self, id: &WorkerId, reason: &str) {
+        self.breaker.trip(id.as_str(), reason);
+        self.metrics.verify_mismatches.add(id.as_str(), 1);
+    }
+
+    /// Adds a client's reported counts (labels already checked).
+    pub(crate) fn add_client_report(
+        &self,
+        fallbacks: std::collections::HashMap<String, u64>,
+        cache: std::collections::HashMap<String, u64>,
+    ) {
+        for (reason, n) in fallbacks {
+            self.metrics.fallbacks.add(&reason, n);
+        }
+        for (event, n) in cache {
+            self.metrics.client_cache.add(&event, n);
+        }
+    }
+
+    /// A worker's own registration: refused while another live worker holds the same id at
+    /// another address, unless TLS bound the id to the caller's certificate (then the holder of
+    /// the key is that worker, e.g. restarted elsewhere).
+    pub fn register_worker(&self, info: WorkerInfo) -> Result<(), Status> {
+        if self.security.tls.is_none() {
+            let workers = self.workers.lock();
+            if let Some(k) = workers.get(&info.id)
+                && k.liveness == Liveness::Up
+                && k.info.addr != info.addr
+                && k.last_seen.elapsed() <= *self.config.heartbeat_timeout
+            {
+                return Err(Status::already_exists(format!(
+                    "worker id {:?} is registered from {} and still heartbeating; a second worker cannot take it over",
+                    sanitize(info.id.as_str(), 128),
+                    sanitize(&k.info.addr, 64)
+                )));
+            }
+        }
+        self.worker_up(info)
+    }
+
+    /// Checks what a worker announces: an id and address of sane size, slots within
+    /// `coordinator.max_worker_slots`; toolchains without a binary hash are dropped (they would
+    /// match nothing exactly).
+    fn vet(&self, mut info: WorkerInfo) -> Result<WorkerInfo, Status> {
+        let id = info.id.as_str();
+        if id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(Status::invalid_argument(format!(
+                "worker id {:?} must be at most 128 characters without spaces or control characters",
+                sanitize(id, 128)
+            )));
+        }
+        if info.addr.len() > 256 {
+            return Err(Status::invalid_argument(
+                "worker address longer than 256 bytes",
+            ));
+        }
+        hybridgrid_farm_protocol::config::validate_host_port(&info.addr).map_err(|e| {
+            Status::invalid_argument(format!("worker address: {}", sanitize(&e, 300)))
+        })?;
+        let max = self.config.max_worker_slots;
+        if info.capabilities.slots > max {
+            return Err(Status::invalid_argument(format!(
+                "worker {} announces {} slots; this coordinator accepts at most {max} (coordinator.max_worker_slots)",
+                sanitize(id, 128),
+                info.capabilities.slots
+            )));
+        }
+        let before = info.capabilities.toolchains.len();
+        info.capabilities.toolchains.retain(|t| {
+            !t.binary_hash.is_empty()
+                && t.binary_hash.len() <= 128
+                && t.name.len() <= 256
+                && t.version.len() <= 256
+                && t.target.len() <= 256
+        });
+        if info.capabilities.toolchains.len() != before {
+            warn!(worker = %sanitize(id, 128), dropped = before - info.capabilities.toolchains.len(),
+                  "toolchains without a binary hash (or with oversized fields) ignored");
+        }
+        if info.capabilities.toolchains.len() > 64 {
+            return Err(Status::invalid_argument(
+                "a worker may announce at most 64 toolchains",
+            ));
+        }
+        for s in [&mut info.capabilities.arch, &mut info.capabilities.os] {
+            *s = sanitize(s, 32);
+        }
+        Ok(info)
     }
 
     /// This coordinator's id.
@@ -184,44 +335,50 @@ impl CoordinatorState {
         &self.id
     }
 
-    /// Adds or refreshes a worker.
+    /// Adds or refreshes a worker (from its registration or from discovery), after [`Self::vet`].
     pub fn worker_up(&self, info: WorkerInfo) -> Result<(), Status> {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", info.addr))
-            .map_err(|e| Status::invalid_argument(format!("worker address {:?}: {e}", info.addr)))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect_lazy();
-        let client = WorkerClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let info = self.vet(info)?;
+        let how = Dial {
+            tls: self.security.tls.clone(),
+            insecure: self.security.insecure,
+            expect: Some(Expect {
+                role: Role::Worker,
+                name: Some(info.id.to_string()),
+            }),
+            connect_timeout: Duration::from_secs(2),
+            timeout: None,
+            keep_alive: Some(Duration::from_secs(5)),
+        };
+        let channel = hybridgrid_transport::tls::dial_lazy(&info.addr, &how).map_err(|e| {
+            Status::invalid_argument(format!("worker {}: {}", sanitize(info.id.as_str(), 128), e))
+        })?;
         let mut workers = self.workers.lock();
         let fresh = match workers.get(&info.id) {
             Some(k) => k.liveness == Liveness::Down || k.info != info,
             None => true,
         };
         if fresh {
-            info!(worker_id = %info.id, arch = %info.capabilities.arch, slots = info.capabilities.slots,
-                  addr = %info.addr, source = %info.source, "worker registered");
+            info!(worker_id = %sanitize(info.id.as_str(), 128), arch = %info.capabilities.arch, slots = info.capabilities.slots,
+                  addr = %sanitize(&info.addr, 64), source = %info.source, "worker registered");
         }
         let keep_lease = workers
             .get(&info.id)
             .filter(|k| k.liveness == Liveness::Up)
             .map(|k| k.lease.clone());
-        let keep_client = workers
+        let keep_channel = workers
             .get(&info.id)
             .filter(|k| k.info.addr == info.addr)
-            .map(|k| k.client.clone());
+            .map(|k| k.channel.clone());
         workers.insert(
             info.id.clone(),
             Known {
-                client: keep_client.unwrap_or(client),
+                channel: keep_channel.unwrap_or(channel),
                 info: info.clone(),
                 last_seen: Instant::now(),
                 liveness: Liveness::Up,
                 lease: keep_lease.unwrap_or_default(),
                 history: None,
+                down_since: None,
             },
         );
         drop(workers);
@@ -240,7 +397,8 @@ impl CoordinatorState {
             k.liveness = Liveness::Down;
             k.lease.cancel();
             k.history = last;
-            warn!(worker = %id, reason = why, "worker down");
+            k.down_since = Some(Instant::now());
+            warn!(worker = %sanitize(id.as_str(), 128), reason = why, "worker down");
         }
         drop(workers);
         self.registry.remove_worker(id);
@@ -263,6 +421,40 @@ impl CoordinatorState {
         for id in silent {
             self.worker_down(&id, "heartbeat timeout");
         }
+        self.prune_down_workers();
+    }
+
+    /// Forgets workers down for longer than `coordinator.prune_after`, with their metric series
+    /// and circuits, so ids that come and go cannot grow the coordinator's state without bound.
+    pub fn prune_down_workers(&self) {
+        let after = *self.config.prune_after;
+        let gone: Vec<WorkerId> = {
+            let mut workers = self.workers.lock();
+            let gone: Vec<WorkerId> = workers
+                .values()
+                .filter(|k| k.down_since.is_some_and(|t| t.elapsed() >= after))
+                .map(|k| k.info.id.clone())
+                .collect();
+            for id in &gone {
+                workers.remove(id);
+            }
+            gone
+        };
+        for id in gone {
+            let label = id.to_string();
+            self.metrics
+                .circuit_state
+                .remove(&vec![("worker", label.clone())]);
+            for kind in FAILURE_KINDS {
+                self.metrics.worker_failures.remove(&vec![
+                    ("worker", label.clone()),
+                    ("kind", (*kind).to_owned()),
+                ]);
+            }
+            self.metrics.verify_mismatches.remove(&label);
+            self.breaker.forget(&label);
+            info!(worker = %sanitize(&label, 128), "worker pruned after being down for coordinator.prune_after");
+        }
     }
 
     /// Applies a discovery event.
@@ -270,7 +462,7 @@ impl CoordinatorState {
         match event {
             WorkerEvent::Up(info) => {
                 if let Err(e) = self.worker_up(info) {
-                    warn!(error = %e.message(), "discovered worker refused");
+                    warn!(error = %sanitize(e.message(), 300), "discovered worker refused");
                 }
             }
             WorkerEvent::Down(id) => self.worker_down(&id, "discovery reported it gone"),
@@ -309,26 +501,67 @@ impl CoordinatorState {
         result
     }
 
-    fn client_of(&self, id: &WorkerId) -> Option<(WorkerClient<Channel>, CancellationToken)> {
+    fn channel_of(&self, id: &WorkerId) -> Option<(Channel, CancellationToken)> {
         self.workers
             .lock()
             .get(id)
             .filter(|k| k.liveness == Liveness::Up)
-            .map(|k| (k.client.clone(), k.lease.clone()))
+            .map(|k| (k.channel.clone(), k.lease.clone()))
     }
 
-    /// Runs one compile request to completion or fallback.
-    pub async fn compile(&self, req: pb::CompileRequest) -> Result<pb::CompileResponse, Status> {
+    /// Runs one compile request for `caller` to completion or fallback.
+    pub(crate) async fn compile(
+        &self,
+        req: pb::CompileRequest,
+        caller: &Caller,
+    ) -> Result<pb::CompileResponse, Status> {
         check_version(req.protocol_version, "client")?;
         let toolchain: Toolchain = req
             .toolchain
             .ok_or_else(|| Status::invalid_argument("malformed message: missing field toolchain"))?
             .into();
-        let spec = req
+        let mut spec = req
             .spec
             .ok_or_else(|| Status::invalid_argument("malformed message: missing field spec"))?;
         // Validate once here so a malformed spec is refused before it reaches any worker.
-        let task_timeout = spec.validate()?;
+        let asked = spec.validate()?;
+        if toolchain.binary_hash.is_empty() {
+            // An exact compile needs the exact binary: no hash matches nothing.
+            self.record_fallback("no_matching_toolchain");
+            return Ok(fallback(
+                "no_matching_toolchain",
+                "the request names a toolchain without a binary hash".into(),
+            ));
+        }
+        // The coordinator's own verdict on the request: a worker refusing a request that passes
+        // it (INVALID_SPEC) is failing, not the request.
+        let distributable = matches!(
+            parse_command(&spec.command),
+            hybridgrid_compiler::Invocation::Distributable(_)
+        ) && spec.inputs.iter().any(|f| f.path == PREPROCESSED_INPUT);
+        if !distributable {
+            self.record_fallback("rejected_by_coordinator");
+            return Ok(fallback(
+                "rejected_by_coordinator",
+                "not a compile the farm runs exactly (the client should run it locally)".into(),
+            ));
+        }
+        if spec.id.is_empty() || spec.id.len() > 64 {
+            spec.id = hybridgrid_core::TaskId::random().to_string();
+        }
+        // Per-call deadline from the coordinator's own config, whatever the client asked.
+        let task_timeout = asked.min(*self.config.task_timeout);
+        spec.timeout_ms = u64::try_from(task_timeout.as_millis()).unwrap_or(u64::MAX);
+        // The worker enforces the task's deadline itself; the call waits a little longer.
+        let grace = (task_timeout / 10).clamp(Duration::from_millis(500), Duration::from_secs(10));
+        let call_timeout = task_timeout.saturating_add(grace);
+        let task_id = spec.id.clone();
+        // Encoded once per attempt from this one copy: never cloned per worker tried.
+        let request = Arc::new(pb::ExecuteRequest {
+            protocol_version: PROTOCOL_VERSION,
+            spec: Some(spec),
+            toolchain: Some(toolchain.clone().into()),
+        });
         let received = Instant::now();
         let Ok(_admitted) = tokio::time::timeout(MAX_QUEUE_WAIT, self.admission.acquire())
             .await
@@ -370,7 +603,7 @@ impl CoordinatorState {
                     .observe(received.elapsed().as_secs_f64());
             }
             let worker = placement.worker_id().clone();
-            let Some((mut client, lease)) = self.client_of(&worker) else {
+            let Some((channel, lease)) = self.channel_of(&worker) else {
                 drop(placement);
                 placement_req.exclude.push(worker);
                 continue;
@@ -379,15 +612,14 @@ impl CoordinatorState {
             self.peak_in_flight
                 .fetch_max(now.max(0) as u64, Ordering::Relaxed);
             let started = Instant::now();
-            let call = client.execute(pb::ExecuteRequest {
-                protocol_version: PROTOCOL_VERSION,
-                spec: Some(spec.clone()),
-                toolchain: Some(toolchain.clone().into()),
-            });
+            let call = hybridgrid_transport::shared::execute_shared(
+                channel,
+                request.clone(),
+                call_timeout,
+                self.max_message_bytes(),
+            );
             let result = tokio::select! {
-                r = tokio::time::timeout(task_timeout + Duration::from_secs(10), call) => {
-                    r.map_err(|_| CallEnd::Timeout)
-                }
+                r = tokio::time::timeout(call_timeout, call) => r.map_err(|_| CallEnd::Timeout),
                 _ = lease.cancelled() => Err(CallEnd::Lost),
             };
             drop(in_flight);
@@ -395,7 +627,16 @@ impl CoordinatorState {
             use pb::execute_response::Result as R;
             use pb::task_failure::Kind;
             let failure_kind: &str = match result {
-                Ok(Ok(resp)) => match resp.into_inner().result {
+                Ok(Ok(resp)) if resp.worker_id != worker.as_str() => {
+                    placement.complete(Outcome::Failure, elapsed);
+                    last_error = format!(
+                        "worker {} answered as {:?}",
+                        sanitize(worker.as_str(), 128),
+                        sanitize(&resp.worker_id, 128)
+                    );
+                    "wrong_worker"
+                }
+                Ok(Ok(resp)) => match resp.result {
                     Some(R::Output(out)) => {
                         placement.complete(Outcome::Success, elapsed);
                         self.slot_freed.notify_one();
@@ -408,6 +649,7 @@ impl CoordinatorState {
                             .get_or_create(&vec![("result", "remote".to_owned())])
                             .inc();
                         self.metrics.task_seconds.observe(elapsed.as_secs_f64());
+                        self.mismatches.served(&task_id, &worker, caller);
                         return Ok(pb::CompileResponse {
                             result: Some(pb::compile_response::Result::Completed(pb::Completed {
                                 output: Some(out),
@@ -418,17 +660,19 @@ impl CoordinatorState {
                     }
                     Some(R::Failure(f)) => {
                         let kind = Kind::try_from(f.kind).unwrap_or(Kind::Unspecified);
-                        last_error = f.message.clone();
+                        last_error = sanitize(&f.message, 512);
                         match kind {
-                            // The request itself cannot run remotely; the worker is healthy.
-                            Kind::InvalidSpec | Kind::OutputTooLarge => {
+                            // The output is over the limits the request itself set.
+                            Kind::OutputTooLarge => {
                                 placement.complete(Outcome::Success, elapsed);
                                 self.slot_freed.notify_one();
                                 self.record_fallback("rejected_by_worker");
-                                return Ok(fallback("rejected_by_worker", f.message));
+                                return Ok(fallback("rejected_by_worker", last_error));
                             }
                             // Busy is not sickness: free the slot without a verdict.
                             Kind::Overloaded => drop(placement),
+                            // Includes INVALID_SPEC: the coordinator found the request valid,
+                            // so a worker refusing it is failing (and is routed around).
                             _ => placement.complete(Outcome::Failure, elapsed),
                         }
                         failure_kind_name(f.kind)
@@ -439,25 +683,28 @@ impl CoordinatorState {
                         "malformed_response"
                     }
                 },
+                Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
+                    // The worker's slot gate refused the call before reading it: busy, not sick.
+                    drop(placement);
+                    last_error = sanitize(status.message(), 512);
+                    "overloaded"
+                }
                 Ok(Err(status)) => {
                     placement.complete(Outcome::Failure, elapsed);
-                    last_error = status.message().to_owned();
-                    warn!(worker = %worker, error = %status.message(), "worker unreachable");
+                    last_error = sanitize(status.message(), 512);
+                    warn!(worker = %sanitize(worker.as_str(), 128), error = %last_error, "worker unreachable");
                     "unreachable"
                 }
                 Err(CallEnd::Timeout) => {
                     placement.complete(Outcome::Failure, elapsed);
-                    last_error = format!(
-                        "no answer within {:?}",
-                        task_timeout + Duration::from_secs(10)
-                    );
-                    warn!(worker = %worker, error = %last_error, "worker unreachable");
+                    last_error = format!("no answer within {call_timeout:?}");
+                    warn!(worker = %sanitize(worker.as_str(), 128), error = %last_error, "worker unreachable");
                     "timeout"
                 }
                 Err(CallEnd::Lost) => {
                     placement.complete(Outcome::Failure, elapsed);
                     last_error = "worker lost (missed heartbeats) while running the task".into();
-                    warn!(worker = %worker, error = %last_error, "worker unreachable");
+                    warn!(worker = %sanitize(worker.as_str(), 128), error = %last_error, "worker unreachable");
                     "lost"
                 }
             };
@@ -469,7 +716,7 @@ impl CoordinatorState {
                     ("kind", failure_kind.to_owned()),
                 ])
                 .inc();
-            warn!(task_id = %spec.id, worker = %worker, attempt, kind = failure_kind, error = %last_error,
+            warn!(task_id = %task_id, worker = %sanitize(worker.as_str(), 128), attempt, kind = failure_kind, error = %last_error,
                   "task failed on worker, placing it again");
             placement_req.exclude.push(worker);
         }
@@ -595,121 +842,5 @@ impl CoordinatorState {
             .get_or_create(&vec![("state", "down".to_owned())])
             .set(down);
         self.metrics.free_slots.set(stats.free_slots as i64);
-    }
-}
-
-/// The tonic service wrapper.
-#[derive(Clone)]
-pub struct CoordinatorService(pub Arc<CoordinatorState>);
-
-#[tonic::async_trait]
-impl coordinator_server::Coordinator for CoordinatorService {
-    async fn hello(
-        &self,
-        req: Request<pb::InfoRequest>,
-    ) -> Result<Response<pb::HelloResponse>, Status> {
-        check_version(req.into_inner().protocol_version, "client")?;
-        let (total, free) = self.0.slot_totals();
-        Ok(Response::new(pb::HelloResponse {
-            protocol_version: PROTOCOL_VERSION,
-            coordinator_id: self.0.id.clone(),
-            free_slots: free.min(u64::from(u32::MAX)) as u32,
-            total_slots: total.min(u64::from(u32::MAX)) as u32,
-        }))
-    }
-
-    async fn register(
-        &self,
-        req: Request<pb::RegisterRequest>,
-    ) -> Result<Response<pb::RegisterResponse>, Status> {
-        let req = req.into_inner();
-        check_version(req.protocol_version, "worker")?;
-        let info = req
-            .worker
-            .ok_or_else(|| Status::invalid_argument("malformed message: missing field worker"))?
-            .into_core(DiscoverySource::Registration)?;
-        check_version(info.protocol_version, "worker")?;
-        self.0.worker_up(info)?;
-        Ok(Response::new(pb::RegisterResponse {
-            protocol_version: PROTOCOL_VERSION,
-            coordinator_id: self.0.id.clone(),
-            heartbeat_interval_ms: self.0.config.heartbeat_interval.as_millis() as u64,
-        }))
-    }
-
-    async fn heartbeat(
-        &self,
-        req: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let req = req.into_inner();
-        check_version(req.protocol_version, "worker")?;
-        let id = WorkerId::new(req.worker_id);
-        let mut workers = self.0.workers.lock();
-        let known = match workers.get_mut(&id) {
-            Some(k) if k.liveness == Liveness::Up => {
-                k.last_seen = Instant::now();
-                true
-            }
-            _ => false,
-        };
-        Ok(Response::new(pb::HeartbeatResponse { known }))
-    }
-
-    async fn compile(
-        &self,
-        req: Request<pb::CompileRequest>,
-    ) -> Result<Response<pb::CompileResponse>, Status> {
-        self.0.compile(req.into_inner()).await.map(Response::new)
-    }
-
-    async fn report_mismatch(
-        &self,
-        req: Request<pb::MismatchReport>,
-    ) -> Result<Response<pb::ReportResponse>, Status> {
-        let req = req.into_inner();
-        check_version(req.protocol_version, "client")?;
-        let id = WorkerId::new(req.worker_id);
-        if !self.0.workers.lock().contains_key(&id) {
-            return Err(Status::not_found(format!("unknown worker {id}")));
-        }
-        warn!(worker = %id, task_id = %req.task_id, detail = %req.detail, "output mismatch: opening the worker's circuit");
-        self.0.breaker.trip(id.as_str(), "output_mismatch");
-        self.0.metrics.verify_mismatches.add(id.as_str(), 1);
-        Ok(Response::new(pb::ReportResponse {}))
-    }
-
-    async fn report(
-        &self,
-        req: Request<pb::ReportRequest>,
-    ) -> Result<Response<pb::ReportResponse>, Status> {
-        let req = req.into_inner();
-        check_version(req.protocol_version, "client")?;
-        // Only known labels: a client must not be able to grow the maps and metric families
-        // without bound, and counts saturate instead of wrapping.
-        if let Some(bad) = req
-            .fallbacks
-            .keys()
-            .find(|r| !CLIENT_FALLBACK_REASONS.contains(&r.as_str()))
-        {
-            return Err(Status::invalid_argument(format!(
-                "unknown fallback reason {bad:?} (expected one of {CLIENT_FALLBACK_REASONS:?})"
-            )));
-        }
-        if let Some(bad) = req
-            .cache
-            .keys()
-            .find(|e| !CLIENT_CACHE_EVENTS.contains(&e.as_str()))
-        {
-            return Err(Status::invalid_argument(format!(
-                "unknown cache event {bad:?} (expected one of {CLIENT_CACHE_EVENTS:?})"
-            )));
-        }
-        for (reason, n) in req.fallbacks {
-            self.0.metrics.fallbacks.add(&reason, n);
-        }
-        for (event, n) in req.cache {
-            self.0.metrics.client_cache.add(&event, n);
-        }
-        Ok(Response::new(pb::ReportResponse {}))
     }
 }

@@ -2,8 +2,12 @@
 //! reading its section, with `HG_*` environment overrides (see [`hybridgrid_core::config`]).
 //!
 //! ```yaml
+//! tls:                      # see docs/SECURITY.md; `hg-coord cert init|issue` makes these files
+//!   ca: /etc/hybridgrid/ca.crt
+//!   cert: /etc/hybridgrid/coordinator.crt
+//!   key: /etc/hybridgrid/coordinator.key
 //! coordinator:
-//!   grpc_addr: 0.0.0.0:9000
+//!   grpc_addr: 0.0.0.0:9000   # default: 0.0.0.0 with tls, 127.0.0.1 without
 //!   http_addr: 0.0.0.0:8080
 //!   static_workers: ["192.168.2.10:50052", "192.168.2.11:50052"]
 //!   max_concurrent_tasks: 500
@@ -42,6 +46,8 @@ pub struct FarmConfig {
     pub verify: VerifyConfig,
     /// Logging, for every binary.
     pub logging: LoggingConfig,
+    /// TLS for every gRPC connection (each binary sets its own certificate and key).
+    pub tls: TlsSection,
 }
 
 impl FarmConfig {
@@ -86,6 +92,10 @@ impl FarmConfig {
             ("worker.grpc_addr", &self.worker.grpc_addr),
             ("worker.http_addr", &self.worker.http_addr),
         ] {
+            // An empty gRPC address means "the default for the TLS setting".
+            if value.is_empty() && key.ends_with("grpc_addr") {
+                continue;
+            }
             if value.parse::<std::net::SocketAddr>().is_err() {
                 return Err(bad(
                     key,
@@ -101,6 +111,68 @@ impl FarmConfig {
                 return Err(bad(key, format!("must be between 0.0 and 1.0, got {v}")));
             }
         }
+        let c = &self.coordinator;
+        if !(1..=MAX_SLOTS_BOUND).contains(&c.max_worker_slots) {
+            return Err(bad(
+                "coordinator.max_worker_slots",
+                format!(
+                    "must be between 1 and {MAX_SLOTS_BOUND}, got {}",
+                    c.max_worker_slots
+                ),
+            ));
+        }
+        if self.worker.max_concurrent_tasks > c.max_worker_slots.max(MAX_SLOTS_BOUND) {
+            return Err(bad(
+                "worker.max_concurrent_tasks",
+                format!(
+                    "must be at most {MAX_SLOTS_BOUND}, got {}",
+                    self.worker.max_concurrent_tasks
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("coordinator.max_message_bytes", c.max_message_bytes),
+            ("worker.max_message_bytes", self.worker.max_message_bytes),
+        ] {
+            if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BOUND).contains(&v) {
+                return Err(bad(
+                    key,
+                    format!(
+                        "must be between {MIN_MESSAGE_BYTES} and {MAX_MESSAGE_BOUND} bytes, got {v}"
+                    ),
+                ));
+            }
+        }
+        for (key, v) in [
+            (
+                "coordinator.concurrency_per_connection",
+                c.concurrency_per_connection,
+            ),
+            (
+                "worker.concurrency_per_connection",
+                self.worker.concurrency_per_connection,
+            ),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be at least 1, got 0".into()));
+            }
+        }
+        if c.task_timeout.is_zero() {
+            return Err(bad(
+                "coordinator.task_timeout",
+                "must be greater than 0s, got 0s".into(),
+            ));
+        }
+        if *c.prune_after < *c.heartbeat_timeout {
+            return Err(bad(
+                "coordinator.prune_after",
+                format!(
+                    "must be at least coordinator.heartbeat_timeout ({}), got {}",
+                    c.heartbeat_timeout, c.prune_after
+                ),
+            ));
+        }
+        self.tls.validate().map_err(|(key, m)| bad(key, m))?;
         if let Some(s) = &self.cache.shared_secret
             && s.expose().chars().count() < 16
         {
@@ -129,6 +201,118 @@ impl FarmConfig {
     }
 }
 
+/// Largest slot count a worker may announce (and `worker.max_concurrent_tasks`).
+pub const MAX_SLOTS_BOUND: u32 = 1024;
+/// Smallest allowed gRPC message bound.
+pub const MIN_MESSAGE_BYTES: u64 = 1 << 20;
+/// Largest allowed gRPC message bound.
+pub const MAX_MESSAGE_BOUND: u64 = 1 << 30;
+/// Default gRPC message bound (64 MiB: a large preprocessed C++ unit or object).
+pub const DEFAULT_MESSAGE_BYTES: u64 = 64 << 20;
+
+/// A secret (token): serialized as given, but never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps `s`.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself, for the code that sends or checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `tls:` section, read by every binary: the farm CA and this machine's certificate and key
+/// (`hg-coord cert init` / `hg-coord cert issue` make them).
+///
+/// ```yaml
+/// tls:
+///   ca: /etc/hybridgrid/ca.crt
+///   cert: /etc/hybridgrid/w1.crt
+///   key: /etc/hybridgrid/w1.key
+///   insecure: false   # true allows plain text off loopback (trusted networks only)
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// The farm CA certificate (PEM); setting it turns TLS on (`HG_TLS_CA`).
+    pub ca: Option<PathBuf>,
+    /// This machine's certificate (PEM), issued by the farm CA (`HG_TLS_CERT`).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM) (`HG_TLS_KEY`).
+    pub key: Option<PathBuf>,
+    /// Allow plain-text gRPC on or to non-loopback addresses (`HG_TLS_INSECURE`).
+    pub insecure: bool,
+}
+
+impl TlsSection {
+    /// Whether TLS is on.
+    pub fn enabled(&self) -> bool {
+        self.ca.as_ref().is_some_and(|p| !p.as_os_str().is_empty())
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let set = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
+        match (set(&self.cert), set(&self.key)) {
+            (true, false) => {
+                return Err(("tls.key", "tls.cert is set, so tls.key must be too".into()));
+            }
+            (false, true) => {
+                return Err(("tls.cert", "tls.key is set, so tls.cert must be too".into()));
+            }
+            _ => {}
+        }
+        if set(&self.cert) && !self.enabled() {
+            return Err((
+                "tls.ca",
+                "tls.cert is set, so tls.ca (the farm CA) must be too".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl CoordinatorConfig {
+    /// The gRPC listen address: `grpc_addr`, or when empty `0.0.0.0:9000` with TLS and
+    /// `127.0.0.1:9000` without (plain text is served on loopback only).
+    pub fn grpc_listen(&self, tls: &TlsSection) -> String {
+        default_listen(&self.grpc_addr, tls, 9000)
+    }
+}
+
+impl WorkerConfig {
+    /// The gRPC listen address: `grpc_addr`, or when empty `0.0.0.0:50052` with TLS and
+    /// `127.0.0.1:50052` without.
+    pub fn grpc_listen(&self, tls: &TlsSection) -> String {
+        default_listen(&self.grpc_addr, tls, 50052)
+    }
+}
+
+fn default_listen(addr: &str, tls: &TlsSection, port: u16) -> String {
+    match (addr.is_empty(), tls.enabled()) {
+        (false, _) => addr.to_owned(),
+        (true, true) => format!("0.0.0.0:{port}"),
+        (true, false) => format!("127.0.0.1:{port}"),
+    }
+}
+
 /// Checks a `host:port` string, returning a message naming what is wrong.
 pub fn validate_host_port(s: &str) -> Result<(), String> {
     let Some((host, port)) = s.rsplit_once(':') else {
@@ -147,7 +331,8 @@ pub fn validate_host_port(s: &str) -> Result<(), String> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoordinatorConfig {
-    /// gRPC listen address (`HG_COORDINATOR_GRPC_ADDR`).
+    /// gRPC listen address (`HG_COORDINATOR_GRPC_ADDR`); empty: `0.0.0.0:9000` with TLS,
+    /// `127.0.0.1:9000` without.
     pub grpc_addr: String,
     /// HTTP (dashboard, `/api/stats`, `/metrics`) listen address.
     pub http_addr: String,
@@ -163,12 +348,32 @@ pub struct CoordinatorConfig {
     pub max_attempts: u32,
     /// Circuit breaker per worker.
     pub breaker: BreakerSection,
+    /// Tokens clients (`hgbuild`) may present instead of a client certificate
+    /// (`HG_COORDINATOR_CLIENT_TOKENS`, comma-separated). With neither tokens nor TLS, the
+    /// coordinator serves loopback clients without authentication.
+    pub client_tokens: Vec<Token>,
+    /// Token for the HTTP API: required by `/api/stats` when set, and by every request that is
+    /// not a GET (nothing may change state over HTTP without it).
+    pub api_token: Option<Token>,
+    /// Most slots a worker may announce; a registration above it is refused.
+    pub max_worker_slots: u32,
+    /// Longest one compile may run on a worker, whatever the client asks; the coordinator's
+    /// call to the worker gives up a grace period (a tenth of it, 0.5-10 s) after it.
+    pub task_timeout: HumanDuration,
+    /// A worker down this long is forgotten, with its metric series.
+    pub prune_after: HumanDuration,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: u64,
+    /// Requests served at once on one client connection.
+    pub concurrency_per_connection: usize,
+    /// Mismatch reports accepted per client identity per minute (more are refused).
+    pub mismatch_reports_per_minute: u32,
 }
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         Self {
-            grpc_addr: "0.0.0.0:9000".into(),
+            grpc_addr: String::new(),
             http_addr: "0.0.0.0:8080".into(),
             static_workers: Vec::new(),
             max_concurrent_tasks: 500,
@@ -176,6 +381,14 @@ impl Default for CoordinatorConfig {
             heartbeat_timeout: HumanDuration::from_secs(6),
             max_attempts: 3,
             breaker: BreakerSection::default(),
+            client_tokens: Vec::new(),
+            api_token: None,
+            max_worker_slots: 256,
+            task_timeout: HumanDuration::from_secs(300),
+            prune_after: HumanDuration::from_secs(600),
+            max_message_bytes: DEFAULT_MESSAGE_BYTES,
+            concurrency_per_connection: 64,
+            mismatch_reports_per_minute: 6,
         }
     }
 }
@@ -211,7 +424,7 @@ impl Default for BreakerSection {
 pub struct WorkerConfig {
     /// Stable worker id; defaults to `<hostname>-<grpc port>`.
     pub id: Option<String>,
-    /// gRPC listen address.
+    /// gRPC listen address; empty: `0.0.0.0:50052` with TLS, `127.0.0.1:50052` without.
     pub grpc_addr: String,
     /// HTTP (`/health`, `/metrics`) listen address.
     pub http_addr: String,
@@ -227,6 +440,10 @@ pub struct WorkerConfig {
     pub work_dir: Option<PathBuf>,
     /// Compilers to offer, by name or path; each is probed for its exact identity.
     pub compilers: Vec<String>,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: u64,
+    /// Requests served at once on one connection.
+    pub concurrency_per_connection: usize,
     /// Serve even where no compiler sandbox can be set up (no Landlock, no namespaces): the
     /// compilers can then read every file the worker can, its config and environment included.
     /// Default false: such a worker refuses to start. `/health` says which applies.
@@ -275,7 +492,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             id: None,
-            grpc_addr: "0.0.0.0:50052".into(),
+            grpc_addr: String::new(),
             http_addr: "0.0.0.0:9090".into(),
             advertise_addr: None,
             coordinator: None,
@@ -290,6 +507,8 @@ impl Default for WorkerConfig {
                 "clang".into(),
                 "clang++".into(),
             ],
+            max_message_bytes: DEFAULT_MESSAGE_BYTES,
+            concurrency_per_connection: 64,
             allow_unsandboxed: false,
             sandbox: SandboxSection::default(),
         }
@@ -309,6 +528,9 @@ pub struct ClientConfig {
     /// Local work (preprocessing, local compiles) run at once across all of a build's wrapper
     /// processes; 0 means the number of local CPUs.
     pub local_jobs: u32,
+    /// Token sent to the coordinator (`HG_CLIENT_TOKEN`), when it requires one and this client
+    /// has no certificate.
+    pub token: Option<Token>,
 }
 
 impl Default for ClientConfig {
@@ -318,6 +540,7 @@ impl Default for ClientConfig {
             connect_timeout: HumanDuration::from_secs(2),
             compile_timeout: HumanDuration::from_secs(330),
             local_jobs: 0,
+            token: None,
         }
     }
 }
@@ -400,7 +623,13 @@ mod tests {
         assert_eq!(c.worker.task_timeout.as_secs(), 300);
         assert_eq!(c.coordinator.max_concurrent_tasks, 500);
         assert_eq!(c.coordinator.breaker.open_timeout.as_secs(), 30);
-        assert_eq!(c.coordinator.grpc_addr, "0.0.0.0:9000");
+        assert_eq!(c.coordinator.grpc_listen(&c.tls), "127.0.0.1:9000");
+        let tls = TlsSection {
+            ca: Some("/ca.crt".into()),
+            ..Default::default()
+        };
+        assert_eq!(c.coordinator.grpc_listen(&tls), "0.0.0.0:9000");
+        assert_eq!(c.worker.grpc_listen(&c.tls), "127.0.0.1:50052");
     }
 
     #[test]
@@ -427,6 +656,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("worker.max_concurrent_tasks"), "{e}");
+    }
+
+    #[test]
+    fn peer_bounds_and_tls_are_checked() {
+        let e = FarmConfig::load(None, &env(&[("HG_COORDINATOR_MAX_WORKER_SLOTS", "100000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("coordinator.max_worker_slots"), "{e}");
+        let e = FarmConfig::load(None, &env(&[("HG_TLS_CERT", "/x.crt")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls.key"), "{e}");
+        let e = FarmConfig::load(None, &env(&[("HG_COORDINATOR_MAX_MESSAGE_BYTES", "10")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("coordinator.max_message_bytes"), "{e}");
+        let c = FarmConfig::load(None, &env(&[("HG_CLIENT_TOKEN", "s3cret")])).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(c.client.token.as_ref().map(Token::expose), Some("s3cret"));
     }
 
     #[test]

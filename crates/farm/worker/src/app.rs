@@ -7,11 +7,15 @@ use crate::service::{LocalToolchain, WorkerService, WorkerState, registration_lo
 use axum::Router;
 use hybridgrid_core::{CancellationToken, Executor, WorkerId};
 use hybridgrid_farm_protocol::config::{FarmConfig, validate_host_port};
+use hybridgrid_transport::admin;
 use hybridgrid_transport::pb::worker_server::WorkerServer;
-use hybridgrid_transport::serve::{Handle, StartError, bind, local_addr, spawn_grpc, spawn_http};
-use hybridgrid_transport::{MAX_MESSAGE_BYTES, admin};
+use hybridgrid_transport::serve::{
+    GrpcOptions, Handle, StartError, bind, local_addr, spawn_grpc, spawn_http,
+};
+use hybridgrid_transport::tls::{Dial, Expect, Role, TlsMaterial};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::info;
 
 /// Starts a worker with `executor` offering `toolchains`; registers with `worker.coordinator` if set.
@@ -32,9 +36,29 @@ async fn start_worker_with(
     sandbox: SandboxStatus,
 ) -> Result<Handle<WorkerState>, StartError> {
     let w = &cfg.worker;
-    let grpc = bind("gRPC", &w.grpc_addr).await?;
+    let t = &cfg.tls;
+    let material = TlsMaterial::load_optional(t.ca.as_deref(), t.cert.as_deref(), t.key.as_deref())
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let server_tls = match &material {
+        // Only the coordinator (a certificate from the farm CA) may call a worker.
+        Some(m) => Some(
+            m.server_config(true)
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let opts = GrpcOptions {
+        tls: server_tls,
+        insecure: t.insecure,
+        concurrency_per_connection: w.concurrency_per_connection,
+        request_timeout: w.task_timeout.saturating_add(Duration::from_secs(30)),
+        ..Default::default()
+    };
+    let grpc = bind("gRPC", &w.grpc_listen(t)).await?;
+    let grpc_addr = local_addr(&grpc);
+    opts.check_listen("worker.grpc_addr", &grpc_addr)?;
     let http = bind("HTTP", &w.http_addr).await?;
-    let (grpc_addr, http_addr) = (local_addr(&grpc), local_addr(&http));
+    let http_addr = local_addr(&http);
     let advertise = match &w.advertise_addr {
         Some(a) => a.clone(),
         None if grpc_addr.ip().is_unspecified() => format!("127.0.0.1:{}", grpc_addr.port()),
@@ -56,6 +80,17 @@ async fn start_worker_with(
         toolchains,
         metrics,
     );
+    state.set_security(Dial {
+        tls: material,
+        insecure: t.insecure,
+        expect: Some(Expect {
+            role: Role::Coordinator,
+            name: None,
+        }),
+        connect_timeout: Duration::from_secs(2),
+        timeout: Some(Duration::from_secs(5)),
+        keep_alive: None,
+    });
     if cfg.cache.enabled {
         match crate::service::shared_tier(&cfg.cache).await {
             Ok(Some(shared)) => {
@@ -74,10 +109,13 @@ async fn start_worker_with(
     }
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
+    let max = usize::try_from(w.max_message_bytes).unwrap_or(usize::MAX);
     let svc = WorkerServer::new(WorkerService(state.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tasks.push(spawn_grpc(svc, grpc, stop.clone(), "worker"));
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let (slots, wait) = state.slot_gate();
+    let svc = crate::gate::SlotGate::new(svc, slots, wait);
+    tasks.push(spawn_grpc(svc, grpc, stop.clone(), "worker", &opts));
     let router = crate::sandbox::with_health(
         admin::router(registry, Arc::new(|| {}), Router::new()),
         Arc::new(sandbox),

@@ -20,6 +20,7 @@
 //! ```
 
 mod app;
+mod gate;
 mod metrics;
 mod sandbox;
 mod service;

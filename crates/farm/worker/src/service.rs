@@ -9,11 +9,12 @@ use hybridgrid_core::{
 };
 use hybridgrid_farm_protocol::{OBJECT_OUTPUT, request_key};
 use hybridgrid_transport::pb::{self, worker_server};
+use hybridgrid_transport::tls::{Dial, Role, peer_identity};
 use hybridgrid_transport::{check_version, exec_error_to_failure};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
@@ -37,6 +38,10 @@ pub struct WorkerState {
     metrics: Arc<WorkerMetrics>,
     /// Where clean compiles are written for clients to find (the shared tier), if configured.
     result_cache: std::sync::OnceLock<Arc<dyn hybridgrid_core::Cache>>,
+    /// How to reach the coordinator (TLS material, identity it must present).
+    coordinator_dial: std::sync::OnceLock<Dial>,
+    /// Whether calls must come from the coordinator's certificate (TLS is on).
+    require_coordinator: std::sync::atomic::AtomicBool,
 }
 
 impl WorkerState {
@@ -68,7 +73,41 @@ impl WorkerState {
             task_timeout,
             metrics,
             result_cache: std::sync::OnceLock::new(),
+            coordinator_dial: std::sync::OnceLock::new(),
+            require_coordinator: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Sets how the worker reaches its coordinator, and (when `dial` carries TLS material) makes
+    /// it serve only the coordinator's certificate. Set once, before serving.
+    pub fn set_security(&self, dial: Dial) {
+        self.require_coordinator
+            .store(dial.tls.is_some(), std::sync::atomic::Ordering::Relaxed);
+        let _ = self.coordinator_dial.set(dial);
+    }
+
+    /// With TLS, only the coordinator may call the worker.
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        if !self
+            .require_coordinator
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        match peer_identity(req) {
+            Some(id) if id.role == Role::Coordinator => Ok(()),
+            Some(id) => Err(Status::permission_denied(format!(
+                "only the coordinator may call this worker; the caller is {id}"
+            ))),
+            None => Err(Status::unauthenticated(
+                "only the coordinator may call this worker; the caller presented no certificate",
+            )),
+        }
+    }
+
+    /// The slots, for the gate that takes one before a request is decoded.
+    pub(crate) fn slot_gate(&self) -> (Arc<Semaphore>, Duration) {
+        (self.slots.clone(), self.task_timeout)
     }
 
     /// Makes the worker write every clean compile (exit 0, nothing on stderr) to `cache` under its
@@ -86,8 +125,13 @@ impl WorkerState {
         self.toolchains.iter().find(|t| t.toolchain.matches(wanted))
     }
 
-    /// Runs one request: validation, slot, toolchain pinning, deadline, metrics and logs.
-    async fn execute(&self, req: pb::ExecuteRequest) -> Result<pb::ExecuteResponse, Status> {
+    /// Runs one request: validation, slot, toolchain pinning, deadline, metrics and logs. `slot`
+    /// is the slot the gate took before the request was decoded, if it went through one.
+    async fn execute(
+        &self,
+        req: pb::ExecuteRequest,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<pb::ExecuteResponse, Status> {
         check_version(req.protocol_version, "coordinator")?;
         let wire = req
             .spec
@@ -139,20 +183,25 @@ impl WorkerState {
         };
         let mut spec = spec;
         spec.timeout = spec.timeout.min(self.task_timeout);
-        // Wait for a slot, but never past the task's own deadline.
-        let permit =
-            match tokio::time::timeout(spec.timeout, self.slots.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                _ => {
-                    return Ok(failure(
-                        pb::task_failure::Kind::Overloaded,
-                        format!(
-                            "worker {} had no free slot within {:?}",
-                            self.info.id, spec.timeout
-                        ),
-                    ));
-                }
-            };
+        // Wait for a slot (unless the gate took one), but never past the task's own deadline.
+        let acquire = async {
+            match slot {
+                Some(p) => Ok(p),
+                None => self.slots.clone().acquire_owned().await,
+            }
+        };
+        let permit = match tokio::time::timeout(spec.timeout, acquire).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Ok(failure(
+                    pb::task_failure::Kind::Overloaded,
+                    format!(
+                        "worker {} had no free slot within {:?}",
+                        self.info.id, spec.timeout
+                    ),
+                ));
+            }
+        };
         let (in_flight, _) = hybridgrid_transport::serve::GaugeGuard::hold(&self.metrics.in_flight);
         let task_id = spec.id.clone();
         info!(task_id = %task_id, worker = %self.info.id, compiler = %wanted.name, "task started");
@@ -234,6 +283,7 @@ impl worker_server::Worker for WorkerService {
         &self,
         req: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::WorkerInfo>, Status> {
+        self.0.authorize(&req)?;
         check_version(req.into_inner().protocol_version, "coordinator")?;
         Ok(Response::new(self.0.info.clone().into()))
     }
@@ -242,7 +292,15 @@ impl worker_server::Worker for WorkerService {
         &self,
         req: Request<pb::ExecuteRequest>,
     ) -> Result<Response<pb::ExecuteResponse>, Status> {
-        self.0.execute(req.into_inner()).await.map(Response::new)
+        self.0.authorize(&req)?;
+        let slot = req
+            .extensions()
+            .get::<crate::gate::SlotPermit>()
+            .and_then(crate::gate::SlotPermit::take);
+        self.0
+            .execute(req.into_inner(), slot)
+            .await
+            .map(Response::new)
     }
 }
 
@@ -253,20 +311,19 @@ pub async fn registration_loop(
     coordinator: String,
     stop: CancellationToken,
 ) {
-    let url = format!("http://{coordinator}");
+    let how = state
+        .coordinator_dial
+        .get()
+        .cloned()
+        .unwrap_or_else(|| Dial {
+            timeout: Some(Duration::from_secs(5)),
+            ..Dial::plain(Duration::from_secs(2))
+        });
     let mut backoff = Duration::from_millis(200);
     'outer: while !stop.is_cancelled() {
-        let client = async {
-            let ch = tonic::transport::Endpoint::from_shared(url.clone())
-                .map_err(|e| e.to_string())?
-                .connect_timeout(Duration::from_secs(2))
-                .timeout(Duration::from_secs(5))
-                .connect()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(pb::coordinator_client::CoordinatorClient::new(ch))
-        }
-        .await;
+        let client = hybridgrid_transport::tls::dial(&coordinator, &how)
+            .await
+            .map(pb::coordinator_client::CoordinatorClient::new);
         let mut client = match client {
             Ok(c) => c,
             Err(e) => {

@@ -1,0 +1,99 @@
+//! The client's connection to the coordinator: TLS with the farm CA (and this client's
+//! certificate, when it has one) or plain text on loopback, a token when configured, and the
+//! protocol-version handshake, all within `client.connect_timeout`.
+
+use hybridgrid_core::PROTOCOL_VERSION;
+use hybridgrid_farm_protocol::config::FarmConfig;
+use hybridgrid_transport::auth::Bearer;
+use hybridgrid_transport::pb::{self, coordinator_client::CoordinatorClient};
+use hybridgrid_transport::tls::{Dial, Expect, Role, TlsMaterial};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// A coordinator client whose every call carries the configured token.
+pub(crate) type Coordinator = CoordinatorClient<InterceptedService<Channel, Bearer>>;
+
+/// Why the coordinator could not be used; `reason` is the fallback reason counted.
+#[derive(Debug)]
+pub(crate) struct ConnectFailure {
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+}
+
+fn fail(reason: &'static str, message: String) -> ConnectFailure {
+    ConnectFailure { reason, message }
+}
+
+/// Connects to the coordinator and exchanges protocol versions (`Hello`), within
+/// `client.connect_timeout` in all: a coordinator that accepts but never answers cannot hang a build.
+pub(crate) async fn connect(cfg: &FarmConfig) -> Result<Coordinator, ConnectFailure> {
+    let addr = &cfg.client.coordinator;
+    let limit = *cfg.client.connect_timeout;
+    let max = usize::try_from(cfg.coordinator.max_message_bytes).unwrap_or(usize::MAX);
+    let attempt = async {
+        let t = &cfg.tls;
+        let material =
+            TlsMaterial::load_optional(t.ca.as_deref(), t.cert.as_deref(), t.key.as_deref())
+                .map_err(|e| fail("client_error", format!("{e}")))?;
+        let how = Dial {
+            tls: material,
+            insecure: t.insecure,
+            expect: Some(Expect {
+                role: Role::Coordinator,
+                name: None,
+            }),
+            connect_timeout: limit,
+            timeout: Some(*cfg.client.compile_timeout),
+            keep_alive: None,
+        };
+        let bearer = Bearer::new(cfg.client.token.as_ref().map(|t| t.expose()))
+            .map_err(|e| fail("client_error", format!("client.token: {e}")))?;
+        let ch = hybridgrid_transport::tls::dial(addr, &how)
+            .await
+            .map_err(|e| {
+                fail(
+                    "coordinator_unreachable",
+                    format!("coordinator {addr}: {e}"),
+                )
+            })?;
+        let mut client = CoordinatorClient::with_interceptor(ch, bearer)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let hello = client
+            .hello(pb::InfoRequest {
+                protocol_version: PROTOCOL_VERSION,
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::FailedPrecondition => fail(
+                    "protocol_mismatch",
+                    format!("coordinator {addr} refused this client: {}", s.message()),
+                ),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => fail(
+                    "auth_refused",
+                    format!("coordinator {addr} refused this client: {}", s.message()),
+                ),
+                _ => fail(
+                    "coordinator_unreachable",
+                    format!("coordinator {addr} unreachable: {}", s.message()),
+                ),
+            })?;
+        let theirs = hello.into_inner().protocol_version;
+        if theirs != PROTOCOL_VERSION {
+            return Err(fail(
+                "protocol_mismatch",
+                format!(
+                    "protocol version mismatch: coordinator {addr} speaks version {theirs}, this hgbuild speaks version {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+        Ok(client)
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(fail(
+            "coordinator_unreachable",
+            format!("coordinator {addr} did not answer within {limit:?}"),
+        )),
+    }
+}
