@@ -7,6 +7,7 @@
 //! directory to enforce the size bound) is opened only on a miss, to store.
 
 use crate::error::ClientError;
+use crate::notice::notice;
 use crate::paths::write_atomic;
 use crate::stats;
 use crate::step::Step;
@@ -112,9 +113,12 @@ impl ClientCache {
                 Some(payload)
             }
             Err(defect) => {
-                eprintln!(
-                    "hgbuild: corrupt cache entry {} dropped ({defect}); compiling",
-                    path.display()
+                notice(
+                    "cache",
+                    &format!(
+                        "corrupt cache entry {} dropped ({defect}); compiled",
+                        path.display()
+                    ),
                 );
                 let _ = std::fs::remove_file(&path);
                 stats::record_event(&self.log, "cache_corrupt", "1");
@@ -160,7 +164,10 @@ impl ClientCache {
         if let (Some(dep), Some(bytes)) = (job.depfile(), &direct.depfile)
             && let Err(e) = write_atomic(&dep.path, bytes)
         {
-            eprintln!("hgbuild: cannot write {}: {e}", dep.path.display());
+            notice(
+                "cache",
+                &format!("cannot write {}: {e}", dep.path.display()),
+            );
             return (None, Some(mkey));
         }
         (self.finish_hit(job, &result, "local"), Some(mkey))
@@ -170,7 +177,10 @@ impl ClientCache {
     /// then runs and reports the problem itself).
     fn finish_hit(&self, job: &CompileJob, result: &CachedResult, tier: &str) -> Option<Step> {
         if let Err(e) = write_atomic(job.output(), &result.object) {
-            eprintln!("hgbuild: cannot write {}: {e}", job.output().display());
+            notice(
+                "cache",
+                &format!("cannot write {}: {e}", job.output().display()),
+            );
             return None;
         }
         let _ = std::io::stderr().write_all(&result.stderr);
@@ -223,9 +233,12 @@ impl ClientCache {
                 let forged_before = shared.stats().forged;
                 let got = shared.get(&rkey).await;
                 if shared.stats().forged > forged_before {
-                    eprintln!(
-                        "hgbuild: the shared cache entry for {} failed authentication (forged, altered, or written with another cache.shared_secret); not used",
-                        job.output().display()
+                    notice(
+                        "cache",
+                        &format!(
+                            "the shared cache entry for {} failed authentication (forged, altered, or written with another cache.shared_secret); not used",
+                            job.output().display()
+                        ),
                     );
                     stats::record_event(&self.log, "cache_forged", "1");
                 }
@@ -249,9 +262,12 @@ impl ClientCache {
                         },
                     ),
                     Ok(local) => {
-                        eprintln!(
-                            "hgbuild: the shared cache held a different object for {}; using the local compile",
-                            job.output().display()
+                        notice(
+                            "verify",
+                            &format!(
+                                "the shared cache held a different object for {}; used the local compile",
+                                job.output().display()
+                            ),
                         );
                         stats::record(
                             &self.log,
@@ -264,12 +280,18 @@ impl ClientCache {
                         if !self.cfg.shared_read_only
                             && let Err(e) = shared.put(&rkey, keep.clone()).await
                         {
-                            eprintln!("hgbuild: cannot replace the shared cache entry: {e}");
+                            notice(
+                                "cache",
+                                &format!("cannot replace the shared cache entry: {e}"),
+                            );
                         }
                     }
-                    Err(e) => eprintln!(
-                        "hgbuild: verification of a shared cache hit for {} skipped: {e}",
-                        job.output().display()
+                    Err(e) => notice(
+                        "verify",
+                        &format!(
+                            "verification of a shared cache hit for {} skipped: {e}",
+                            job.output().display()
+                        ),
                     ),
                 }
             }
@@ -301,22 +323,24 @@ impl ClientCache {
         if let Some(known) = self.shared.borrow().as_ref() {
             return known.clone();
         }
-        let connected = match tokio::time::timeout(SHARED_CONNECT_TIMEOUT, shared_tier(&self.cfg))
-            .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                eprintln!("hgbuild: shared compile cache unavailable: {e}");
-                None
-            }
-            Err(_) => {
-                eprintln!(
-                    "hgbuild: shared compile cache {} did not answer within {SHARED_CONNECT_TIMEOUT:?}",
-                    hybridgrid_core::spec::redact(self.cfg.shared.as_deref().unwrap_or_default())
-                );
-                None
-            }
-        };
+        let connected =
+            match tokio::time::timeout(SHARED_CONNECT_TIMEOUT, shared_tier(&self.cfg)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    notice("cache", &format!("shared compile cache unavailable: {e}"));
+                    None
+                }
+                Err(_) => {
+                    // The URL is not repeated: it may carry credentials.
+                    notice(
+                        "cache",
+                        &format!(
+                            "shared compile cache did not answer within {SHARED_CONNECT_TIMEOUT:?}"
+                        ),
+                    );
+                    None
+                }
+            };
         *self.shared.borrow_mut() = Some(connected.clone());
         connected
     }
@@ -332,7 +356,10 @@ impl ClientCache {
                 Some(d)
             }
             Err(e) => {
-                eprintln!("hgbuild: compile cache disabled for this compile: {e}");
+                notice(
+                    "cache",
+                    &format!("compile cache disabled for this compile: {e}"),
+                );
                 None
             }
         }
@@ -342,7 +369,7 @@ impl ClientCache {
         if let Some(disk) = self.disk().await
             && let Err(e) = disk.put(key, value).await
         {
-            eprintln!("hgbuild: cannot store in the compile cache: {e}");
+            notice("cache", &format!("cannot store in the compile cache: {e}"));
         }
     }
 
@@ -412,7 +439,7 @@ impl ClientCache {
             && let Some(shared) = self.shared().await
             && let Err(e) = shared.put(&rkey, bytes).await
         {
-            eprintln!("hgbuild: cannot store in the shared cache: {e}");
+            notice("cache", &format!("cannot store in the shared cache: {e}"));
         }
         self.record_direct(pending, job).await;
         self.flush_evictions();

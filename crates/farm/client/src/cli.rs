@@ -8,6 +8,8 @@
 //! hgbuild cc -c foo.c -o foo.o        # one compile
 //! hgbuild --stats | --clear-cache | --jobs | --help | --version
 //! ```
+use crate::ClientError;
+use crate::notice::notice;
 use crate::paths::home_dir;
 use crate::step::Step;
 use crate::{buildtool, cache, compile as client, paths, stats};
@@ -46,11 +48,14 @@ pub fn load_config(env: &dyn EnvSource) -> Result<FarmConfig, String> {
     Ok(cfg)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_current_thread()
+fn try_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match try_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hgbuild: cannot start async runtime: {e}");
@@ -64,8 +69,9 @@ fn is_compiler_name(name: &OsStr) -> bool {
 }
 
 /// Runs `hgbuild` with `argv` (program name first), reading settings from `env`; returns the exit
-/// code. Output is the wrapped program's own, plus `hgbuild:` lines on stderr only where hgbuild
-/// itself has something to say (errors, the build summary).
+/// code. In compile mode the output is exactly the compiler's (the farm's own messages go to the
+/// log file and the build summary, see [`crate::notice`]); stderr carries an `hgbuild:` line only
+/// when no compiler could be run at all. Build mode adds the summary after the build's output.
 pub fn run(mut argv: Vec<OsString>, env: &dyn EnvSource) -> i32 {
     let argv0 = argv
         .first()
@@ -131,14 +137,26 @@ fn compile_mode(compiler: &OsStr, args: &[OsString], env: &dyn EnvSource) -> i32
     let cfg = match load_config(env) {
         Ok(c) => c,
         Err(e) => {
-            // A broken config must not break the build: say so, and compile locally.
-            eprintln!("hgbuild: config error: {e}; compiling locally");
+            // A broken config must not break the build, nor change its output: log it, and
+            // compile locally.
+            notice("config", &format!("config error: {e}; compiled locally"));
+            stats::record(
+                &paths::stats_log(),
+                &stats::Served::Fallback {
+                    reason: "config_error".into(),
+                },
+            );
             let err = client::local_command(&real, args).exec();
             return fail(&format!("cannot run {}: {err}", real.display()));
         }
     };
-    let step = runtime().block_on(client::compile(&cfg, &real, args));
     let log = paths::stats_log();
+    let step = match try_runtime() {
+        Ok(rt) => rt.block_on(client::compile(&cfg, &real, args)),
+        Err(e) => Err(ClientError::Setup(format!(
+            "cannot start async runtime: {e}"
+        ))),
+    };
     match step {
         Ok(Step::Exit(code, served)) => {
             stats::record(&log, &served);
@@ -149,7 +167,7 @@ fn compile_mode(compiler: &OsStr, args: &[OsString], env: &dyn EnvSource) -> i32
             run_local(&cfg, &real, args)
         }
         Err(e) => {
-            eprintln!("hgbuild: {e}; compiling locally");
+            notice("client", &format!("{e}; compiled locally"));
             stats::record(
                 &log,
                 &stats::Served::Fallback {

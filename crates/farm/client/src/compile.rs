@@ -11,6 +11,7 @@
 use crate::cache::ClientCache;
 use crate::connect::connect;
 use crate::error::ClientError;
+use crate::notice::notice;
 use crate::paths::{MASQUERADE_ENV, stats_log, write_atomic};
 use crate::stats::{self, Served};
 use crate::step::Step;
@@ -196,9 +197,9 @@ pub async fn compile(
     // leaves this machine.
     let outcome = match job.check_text(&pre.stdout) {
         Err(e) => {
-            eprintln!(
-                "hgbuild: {} is not shipped ({e}); compiling locally",
-                job.source().display()
+            notice(
+                "local",
+                &format!("{} is not shipped ({e}); compiled locally", job.source().display()),
             );
             Err("reads_worker_files".to_owned())
         }
@@ -258,7 +259,7 @@ async fn remote_compile(
     let mut client = match connect(cfg).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("hgbuild: {}; compiling locally", e.message);
+            notice("coordinator", &format!("{}; compiled locally", e.message));
             return Err(e.reason.into());
         }
     };
@@ -295,16 +296,22 @@ async fn remote_compile(
     let resp = match resp {
         Ok(r) => r.into_inner(),
         Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-            eprintln!(
-                "hgbuild: coordinator refused the request: {}",
-                status.message()
+            notice(
+                "coordinator",
+                &format!(
+                    "coordinator refused the request: {}; compiled locally",
+                    status.message()
+                ),
             );
             return Err("protocol_mismatch".into());
         }
         Err(status) => {
-            eprintln!(
-                "hgbuild: remote compile failed: {}; compiling locally",
-                status.message()
+            notice(
+                "coordinator",
+                &format!(
+                    "remote compile failed: {}; compiled locally",
+                    status.message()
+                ),
             );
             return Err("coordinator_error".into());
         }
@@ -332,10 +339,13 @@ async fn remote_compile(
                         );
                     }
                     Ok(local) => {
-                        eprintln!(
-                            "hgbuild: worker {} returned a different object for {}; using the local compile",
-                            done.worker_id,
-                            job.output().display()
+                        notice(
+                            "verify",
+                            &format!(
+                                "worker {} returned a different object for {}; used the local compile",
+                                done.worker_id,
+                                job.output().display()
+                            ),
                         );
                         stats::record(
                             &stats_log(),
@@ -358,14 +368,17 @@ async fn remote_compile(
                             .await;
                         object = local;
                     }
-                    Err(e) => eprintln!(
-                        "hgbuild: verification of {} skipped: {e}",
-                        job.output().display()
+                    Err(e) => notice(
+                        "verify",
+                        &format!("verification of {} skipped: {e}", job.output().display()),
                     ),
                 }
             }
             write_atomic(job.output(), &object).map_err(|e| {
-                eprintln!("hgbuild: cannot write {}: {e}", job.output().display());
+                notice(
+                    "output",
+                    &format!("cannot write {}: {e}", job.output().display()),
+                );
                 "output_write_failed".to_owned()
             })?;
             Ok(RemoteResult::Done {

@@ -23,6 +23,7 @@ mod compile;
 mod connect;
 mod error;
 pub mod local_slots;
+mod notice;
 mod paths;
 pub mod stats;
 mod step;
@@ -34,5 +35,6 @@ pub use compile::{
     compile, farm_slots, local_command, report_fallbacks, resolve_compiler, to_json,
 };
 pub use error::ClientError;
+pub use notice::{LOG_FILE_ENV, log_file};
 pub use paths::{MASQUERADE_ENV, STATS_ENV, home_dir, stats_log, write_atomic};
 pub use step::Step;

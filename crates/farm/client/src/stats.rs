@@ -62,7 +62,8 @@ impl Served {
     }
 }
 
-/// Appends one record to `log`. Failures to record are reported on stderr, never fatal.
+/// Appends one record to `log`. Failures to record go to the log file (never to the compile's
+/// stderr), and are never fatal.
 pub fn record(log: &Path, served: &Served) {
     append(log, format!("{}\n", served.line()));
 }
@@ -84,9 +85,19 @@ fn append(log: &Path, line: String) {
         f.write_all(line.as_bytes())
     };
     if let Err(e) = write() {
-        eprintln!("hgbuild: cannot record stats in {}: {e}", log.display());
+        crate::notice::append(
+            crate::notice::log_file(),
+            format!(
+                "pid={} kind=stats cannot record stats in {}: {e}\n",
+                std::process::id(),
+                log.display()
+            ),
+        );
     }
 }
+
+/// Distinct farm messages the build summary prints; the rest are only in the log file.
+const MAX_SUMMARY_NOTES: usize = 5;
 
 /// Totals over a stats log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -113,6 +124,10 @@ pub struct Totals {
     pub cache_corrupt: u64,
     /// Shared-cache entries refused because their MAC did not verify (`cache.shared_secret`).
     pub cache_forged: u64,
+    /// The farm's own messages (coordinator unreachable, cache trouble, ...), each distinct one
+    /// with the number of times it was reported; printed once each by the build summary.
+    #[serde(skip)]
+    pub notes: BTreeMap<String, u64>,
 }
 
 impl Totals {
@@ -152,6 +167,7 @@ impl Totals {
                         .cache_forged
                         .saturating_add(arg.parse::<u64>().unwrap_or(0))
                 }
+                "note" => bump(&mut t.notes),
                 _ => {}
             }
         }
@@ -227,6 +243,24 @@ impl Totals {
             s.push_str(&format!(
                 ", {local_only} not distributable ({})",
                 fmt(&self.local_only)
+            ));
+        }
+        // Each distinct message of the farm once, most frequent first.
+        let mut notes: Vec<(&String, &u64)> = self.notes.iter().collect();
+        notes.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        for (msg, n) in notes.iter().take(MAX_SUMMARY_NOTES) {
+            let times = if **n == 1 {
+                String::new()
+            } else {
+                format!(" ({n} times)")
+            };
+            s.push_str(&format!("\nhgbuild: note: {msg}{times}"));
+        }
+        if notes.len() > MAX_SUMMARY_NOTES {
+            s.push_str(&format!(
+                "\nhgbuild: note: {} more messages in {}",
+                notes.len() - MAX_SUMMARY_NOTES,
+                crate::notice::log_file().display()
             ));
         }
         s
