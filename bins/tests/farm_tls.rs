@@ -112,8 +112,7 @@ async fn expired_certificates_name_which_and_when() {
         .expect("coordinator");
     let e = coordinator_client(&coord.grpc_addr.to_string(), &farm.ca_only(), None)
         .await
-        .err()
-        .expect("expired server certificate refused");
+        .expect_err("expired server certificate refused");
     assert!(
         e.contains("server certificate") && e.contains("CN=old-coord") && e.contains("expired at"),
         "{e}"
@@ -135,8 +134,7 @@ async fn expired_certificates_name_which_and_when() {
     );
     let e = coordinator_client(&coord.grpc_addr.to_string(), &old_client, None)
         .await
-        .err()
-        .expect("expired client certificate refused");
+        .expect_err("expired client certificate refused");
     assert!(
         e.contains("refused this side's certificate")
             && e.contains("CN=old-ci")
@@ -160,8 +158,7 @@ async fn wrong_ca_is_named_unknown_ca() {
     // The client trusts another CA: the coordinator's certificate is from an unknown CA.
     let e = coordinator_client(&addr, &other.ca_only(), None)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         e.contains("unknown CA") && !e.contains("other farm CA") && e.contains("test farm CA"),
         "{e}"
@@ -170,8 +167,7 @@ async fn wrong_ca_is_named_unknown_ca() {
     let twin = Farm::new();
     let e = coordinator_client(&addr, &twin.ca_only(), None)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         e.contains("unknown CA") && e.contains("not signed by the farm CA"),
         "{e}"
@@ -181,8 +177,7 @@ async fn wrong_ca_is_named_unknown_ca() {
     stranger.ca = Some(farm.ca_path());
     let e = coordinator_client(&addr, &stranger, None)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         e.contains("refused this side's certificate") && e.contains("unknown CA"),
         "{e}"
@@ -204,8 +199,7 @@ async fn hostname_mismatch_names_expected_and_presented() {
         .expect("coordinator");
     let e = coordinator_client(&coord.grpc_addr.to_string(), &farm.ca_only(), None)
         .await
-        .err()
-        .expect("name mismatch refused");
+        .expect_err("name mismatch refused");
     assert!(
         e.contains("hostname mismatch") && e.contains("expected \"127.0.0.1\""),
         "{e}"
@@ -219,11 +213,10 @@ async fn plaintext_is_refused_off_loopback() {
     // Serving: a non-loopback address without TLS does not start.
     let mut cfg = coordinator_config(Default::default(), &[]);
     cfg.coordinator.grpc_addr = "0.0.0.0:0".into();
-    let e = start_coordinator(&cfg, vec![])
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let Err(e) = start_coordinator(&cfg, vec![]).await else {
+        panic!("a plaintext coordinator on 0.0.0.0 started");
+    };
+    let e = e.to_string();
     assert!(
         e.contains("not a loopback address") && e.contains("tls.insecure"),
         "{e}"
@@ -237,8 +230,7 @@ async fn plaintext_is_refused_off_loopback() {
     // Dialling: plain text to a non-loopback address is refused before connecting.
     let e = coordinator_client("192.0.2.1:9000", &Default::default(), None)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         e.contains("refusing plain-text gRPC with 192.0.2.1:9000"),
         "{e}"

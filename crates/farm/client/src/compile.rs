@@ -199,7 +199,10 @@ pub async fn compile(
         Err(e) => {
             notice(
                 "local",
-                &format!("{} is not shipped ({e}); compiled locally", job.source().display()),
+                &format!(
+                    "{} is not shipped ({e}); compiled locally",
+                    job.source().display()
+                ),
             );
             Err("reads_worker_files".to_owned())
         }
