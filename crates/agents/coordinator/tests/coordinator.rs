@@ -9,12 +9,61 @@ use hybridgrid_agents_protocol::{Backends, RunnerMode, WorkItem};
 use hybridgrid_core::{Priority, QueueError, WorkerId};
 use std::time::Duration;
 
+fn redis_url() -> String {
+    hybridgrid_testkit::service_url("HG_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
 async fn backends(tag: &str) -> Backends {
-    let url = hybridgrid_testkit::service_url("HG_TEST_REDIS_URL", "redis://127.0.0.1:6379");
     let prefix = format!("{}:", hybridgrid_testkit::unique_prefix(tag));
-    Backends::connect(&url, &prefix)
+    Backends::connect(&redis_url(), &prefix)
         .await
         .expect("Redis must be running")
+}
+
+/// A TCP proxy to `upstream` that delays every byte by `delay` each way (order kept): the slow
+/// link of a stalling leader. Returns its loopback port.
+async fn slow_link(upstream: std::net::SocketAddr, delay: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        delay: Duration,
+    ) {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = from.read(&mut buf).await {
+                if n == 0
+                    || tx
+                        .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some((at, bytes)) = rx.recv().await {
+                tokio::time::sleep_until(at).await;
+                if to.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            pipe(cr, sw, delay);
+            pipe(sr, cw, delay);
+        }
+    });
+    port
 }
 
 #[tokio::test]
@@ -41,16 +90,23 @@ async fn a_deposed_leader_cannot_enqueue() {
     assert_eq!(b.queues.inbox.depths().await.unwrap().ready_total(), 2);
 }
 
-/// A deposed leader hammers the queue with its old token from many tasks while its lease expires
-/// and a successor is elected and enqueues its first item. Fencing is atomic when no old-token
-/// item lands after the successor's first one: every accepted old enqueue is ordered before the
-/// new term began. (A check-then-enqueue lets an old item in between, after the new term.)
-async fn deposed_leader_racing_the_new_one(b: Backends) {
+/// A deposed leader (`old`, on a slow link) hammers the queue with its token from many tasks while
+/// its lease expires and a successor (`new`, same keys) is elected and enqueues its first item.
+/// Fencing is atomic when no old-token item lands after the successor's first one: every accepted
+/// old enqueue was ordered before the new term began. (A check-then-enqueue fails this: on the
+/// slow link an old item's check and its enqueue are tens of milliseconds apart, and the new term
+/// begins in between.)
+async fn deposed_leader_racing_the_new_one(old_b: Backends, b: Backends) {
     let ttl = Duration::from_millis(400);
-    let old = b.election.try_acquire("old", ttl).await.unwrap().unwrap();
+    let old = old_b
+        .election
+        .try_acquire("old", ttl)
+        .await
+        .unwrap()
+        .unwrap();
     let mut tasks = Vec::new();
     for t in 0..8 {
-        let b = b.clone();
+        let b = old_b.clone();
         tasks.push(tokio::spawn(async move {
             let mut accepted = 0u32;
             for i in 0.. {
@@ -115,12 +171,27 @@ async fn deposed_leader_racing_the_new_one(b: Backends) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leader_racing_the_new_one_cannot_enqueue_redis() {
-    deposed_leader_racing_the_new_one(backends("fence_race").await).await;
+    let prefix = format!("{}:", hybridgrid_testkit::unique_prefix("fence_race"));
+    let url = redis_url();
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let upstream = tokio::net::lookup_host(addr).await.unwrap().next().unwrap();
+    let port = slow_link(upstream, Duration::from_millis(15)).await;
+    let old = Backends::connect(&format!("redis://127.0.0.1:{port}"), &prefix)
+        .await
+        .unwrap();
+    let new = Backends::connect(&url, &prefix).await.unwrap();
+    deposed_leader_racing_the_new_one(old, new).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leader_racing_the_new_one_cannot_enqueue_memory() {
-    deposed_leader_racing_the_new_one(Backends::memory()).await;
+    let b = Backends::memory();
+    deposed_leader_racing_the_new_one(b.clone(), b).await;
 }
 
 #[tokio::test]
