@@ -3,7 +3,7 @@
 # same job count, no-op processing, processed jobs/s.
 #
 #   bash scripts/bench-redis-queue.sh                 # Redis at 127.0.0.1:6379
-#   JOBS=100000 bash scripts/bench-redis-queue.sh
+#   JOBS=100000 ROUNDS=3 bash scripts/bench-redis-queue.sh    # ROUNDS: repeat the whole table
 #
 # RedisQueue rows: `claimers` concurrent tasks in one process, each looping on `ack_and_claim`
 # (ack what it processed + claim up to `batch` more, one script call), after `enqueue_many`.
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 HOST=${REDIS_HOST:-127.0.0.1}
 PORT=${REDIS_PORT:-6379}
 JOBS=${JOBS:-50000}
+ROUNDS=${ROUNDS:-1}
 URL="redis://$HOST:$PORT"
 BULLMQ_DIR=${BULLMQ_DIR:-$HOME/.cache/hybridgrid/bullmq}
 
@@ -53,8 +54,11 @@ BULLMQ_VERSION=$(node -p "require('$BULLMQ_DIR/node_modules/bullmq/package.json'
 echo "== $JOBS jobs each, Redis $(redis-cli -h "$HOST" -p "$PORT" info server | grep redis_version | tr -d '\r'), bullmq $BULLMQ_VERSION, node $(node --version)"
 cargo build -q --release -p hybridgrid-queue --features redis --example bench_redis_queue
 BIN=target/release/examples/bench_redis_queue
-for run in "1 1" "8 1" "1 50" "8 50"; do
-  set -- $run
-  "$BIN" --url "$URL" --jobs "$JOBS" --claimers "$1" --batch "$2"
-  node "$BULLMQ_DIR/bench.mjs" "$HOST" "$PORT" "$JOBS" $(( $1 * $2 ))
+for round in $(seq "$ROUNDS"); do
+  [ "$ROUNDS" -gt 1 ] && echo "-- round $round"
+  for run in "1 1" "8 1" "1 50" "8 50"; do
+    set -- $run
+    "$BIN" --url "$URL" --jobs "$JOBS" --claimers "$1" --batch "$2"
+    node "$BULLMQ_DIR/bench.mjs" "$HOST" "$PORT" "$JOBS" $(( $1 * $2 ))
+  done
 done

@@ -6,7 +6,7 @@
 //!
 //! After the criterion groups it prints, per claimer count, items/s, Redis calls/s and the p50 /
 //! p99 latency of `claim` and of the whole round trip, over a fixed 3 s run.
-//! `scripts/bench-redis-queue.sh` runs this beside `redis-benchmark -t lpush,rpop` for the ceiling.
+//! `scripts/bench-redis-queue.sh` measures batch claims side by side with BullMQ instead.
 //!
 //! Run: `cargo bench -p hybridgrid-benches --bench queue_redis`
 

@@ -50,9 +50,21 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse()?;
+    // One claimer: a current-thread runtime, like the one Node thread BullMQ runs on (no
+    // cross-thread wake-ups per reply); more: a thread per core.
+    let rt = if args.claimers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let prefix = format!("hgbench:{}:", uuid::Uuid::new_v4().simple());
     let q = Arc::new(RedisQueue::connect(&args.url, prefix.clone()).await?);
 

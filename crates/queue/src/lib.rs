@@ -34,7 +34,9 @@
 //!
 //! Modules (each backend is one module, gated once):
 //! - `memory` — [`MemoryQueue`], always built.
-//! - `redis` (feature `redis`) — `RedisQueue` and `RedisLeaderElection`.
+//! - `redis` (feature `redis`) — `RedisQueue` (one server or a Redis Cluster; batch claims,
+//!   ack-and-claim in one round trip, priority aging, consumer liveness, fenced enqueue) and
+//!   `RedisLeaderElection`.
 //! - `nats` (feature `nats`) — `NatsQueue` and `NatsEventBus` (a JetStream stream per bus).
 //!   See `docs/backends/nats.md` for the NATS layout.
 //! - `event` — [`MemoryEventBus`], the in-process [`hybridgrid_core::EventBus`], always built.
