@@ -53,7 +53,7 @@ pub(crate) async fn connect(cfg: &FarmConfig) -> Result<Coordinator, ConnectFail
             .map_err(|e| {
                 fail(
                     "coordinator_unreachable",
-                    format!("coordinator {addr}: {e}"),
+                    format!("coordinator {addr} unreachable: {e}"),
                 )
             })?;
         let mut client = CoordinatorClient::with_interceptor(ch, bearer)
