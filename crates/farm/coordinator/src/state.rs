@@ -111,6 +111,8 @@ pub struct Stats {
     /// Compile-cache events reported by clients (`hit_local`, `hit_shared`, `miss`, `evictions`,
     /// `corrupt`); the hit rate is `(hit_local + hit_shared) / (hits + miss)`.
     pub client_cache: BTreeMap<String, u64>,
+    /// Compiles clients reported running on their own cores by choice (not fallbacks).
+    pub local_by_choice: u64,
     /// Slots on workers that are up and not open.
     pub total_slots: u64,
     /// Free slots on those.
@@ -546,6 +548,7 @@ impl CoordinatorState {
             fallbacks: self.metrics.fallbacks.snapshot(),
             verify_mismatches: self.metrics.verify_mismatches.snapshot(),
             client_cache: self.metrics.client_cache.snapshot(),
+            local_by_choice: self.metrics.local_by_choice.get(),
             total_slots,
             free_slots,
         }
@@ -710,6 +713,7 @@ impl coordinator_server::Coordinator for CoordinatorService {
         for (event, n) in req.cache {
             self.0.metrics.client_cache.add(&event, n);
         }
+        self.0.metrics.local_by_choice.inc_by(req.local_by_choice);
         Ok(Response::new(pb::ReportResponse {}))
     }
 }
