@@ -329,7 +329,12 @@ fn without_j_the_build_uses_the_farms_slots_and_bounds_local_work() {
     let _w2 = Daemon::worker(dir, "w2", "127.0.0.3", &coord.grpc, None);
     wait_workers_up(&coord.http, 2);
     let (_, jobs, _) = run(hgbuild(dir, &coord.grpc).arg("--jobs"));
-    assert_eq!(jobs.trim(), "8", "2 workers x 4 slots");
+    let local = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        jobs.trim(),
+        (8 + local).to_string(),
+        "2 workers x 4 slots, plus the local cores"
+    );
     let (farm, plain) = plain_build(dir, "build", &src, &stems);
     let (code, _, err) = run(hgbuild(dir, &coord.grpc)
         .env("HGBUILD_TRACE_LOCAL", "1")

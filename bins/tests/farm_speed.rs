@@ -209,7 +209,7 @@ fn make_summary_names_the_fallback_once_and_compiles_print_nothing_of_the_farm()
     let dir = tmp.path();
     let src = dir.join("src");
     let stems = copy_sources(&lua_dir("5.4"), &src);
-    let stems: Vec<String> = stems.into_iter().take(6).collect();
+    let stems: Vec<String> = stems.into_iter().take(4).collect();
     let closed = closed_addr();
     let plain = dir.join("plain");
     write_makefile(&plain, &src, &stems, "-O2");
@@ -252,4 +252,67 @@ fn assert_same_outputs_o(a: &Path, b: &Path, stems: &[String]) {
         let fb = std::fs::read(b.join(format!("{s}.o"))).expect("hgbuild object");
         assert!(fa == fb, "{s}.o differs");
     }
+}
+
+#[test]
+fn local_cores_compile_by_choice_when_the_farm_is_full_and_objects_match() {
+    let tmp = TempDir::new("speed-choice");
+    let dir = tmp.path();
+    let src = dir.join("src");
+    let stems: Vec<String> = copy_sources(&lua_dir("5.4"), &src)
+        .into_iter()
+        .take(12)
+        .collect();
+    let coord = Daemon::coordinator(dir, &[]);
+    // One remote slot: the farm is full whenever a compile is on it.
+    let _w = Daemon::worker_env(
+        dir,
+        "w1",
+        "127.0.0.2",
+        &coord.grpc,
+        None,
+        &[("HG_WORKER_MAX_CONCURRENT_TASKS", "1")],
+    );
+    wait_workers_up(&coord.http, 1);
+    let local = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (_, jobs, _) = run(hgbuild(dir, &coord.grpc).arg("--jobs"));
+    assert_eq!(
+        jobs.trim(),
+        (1 + local).to_string(),
+        "-j fills the farm's slot and the local cores"
+    );
+    const FLAGS: &str = "-O2 -g -std=gnu99 -DLUA_USE_LINUX -MD";
+    let build = dir.join("build");
+    let plain = dir.join("build.plain");
+    write_makefile(&build, &src, &stems, FLAGS);
+    let (code, _, err) = run(Command::new("make").args(["-s", "-j2", "-C"]).arg(&build));
+    assert_eq!(code, 0, "plain build: {err}");
+    std::fs::rename(&build, &plain).expect("move plain build aside");
+    write_makefile(&build, &src, &stems, FLAGS);
+    let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+        .env("HG_CACHE_ENABLED", "false")
+        .args(["make", "-s", "-C"])
+        .arg(&build));
+    assert_eq!(code, 0, "{err}");
+    assert_same_outputs(&plain, &build, &stems);
+    let log = std::fs::read_to_string(dir.join("stats.log")).expect("stats log");
+    let count = |prefix: &str| log.lines().filter(|l| l.starts_with(prefix)).count();
+    let by_choice = count("local_by_choice ");
+    assert!(by_choice > 0, "no compile ran locally by choice: {log}");
+    assert!(count("remote ") > 0, "no compile ran remotely: {log}");
+    assert_eq!(count("fallback "), 0, "by choice is not a fallback: {log}");
+    assert_eq!(by_choice + count("remote "), stems.len(), "{log}");
+    assert!(
+        err.contains(&format!("{by_choice} on local cores by choice")),
+        "summary: {err}"
+    );
+    let (_, out, _) = run(hgbuild(dir, &coord.grpc).arg("--stats"));
+    assert!(
+        out.contains(&format!("\"local_by_choice\": {by_choice}")),
+        "--stats: {out}"
+    );
+    let reported = wait_until(std::time::Duration::from_secs(10), || {
+        stats(&coord.http)["local_by_choice"].as_u64() == Some(by_choice as u64)
+    });
+    assert!(reported, "/api/stats: {}", stats(&coord.http));
 }

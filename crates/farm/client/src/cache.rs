@@ -457,31 +457,7 @@ impl ClientCache {
         pending: &Pending,
         served: stats::Served,
     ) -> Option<Step> {
-        let dir = std::env::temp_dir().join(format!(
-            "hgbuild-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let run = || -> Result<bool, String> {
-            let cmd = job
-                .remote_command(preprocessed, &dir)
-                .map_err(|e| e.to_string())?;
-            cmd.write_input().map_err(|e| e.to_string())?;
-            let out = Command::new(compiler)
-                .args(&cmd.args)
-                .current_dir(&cmd.cwd)
-                .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-                .output()
-                .map_err(|e| e.to_string())?;
-            if !out.status.success() || !out.stderr.is_empty() || !out.stdout.is_empty() {
-                return Ok(false);
-            }
-            let object = std::fs::read(&cmd.output).map_err(|e| e.to_string())?;
-            write_atomic(job.output(), &object).map_err(|e| e.to_string())?;
-            Ok(true)
-        };
-        let done = run();
-        let _ = std::fs::remove_dir_all(&dir);
+        let done = compile_text_here(compiler, job, preprocessed);
         match done {
             Ok(true) => {
                 self.store(pending, job, Vec::new()).await;
@@ -525,6 +501,43 @@ impl ClientCache {
         }
         Ok(Step::Exit(code, served))
     }
+}
+
+/// Compiles preprocessed text locally exactly as a worker would ([`CompileJob::remote_command`]:
+/// same object, debug info included) and writes the object to `job.output()`. `Ok(false)` when
+/// the compiler printed anything or failed (the caller reruns the original command for exact
+/// diagnostics); `Err` when it could not be run at all.
+pub(crate) fn compile_text_here(
+    compiler: &Path,
+    job: &CompileJob,
+    preprocessed: &[u8],
+) -> Result<bool, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "hgbuild-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let run = || -> Result<bool, String> {
+        let cmd = job
+            .remote_command(preprocessed, &dir)
+            .map_err(|e| e.to_string())?;
+        cmd.write_input().map_err(|e| e.to_string())?;
+        let out = Command::new(compiler)
+            .args(&cmd.args)
+            .current_dir(&cmd.cwd)
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() || !out.stderr.is_empty() || !out.stdout.is_empty() {
+            return Ok(false);
+        }
+        let object = std::fs::read(&cmd.output).map_err(|e| e.to_string())?;
+        write_atomic(job.output(), &object).map_err(|e| e.to_string())?;
+        Ok(true)
+    };
+    let done = run();
+    let _ = std::fs::remove_dir_all(&dir);
+    done
 }
 
 fn time_ns(t: SystemTime) -> i64 {

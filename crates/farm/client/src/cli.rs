@@ -26,7 +26,7 @@ usage:
   hgbuild <compiler> [args...]     e.g. CC=\"hgbuild cc\"; compilers: cc gcc g++ c++ clang clang++ (or a path)
   hgbuild --stats                  how compiles were served (remote, cache hits per tier, fallbacks, ...)
   hgbuild --clear-cache            empty the local compile cache (cache.dir, default ~/.hybridgrid/cache)
-  hgbuild --jobs                   the parallelism the farm offers now
+  hgbuild --jobs                   the parallelism on offer now (farm slots + local cores)
   hgbuild --help | --version
 
 config: $HG_CONFIG or ~/.hybridgrid/config.yaml; coordinator address: client.coordinator
@@ -191,10 +191,12 @@ fn run_local(cfg: &FarmConfig, real: &Path, args: &[OsString]) -> i32 {
     }
 }
 
+/// The `-j` that fills the farm's slots and the local cores (which compile by choice when no
+/// remote slot is free): farm slots + local CPUs, or the local CPUs alone without a farm.
 fn jobs(cfg: &FarmConfig) -> u32 {
-    let local = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let local = crate::local_slots::local_cpus();
     let farm = runtime().block_on(client::farm_slots(cfg)).unwrap_or(0);
-    farm.max(local)
+    farm.saturating_add(local)
 }
 
 fn build_mode(program: &OsStr, args: &[OsString], env: &dyn EnvSource) -> i32 {

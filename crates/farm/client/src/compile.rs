@@ -8,8 +8,8 @@
 //! be shipped safely, and any compile whose diagnostics must be shown (the local rerun prints them
 //! exactly as the compiler does). Every local fallback is recorded with its reason.
 
-use crate::cache::ClientCache;
-use crate::connect::connect;
+use crate::cache::{ClientCache, Pending};
+use crate::connect::{Coordinator, connect};
 use crate::error::ClientError;
 use crate::notice::notice;
 use crate::paths::{MASQUERADE_ENV, stats_log, write_atomic};
@@ -191,24 +191,121 @@ pub async fn compile(
         }
         None => None,
     };
-    // A miss compiled locally reuses the text instead of preprocessing again.
-    let text = pending.as_ref().map(|_| pre.stdout.clone());
     // Text a worker would refuse (it could make the worker's compiler read worker files) never
     // leaves this machine.
-    let outcome = match job.check_text(&pre.stdout) {
+    if let Err(e) = job.check_text(&pre.stdout) {
+        notice(
+            "local",
+            &format!(
+                "{} is not shipped ({e}); compiled locally",
+                job.source().display()
+            ),
+        );
+        let outcome = Err("reads_worker_files".to_owned());
+        return finish(
+            cfg,
+            cache.as_ref(),
+            pending,
+            compiler,
+            args,
+            &job,
+            Some(pre.stdout),
+            outcome,
+        )
+        .await;
+    }
+    let outcome = match connect(cfg).await {
         Err(e) => {
-            notice(
-                "local",
-                &format!(
-                    "{} is not shipped ({e}); compiled locally",
-                    job.source().display()
-                ),
-            );
-            Err("reads_worker_files".to_owned())
+            notice("coordinator", &format!("{}; compiled locally", e.message));
+            Err(e.reason.to_owned())
         }
-        Ok(()) => remote_compile(cfg, compiler, args, &job, &toolchain, pre.stdout).await,
+        Ok((client, free_slots)) => {
+            // The local cores are farm capacity: with no remote slot free at once, an idle
+            // local core compiles this one, overlapping the remote compiles.
+            if free_slots == 0
+                && let Some(_choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
+            {
+                return compile_by_choice(
+                    cache.as_ref(),
+                    pending,
+                    compiler,
+                    args,
+                    &job,
+                    &pre.stdout,
+                )
+                .await;
+            }
+            // A miss compiled locally reuses the text instead of preprocessing again.
+            let text = pending.as_ref().map(|_| pre.stdout.clone());
+            let outcome =
+                remote_compile(cfg, client, compiler, args, &job, &toolchain, pre.stdout).await;
+            return finish(
+                cfg,
+                cache.as_ref(),
+                pending,
+                compiler,
+                args,
+                &job,
+                text,
+                outcome,
+            )
+            .await;
+        }
     };
-    let (Some(c), Some(pending)) = (&cache, pending) else {
+    finish(
+        cfg,
+        cache.as_ref(),
+        pending,
+        compiler,
+        args,
+        &job,
+        Some(pre.stdout),
+        outcome,
+    )
+    .await
+}
+
+/// Compiles on a local core by choice, holding a choice slot (see [`local_slots::try_acquire_choice`]):
+/// the preprocessed text is compiled as a worker would; anything printed means the original
+/// command is rerun for exact diagnostics.
+async fn compile_by_choice(
+    cache: Option<&ClientCache>,
+    pending: Option<Pending>,
+    compiler: &Path,
+    args: &[OsString],
+    job: &CompileJob,
+    text: &[u8],
+) -> Result<Step, ClientError> {
+    match crate::cache::compile_text_here(compiler, job, text) {
+        Ok(true) => {
+            if let (Some(c), Some(p)) = (cache, &pending) {
+                c.store(p, job, Vec::new()).await;
+            }
+            Ok(Step::Exit(0, Served::LocalByChoice))
+        }
+        Ok(false) | Err(_) => match (cache, &pending) {
+            (Some(c), Some(p)) => {
+                c.compile_locally(compiler, args, job, p, Served::LocalDiagnostics)
+                    .await
+            }
+            _ => Ok(Step::RunLocal(Served::LocalDiagnostics)),
+        },
+    }
+}
+
+/// After the remote attempt: stores or reruns locally as the outcome requires.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    cfg: &FarmConfig,
+    cache: Option<&ClientCache>,
+    pending: Option<Pending>,
+    compiler: &Path,
+    args: &[OsString],
+    job: &CompileJob,
+    text: Option<Vec<u8>>,
+    outcome: Result<RemoteResult, String>,
+) -> Result<Step, ClientError> {
+    let (Some(c), Some(pending)) = (cache, pending) else {
         return Ok(match outcome {
             Ok(RemoteResult::Done { worker }) => Step::Exit(0, Served::Remote { worker }),
             Ok(RemoteResult::NeedsDiagnostics) => Step::RunLocal(Served::LocalDiagnostics),
@@ -223,23 +320,23 @@ pub async fn compile(
     };
     match outcome {
         Ok(RemoteResult::Done { worker }) => {
-            c.store(&pending, &job, Vec::new()).await;
+            c.store(&pending, job, Vec::new()).await;
             Ok(Step::Exit(0, Served::Remote { worker }))
         }
         Ok(RemoteResult::NeedsDiagnostics) => {
-            c.compile_locally(compiler, args, &job, &pending, Served::LocalDiagnostics)
+            c.compile_locally(compiler, args, job, &pending, Served::LocalDiagnostics)
                 .await
         }
         Err(reason) => {
             let served = Served::Fallback { reason };
             if let Some(text) = &text
                 && let Some(done) = c
-                    .compile_text_locally(compiler, &job, text, &pending, served.clone())
+                    .compile_text_locally(compiler, job, text, &pending, served.clone())
                     .await
             {
                 return Ok(done);
             }
-            c.compile_locally(compiler, args, &job, &pending, served)
+            c.compile_locally(compiler, args, job, &pending, served)
                 .await
         }
     }
@@ -253,19 +350,13 @@ enum RemoteResult {
 /// Ships the preprocessed text; returns the fallback reason when the farm could not compile it.
 async fn remote_compile(
     cfg: &FarmConfig,
+    mut client: Coordinator,
     compiler: &Path,
     args: &[OsString],
     job: &CompileJob,
     toolchain: &Toolchain,
     preprocessed: Vec<u8>,
 ) -> Result<RemoteResult, String> {
-    let mut client = match connect(cfg).await {
-        Ok(c) => c,
-        Err(e) => {
-            notice("coordinator", &format!("{}; compiled locally", e.message));
-            return Err(e.reason.into());
-        }
-    };
     // Sampled verification keeps a copy of the text to recompile locally.
     let keep_text = verify::sampled(cfg.verify.rate).then(|| preprocessed.clone());
     // The worker derives the exact command from the original arguments and the preprocessed text.
@@ -395,7 +486,7 @@ async fn remote_compile(
 
 /// Free slots the farm offers now (the coordinator's `Hello`), or `None` when it cannot be asked.
 pub async fn farm_slots(cfg: &FarmConfig) -> Option<u32> {
-    let mut c = connect(cfg).await.ok()?;
+    let (mut c, _) = connect(cfg).await.ok()?;
     let hello = c
         .hello(pb::InfoRequest {
             protocol_version: PROTOCOL_VERSION,
@@ -443,16 +534,17 @@ pub async fn report_fallbacks(cfg: &FarmConfig, totals: &stats::Totals) {
     .filter(|(_, n)| *n > 0)
     .map(|(k, n)| (k.to_owned(), n))
     .collect();
-    if fallbacks.is_empty() && cache.is_empty() {
+    if fallbacks.is_empty() && cache.is_empty() && totals.local_by_choice == 0 {
         return;
     }
-    if let Ok(mut c) = connect(cfg).await {
+    if let Ok((mut c, _)) = connect(cfg).await {
         let _ = c
             .report(pb::ReportRequest {
                 protocol_version: PROTOCOL_VERSION,
                 client_id: String::new(),
                 fallbacks,
                 cache,
+                local_by_choice: totals.local_by_choice,
             })
             .await;
     }

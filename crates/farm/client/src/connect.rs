@@ -26,7 +26,8 @@ fn fail(reason: &'static str, message: String) -> ConnectFailure {
 
 /// Connects to the coordinator and exchanges protocol versions (`Hello`), within
 /// `client.connect_timeout` in all: a coordinator that accepts but never answers cannot hang a build.
-pub(crate) async fn connect(cfg: &FarmConfig) -> Result<Coordinator, ConnectFailure> {
+/// Returns the client and the farm's free slots at that moment.
+pub(crate) async fn connect(cfg: &FarmConfig) -> Result<(Coordinator, u32), ConnectFailure> {
     let addr = &cfg.client.coordinator;
     let limit = *cfg.client.connect_timeout;
     let max = usize::try_from(cfg.coordinator.max_message_bytes).unwrap_or(usize::MAX);
@@ -78,7 +79,8 @@ pub(crate) async fn connect(cfg: &FarmConfig) -> Result<Coordinator, ConnectFail
                     format!("coordinator {addr} unreachable: {}", s.message()),
                 ),
             })?;
-        let theirs = hello.into_inner().protocol_version;
+        let hello = hello.into_inner();
+        let theirs = hello.protocol_version;
         if theirs != PROTOCOL_VERSION {
             return Err(fail(
                 "protocol_mismatch",
@@ -87,7 +89,7 @@ pub(crate) async fn connect(cfg: &FarmConfig) -> Result<Coordinator, ConnectFail
                 ),
             ));
         }
-        Ok(client)
+        Ok((client, hello.free_slots))
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(r) => r,

@@ -33,36 +33,59 @@ fn bound(n: u32) -> usize {
     }
 }
 
+/// The number of local CPUs this process may run on (its affinity mask under `taskset`).
+pub fn local_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
+fn slots_dir() -> PathBuf {
+    std::env::var_os(SLOTS_DIR_ENV).map_or_else(
+        || crate::paths::home_dir().join(".hybridgrid").join("slots"),
+        PathBuf::from,
+    )
+}
+
+fn open_slot(dir: &std::path::Path, prefix: &str, i: usize) -> Option<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{prefix}-{i}")))
+        .ok()
+}
+
+/// Takes a free slot of the set `prefix` (bound `n`) if one is free now.
+fn try_take(dir: &std::path::Path, prefix: &str, n: usize) -> Option<LocalSlot> {
+    (0..n.max(1)).find_map(|i| {
+        let f = open_slot(dir, prefix, i)?;
+        f.try_lock().is_ok().then(|| LocalSlot {
+            _file: f,
+            started: SystemTime::now(),
+        })
+    })
+}
+
+/// A slot for compiling locally *by choice* (the farm has no slot free at once), if one of the
+/// `client.local_jobs` such slots is free now; never waits. These are a set of their own, apart
+/// from the slots of preprocessing and fallbacks, so the local compiles chosen to use the local
+/// cores never hold up the preprocessing that feeds the remote ones.
+pub fn try_acquire_choice(local_jobs: u32) -> Option<LocalSlot> {
+    let dir = slots_dir();
+    std::fs::create_dir_all(&dir).ok()?;
+    try_take(&dir, "choice", bound(local_jobs))
+}
+
 /// Takes one of the `client.local_jobs` slots (0: one per local CPU), waiting for one to free up.
 /// `None` when the slot files cannot be used (then local work is not bounded, as in a plain build).
 pub fn acquire(local_jobs: u32) -> Option<LocalSlot> {
-    let n = bound(local_jobs);
-    let dir = std::env::var_os(SLOTS_DIR_ENV).map_or_else(
-        || crate::paths::home_dir().join(".hybridgrid").join("slots"),
-        PathBuf::from,
-    );
+    let n = bound(local_jobs).max(1);
+    let dir = slots_dir();
     std::fs::create_dir_all(&dir).ok()?;
-    let open = |i: usize| {
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(format!("slot-{i}")))
-            .ok()
-    };
-    let n = n.max(1);
-    for i in 0..n {
-        if let Some(f) = open(i)
-            && f.try_lock().is_ok()
-        {
-            return Some(LocalSlot {
-                _file: f,
-                started: SystemTime::now(),
-            });
-        }
+    if let Some(slot) = try_take(&dir, "slot", n) {
+        return Some(slot);
     }
     // All taken: wait on one of them (spread by pid).
-    let f = open(std::process::id() as usize % n)?;
+    let f = open_slot(&dir, "slot", std::process::id() as usize % n)?;
     f.lock().ok()?;
     Some(LocalSlot {
         _file: f,

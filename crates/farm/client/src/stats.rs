@@ -36,6 +36,9 @@ pub enum Served {
     },
     /// Compiled locally to reproduce the compiler's exact diagnostics (warnings or errors).
     LocalDiagnostics,
+    /// Compiled locally by choice: the farm had no slot free at once and a local core was idle
+    /// (the local cores are farm capacity). Not a fallback.
+    LocalByChoice,
     /// Not a distributable compile at all (linking, `-E`, ...).
     LocalOnly {
         /// Why.
@@ -52,6 +55,7 @@ impl Served {
             Served::CacheHit { tier } => ("cache_hit", tier.as_str()),
             Served::Fallback { reason } => ("fallback", reason.as_str()),
             Served::LocalDiagnostics => ("local_diagnostics", "-"),
+            Served::LocalByChoice => ("local_by_choice", "-"),
             Served::LocalOnly { reason } => ("local_only", reason.as_str()),
         };
         let arg: String = arg
@@ -114,6 +118,8 @@ pub struct Totals {
     pub fallbacks: BTreeMap<String, u64>,
     /// Local reruns for exact diagnostics.
     pub local_diagnostics: u64,
+    /// Compiles run on the local cores by choice (the farm had no slot free at once).
+    pub local_by_choice: u64,
     /// Invocations that were never distributable, by reason.
     pub local_only: BTreeMap<String, u64>,
     /// Cacheable compiles not found in any cache tier.
@@ -150,6 +156,7 @@ impl Totals {
                 "cache_hit" => bump(&mut t.cache_hits),
                 "fallback" => bump(&mut t.fallbacks),
                 "local_diagnostics" => t.local_diagnostics += 1,
+                "local_by_choice" => t.local_by_choice += 1,
                 "local_only" => bump(&mut t.local_only),
                 "cache_miss" => t.cache_misses += 1,
                 "cache_evictions" => {
@@ -207,9 +214,10 @@ impl Totals {
                 .join(", ")
         };
         let mut s = format!(
-            "hgbuild: {} compiled remotely on {} worker(s), {} cache hits, {} local fallbacks",
+            "hgbuild: {} compiled remotely on {} worker(s), {} on local cores by choice, {} cache hits, {} local fallbacks",
             self.remote_total(),
             self.remote.len(),
+            self.local_by_choice,
             self.cache_hit_total(),
             self.fallback_total()
         );

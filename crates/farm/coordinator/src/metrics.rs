@@ -19,6 +19,8 @@ pub struct CoordinatorMetrics {
     /// Compile-cache events reported by clients, by `event` (`hit_local`, `hit_shared`, `miss`,
     /// `evictions`, `corrupt`).
     pub client_cache: Counts,
+    /// Compiles clients ran on their own cores by choice (no farm slot free at once).
+    pub local_by_choice: Counter,
     /// Attempts that failed on a worker, by `worker` and `kind`.
     pub worker_failures: Family<Labels, Counter>,
     /// Sampled remote results that a client's local recompile contradicted, by `worker`.
@@ -55,6 +57,7 @@ impl CoordinatorMetrics {
                 "Compile-cache events reported by hgbuild clients, by event",
                 "event",
             ),
+            local_by_choice: Counter::default(),
             worker_failures: Family::default(),
             verify_mismatches: Counts::new(
                 "verify_mismatches",
@@ -78,6 +81,11 @@ impl CoordinatorMetrics {
         );
         r.register_collector(Box::new(m.fallbacks.clone()));
         r.register_collector(Box::new(m.client_cache.clone()));
+        r.register(
+            "client_local_by_choice",
+            "Compiles hgbuild clients ran on their own cores by choice (no farm slot free at once)",
+            m.local_by_choice.clone(),
+        );
         r.register(
             "worker_failures",
             "Failed attempts on workers, by worker and kind",

@@ -132,7 +132,8 @@ impl coordinator_server::Coordinator for CoordinatorService {
                 sanitize(bad, 64)
             )));
         }
-        self.0.add_client_report(req.fallbacks, req.cache);
+        self.0
+            .add_client_report(req.fallbacks, req.cache, req.local_by_choice);
         Ok(Response::new(pb::ReportResponse {}))
     }
 }

@@ -63,6 +63,8 @@ const FAILURE_KINDS: &[&str] = &[
 ];
 
 /// How long a request may wait for a free slot before the client is told to compile locally.
+/// Largest count one client report may add to a counter (a build of a million compiles).
+const MAX_REPORTED_PER_CALL: u64 = 1_000_000;
 const MAX_QUEUE_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -142,6 +144,8 @@ pub struct Stats {
     /// Compile-cache events reported by clients (`hit_local`, `hit_shared`, `miss`, `evictions`,
     /// `corrupt`); the hit rate is `(hit_local + hit_shared) / (hits + miss)`.
     pub client_cache: BTreeMap<String, u64>,
+    /// Compiles clients reported running on their own cores by choice (not fallbacks).
+    pub local_by_choice: u64,
     /// Slots on workers that are up and not open.
     pub total_slots: u64,
     /// Free slots on those.
@@ -250,7 +254,12 @@ impl CoordinatorState {
         &self,
         fallbacks: std::collections::HashMap<String, u64>,
         cache: std::collections::HashMap<String, u64>,
+        local_by_choice: u64,
     ) {
+        // One build's report: bounded so a client cannot wrap the counter.
+        self.metrics
+            .local_by_choice
+            .inc_by(local_by_choice.min(MAX_REPORTED_PER_CALL));
         for (reason, n) in fallbacks {
             self.metrics.fallbacks.add(&reason, n);
         }
@@ -793,6 +802,7 @@ impl CoordinatorState {
             fallbacks: self.metrics.fallbacks.snapshot(),
             verify_mismatches: self.metrics.verify_mismatches.snapshot(),
             client_cache: self.metrics.client_cache.snapshot(),
+            local_by_choice: self.metrics.local_by_choice.get(),
             total_slots,
             free_slots,
         }

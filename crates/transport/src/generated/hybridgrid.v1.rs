@@ -288,6 +288,9 @@ pub struct ReportRequest {
     /// evictions, corrupt.
     #[prost(map = "string, uint64", tag = "4")]
     pub cache: ::std::collections::HashMap<::prost::alloc::string::String, u64>,
+    /// Compiles the client ran on its own cores by choice (no farm slot was free at once); not fallbacks.
+    #[prost(uint64, tag = "5")]
+    pub local_by_choice: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ReportResponse {}
