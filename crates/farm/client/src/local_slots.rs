@@ -66,13 +66,12 @@ fn try_take(dir: &std::path::Path, prefix: &str, n: usize) -> Option<LocalSlot> 
 }
 
 /// A slot for compiling locally *by choice* (the farm has no slot free at once), if one of the
-/// `client.local_jobs` such slots is free now; never waits. These are a set of their own, apart
-/// from the slots of preprocessing and fallbacks, so the local compiles chosen to use the local
-/// cores never hold up the preprocessing that feeds the remote ones.
+/// `client.local_jobs` local slots is free now; never waits. It is one of the slots that
+/// preprocessing and fallbacks take, so all local work together stays within `client.local_jobs`.
 pub fn try_acquire_choice(local_jobs: u32) -> Option<LocalSlot> {
     let dir = slots_dir();
     std::fs::create_dir_all(&dir).ok()?;
-    try_take(&dir, "choice", bound(local_jobs))
+    try_take(&dir, "slot", bound(local_jobs).max(1))
 }
 
 /// Takes one of the `client.local_jobs` slots (0: one per local CPU), waiting for one to free up.
