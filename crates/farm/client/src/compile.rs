@@ -193,64 +193,55 @@ pub async fn compile(
     };
     // Text a worker would refuse (it could make the worker's compiler read worker files) never
     // leaves this machine.
-    if let Err(e) = job.check_text(&pre.stdout) {
-        notice(
-            "local",
-            &format!(
-                "{} is not shipped ({e}); compiled locally",
-                job.source().display()
-            ),
-        );
-        let outcome = Err("reads_worker_files".to_owned());
-        return finish(
-            cfg,
-            cache.as_ref(),
-            pending,
-            compiler,
-            args,
-            &job,
-            Some(pre.stdout),
-            outcome,
-        )
-        .await;
-    }
-    let outcome = match connect(cfg).await {
+    let outcome = match job.check_text(&pre.stdout) {
         Err(e) => {
-            notice("coordinator", &format!("{}; compiled locally", e.message));
-            Err(e.reason.to_owned())
+            notice(
+                "local",
+                &format!(
+                    "{} is not shipped ({e}); compiled locally",
+                    job.source().display()
+                ),
+            );
+            Err("reads_worker_files".to_owned())
         }
-        Ok((client, free_slots)) => {
-            // The local cores are farm capacity: with no remote slot free at once, an idle
-            // local core compiles this one, overlapping the remote compiles.
-            if free_slots == 0
-                && let Some(_choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
-            {
-                return compile_by_choice(
+        Ok(()) => match connect(cfg).await {
+            Err(e) => {
+                notice("coordinator", &format!("{}; compiled locally", e.message));
+                Err(e.reason.to_owned())
+            }
+            Ok((client, free_slots)) => {
+                // The local cores are farm capacity: with no remote slot free at once, an idle
+                // local core compiles this one, overlapping the remote compiles.
+                if free_slots == 0
+                    && let Some(_choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
+                {
+                    return compile_by_choice(
+                        cache.as_ref(),
+                        pending,
+                        compiler,
+                        args,
+                        &job,
+                        &pre.stdout,
+                    )
+                    .await;
+                }
+                // A miss compiled locally reuses the text instead of preprocessing again.
+                let text = pending.as_ref().map(|_| pre.stdout.clone());
+                let outcome =
+                    remote_compile(cfg, client, compiler, args, &job, &toolchain, pre.stdout).await;
+                return finish(
+                    cfg,
                     cache.as_ref(),
                     pending,
                     compiler,
                     args,
                     &job,
-                    &pre.stdout,
+                    text,
+                    outcome,
                 )
                 .await;
             }
-            // A miss compiled locally reuses the text instead of preprocessing again.
-            let text = pending.as_ref().map(|_| pre.stdout.clone());
-            let outcome =
-                remote_compile(cfg, client, compiler, args, &job, &toolchain, pre.stdout).await;
-            return finish(
-                cfg,
-                cache.as_ref(),
-                pending,
-                compiler,
-                args,
-                &job,
-                text,
-                outcome,
-            )
-            .await;
-        }
+        },
     };
     finish(
         cfg,
@@ -265,7 +256,7 @@ pub async fn compile(
     .await
 }
 
-/// Compiles on a local core by choice, holding a choice slot (see [`local_slots::try_acquire_choice`]):
+/// Compiles on a local core by choice, holding a local slot (see [`local_slots::try_acquire_choice`]):
 /// the preprocessed text is compiled as a worker would; anything printed means the original
 /// command is rerun for exact diagnostics.
 async fn compile_by_choice(
