@@ -56,7 +56,8 @@ pub use event::{
 pub use executor::{ExecError, Executor};
 pub use ids::{LeaseToken, RunId, TaskId, WorkId, WorkerId, WorkflowId};
 pub use queue::{
-    AckedAndClaimed, Claim, Consumer, DeadLetter, Depths, Enqueued, NewWork, Queue, QueueError,
+    AckedAndClaimed, Claim, Consumer, DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, Depths, Enqueued,
+    NewWork, Queue, QueueError,
 };
 pub use spec::{CacheSpec, EventBusSpec, QueueSpec, SpecError, StoreSpec};
 pub use store::{NewRun, Run, RunStatus, Step, Store, StoreError, Transition, Workflow};

@@ -208,6 +208,10 @@ impl QueueError {
     }
 }
 
+/// How many dead letters a queue keeps unless configured otherwise; past it the oldest is dropped
+/// (a queue whose work keeps failing must not grow without bound).
+pub const DEFAULT_DEAD_LETTER_LIMIT: usize = 10_000;
+
 /// At-least-once work queue with priorities and leases (visibility timeouts).
 ///
 /// Every backend passes `hybridgrid_testkit::queue::run_queue_suite`.
@@ -231,7 +235,9 @@ pub trait Queue: Send + Sync + 'static {
     async fn extend(&self, token: &LeaseToken, by: Duration) -> Result<(), QueueError>;
     /// Item counts per state.
     async fn depths(&self) -> Result<Depths, QueueError>;
-    /// Up to `limit` dead-lettered items, oldest first.
+    /// Up to `limit` dead-lettered items, oldest first. Backends keep a bounded number of dead
+    /// letters ([`DEFAULT_DEAD_LETTER_LIMIT`] unless configured): past it the oldest is dropped,
+    /// with its payload and idempotency key.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;
 
     /// Adds several items, in order; one result per item. A backend may do it in one round trip

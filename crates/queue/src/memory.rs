@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use hybridgrid_core::clock::{Clock, SystemClock};
 use hybridgrid_core::{
-    Claim, Consumer, DeadLetter, Depths, Enqueued, FencingToken, LeaseToken, NewWork, Priority,
-    Queue, QueueError, WorkId, WorkerId,
+    Claim, Consumer, DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, Depths, Enqueued, FencingToken,
+    LeaseToken, NewWork, Priority, Queue, QueueError, WorkId, WorkerId,
 };
 use parking_lot::Mutex;
 use std::cmp::Reverse;
@@ -52,7 +52,8 @@ static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 /// - An idempotency key is known while its item is ready, delayed, leased or dead. After the item
 ///   is acked the key is forgotten and may be enqueued again as new work (the memory backend keeps
 ///   no history of completed work).
-/// - Dead letters are kept, oldest first, until the queue is dropped.
+/// - Dead letters are kept, oldest first, up to [`MemoryQueue::with_dead_letter_limit`]
+///   ([`DEFAULT_DEAD_LETTER_LIMIT`] by default); past it the oldest is dropped, its key forgotten.
 /// - With [`MemoryQueue::with_aging`], priorities age as in every backend: an item's claim order
 ///   is its ready time plus `aging` per lane below high, so no item is claimed after a high item
 ///   that became ready more than `2 × aging` after it.
@@ -132,7 +133,10 @@ impl MemoryQueue {
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    dead_limit: DEFAULT_DEAD_LETTER_LIMIT,
+                    ..State::default()
+                }),
                 notify: Notify::new(),
                 clock,
                 instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
@@ -147,6 +151,13 @@ impl MemoryQueue {
     /// is never claimed after a high item that became ready more than `2 × aging` after it.
     pub fn with_aging(self, aging: Duration) -> Self {
         self.shared.state.lock().aging = Some(aging);
+        self
+    }
+
+    /// Keeps at most `limit` dead letters (at least 1; default [`DEFAULT_DEAD_LETTER_LIMIT`]):
+    /// past it the oldest is dropped, with its payload and idempotency key.
+    pub fn with_dead_letter_limit(self, limit: usize) -> Self {
+        self.shared.state.lock().dead_limit = limit.max(1);
         self
     }
 
@@ -459,8 +470,9 @@ struct State {
     leases: BTreeSet<(Instant, u64)>,
     /// Idempotency key → item number, while the item is ready, delayed, leased or dead.
     keys: HashMap<String, u64>,
-    /// Dead item numbers, oldest first.
+    /// Dead item numbers, oldest first, at most `dead_limit`.
     dead: VecDeque<u64>,
+    dead_limit: usize,
     /// Claimers blocked in `claim`; only they need waking when a new earliest deadline appears.
     sleepers: usize,
 }
@@ -639,6 +651,16 @@ impl State {
                 attempts: item.attempts,
                 reason,
             });
+        }
+        while self.dead.len() > self.dead_limit {
+            let Some(old) = self.dead.pop_front() else {
+                break;
+            };
+            if let Some(item) = self.items.remove(&old)
+                && let Some(key) = item.key
+            {
+                self.keys.remove(&key);
+            }
         }
     }
 

@@ -440,3 +440,9 @@ async fn memory_aging_bounds_the_wait_of_low_work_under_high_load() {
 async fn memory_reports_a_consumer_that_stopped_fetching() {
     hybridgrid_testkit::queue::run_liveness_check(Arc::new(MemoryQueue::new())).await;
 }
+
+#[tokio::test]
+async fn memory_dead_letters_are_bounded_and_the_oldest_dropped_with_its_key() {
+    let q = MemoryQueue::new().with_dead_letter_limit(3);
+    hybridgrid_testkit::queue::check_dead_letter_bound(Arc::new(q), 3, true).await;
+}

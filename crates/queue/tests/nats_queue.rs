@@ -328,3 +328,17 @@ async fn two_handles_share_one_queue() {
     ));
     b.ack(&c.token).await.unwrap();
 }
+
+/// The dead-letter stream keeps at most `dead_letter_limit` messages, discarding the oldest.
+/// (Idempotency keys are remembered for their window whatever happens to the item.)
+#[tokio::test]
+async fn dead_letters_are_bounded_and_the_oldest_dropped() {
+    let name = unique_prefix("natsdead");
+    let _cleanup = Cleanup(name.clone());
+    let config = NatsQueueConfig {
+        dead_letter_limit: 3,
+        ..Default::default()
+    };
+    let q = open(&name, config).await;
+    hybridgrid_testkit::queue::check_dead_letter_bound(Arc::new(q), 3, false).await;
+}

@@ -103,3 +103,10 @@ async fn reports_a_consumer_that_stopped_fetching() {
     hybridgrid_testkit::queue::run_liveness_check(Arc::new(q.clone())).await;
     cleanup(q.prefix()).await;
 }
+
+#[tokio::test]
+async fn dead_letters_are_bounded_and_the_oldest_dropped_with_its_key() {
+    let q = fresh("deadcap").await.with_dead_letter_limit(3);
+    hybridgrid_testkit::queue::check_dead_letter_bound(Arc::new(q.clone()), 3, true).await;
+    cleanup(q.prefix()).await;
+}

@@ -16,7 +16,9 @@
 //! ```
 
 mod extras;
-pub use extras::{check_fenced_enqueue, run_aging_suite, run_liveness_check};
+pub use extras::{
+    check_dead_letter_bound, check_fenced_enqueue, run_aging_suite, run_liveness_check,
+};
 
 use crate::eventually;
 use extras::{ack_and_claim_batch, claim_many_order};

@@ -14,7 +14,9 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use futures::StreamExt;
 use hybridgrid_core::spec::redact;
-use hybridgrid_core::{Claim, LeaseToken, Priority, QueueError, WorkId, WorkerId};
+use hybridgrid_core::{
+    Claim, DEFAULT_DEAD_LETTER_LIMIT, LeaseToken, Priority, QueueError, WorkId, WorkerId,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +55,9 @@ pub struct NatsQueueConfig {
     /// through any `NatsQueue` wake waiting claimers at once; the poll catches redeliveries by the
     /// server and delays that come due.
     pub poll_interval: Duration,
+    /// Most dead letters kept (default [`DEFAULT_DEAD_LETTER_LIMIT`]): the dead-letter stream's
+    /// `max_msgs`, discarding the oldest. Applied when the stream is created.
+    pub dead_letter_limit: usize,
 }
 
 impl Default for NatsQueueConfig {
@@ -63,6 +68,7 @@ impl Default for NatsQueueConfig {
             duplicate_window: Duration::from_secs(120),
             request_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(100),
+            dead_letter_limit: DEFAULT_DEAD_LETTER_LIMIT,
         }
     }
 }
@@ -78,6 +84,13 @@ impl NatsQueueConfig {
             return bad(format!(
                 "duplicate_window {:?} must be longer than ack_wait {:?}",
                 self.duplicate_window, self.ack_wait
+            ));
+        }
+        if self.dead_letter_limit == 0 || i64::try_from(self.dead_letter_limit).is_err() {
+            return bad(format!(
+                "dead_letter_limit {} must be between 1 and {}",
+                self.dead_letter_limit,
+                i64::MAX
             ));
         }
         if self.request_timeout.is_zero() || self.idempotency_window.is_zero() {
@@ -199,6 +212,8 @@ impl NatsQueue {
                 name: dead_name.clone(),
                 subjects: vec![format!("{name}.dead")],
                 retention: RetentionPolicy::Limits,
+                max_messages: i64::try_from(config.dead_letter_limit).unwrap_or(i64::MAX),
+                discard: stream::DiscardPolicy::Old,
                 duplicate_window: config.duplicate_window,
                 ..Default::default()
             })

@@ -58,9 +58,24 @@ local function notify(n)
   end
 end
 
+-- Dead-letters `id`; past DEAD_LIMIT (set in front of every script) the oldest dead letter is
+-- dropped with its fields and idempotency key.
 local function dead_letter(id, m, reason)
   redis.call('HSET', K_ITEMS, id .. ':s', state(m.a, m.r), id .. ':x', reason)
-  redis.call('RPUSH', K_DEAD, id)
+  local len = redis.call('RPUSH', K_DEAD, id)
+  while len > DEAD_LIMIT do
+    local old = redis.call('LPOP', K_DEAD)
+    if not old then break end
+    local f = redis.call('HGET', K_ITEMS, old .. ':m')
+    if f then
+      local _, _, key = parse_fixed(f)
+      if key ~= '' and redis.call('HGET', K_IDEM, key) == old then
+        redis.call('HDEL', K_IDEM, key)
+      end
+    end
+    redis.call('HDEL', K_ITEMS, old, old .. ':m', old .. ':s', old .. ':x')
+    len = len - 1
+  end
 end
 
 -- Moves due delayed items to their lanes, and expired leases back (or to the dead letters when

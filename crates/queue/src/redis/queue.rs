@@ -6,8 +6,8 @@ use super::{MAX_MS, ms};
 use async_trait::async_trait;
 use hybridgrid_core::spec::redact;
 use hybridgrid_core::{
-    AckedAndClaimed, Claim, Consumer, DeadLetter, Depths, Enqueued, FencingToken, LeaseToken,
-    NewWork, Queue, QueueError, WorkId, WorkerId,
+    AckedAndClaimed, Claim, Consumer, DEFAULT_DEAD_LETTER_LIMIT, DeadLetter, Depths, Enqueued,
+    FencingToken, LeaseToken, NewWork, Queue, QueueError, WorkId, WorkerId,
 };
 use parking_lot::Mutex;
 use redis::{Client, RedisError, Script, ScriptInvocation, Value};
@@ -23,11 +23,14 @@ pub(crate) const MAX_BATCH: usize = 1000;
 /// Consumers not seen for this long are dropped from the consumers hash by `consumers()`.
 const FORGET_CONSUMER: Duration = Duration::from_secs(24 * 3600);
 
+/// A queue script: the dead-letter limit, `common.lua`, then the script itself. (The limit is part
+/// of the code rather than an argument, so every script that may dead-letter enforces it.)
 macro_rules! queue_script {
-    ($file:literal) => {
-        Script::new(concat!(
+    ($dead_limit:expr, $file:literal) => {
+        Script::new(&format!(
+            "local DEAD_LIMIT = {}\n{}\n{}",
+            $dead_limit,
             include_str!("common.lua"),
-            "\n",
             include_str!($file)
         ))
     };
@@ -44,15 +47,16 @@ struct Scripts {
 }
 
 impl Scripts {
-    fn new() -> Self {
+    fn new(dead_limit: usize) -> Self {
+        let n = dead_limit.max(1);
         Self {
-            enqueue: queue_script!("enqueue.lua"),
-            claim: queue_script!("claim.lua"),
-            ack: queue_script!("ack.lua"),
-            nack: queue_script!("nack.lua"),
-            extend: queue_script!("extend.lua"),
-            depths: queue_script!("depths.lua"),
-            dead_letters: queue_script!("dead_letters.lua"),
+            enqueue: queue_script!(n, "enqueue.lua"),
+            claim: queue_script!(n, "claim.lua"),
+            ack: queue_script!(n, "ack.lua"),
+            nack: queue_script!(n, "nack.lua"),
+            extend: queue_script!(n, "extend.lua"),
+            depths: queue_script!(n, "depths.lua"),
+            dead_letters: queue_script!(n, "dead_letters.lua"),
         }
     }
 }
@@ -78,7 +82,6 @@ struct Inner {
     conn: Conn,
     prefix: String,
     keys: [String; 10],
-    scripts: Scripts,
     /// Idle connections used only for `BLPOP` on the notification list.
     blockers: Mutex<Vec<Blocker>>,
     /// Lease tokens are `<id>.<nonce>`; nonces are this process's random base plus a counter.
@@ -98,7 +101,7 @@ struct Inner {
 /// | `work:inflight` | zset | leased ids, scored by lease deadline (ms since the epoch) |
 /// | `work:delayed` | zset | ids waiting for a delay, scored by due time |
 /// | `work:items` | hash | `<id>` → payload, `<id>:m` → `max_attempts\|priority\|idempotency key`, `<id>:s` → `attempts\|ready ms\|token\|worker`, `<id>:x` → dead-letter reason |
-/// | `work:dead` | list | dead-lettered ids, oldest first |
+/// | `work:dead` | list | dead-lettered ids, oldest first, at most the dead-letter limit |
 /// | `work:idempotency` | hash | idempotency key → id, while the item is queued, leased or dead |
 /// | `work:notify` | list | wake-ups for blocked claimers (bounded) |
 /// | `work:consumers` | hash | worker → when it last ran a claim (ms since the epoch) |
@@ -116,6 +119,8 @@ pub struct RedisQueue {
     inner: Arc<Inner>,
     /// Priority aging step in ms (0: strict priorities).
     aging_ms: u64,
+    /// The scripts, built for this handle's dead-letter limit.
+    scripts: Arc<Scripts>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -187,13 +192,21 @@ impl RedisQueue {
                 conn,
                 keys,
                 prefix,
-                scripts: Scripts::new(),
                 blockers: Mutex::new(Vec::new()),
                 nonce_base: seed,
                 nonce: AtomicU64::new(0),
             }),
             aging_ms: 0,
+            scripts: Arc::new(Scripts::new(DEFAULT_DEAD_LETTER_LIMIT)),
         })
+    }
+
+    /// Keeps at most `limit` dead letters (at least 1; default [`DEFAULT_DEAD_LETTER_LIMIT`]):
+    /// when an item is dead-lettered past it, the oldest dead letter is dropped with its payload
+    /// and idempotency key. Every handle on one queue should use the same limit.
+    pub fn with_dead_letter_limit(mut self, limit: usize) -> Self {
+        self.scripts = Arc::new(Scripts::new(limit));
+        self
     }
 
     /// Turns on priority aging for this handle's claims: an item is claimed in the order of its
@@ -326,7 +339,7 @@ impl RedisQueue {
         }
         let mut out = Vec::with_capacity(work.len());
         for chunk in work.chunks(MAX_BATCH) {
-            let mut inv = self.invocation(&self.inner.scripts.enqueue);
+            let mut inv = self.invocation(&self.scripts.enqueue);
             match fence {
                 Some((key, token)) => {
                     inv.key(key).arg(token.0);
@@ -423,7 +436,7 @@ impl RedisQueue {
         lease: Duration,
         claims: &mut Vec<Claim>,
     ) -> Result<Option<Duration>, QueueError> {
-        let mut inv = self.invocation(&self.inner.scripts.claim);
+        let mut inv = self.invocation(&self.scripts.claim);
         inv.arg(self.nonce())
             .arg(worker.as_str())
             .arg(max)
@@ -443,7 +456,7 @@ impl RedisQueue {
         out: &mut AckedAndClaimed,
     ) -> Result<Option<Duration>, QueueError> {
         let mut sent = Vec::with_capacity(done.len());
-        let mut inv = self.invocation(&self.inner.scripts.ack);
+        let mut inv = self.invocation(&self.scripts.ack);
         let valid: Vec<(&str, &LeaseToken)> = done
             .iter()
             .filter_map(|t| match token_id(t) {
@@ -625,7 +638,7 @@ impl Queue for RedisQueue {
     }
 
     async fn nack(&self, token: &LeaseToken, retry_after: Duration) -> Result<(), QueueError> {
-        let scripts = &self.inner.scripts;
+        let scripts = &self.scripts;
         let n = self
             .lease_op("nack", &scripts.nack, token, ms(retry_after))
             .await?;
@@ -636,14 +649,14 @@ impl Queue for RedisQueue {
     }
 
     async fn extend(&self, token: &LeaseToken, by: Duration) -> Result<(), QueueError> {
-        let scripts = &self.inner.scripts;
+        let scripts = &self.scripts;
         self.lease_op("extend", &scripts.extend, token, ms(by).max(1))
             .await?;
         Ok(())
     }
 
     async fn depths(&self) -> Result<Depths, QueueError> {
-        let inv = self.invocation(&self.inner.scripts.depths);
+        let inv = self.invocation(&self.scripts.depths);
         let d: [u64; 6] = self.run("depths", &inv).await?;
         Ok(Depths {
             ready: [d[0], d[1], d[2]],
@@ -657,7 +670,7 @@ impl Queue for RedisQueue {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut inv = self.invocation(&self.inner.scripts.dead_letters);
+        let mut inv = self.invocation(&self.scripts.dead_letters);
         inv.arg(limit);
         let reply: Vec<Value> = self.run("dead_letters", &inv).await?;
         reply

@@ -2,7 +2,8 @@
 //! [`super::run_queue_suite`], so every backend passes them, through the trait's defaults if need
 //! be), and the opt-in suites [`run_aging_suite`], [`run_liveness_check`] and
 //! [`check_fenced_enqueue`] for backends that offer priority aging, consumer liveness and an
-//! atomic fenced enqueue.
+//! atomic fenced enqueue, and [`check_dead_letter_bound`] for a queue made with a dead-letter
+//! limit.
 
 use super::{LONG_LEASE, put_new, text, work, worker};
 use hybridgrid_core::{
@@ -394,4 +395,90 @@ async fn fenced(
         .release(&new)
         .await
         .map_err(|e| format!("release failed: {e}"))
+}
+
+/// `q` was made with a dead-letter limit of `limit` (at least 1): after `limit + 3` items are
+/// dead-lettered, [`Queue::dead_letters`] holds only the newest `limit`, oldest first,
+/// [`Queue::depths`] counts `limit` dead, and a kept one's idempotency key is still a duplicate.
+/// With `keys_freed` (backends that forget a key with its item) the key of a dropped dead letter
+/// is free again; backends that remember keys for a time window pass `false`.
+pub async fn check_dead_letter_bound(q: Arc<dyn Queue>, limit: usize, keys_freed: bool) {
+    if let Err(e) = dead_letter_bound(q, limit, keys_freed).await {
+        panic!("dead-letter bound: {e}");
+    }
+}
+
+async fn dead_letter_bound(
+    q: Arc<dyn Queue>,
+    limit: usize,
+    keys_freed: bool,
+) -> Result<(), String> {
+    let total = limit + 3;
+    let consumer = worker(0);
+    for i in 0..total {
+        let name = format!("doomed-{i}");
+        put_new(&*q, work(&name).max_attempts(1).idempotency_key(&name)).await?;
+        let c = q
+            .claim(&consumer, LONG_LEASE, WAIT)
+            .await
+            .map_err(|e| format!("claim failed: {e}"))?
+            .ok_or_else(|| format!("{name} was not claimable"))?;
+        if text(&c) != name {
+            return Err(format!("claimed {:?}, expected {name}", text(&c)));
+        }
+        q.nack(&c.token, Duration::ZERO)
+            .await
+            .map_err(|e| format!("nack of {name} failed: {e}"))?;
+    }
+    let dead = q
+        .dead_letters(total * 2)
+        .await
+        .map_err(|e| format!("dead_letters failed: {e}"))?;
+    let got: Vec<String> = dead
+        .iter()
+        .map(|d| String::from_utf8_lossy(&d.payload).into_owned())
+        .collect();
+    let want: Vec<String> = (total - limit..total)
+        .map(|i| format!("doomed-{i}"))
+        .collect();
+    if got != want {
+        return Err(format!(
+            "with limit {limit} after {total} dead letters: expected {want:?}, got {got:?}"
+        ));
+    }
+    let depths = q
+        .depths()
+        .await
+        .map_err(|e| format!("depths failed: {e}"))?;
+    if depths.dead != limit as u64 {
+        return Err(format!(
+            "depths count {} dead, expected {limit}",
+            depths.dead
+        ));
+    }
+    if keys_freed {
+        match q
+            .enqueue(work("again").idempotency_key("doomed-0"))
+            .await
+            .map_err(|e| format!("enqueue failed: {e}"))?
+        {
+            Enqueued::Created(_) => {}
+            other => {
+                return Err(format!(
+                    "the dropped dead letter's key should be free again, got {other:?}"
+                ));
+            }
+        }
+    }
+    let kept = format!("doomed-{}", total - 1);
+    match q
+        .enqueue(work("again").idempotency_key(&kept))
+        .await
+        .map_err(|e| format!("enqueue failed: {e}"))?
+    {
+        Enqueued::Duplicate(_) => Ok(()),
+        other => Err(format!(
+            "a kept dead letter's key ({kept}) should still be a duplicate, got {other:?}"
+        )),
+    }
 }
