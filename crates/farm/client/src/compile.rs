@@ -9,7 +9,7 @@
 //! exactly as the compiler does). Every local fallback is recorded with its reason.
 
 use crate::cache::{ClientCache, Pending};
-use crate::connect::{Coordinator, connect};
+use crate::connect::{ConnectFailure, Coordinator, connect};
 use crate::error::ClientError;
 use crate::notice::notice;
 use crate::paths::{MASQUERADE_ENV, stats_log, write_atomic};
@@ -154,6 +154,27 @@ pub async fn compile(
         None => None,
     };
     let started = std::time::SystemTime::now();
+    // Without a cache to key, nothing needs the text before the farm is asked: a compile that
+    // stays on this machine (no farm, or no remote slot free at once while a local core is idle)
+    // runs the original command and is not preprocessed first.
+    let mut early = None;
+    if cache.is_none() {
+        match connect(cfg).await {
+            Err(e) => {
+                notice("coordinator", &format!("{}; compiled locally", e.message));
+                return Ok(Step::RunLocal(Served::Fallback {
+                    reason: e.reason.to_owned(),
+                }));
+            }
+            Ok((client, 0)) => {
+                if let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs) {
+                    return run_by_choice(compiler, args, choice);
+                }
+                early = Some((client, 0));
+            }
+            Ok(connected) => early = Some(connected),
+        }
+    }
     // Preprocess locally; this also writes the depfile exactly as the plain compile would.
     // Local work is bounded across the build's wrapper processes (`client.local_jobs`).
     let slot = local_slots::acquire(cfg.client.local_jobs);
@@ -204,7 +225,7 @@ pub async fn compile(
             );
             Err("reads_worker_files".to_owned())
         }
-        Ok(()) => match connect(cfg).await {
+        Ok(()) => match connection(cfg, early).await {
             Err(e) => {
                 notice("coordinator", &format!("{}; compiled locally", e.message));
                 Err(e.reason.to_owned())
@@ -254,6 +275,38 @@ pub async fn compile(
         outcome,
     )
     .await
+}
+
+/// The connection made before preprocessing, else a new one.
+async fn connection(
+    cfg: &FarmConfig,
+    early: Option<(Coordinator, u32)>,
+) -> Result<(Coordinator, u32), ConnectFailure> {
+    match early {
+        Some(connected) => Ok(connected),
+        None => connect(cfg).await,
+    }
+}
+
+/// Runs the original command on a local core by choice, holding `slot` (see
+/// [`local_slots::try_acquire_choice`]): its output and exit code are the compiler's own.
+fn run_by_choice(
+    compiler: &Path,
+    args: &[OsString],
+    slot: local_slots::LocalSlot,
+) -> Result<Step, ClientError> {
+    let status = local_command(compiler, args)
+        .status()
+        .map_err(|source| ClientError::Spawn {
+            program: compiler.display().to_string(),
+            source,
+        })?;
+    drop(slot);
+    let code = status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + status.signal().unwrap_or(0)
+    });
+    Ok(Step::Exit(code, Served::LocalByChoice))
 }
 
 /// Compiles on a local core by choice, holding a local slot (see [`local_slots::try_acquire_choice`]):
