@@ -197,15 +197,18 @@ fn a_worker_that_corrupts_objects_is_caught_every_time() {
         let s = stats(&coord.http);
         s["workers"].as_array().is_some_and(|ws| {
             ws.iter().any(|w| {
+                // A slow build may outlast the cooldown: the circuit is then
+                // half-open, but it has opened, and for this reason.
                 w["id"] == "faulty"
-                    && w["circuit"]["state"] == "open"
+                    && w["circuit"]["times_opened"].as_u64() >= Some(1)
+                    && w["circuit"]["state"] != "closed"
                     && w["circuit"]["reason"] == "output_mismatch"
             })
         })
     });
     assert!(
         open,
-        "the faulty worker's circuit is not open for output_mismatch: {}",
+        "the faulty worker's circuit never opened for output_mismatch: {}",
         stats(&coord.http)
     );
     assert!(stats(&coord.http)["verify_mismatches"]["faulty"].as_u64() >= Some(1));

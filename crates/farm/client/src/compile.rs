@@ -214,7 +214,8 @@ pub async fn compile(
     };
     // Text a worker would refuse (it could make the worker's compiler read worker files) never
     // leaves this machine.
-    let outcome = match job.check_text(&pre.stdout) {
+    // `text` is kept for a miss compiled locally, so it is not preprocessed again.
+    let (text, outcome) = match job.check_text(&pre.stdout) {
         Err(e) => {
             notice(
                 "local",
@@ -223,12 +224,12 @@ pub async fn compile(
                     job.source().display()
                 ),
             );
-            Err("reads_worker_files".to_owned())
+            (Some(pre.stdout), Err("reads_worker_files".to_owned()))
         }
         Ok(()) => match connection(cfg, early).await {
             Err(e) => {
                 notice("coordinator", &format!("{}; compiled locally", e.message));
-                Err(e.reason.to_owned())
+                (Some(pre.stdout), Err(e.reason.to_owned()))
             }
             Ok((client, free_slots)) => {
                 // The local cores are farm capacity: with no remote slot free at once, an idle
@@ -246,21 +247,10 @@ pub async fn compile(
                     )
                     .await;
                 }
-                // A miss compiled locally reuses the text instead of preprocessing again.
                 let text = pending.as_ref().map(|_| pre.stdout.clone());
                 let outcome =
                     remote_compile(cfg, client, compiler, args, &job, &toolchain, pre.stdout).await;
-                return finish(
-                    cfg,
-                    cache.as_ref(),
-                    pending,
-                    compiler,
-                    args,
-                    &job,
-                    text,
-                    outcome,
-                )
-                .await;
+                (text, outcome)
             }
         },
     };
@@ -271,7 +261,7 @@ pub async fn compile(
         compiler,
         args,
         &job,
-        Some(pre.stdout),
+        text,
         outcome,
     )
     .await
