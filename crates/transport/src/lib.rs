@@ -29,6 +29,7 @@
 pub mod admin;
 pub mod auth;
 mod convert;
+pub mod doctor;
 #[cfg(feature = "server")]
 pub mod counts;
 #[cfg(feature = "server")]

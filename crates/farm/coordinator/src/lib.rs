@@ -18,6 +18,8 @@
 //! ```
 
 mod app;
+pub mod doctor;
+mod history;
 mod http_auth;
 mod metrics;
 mod peers;
@@ -26,4 +28,5 @@ mod state;
 
 pub use app::{start_coordinator, static_discovery, tls_material};
 pub use service::CoordinatorService;
+pub use history::{FailureView, Sample};
 pub use state::{CoordinatorState, Stats, WorkerView};
