@@ -22,7 +22,7 @@ pub fn diagnose(cfg: &FarmConfig) -> Report {
         Err(check) => r.push(check),
     }
     r.push(mdns_check());
-    let host = grpc.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']));
+    let host = grpc.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']'));
     r.extend(tls_checks(
         cfg.tls.ca.as_deref(),
         cfg.tls.cert.as_deref(),

@@ -834,7 +834,7 @@ impl CoordinatorState {
     /// Takes one load sample for the dashboard's chart (every [`crate::history::SAMPLE_EVERY`]).
     pub(crate) fn sample_load(&self) {
         let (total_slots, free_slots) = self.slot_totals();
-        let in_flight = self
+        let in_flight: u64 = self
             .registry
             .snapshot()
             .iter()

@@ -92,7 +92,7 @@ pub fn diagnose(cfg: &FarmConfig, opts: &DoctorOptions) -> Report {
     ));
     r.push(mdns_check());
     let advertise = w.advertise_addr.clone().unwrap_or_else(|| grpc.clone());
-    let host = advertise.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']));
+    let host = advertise.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']'));
     r.extend(tls_checks(
         cfg.tls.ca.as_deref(),
         cfg.tls.cert.as_deref(),

@@ -93,7 +93,7 @@ impl fmt::Display for Report {
         for c in &self.checks {
             writeln!(f, "[{}] {}: {}", c.verdict.label(), c.name, c.detail)?;
         }
-        let count = |v| self.checks.iter().filter(|c| c.verdict == v).count();
+        let count = |v: Verdict| self.checks.iter().filter(|c| c.verdict == v).count();
         let (failed, warned) = (count(Verdict::Fail), count(Verdict::Warn));
         if failed == 0 {
             writeln!(

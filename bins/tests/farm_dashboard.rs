@@ -1,0 +1,196 @@
+//! The coordinator's dashboard in a real browser (headless Debian Chromium) and the farm binaries'
+//! logs (issue 17): the page shows each worker's circuit with the reason of its last failures,
+//! the load chart from the coordinator's samples, the clients' cache hit rate, fallbacks and
+//! verification mismatches; logs carry no ANSI codes off a terminal, and `logging.format: json`
+//! gives one JSON object a line.
+//!
+//! The screenshot is written to `target/farm-dashboard.png`; with `HG_UPDATE_SCREENSHOT=1` also
+//! to `docs/farm-dashboard.png` (which was made so).
+
+mod support;
+#[path = "../../crates/flow/api/tests/support/mod.rs"]
+#[allow(clippy::all)]
+mod flow_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn tiny_project(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("project dir");
+    for (name, body) in [
+        ("a.c", "int a(int x) { return x * 3 + 1; }\n"),
+        ("b.c", "int b(int x) { return x ^ 0x5a; }\n"),
+        ("c.c", "int c(void) { return 7; }\n"),
+    ] {
+        std::fs::write(dir.join(name), body).expect("source");
+    }
+    std::fs::write(
+        dir.join("Makefile"),
+        "all: a.o b.o c.o\n%.o: %.c\n\t$(CC) -O2 -c $< -o $@\nclean:\n\trm -f *.o\n",
+    )
+    .expect("Makefile");
+}
+
+#[test]
+fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
+    let tmp = TempDir::new("dashboard");
+    let dir = tmp.path();
+    let coord = Daemon::coordinator(dir, &[]);
+    let _w1 = Daemon::worker(dir, "builder-1", "127.0.0.1", &coord.grpc, None);
+    let mut w2 = Daemon::worker(dir, "builder-2", "127.0.0.1", &coord.grpc, None);
+    wait_workers_up(&coord.http, 2);
+
+    // A build, then the same build again from the cache: the clients' cache events.
+    let project = dir.join("project");
+    tiny_project(&project);
+    for _ in 0..2 {
+        let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+            .env("HG_CACHE_DIR", dir.join("cache"))
+            .args(["make", "-s", "-C"])
+            .arg(&project)
+            .args(["clean", "all"]));
+        assert_eq!(code, 0, "{err}");
+    }
+    // One worker dies: the page shows it down with why.
+    w2.child.kill().expect("kill");
+    let _ = w2.child.wait();
+    let ready = wait_until(Duration::from_secs(30), || {
+        let s = stats(&coord.http);
+        s["history"].as_array().is_some_and(|h| h.len() >= 4)
+            && s["client_cache"]["hit_local"].as_u64() > Some(0)
+            && s["workers"]
+                .as_array()
+                .is_some_and(|ws| ws.iter().any(|w| w["id"] == "builder-2" && w["state"] == "down"))
+    });
+    assert!(ready, "{}", stats(&coord.http));
+
+    let page = format!("http://{}/", coord.http);
+    let profile = dir.join("chromium-profile");
+    let mut c = flow_support::chromium_cmd(&profile);
+    c.args(["--virtual-time-budget=5000", "--dump-dom", &page]);
+    let dom = flow_support::run_bounded(c, Duration::from_secs(90));
+    assert!(dom.contains("builder-1") && dom.contains("builder-2"), "{dom}");
+    assert!(dom.contains("class=\"closed\">closed"), "circuit state shown: {dom}");
+    assert!(
+        dom.contains("down: heartbeat timeout"),
+        "the reason of the last failure shown: {dom}"
+    );
+    assert!(dom.contains("<polyline"), "the load chart is drawn: {dom}");
+    assert!(dom.contains("data-samples=\""), "{dom}");
+    let rate = dom
+        .split("id=\"hitrate\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or("");
+    assert!(rate.ends_with('%') && rate != "0.0%", "cache hit rate shown: {rate:?} in {dom}");
+    assert!(dom.contains("client cache — "), "{dom}");
+    assert!(dom.contains("id=\"mismatches\">0<"), "{dom}");
+    assert!(!dom.contains("coordinator unreachable"), "{dom}");
+
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let shot = target.join("farm-dashboard.png");
+    let mut c = flow_support::chromium_cmd(&profile);
+    c.args([
+        "--virtual-time-budget=5000",
+        "--window-size=1400,900",
+        &format!("--screenshot={}", shot.display()),
+        &page,
+    ]);
+    flow_support::run_bounded(c, Duration::from_secs(90));
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real PNG");
+    if std::env::var_os("HG_UPDATE_SCREENSHOT").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/farm-dashboard.png");
+        std::fs::write(docs, &png).expect("write docs/farm-dashboard.png");
+    }
+}
+
+/// Starts `cmd` with stderr piped (not a terminal), reads lines until one contains `marker`,
+/// kills it, and returns the lines.
+fn log_lines(mut cmd: Command, marker: &str) -> Vec<String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env_remove("NO_COLOR");
+    let mut child = cmd.spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => {
+                let done = l.contains(marker);
+                lines.push(l);
+                if done {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines.iter().any(|l| l.contains(marker)),
+        "no {marker:?} in {lines:?}"
+    );
+    lines
+}
+
+#[test]
+fn farm_logs_are_json_lines_with_format_json_and_never_coloured_in_a_pipe() {
+    let tmp = TempDir::new("logs-json");
+    let dir = tmp.path();
+    let mut c = Command::new(COORD);
+    c.args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .env("HG_LOG_FORMAT", "json");
+    let lines = log_lines(c, "coordinator serving");
+    for l in &lines {
+        assert!(!l.contains('\u{1b}'), "ANSI code in {l:?}");
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object ({e}): {l:?}"));
+        assert!(v.is_object() && v["level"].is_string(), "{l}");
+    }
+    let serving = lines
+        .iter()
+        .find(|l| l.contains("coordinator serving"))
+        .expect("serving line");
+    let v: serde_json::Value = serde_json::from_str(serving).expect("json");
+    let grpc = v["grpc"].as_str().expect("grpc field").to_owned();
+
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let mut c = Command::new(WORKER);
+    c.args(["serve", "--id", "jw", "--coordinator", &grpc])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .env("HG_WORKER_WORK_DIR", &work)
+        .env("HG_LOG_FORMAT", "json");
+    // The coordinator is gone by now: the worker still logs its start (and its retries) as JSON.
+    for l in log_lines(c, "worker serving") {
+        assert!(!l.contains('\u{1b}'), "ANSI code in {l:?}");
+        let v: serde_json::Value =
+            serde_json::from_str(&l).unwrap_or_else(|e| panic!("not one JSON object ({e}): {l:?}"));
+        assert!(v.is_object(), "{l}");
+    }
+
+    // Text format off a terminal: no colour either.
+    let mut c = Command::new(COORD);
+    c.args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .env("HG_LOG_FORMAT", "text");
+    for l in log_lines(c, "dashboard on") {
+        assert!(!l.contains('\u{1b}'), "ANSI code in {l:?}");
+    }
+}
