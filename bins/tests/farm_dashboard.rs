@@ -7,10 +7,10 @@
 //! The screenshot is written to `target/farm-dashboard.png`; with `HG_UPDATE_SCREENSHOT=1` also
 //! to `docs/farm-dashboard.png` (which was made so).
 
-mod support;
 #[path = "../../crates/flow/api/tests/support/mod.rs"]
 #[allow(clippy::all)]
 mod flow_support;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -61,9 +61,10 @@ fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
         let s = stats(&coord.http);
         s["history"].as_array().is_some_and(|h| h.len() >= 4)
             && s["client_cache"]["hit_local"].as_u64() > Some(0)
-            && s["workers"]
-                .as_array()
-                .is_some_and(|ws| ws.iter().any(|w| w["id"] == "builder-2" && w["state"] == "down"))
+            && s["workers"].as_array().is_some_and(|ws| {
+                ws.iter()
+                    .any(|w| w["id"] == "builder-2" && w["state"] == "down")
+            })
     });
     assert!(ready, "{}", stats(&coord.http));
 
@@ -72,8 +73,14 @@ fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
     let mut c = flow_support::chromium_cmd(&profile);
     c.args(["--virtual-time-budget=5000", "--dump-dom", &page]);
     let dom = flow_support::run_bounded(c, Duration::from_secs(90));
-    assert!(dom.contains("builder-1") && dom.contains("builder-2"), "{dom}");
-    assert!(dom.contains("class=\"closed\">closed"), "circuit state shown: {dom}");
+    assert!(
+        dom.contains("builder-1") && dom.contains("builder-2"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("class=\"closed\">closed"),
+        "circuit state shown: {dom}"
+    );
     assert!(
         dom.contains("down: heartbeat timeout"),
         "the reason of the last failure shown: {dom}"
@@ -85,7 +92,10 @@ fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
         .nth(1)
         .and_then(|r| r.split('<').next())
         .unwrap_or("");
-    assert!(rate.ends_with('%') && rate != "0.0%", "cache hit rate shown: {rate:?} in {dom}");
+    assert!(
+        rate.ends_with('%') && rate != "0.0%",
+        "cache hit rate shown: {rate:?} in {dom}"
+    );
     assert!(dom.contains("client cache — "), "{dom}");
     assert!(dom.contains("id=\"mismatches\">0<"), "{dom}");
     assert!(!dom.contains("coordinator unreachable"), "{dom}");
@@ -101,7 +111,10 @@ fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
     ]);
     flow_support::run_bounded(c, Duration::from_secs(90));
     let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real PNG");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real PNG"
+    );
     if std::env::var_os("HG_UPDATE_SCREENSHOT").is_some() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/farm-dashboard.png");
         std::fs::write(docs, &png).expect("write docs/farm-dashboard.png");
@@ -155,8 +168,14 @@ fn farm_logs_are_json_lines_with_format_json_and_never_coloured_in_a_pipe() {
     let tmp = TempDir::new("logs-json");
     let dir = tmp.path();
     let mut c = Command::new(COORD);
-    c.args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .env("HG_LOG_FORMAT", "json");
+    c.args([
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+    .env("HG_LOG_FORMAT", "json");
     let lines = log_lines(c, "coordinator serving");
     for l in &lines {
         assert!(!l.contains('\u{1b}'), "ANSI code in {l:?}");
@@ -188,8 +207,14 @@ fn farm_logs_are_json_lines_with_format_json_and_never_coloured_in_a_pipe() {
 
     // Text format off a terminal: no colour either.
     let mut c = Command::new(COORD);
-    c.args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .env("HG_LOG_FORMAT", "text");
+    c.args([
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+    .env("HG_LOG_FORMAT", "text");
     for l in log_lines(c, "dashboard on") {
         assert!(!l.contains('\u{1b}'), "ANSI code in {l:?}");
     }

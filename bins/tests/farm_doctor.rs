@@ -13,10 +13,7 @@ use support::*;
 /// Runs a doctor; returns (exit code, stdout).
 fn doctor(cmd: &mut Command) -> (i32, String) {
     let (code, out, err) = run(cmd.env_remove("DOCKER_HOST"));
-    assert!(
-        !out.is_empty(),
-        "{cmd:?} printed nothing (stderr: {err})"
-    );
+    assert!(!out.is_empty(), "{cmd:?} printed nothing (stderr: {err})");
     (code, out)
 }
 
@@ -63,8 +60,14 @@ fn a_healthy_farm_passes_every_doctor() {
             .args(["doctor", "--http", &coord.http]),
     );
     assert_eq!(code, 0, "{out}");
-    assert!(line(&out, "[ ok ] coordinator gRPC").contains("answers"), "{out}");
-    assert!(line(&out, "[ ok ] worker w1").contains("circuit closed"), "{out}");
+    assert!(
+        line(&out, "[ ok ] coordinator gRPC").contains("answers"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "[ ok ] worker w1").contains("circuit closed"),
+        "{out}"
+    );
     assert!(line(&out, "[ ok ] cache.dir").contains("writable"), "{out}");
 
     let (code, out) = doctor(&mut coord_doctor(&coord.grpc, &coord.http));
@@ -98,12 +101,18 @@ fn coordinator_down_is_named_with_how_to_start_it() {
     );
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "[FAIL] coordinator gRPC");
-    assert!(l.contains(&gone) && l.contains("start hg-coord serve"), "{out}");
+    assert!(
+        l.contains(&gone) && l.contains("start hg-coord serve"),
+        "{out}"
+    );
 
     let (code, out) = doctor(&mut coord_doctor(&gone, &closed_addr()));
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "[FAIL] coordinator gRPC port");
-    assert!(l.contains("nothing answers") && l.contains("hg-coord serve"), "{out}");
+    assert!(
+        l.contains("nothing answers") && l.contains("hg-coord serve"),
+        "{out}"
+    );
     assert!(out.contains("[FAIL] coordinator /health"), "{out}");
 }
 
@@ -127,7 +136,10 @@ fn a_worker_that_died_is_found_down_with_the_fix() {
     let (code, out) = doctor(&mut coord_doctor(&coord.grpc, &coord.http));
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "[FAIL] worker w1");
-    assert!(l.contains("is down") && l.contains("hg-worker serve"), "{out}");
+    assert!(
+        l.contains("is down") && l.contains("hg-worker serve"),
+        "{out}"
+    );
     assert!(l.contains("heartbeat"), "the reason is shown: {out}");
 
     let (code, out) = doctor(&mut worker_doctor(&grpc, &http, &coord.grpc));
@@ -182,7 +194,10 @@ fn an_open_circuit_is_shown_with_the_reason_of_its_failures() {
             .args(["doctor", "--http", &coord.http]),
     );
     assert_eq!(code, 1, "{out}");
-    assert!(line(&out, "[FAIL] worker faulty").contains("circuit open"), "{out}");
+    assert!(
+        line(&out, "[FAIL] worker faulty").contains("circuit open"),
+        "{out}"
+    );
 }
 
 fn is_root() -> bool {
@@ -215,7 +230,10 @@ fn an_unwritable_cache_directory_is_named_with_the_fix() {
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "[FAIL] cache.dir");
     assert!(l.contains(&cache.display().to_string()), "{out}");
-    assert!(l.contains("not writable") && l.contains("chmod 755"), "{out}");
+    assert!(
+        l.contains("not writable") && l.contains("chmod 755"),
+        "{out}"
+    );
     let _ = std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755));
 }
 

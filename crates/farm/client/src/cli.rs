@@ -135,7 +135,9 @@ fn doctor(args: &[OsString], env: &dyn EnvSource) -> i32 {
         match a.to_str() {
             Some("--http") => match it.next().and_then(|v| v.to_str()) {
                 Some(v) => http = Some(v.to_owned()),
-                None => return fail("doctor --http needs HOST:PORT (the coordinator's HTTP address)"),
+                None => {
+                    return fail("doctor --http needs HOST:PORT (the coordinator's HTTP address)");
+                }
             },
             Some(v) if v.starts_with("--http=") => http = Some(v["--http=".len()..].to_owned()),
             _ => {

@@ -35,7 +35,10 @@ pub async fn diagnose(cfg: &FarmConfig, http: Option<&str>) -> Report {
             r.push(check(
                 "coordinator gRPC",
                 Verdict::Ok,
-                format!("{addr} answers (protocol v{}), {free} slots free now", hybridgrid_core::PROTOCOL_VERSION),
+                format!(
+                    "{addr} answers (protocol v{}), {free} slots free now",
+                    hybridgrid_core::PROTOCOL_VERSION
+                ),
             ));
             true
         }
@@ -132,9 +135,7 @@ fn cache_checks(cfg: &FarmConfig, r: &mut Report) {
         Some(("time_dependent", _)) => {
             "the sources use __DATE__/__TIME__/__TIMESTAMP__, which are never cached: drop them or pin SOURCE_DATE_EPOCH"
         }
-        Some(("entry_missing", _)) => {
-            "entries were evicted or damaged: raise cache.max_size_gb"
-        }
+        Some(("entry_missing", _)) => "entries were evicted or damaged: raise cache.max_size_gb",
         _ => "",
     };
     let rate = 100.0 * t.cache_hit_rate();

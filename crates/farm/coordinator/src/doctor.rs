@@ -15,14 +15,21 @@ pub fn diagnose(cfg: &FarmConfig) -> Report {
     let grpc = c.grpc_listen(&cfg.tls);
     let start = "start it with hg-coord serve (or systemctl start hg-coord)";
     r.push(port_check("coordinator gRPC", &grpc, "hg-coord", start));
-    r.push(port_check("coordinator HTTP", &c.http_addr, "hg-coord", start));
+    r.push(port_check(
+        "coordinator HTTP",
+        &c.http_addr,
+        "hg-coord",
+        start,
+    ));
     r.push(health_check("coordinator", &c.http_addr, start));
     match fetch_stats(&c.http_addr, c.api_token.as_ref().map(|t| t.expose())) {
         Ok(stats) => r.extend(stats_checks(&stats)),
         Err(check) => r.push(check),
     }
     r.push(mdns_check());
-    let host = grpc.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']'));
+    let host = grpc
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']'));
     r.extend(tls_checks(
         cfg.tls.ca.as_deref(),
         cfg.tls.cert.as_deref(),

@@ -58,11 +58,7 @@ pub fn diagnose(cfg: &FarmConfig, opts: &DoctorOptions) -> Report {
     });
     let work = w.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     r.push(dir_check("worker.work_dir", &work));
-    let missing: Vec<&String> = w
-        .compilers
-        .iter()
-        .filter(|c| !on_path(c))
-        .collect();
+    let missing: Vec<&String> = w.compilers.iter().filter(|c| !on_path(c)).collect();
     r.push(if missing.len() == w.compilers.len() && !w.compilers.is_empty() {
         check(
             "compilers",
@@ -92,7 +88,9 @@ pub fn diagnose(cfg: &FarmConfig, opts: &DoctorOptions) -> Report {
     ));
     r.push(mdns_check());
     let advertise = w.advertise_addr.clone().unwrap_or_else(|| grpc.clone());
-    let host = advertise.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']'));
+    let host = advertise
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']'));
     r.extend(tls_checks(
         cfg.tls.ca.as_deref(),
         cfg.tls.cert.as_deref(),

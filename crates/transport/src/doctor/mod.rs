@@ -230,7 +230,10 @@ pub fn listeners_of(port: u16) -> Vec<String> {
     };
     for p in procs.flatten() {
         let name = p.file_name();
-        let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
@@ -691,7 +694,13 @@ pub fn tls_checks(
             return out;
         }
     };
-    out.push(expiry_check(name.into(), "certificate", cert, &facts, renew));
+    out.push(expiry_check(
+        name.into(),
+        "certificate",
+        cert,
+        &facts,
+        renew,
+    ));
     if let Some(ca_facts) = &ca_facts {
         out.push(if facts.issuer == ca_facts.subject {
             check(
@@ -783,7 +792,10 @@ mod tests {
     fn a_missing_docker_socket_is_named_with_the_fix() {
         let c = docker_checks(Some("unix:///nonexistent/docker.sock"), true, &[]);
         assert_eq!(c[0].verdict, Verdict::Fail);
-        assert!(c[0].detail.contains("Docker not available: no socket at /nonexistent/docker.sock"));
+        assert!(
+            c[0].detail
+                .contains("Docker not available: no socket at /nonexistent/docker.sock")
+        );
         assert!(c[0].detail.contains("apt-get install docker.io"));
     }
 }

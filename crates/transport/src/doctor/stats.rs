@@ -134,9 +134,7 @@ pub fn stats_checks(s: &Value) -> Vec<Check> {
             check(
                 name,
                 Verdict::Warn,
-                format!(
-                    "circuit half-open ({reason}): one probe task decides{failures}"
-                ),
+                format!("circuit half-open ({reason}): one probe task decides{failures}"),
             )
         } else {
             check(
@@ -245,7 +243,11 @@ mod tests {
         let c = stats_checks(&s);
         let w = c.iter().find(|c| c.name == "worker w1").unwrap();
         assert_eq!(w.verdict, Verdict::Fail);
-        assert!(w.detail.contains("circuit open (output_mismatch"), "{}", w.detail);
+        assert!(
+            w.detail.contains("circuit open (output_mismatch"),
+            "{}",
+            w.detail
+        );
         assert!(w.detail.contains("object differs"), "{}", w.detail);
         assert!(w.detail.contains("open_timeout"), "{}", w.detail);
         let t = c.iter().find(|c| c.name == "timeouts").unwrap();
