@@ -2,10 +2,13 @@
 //! logs (issue 17): the page shows each worker's circuit with the reason of its last failures,
 //! the load chart from the coordinator's samples, the clients' cache hit rate, fallbacks and
 //! verification mismatches; logs carry no ANSI codes off a terminal, and `logging.format: json`
-//! gives one JSON object a line.
+//! gives one JSON object a line. The page polls `/api/stats` every second (counted in
+//! `data-refreshes`). With `--features fault-injection` a worker is caught returning other bytes
+//! than a local recompile, so the page also shows an open circuit and a verification mismatch
+//! (`docs/farm-dashboard.png` was made so).
 //!
 //! The screenshot is written to `target/farm-dashboard.png`; with `HG_UPDATE_SCREENSHOT=1` also
-//! to `docs/farm-dashboard.png` (which was made so).
+//! to `docs/farm-dashboard.png`.
 
 #[path = "../../crates/flow/api/tests/support/mod.rs"]
 #[allow(clippy::all)]
@@ -34,14 +37,84 @@ fn tiny_project(dir: &Path) {
     .expect("Makefile");
 }
 
+fn compile_hello(dir: &Path, coord: &Daemon) {
+    std::fs::write(dir.join("hello.c"), "int hello(void) { return 42; }\n").expect("source");
+    let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+        .current_dir(dir)
+        .env("HG_VERIFY_RATE", "1.0")
+        .env("HG_CACHE_ENABLED", "false")
+        .args(["gcc", "-O2", "-c", "hello.c", "-o", "hello.o"]));
+    assert_eq!(code, 0, "{err}");
+}
+
+fn worker_is(coord: &Daemon, id: &str, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+    stats(&coord.http)["workers"]
+        .as_array()
+        .is_some_and(|ws| ws.iter().any(|w| w["id"] == id && pred(w)))
+}
+
+/// A worker that flips a byte of every object it returns: its result is recompiled locally
+/// (`HG_VERIFY_RATE=1.0`), and the mismatch opens its circuit (`output_mismatch`).
+#[cfg(feature = "fault-injection")]
+fn a_worker_caught_lying(dir: &Path, coord: &Daemon) -> Daemon {
+    let bad = Daemon::worker_env(
+        dir,
+        "faulty",
+        "127.0.0.1",
+        &coord.grpc,
+        None,
+        &[("HG_FAULT_FLIP_OBJECT_BYTE", "1")],
+    );
+    wait_workers_up(&coord.http, 1);
+    compile_hello(dir, coord);
+    let open = wait_until(Duration::from_secs(10), || {
+        worker_is(coord, "faulty", |w| w["circuit"]["state"] == "open")
+    });
+    assert!(open, "the circuit did not open: {}", stats(&coord.http));
+    bad
+}
+
 #[test]
 fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
     let tmp = TempDir::new("dashboard");
     let dir = tmp.path();
-    let coord = Daemon::coordinator(dir, &[]);
+    // An open circuit stays open for the whole test (no half-open probe to the faulty worker).
+    let coord = Daemon::coordinator(dir, &[("HG_COORDINATOR_BREAKER_OPEN_TIMEOUT", "10m")]);
+    #[cfg(feature = "fault-injection")]
+    let _faulty = a_worker_caught_lying(dir, &coord);
+    let up_before = usize::from(cfg!(feature = "fault-injection"));
+
+    // A worker whose every task outlasts its deadline: the compile falls back locally
+    // (workers_failed), then the worker dies: the page shows it down with both failures.
+    let mut slow = Daemon::worker_env(
+        dir,
+        "slow",
+        "127.0.0.1",
+        &coord.grpc,
+        None,
+        &[("HG_WORKER_TASK_TIMEOUT", "1ms")],
+    );
+    wait_workers_up(&coord.http, up_before + 1);
+    compile_hello(dir, &coord);
+    // workers_failed, or all_circuits_open when the faulty worker is the only other one.
+    let fell_back = wait_until(Duration::from_secs(10), || {
+        stats(&coord.http)["tasks_failed"].as_u64() == Some(1)
+    });
+    assert!(fell_back, "no fallback: {}", stats(&coord.http));
+    let reason = stats(&coord.http)["fallbacks"]
+        .as_object()
+        .and_then(|m| m.keys().next().cloned())
+        .expect("a fallback reason");
+    slow.child.kill().expect("kill");
+    let _ = slow.child.wait();
+    let down = wait_until(Duration::from_secs(20), || {
+        worker_is(&coord, "slow", |w| w["state"] == "down")
+    });
+    assert!(down, "{}", stats(&coord.http));
+
     let _w1 = Daemon::worker(dir, "builder-1", "127.0.0.1", &coord.grpc, None);
-    let mut w2 = Daemon::worker(dir, "builder-2", "127.0.0.1", &coord.grpc, None);
-    wait_workers_up(&coord.http, 2);
+    let _w2 = Daemon::worker(dir, "builder-2", "127.0.0.1", &coord.grpc, None);
+    wait_workers_up(&coord.http, up_before + 2);
 
     // A build, then the same build again from the cache: the clients' cache events.
     let project = dir.join("project");
@@ -59,17 +132,14 @@ fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
         assert_eq!(code, 0, "{err}");
         assert!(err.contains(expect), "{err}");
     }
-    // One worker dies: the page shows it down with why.
-    w2.child.kill().expect("kill");
-    let _ = w2.child.wait();
+    // Enough load samples (one every 2 s) for a chart, the builds' tasks among them (a sample
+    // holds the peak since the previous one).
     let ready = wait_until(Duration::from_secs(30), || {
         let s = stats(&coord.http);
-        s["history"].as_array().is_some_and(|h| h.len() >= 4)
+        s["history"]
+            .as_array()
+            .is_some_and(|h| h.len() >= 6 && h.iter().any(|x| x["in_flight"].as_u64() > Some(0)))
             && s["client_cache"]["hit_local"].as_u64() > Some(0)
-            && s["workers"].as_array().is_some_and(|ws| {
-                ws.iter()
-                    .any(|w| w["id"] == "builder-2" && w["state"] == "down")
-            })
     });
     assert!(ready, "{}", stats(&coord.http));
 
@@ -79,8 +149,16 @@ fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
     c.args(["--virtual-time-budget=5000", "--dump-dom", &page]);
     let dom = flow_support::run_bounded(c, Duration::from_secs(90));
     assert!(
-        dom.contains("builder-1") && dom.contains("builder-2"),
+        dom.contains("builder-1") && dom.contains("builder-2") && dom.contains("slow"),
         "{dom}"
+    );
+    assert!(
+        dom.contains("deadline_exceeded: deadline exceeded after 1ms"),
+        "the slow worker's failure shown: {dom}"
+    );
+    assert!(
+        dom.contains(&format!("fallback reasons — {reason}: 1")),
+        "fallbacks by reason: {dom}"
     );
     assert!(
         dom.contains("class=\"closed\">closed"),
@@ -102,7 +180,31 @@ fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
         "cache hit rate shown: {rate:?} in {dom}"
     );
     assert!(dom.contains("client cache — "), "{dom}");
-    assert!(dom.contains("id=\"mismatches\">0<"), "{dom}");
+    if cfg!(feature = "fault-injection") {
+        assert!(
+            dom.contains("class=\"open\">open (output_mismatch)"),
+            "the open circuit with its reason: {dom}"
+        );
+        assert!(
+            dom.contains("output_mismatch: "),
+            "the failure in the worker's last failures: {dom}"
+        );
+        assert!(dom.contains("id=\"mismatches\">1<"), "{dom}");
+        assert!(dom.contains("verification mismatches — faulty: 1"), "{dom}");
+    } else {
+        assert!(dom.contains("id=\"mismatches\">0<"), "{dom}");
+    }
+    // Live: the page polls /api/stats every second (5 s of virtual time here).
+    let refreshes: u32 = dom
+        .split("data-refreshes=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        refreshes >= 2,
+        "the page refreshed {refreshes} time(s): {dom}"
+    );
     // The script's source holds "coordinator unreachable" too: the status line is what counts.
     assert!(
         dom.contains("id=\"updated\">updated "),
@@ -114,7 +216,7 @@ fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
     let mut c = flow_support::chromium_cmd(&profile);
     c.args([
         "--virtual-time-budget=5000",
-        "--window-size=1400,900",
+        "--window-size=1500,1000",
         &format!("--screenshot={}", shot.display()),
         &page,
     ]);

@@ -29,9 +29,9 @@
 pub mod admin;
 pub mod auth;
 mod convert;
-pub mod doctor;
 #[cfg(feature = "server")]
 pub mod counts;
+pub mod doctor;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod shared;

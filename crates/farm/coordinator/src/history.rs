@@ -4,6 +4,7 @@
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often a load sample is taken.
@@ -20,7 +21,8 @@ const WORKERS_KEPT: usize = 4096;
 pub struct Sample {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
-    /// Tasks on workers.
+    /// The most tasks on workers at once since the previous sample (a build shorter than
+    /// [`SAMPLE_EVERY`] still shows).
     pub in_flight: u64,
     /// Slots on workers that are up and not open.
     pub total_slots: u64,
@@ -55,6 +57,8 @@ pub(crate) struct History {
     samples: Mutex<VecDeque<Sample>>,
     failures: Mutex<HashMap<String, VecDeque<Failure>>>,
     kinds: Mutex<BTreeMap<String, u64>>,
+    /// Peak of tasks in flight since the last sample.
+    peak: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -64,9 +68,16 @@ fn now_ms() -> u64 {
 }
 
 impl History {
-    /// Adds a sample, dropping the oldest beyond ten minutes.
+    /// Notes that `n` tasks are in flight now (for the next sample's peak).
+    pub(crate) fn note_in_flight(&self, n: u64) {
+        self.peak.fetch_max(n, Ordering::Relaxed);
+    }
+
+    /// Adds a sample (its `in_flight` raised to the peak noted since the previous one), dropping
+    /// the oldest beyond ten minutes.
     pub(crate) fn sample(&self, mut s: Sample) {
         s.at_ms = now_ms();
+        s.in_flight = s.in_flight.max(self.peak.swap(0, Ordering::Relaxed));
         let mut q = self.samples.lock();
         if q.len() >= SAMPLES_KEPT {
             q.pop_front();
@@ -152,5 +163,24 @@ mod tests {
         assert_eq!(f.len(), FAILURES_KEPT);
         assert_eq!(f.last().unwrap().message, "no answer 7");
         assert_eq!(h.kinds()["timeout"], 8);
+    }
+
+    #[test]
+    fn a_sample_shows_the_peak_since_the_previous_one() {
+        let h = History::default();
+        let idle = || Sample {
+            at_ms: 0,
+            in_flight: 0,
+            total_slots: 4,
+            free_slots: 4,
+            queue_depth: 0,
+            workers_up: 1,
+        };
+        h.note_in_flight(3);
+        h.note_in_flight(1);
+        h.sample(idle());
+        h.sample(idle());
+        let s = h.samples();
+        assert_eq!((s[0].in_flight, s[1].in_flight), (3, 0));
     }
 }

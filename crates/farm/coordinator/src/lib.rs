@@ -27,6 +27,6 @@ mod service;
 mod state;
 
 pub use app::{start_coordinator, static_discovery, tls_material};
-pub use service::CoordinatorService;
 pub use history::{FailureView, Sample};
+pub use service::CoordinatorService;
 pub use state::{CoordinatorState, Stats, WorkerView};

@@ -636,6 +636,7 @@ impl CoordinatorState {
             let (in_flight, now) = GaugeGuard::hold(&self.metrics.in_flight);
             self.peak_in_flight
                 .fetch_max(now.max(0) as u64, Ordering::Relaxed);
+            self.history.note_in_flight(now.max(0) as u64);
             let started = Instant::now();
             let call = hybridgrid_transport::shared::execute_shared(
                 channel,
