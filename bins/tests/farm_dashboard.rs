@@ -326,7 +326,15 @@ fn farm_logs_are_json_lines_with_format_json_and_never_coloured_in_a_pipe() {
         "127.0.0.1:0",
     ])
     .env("HG_LOG_FORMAT", "text");
-    for l in log_lines(c, "dashboard on") {
+    let lines = log_lines(c, "dashboard on");
+    for l in &lines {
         assert!(!l.contains('\u{1b}'), "ANSI code in {l:?}");
     }
+    // The tracing events are there, as plain text (a coloured level would hold escape codes).
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" INFO ") && l.contains("coordinator serving")),
+        "{lines:?}"
+    );
 }
