@@ -1,7 +1,8 @@
 //! `hgbuild doctor`, `hg-coord doctor`, `hg-worker doctor` (issue 17): each fault the guide lists
-//! is injected for real — coordinator down, worker down, circuit open, cache directory not
-//! writable, Docker absent, expired certificate — and the doctor names it with its fix and exits
-//! 1; a healthy farm passes with exit 0.
+//! is injected for real — coordinator down, worker down, circuit open (by a mismatch, with
+//! `--features fault-injection`, and by timeouts), timeouts hit, cache directory not writable,
+//! Docker absent, expired certificate — and the doctor names it with its fix and exits 1; a
+//! healthy farm passes with exit 0.
 
 mod support;
 
@@ -196,6 +197,60 @@ fn an_open_circuit_is_shown_with_the_reason_of_its_failures() {
     assert_eq!(code, 1, "{out}");
     assert!(
         line(&out, "[FAIL] worker faulty").contains("circuit open"),
+        "{out}"
+    );
+}
+
+#[test]
+fn timeouts_and_the_circuit_they_open_are_named_with_the_fix() {
+    let tmp = TempDir::new("doctor-timeouts");
+    let dir = tmp.path();
+    let coord = Daemon::coordinator(
+        dir,
+        &[
+            ("HG_COORDINATOR_BREAKER_MIN_CALLS", "1"),
+            ("HG_COORDINATOR_BREAKER_OPEN_TIMEOUT", "10m"),
+        ],
+    );
+    let _slow = Daemon::worker_env(
+        dir,
+        "slow",
+        "127.0.0.1",
+        &coord.grpc,
+        None,
+        &[("HG_WORKER_TASK_TIMEOUT", "1ms")],
+    );
+    wait_workers_up(&coord.http, 1);
+    std::fs::write(dir.join("hello.c"), "int hello(void) { return 42; }\n").expect("source");
+    let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+        .current_dir(dir)
+        .env("HG_CACHE_ENABLED", "false")
+        .args(["gcc", "-O2", "-c", "hello.c", "-o", "hello.o"]));
+    assert_eq!(code, 0, "compiled locally after the timeout: {err}");
+    let open = wait_until(Duration::from_secs(10), || {
+        stats(&coord.http)["workers"].as_array().is_some_and(|ws| {
+            ws.iter()
+                .any(|w| w["id"] == "slow" && w["circuit"]["state"] == "open")
+        })
+    });
+    assert!(open, "the circuit did not open: {}", stats(&coord.http));
+
+    let (code, out) = doctor(&mut coord_doctor(&coord.grpc, &coord.http));
+    assert_eq!(code, 1, "{out}");
+    let l = line(&out, "[FAIL] worker slow");
+    assert!(l.contains("circuit open (failure_rate"), "{out}");
+    assert!(
+        l.contains("last failures: deadline_exceeded: deadline exceeded after 1ms"),
+        "{out}"
+    );
+    assert!(l.contains("open_timeout"), "the fix is named: {out}");
+    let t = line(&out, "[WARN] timeouts");
+    assert!(
+        t.contains("1 task(s) hit their deadline") && t.contains("raise worker.task_timeout"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "[ ok ] local fallbacks").contains("workers_failed: 1"),
         "{out}"
     );
 }
