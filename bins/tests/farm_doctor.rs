@@ -255,6 +255,50 @@ fn timeouts_and_the_circuit_they_open_are_named_with_the_fix() {
     );
 }
 
+#[test]
+fn the_cache_hit_rate_is_shown_with_the_most_common_miss_reason() {
+    let tmp = TempDir::new("doctor-miss-reason");
+    let dir = tmp.path();
+    let coord = Daemon::coordinator(dir, &[]);
+    let _w = Daemon::worker(dir, "w1", "127.0.0.1", &coord.grpc, None);
+    wait_workers_up(&coord.http, 1);
+    let compile = |header: &str| {
+        std::fs::write(dir.join("value.h"), header).expect("header");
+        let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+            .current_dir(dir)
+            .env("HG_CACHE_DIR", dir.join("cache"))
+            .args(["gcc", "-O2", "-c", "use.c", "-o", "use.o"]));
+        assert_eq!(code, 0, "{err}");
+    };
+    std::fs::write(
+        dir.join("use.c"),
+        "#include \"value.h\"\nint use(void) { return VALUE; }\n",
+    )
+    .expect("source");
+    // A first compile (new source), the header edited twice, then the same again (a hit).
+    for header in [
+        "#define VALUE 1\n",
+        "#define VALUE 2\n",
+        "#define VALUE 3\n",
+        "#define VALUE 3\n",
+    ] {
+        compile(header);
+    }
+    let (code, out) = doctor(
+        hgbuild(dir, &coord.grpc)
+            .env("HG_CACHE_DIR", dir.join("cache"))
+            .args(["doctor", "--http", &coord.http]),
+    );
+    assert_eq!(code, 0, "{out}");
+    let l = line(&out, "[ ok ] cache hit rate");
+    assert!(l.contains("25.0% (1 hits, 3 misses)"), "{out}");
+    assert!(
+        l.contains("most common miss reason: headers_changed (2)")
+            && l.contains("an included header changed"),
+        "{out}"
+    );
+}
+
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
