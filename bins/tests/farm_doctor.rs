@@ -262,28 +262,36 @@ fn the_cache_hit_rate_is_shown_with_the_most_common_miss_reason() {
     let coord = Daemon::coordinator(dir, &[]);
     let _w = Daemon::worker(dir, "w1", "127.0.0.1", &coord.grpc, None);
     wait_workers_up(&coord.http, 1);
-    let compile = |header: &str| {
-        std::fs::write(dir.join("value.h"), header).expect("header");
+    // Files written just before a compile get no direct-mode entry (they may still be changing):
+    // each version is dated in the past, a different second each.
+    let write_past = |name: &str, body: &str, secs_ago: u64| {
+        let path = dir.join(name);
+        std::fs::write(&path, body).expect("write");
+        let when = std::time::SystemTime::now() - Duration::from_secs(secs_ago);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(when))
+            .expect("set mtime");
+    };
+    write_past(
+        "use.c",
+        "#include \"value.h\"\nint use(void) { return VALUE; }\n",
+        120,
+    );
+    let compile = || {
         let (code, _, err) = run(hgbuild(dir, &coord.grpc)
             .current_dir(dir)
             .env("HG_CACHE_DIR", dir.join("cache"))
             .args(["gcc", "-O2", "-c", "use.c", "-o", "use.o"]));
         assert_eq!(code, 0, "{err}");
     };
-    std::fs::write(
-        dir.join("use.c"),
-        "#include \"value.h\"\nint use(void) { return VALUE; }\n",
-    )
-    .expect("source");
     // A first compile (new source), the header edited twice, then the same again (a hit).
-    for header in [
-        "#define VALUE 1\n",
-        "#define VALUE 2\n",
-        "#define VALUE 3\n",
-        "#define VALUE 3\n",
-    ] {
-        compile(header);
+    for (n, secs_ago) in [(1, 100), (2, 90), (3, 80)] {
+        write_past("value.h", &format!("#define VALUE {n}\n"), secs_ago);
+        compile();
     }
+    compile();
     let (code, out) = doctor(
         hgbuild(dir, &coord.grpc)
             .env("HG_CACHE_DIR", dir.join("cache"))
