@@ -345,7 +345,7 @@ fn an_unwritable_cache_directory_is_named_with_the_fix() {
 }
 
 #[test]
-fn docker_absent_is_named_with_the_fix() {
+fn docker_absent_or_an_image_missing_is_named_with_the_fix() {
     let tmp = TempDir::new("doctor-docker");
     let dir = tmp.path();
     let coord = Daemon::coordinator(dir, &[]);
@@ -360,6 +360,18 @@ fn docker_absent_is_named_with_the_fix() {
         "{out}"
     );
     assert!(l.contains("apt-get install docker.io"), "{out}");
+
+    // The engine here, but an image the executor needs is not on it.
+    let (code, out) = doctor(
+        worker_doctor(&w.grpc, &w.http, &coord.grpc).args(["--image", "hg-doctor-absent:1"]),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("[ ok ] Docker engine"), "{out}");
+    let l = line(&out, "[FAIL] Docker image hg-doctor-absent:1");
+    assert!(
+        l.contains("not on this engine") && l.contains("docker build -t hg-doctor-absent:1"),
+        "{out}"
+    );
 }
 
 fn write_tls_config(dir: &Path, days_expired: Option<u64>) -> std::path::PathBuf {
