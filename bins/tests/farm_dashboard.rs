@@ -234,16 +234,30 @@ fn the_dashboard_shows_circuits_load_and_cache_in_a_real_browser() {
 
 /// Starts `cmd` with stderr piped (not a terminal), reads lines until one contains `marker`,
 /// kills it, and returns the lines.
-fn log_lines(mut cmd: Command, marker: &str) -> Vec<String> {
+fn log_lines(cmd: Command, marker: &str) -> Vec<String> {
+    read_lines(cmd, marker, false)
+}
+
+/// [`log_lines`] from `cmd`'s stdout (`from_stdout`) or stderr.
+fn read_lines(mut cmd: Command, marker: &str, from_stdout: bool) -> Vec<String> {
+    let (out, err) = if from_stdout {
+        (Stdio::piped(), Stdio::null())
+    } else {
+        (Stdio::null(), Stdio::piped())
+    };
     cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(out)
+        .stderr(err)
         .env_remove("NO_COLOR");
     let mut child = cmd.spawn().expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
+    let stream: Box<dyn std::io::Read + Send> = if from_stdout {
+        Box::new(child.stdout.take().expect("stdout"))
+    } else {
+        Box::new(child.stderr.take().expect("stderr"))
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
+        for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
@@ -336,5 +350,22 @@ fn farm_logs_are_json_lines_with_format_json_and_never_coloured_in_a_pipe() {
             .iter()
             .any(|l| l.contains(" INFO ") && l.contains("coordinator serving")),
         "{lines:?}"
+    );
+
+    // On a terminal (util-linux `script` gives it one) the same logs are coloured: the checks
+    // above would see colour if it leaked into a pipe.
+    let mut c = Command::new("script");
+    c.args(["-qfec"])
+        .arg(format!(
+            "'{COORD}' serve --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0"
+        ))
+        .arg("/dev/null")
+        .env("HG_LOG_FORMAT", "text");
+    let lines = read_lines(c, "dashboard on", true);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("coordinator serving") && l.contains('\u{1b}')),
+        "no colour on a terminal: {lines:?}"
     );
 }
