@@ -414,3 +414,53 @@ fn an_expired_certificate_is_named_with_its_date_and_the_fix() {
     assert!(out.contains("[ ok ] TLS CA (tls.ca)"), "{out}");
     assert!(out.contains("[ ok ] TLS issuer"), "{out}");
 }
+
+#[test]
+fn a_certificate_from_another_ca_or_for_another_name_is_named_with_the_fix() {
+    use hybridgrid_transport::tls::{Role, certgen};
+    let tmp = TempDir::new("doctor-tls-ca");
+    let dir = tmp.path();
+    let farm_ca = certgen::new_ca("farm CA", 30).expect("CA");
+    certgen::write_pair(dir, "ca", &farm_ca).expect("write CA");
+    // The coordinator's certificate came from another farm's CA and names another host.
+    let other_ca = certgen::new_ca("other farm CA", 30).expect("other CA");
+    let pair = certgen::issue(
+        &other_ca,
+        Role::Coordinator,
+        "coord",
+        &["coord.other.lan".into()],
+        certgen::Validity::days(30),
+    )
+    .expect("issue");
+    certgen::write_pair(dir, "coord", &pair).expect("write cert");
+    let cfg = dir.join("farm.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tls:\n  ca: {0}/ca.crt\n  cert: {0}/coord.crt\n  key: {0}/coord.key\n",
+            dir.display()
+        ),
+    )
+    .expect("config");
+    let port = closed_addr().rsplit_once(':').expect("port").1.to_owned();
+    let (code, out) = doctor(
+        Command::new(COORD)
+            .args(["doctor", "--config"])
+            .arg(&cfg)
+            .args(["--grpc-addr", &format!("localhost:{port}")])
+            .args(["--http-addr", &closed_addr()]),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("[ ok ] TLS certificate (tls.cert)"), "{out}");
+    let l = line(&out, "[FAIL] TLS issuer");
+    assert!(
+        l.contains("other farm CA") && l.contains("peers will refuse it"),
+        "{out}"
+    );
+    assert!(l.contains("reissue the certificate from it"), "{out}");
+    let l = line(&out, "[FAIL] TLS names");
+    assert!(
+        l.contains("coord.other.lan") && l.contains("reissue it with --host localhost"),
+        "{out}"
+    );
+}
