@@ -36,6 +36,19 @@ enum Command {
         #[arg(long = "static-worker")]
         static_workers: Vec<String>,
     },
+    /// Diagnose the coordinator this config describes: ports, /health, workers and their circuits,
+    /// timeouts, fallbacks, the clients' cache, mDNS, TLS. Exits 1 when a check fails.
+    Doctor {
+        /// YAML config file (env: HG_CONFIG).
+        #[arg(long, env = "HG_CONFIG")]
+        config: Option<PathBuf>,
+        /// gRPC address of the coordinator (overrides coordinator.grpc_addr).
+        #[arg(long)]
+        grpc_addr: Option<String>,
+        /// HTTP address of the coordinator (overrides coordinator.http_addr).
+        #[arg(long)]
+        http_addr: Option<String>,
+    },
     /// Make the farm CA and issue certificates from it (no openssl needed).
     Cert {
         #[command(subcommand)]
@@ -143,6 +156,28 @@ async fn run() -> anyhow::Result<()> {
             static_workers,
         } => (config, grpc_addr, http_addr, static_workers),
         Command::Cert { command } => return cert(command),
+        Command::Doctor {
+            config,
+            grpc_addr,
+            http_addr,
+        } => {
+            let mut cfg =
+                FarmConfig::load(config.as_deref(), &ProcessEnv).context("loading config")?;
+            if let Some(a) = grpc_addr {
+                cfg.coordinator.grpc_addr = a;
+            }
+            if let Some(a) = http_addr {
+                cfg.coordinator.http_addr = a;
+            }
+            let report = tokio::task::spawn_blocking(move || app::doctor::diagnose(&cfg))
+                .await
+                .context("running the checks")?;
+            print!("{report}");
+            if !report.ok() {
+                std::process::exit(report.exit_code());
+            }
+            return Ok(());
+        }
     };
     let mut cfg = FarmConfig::load(config.as_deref(), &ProcessEnv).context("loading config")?;
     if let Some(a) = grpc_addr {
@@ -163,10 +198,13 @@ async fn run() -> anyhow::Result<()> {
     let handle = app::start_coordinator(&cfg, discovery)
         .await
         .context("starting coordinator")?;
-    eprintln!(
-        "hg-coord: gRPC on {}, dashboard on http://{}/",
-        handle.grpc_addr, handle.http_addr
-    );
+    // With `logging.format: json` stderr carries JSON lines only (the log event says the same).
+    if cfg.logging.format == hybridgrid_core::logging::LogFormat::Text {
+        eprintln!(
+            "hg-coord: gRPC on {}, dashboard on http://{}/",
+            handle.grpc_addr, handle.http_addr
+        );
+    }
     wait_for_signal(handle.stop_token()).await;
     handle.shutdown().await;
     Ok(())

@@ -34,6 +34,28 @@ enum Command {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Diagnose the worker this config describes: ports, /health, the coordinator, the work dir,
+    /// compilers, the Docker engine and images, mDNS, TLS. Exits 1 when a check fails.
+    Doctor {
+        /// YAML config file (env: HG_CONFIG).
+        #[arg(long, env = "HG_CONFIG")]
+        config: Option<PathBuf>,
+        /// Coordinator address (overrides worker.coordinator).
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// gRPC address of the worker (overrides worker.grpc_addr).
+        #[arg(long)]
+        grpc_addr: Option<String>,
+        /// HTTP address of the worker (overrides worker.http_addr).
+        #[arg(long)]
+        http_addr: Option<String>,
+        /// The Docker engine (unix:///path or tcp://host:port); when set, its absence is a failure.
+        #[arg(long, env = "DOCKER_HOST")]
+        docker_host: Option<String>,
+        /// An image the Docker executor needs; repeatable (each must be on the engine).
+        #[arg(long = "image")]
+        images: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -48,13 +70,48 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let Command::Serve {
-        config,
-        coordinator,
-        grpc_addr,
-        http_addr,
-        id,
-    } = Cli::parse().command;
+    let (config, coordinator, grpc_addr, http_addr, id) = match Cli::parse().command {
+        Command::Serve {
+            config,
+            coordinator,
+            grpc_addr,
+            http_addr,
+            id,
+        } => (config, coordinator, grpc_addr, http_addr, id),
+        Command::Doctor {
+            config,
+            coordinator,
+            grpc_addr,
+            http_addr,
+            docker_host,
+            images,
+        } => {
+            let mut cfg =
+                FarmConfig::load(config.as_deref(), &ProcessEnv).context("loading config")?;
+            if coordinator.is_some() {
+                cfg.worker.coordinator = coordinator;
+            }
+            if let Some(a) = grpc_addr {
+                cfg.worker.grpc_addr = a;
+            }
+            if let Some(a) = http_addr {
+                cfg.worker.http_addr = a;
+            }
+            let opts = app::doctor::DoctorOptions {
+                docker_required: docker_host.is_some() || !images.is_empty(),
+                docker_host,
+                images,
+            };
+            let report = tokio::task::spawn_blocking(move || app::doctor::diagnose(&cfg, &opts))
+                .await
+                .context("running the checks")?;
+            print!("{report}");
+            if !report.ok() {
+                std::process::exit(report.exit_code());
+            }
+            return Ok(());
+        }
+    };
     let mut cfg = FarmConfig::load(config.as_deref(), &ProcessEnv).context("loading config")?;
     if coordinator.is_some() {
         cfg.worker.coordinator = coordinator;
@@ -72,10 +129,13 @@ async fn run() -> anyhow::Result<()> {
     let handle = app::start_native_worker(&cfg)
         .await
         .context("starting worker")?;
-    eprintln!(
-        "hg-worker: {} serving gRPC on {}, health on http://{}/health",
-        handle.state.info.id, handle.grpc_addr, handle.http_addr
-    );
+    // With `logging.format: json` stderr carries JSON lines only (the log event says the same).
+    if cfg.logging.format == hybridgrid_core::logging::LogFormat::Text {
+        eprintln!(
+            "hg-worker: {} serving gRPC on {}, health on http://{}/health",
+            handle.state.info.id, handle.grpc_addr, handle.http_addr
+        );
+    }
     wait_for_signal(handle.stop_token()).await;
     handle.shutdown().await;
     Ok(())

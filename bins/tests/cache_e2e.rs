@@ -84,6 +84,14 @@ impl Project {
             .collect()
     }
 
+    /// The last `cache_miss <reason>` line.
+    fn last_miss(&self) -> String {
+        self.stats_lines()
+            .into_iter()
+            .rfind(|l| l.starts_with("cache_miss"))
+            .unwrap_or_default()
+    }
+
     fn last_served(&self) -> String {
         self.stats_lines()
             .into_iter()
@@ -151,7 +159,10 @@ fn a_hit_is_byte_identical_and_runs_no_compiler() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("unused variable"), "{err}");
     assert_eq!(p.last_served(), "fallback coordinator_unreachable");
-    assert!(p.stats_lines().contains(&"cache_miss -".to_owned()));
+    assert!(
+        p.stats_lines()
+            .contains(&"cache_miss new_source_or_flags".to_owned())
+    );
     assert_eq!(read(src.join("t.o")), obj);
     assert_eq!(read(src.join("t.d")), dep);
 
@@ -190,6 +201,7 @@ fn a_changed_header_or_define_is_a_miss() {
     assert_eq!(p.last_served(), "fallback coordinator_unreachable");
     let changed = read(src.join("t.o"));
     assert_ne!(changed, first, "the header change must reach the object");
+    assert_eq!(p.last_miss(), "cache_miss headers_changed");
     let calls = std::fs::read_to_string(&p.calls).unwrap();
     let last: Vec<&str> = calls.lines().rev().take(2).collect();
     assert!(
@@ -202,6 +214,7 @@ fn a_changed_header_or_define_is_a_miss() {
     let (code, _, _) = p.hgbuild(&src, NO_COORD, &["-O2", "-DB=7", "-c", "t.c", "-o", "t.o"]);
     assert_eq!(code, 0);
     assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+    assert_eq!(p.last_miss(), "cache_miss new_source_or_flags");
     plain_gcc(&src, &["-O2", "-DB=7", "-c", "t.c", "-o", "plain.o"]);
     assert_eq!(read(src.join("t.o")), read(src.join("plain.o")));
 

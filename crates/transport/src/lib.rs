@@ -31,6 +31,7 @@ pub mod auth;
 mod convert;
 #[cfg(feature = "server")]
 pub mod counts;
+pub mod doctor;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod shared;

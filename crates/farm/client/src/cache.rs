@@ -64,6 +64,8 @@ pub struct ClientCache {
     disk: RefCell<Option<DiskCache>>,
     /// The shared tier once asked for: `Some(None)` when absent or unreachable (asked once).
     shared: RefCell<Option<Option<Arc<dyn Cache>>>>,
+    /// Why the direct-mode lookup missed, for the miss's reason.
+    direct_miss: std::cell::Cell<&'static str>,
 }
 
 /// What a lookup that missed knows, to store the result of the compile that follows.
@@ -72,6 +74,8 @@ pub struct Pending {
     result: Option<Digest>,
     headers: Vec<PathBuf>,
     started: SystemTime,
+    /// Why nothing was found (`new_source_or_flags`, `headers_changed`, `time_dependent`, ...).
+    reason: &'static str,
 }
 
 impl ClientCache {
@@ -85,6 +89,7 @@ impl ClientCache {
             diag_env: hybridgrid_farm_protocol::process_diag_env(),
             disk: RefCell::new(None),
             shared: RefCell::new(None),
+            direct_miss: std::cell::Cell::new("new_source_or_flags"),
         })
     }
 
@@ -147,8 +152,11 @@ impl ClientCache {
                 std::env::var_os(v)
             });
         let hit = (|| {
+            self.direct_miss.set("new_source_or_flags");
             let manifest = Manifest::decode(&self.read_local(&mkey)?).ok()?;
+            self.direct_miss.set("headers_changed");
             let dkey = manifest.lookup(&self.memo)?;
+            self.direct_miss.set("entry_missing");
             let direct = DirectEntry::decode(&self.read_local(&dkey)?).ok()?;
             if direct.depfile.is_some() != job.depfile().is_some() {
                 return None;
@@ -208,9 +216,11 @@ impl ClientCache {
             result: None,
             headers,
             started,
+            reason: self.direct_miss.get(),
         };
         if hybridgrid_farm_protocol::time_dependent(preprocessed) {
             pending.manifest = None;
+            pending.reason = "time_dependent";
             return Err(pending);
         }
         let rkey = hybridgrid_farm_protocol::result_key(tc, job, preprocessed);
@@ -312,9 +322,12 @@ impl ClientCache {
         }
     }
 
-    /// Counts a miss in the stats log.
-    pub fn note_miss(&self) {
-        stats::record_event(&self.log, "cache_miss", "-");
+    /// Counts a miss in the stats log, with its reason: `new_source_or_flags` (no entry for this
+    /// source, flags and compiler), `headers_changed` (one for this source and flags, but an
+    /// included file changed), `time_dependent` (`__DATE__`/`__TIME__`: never cached),
+    /// `entry_missing` (evicted or damaged).
+    pub fn note_miss(&self, pending: &Pending) {
+        stats::record_event(&self.log, "cache_miss", pending.reason);
     }
 
     /// The shared tier, connected once per process; a server that does not answer within

@@ -7,6 +7,7 @@
 //! CC="hgbuild cc" CXX="hgbuild c++" make
 //! hgbuild cc -c foo.c -o foo.o        # one compile
 //! hgbuild --stats | --clear-cache | --jobs | --help | --version
+//! hgbuild doctor                     # diagnose the farm from this machine
 //! ```
 use crate::ClientError;
 use crate::notice::notice;
@@ -27,6 +28,7 @@ usage:
   hgbuild --stats                  how compiles were served (remote, cache hits per tier, fallbacks, ...)
   hgbuild --clear-cache            empty the local compile cache (cache.dir, default ~/.hybridgrid/cache)
   hgbuild --jobs                   the parallelism on offer now (farm slots + local cores)
+  hgbuild doctor [--http H:P]      diagnose the farm from here: coordinator, workers, circuits, cache, TLS
   hgbuild --help | --version
 
 config: $HG_CONFIG or ~/.hybridgrid/config.yaml; coordinator address: client.coordinator
@@ -100,6 +102,7 @@ pub fn run(mut argv: Vec<OsString>, env: &dyn EnvSource) -> i32 {
             return 0;
         }
         Some("--stats") => return print_stats(env),
+        Some("doctor") => return doctor(&argv[2..], env),
         Some("--clear-cache") => return clear_cache(env),
         Some("--jobs") => {
             let cfg = match load_config(env) {
@@ -122,6 +125,38 @@ pub fn run(mut argv: Vec<OsString>, env: &dyn EnvSource) -> i32 {
         return compile_mode(&first, &rest, env);
     }
     build_mode(&first, &rest, env)
+}
+
+/// `hgbuild doctor [--http HOST:PORT]`: prints every check; exits 1 when one failed.
+fn doctor(args: &[OsString], env: &dyn EnvSource) -> i32 {
+    let mut http = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("--http") => match it.next().and_then(|v| v.to_str()) {
+                Some(v) => http = Some(v.to_owned()),
+                None => {
+                    return fail("doctor --http needs HOST:PORT (the coordinator's HTTP address)");
+                }
+            },
+            Some(v) if v.starts_with("--http=") => http = Some(v["--http=".len()..].to_owned()),
+            _ => {
+                return fail(&format!(
+                    "doctor: unknown argument {a:?} (usage: hgbuild doctor [--http HOST:PORT])"
+                ));
+            }
+        }
+    }
+    let cfg = match load_config(env) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("[FAIL] config: {e}: fix that key, or unset HG_CONFIG to use the defaults");
+            return 1;
+        }
+    };
+    let report = runtime().block_on(crate::doctor::diagnose(&cfg, http.as_deref()));
+    print!("{report}");
+    report.exit_code()
 }
 
 fn fail(msg: &str) -> i32 {

@@ -205,7 +205,7 @@ pub async fn compile(
             {
                 Ok(hit) => return Ok(hit),
                 Err(pending) => {
-                    c.note_miss();
+                    c.note_miss(&pending);
                     Some(pending)
                 }
             }

@@ -21,6 +21,7 @@ mod cache;
 pub mod cli;
 mod compile;
 mod connect;
+pub mod doctor;
 mod error;
 pub mod local_slots;
 mod notice;

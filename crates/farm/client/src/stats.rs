@@ -72,7 +72,7 @@ pub fn record(log: &Path, served: &Served) {
     append(log, format!("{}\n", served.line()));
 }
 
-/// Appends a compile-cache event: `cache_miss -`, `cache_evictions <n>`, `cache_corrupt <n>`.
+/// Appends a compile-cache event: `cache_miss <reason>`, `cache_evictions <n>`, `cache_corrupt <n>`.
 pub fn record_event(log: &Path, kind: &str, arg: &str) {
     append(log, format!("{kind} {arg}\n"));
 }
@@ -124,6 +124,9 @@ pub struct Totals {
     pub local_only: BTreeMap<String, u64>,
     /// Cacheable compiles not found in any cache tier.
     pub cache_misses: u64,
+    /// Those misses by reason (`new_source_or_flags`, `headers_changed`, `time_dependent`,
+    /// `entry_missing`; `unrecorded` for logs written before reasons were).
+    pub cache_miss_reasons: BTreeMap<String, u64>,
     /// Entries evicted from the local cache to keep it under `cache.max_size_gb`.
     pub cache_evictions: u64,
     /// Damaged cache entries detected (and dropped) on read.
@@ -158,7 +161,15 @@ impl Totals {
                 "local_diagnostics" => t.local_diagnostics += 1,
                 "local_by_choice" => t.local_by_choice += 1,
                 "local_only" => bump(&mut t.local_only),
-                "cache_miss" => t.cache_misses += 1,
+                "cache_miss" => {
+                    t.cache_misses += 1;
+                    let reason = if arg.is_empty() || arg == "-" {
+                        "unrecorded"
+                    } else {
+                        arg
+                    };
+                    *t.cache_miss_reasons.entry(reason.to_owned()).or_default() += 1;
+                }
                 "cache_evictions" => {
                     t.cache_evictions = t
                         .cache_evictions

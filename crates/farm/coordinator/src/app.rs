@@ -110,6 +110,15 @@ pub async fn start_coordinator(
         }
     }));
 
+    let st = state.clone();
+    let s = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        while !s.is_cancelled() {
+            st.sample_load();
+            tokio::select! { _ = tokio::time::sleep(crate::history::SAMPLE_EVERY) => {}, _ = s.cancelled() => {} }
+        }
+    }));
+
     for d in discovery {
         let st = state.clone();
         let s = stop.clone();

@@ -18,6 +18,8 @@
 //! ```
 
 mod app;
+pub mod doctor;
+mod history;
 mod http_auth;
 mod metrics;
 mod peers;
@@ -25,5 +27,6 @@ mod service;
 mod state;
 
 pub use app::{start_coordinator, static_discovery, tls_material};
+pub use history::{FailureView, Sample};
 pub use service::CoordinatorService;
 pub use state::{CoordinatorState, Stats, WorkerView};

@@ -2,6 +2,7 @@
 //! toolchain, retries on another worker when one fails, keeps a circuit breaker per worker, and
 //! tells the client to compile locally (with a reason) when the farm cannot take the task.
 
+use crate::history::{FailureView, History, Sample};
 use crate::metrics::CoordinatorMetrics;
 use crate::peers::{Caller, MismatchGuard, Security};
 use hybridgrid_farm_protocol::config::CoordinatorConfig;
@@ -112,6 +113,8 @@ pub struct CoordinatorState {
     pub(crate) security: Security,
     /// Mismatch reports: only for one's own recent results, rate-bounded.
     pub(crate) mismatches: MismatchGuard,
+    /// Load samples and each worker's last failures.
+    history: History,
 }
 
 /// What `/api/stats` returns.
@@ -150,6 +153,10 @@ pub struct Stats {
     pub total_slots: u64,
     /// Free slots on those.
     pub free_slots: u64,
+    /// Infrastructure failures on workers by kind since start (`timeout`, `unreachable`, ...).
+    pub worker_failures: BTreeMap<String, u64>,
+    /// Load over the last ten minutes, one sample every two seconds, oldest first.
+    pub history: Vec<Sample>,
 }
 
 /// One worker in `/api/stats`.
@@ -179,6 +186,8 @@ pub struct WorkerView {
     pub circuit: CircuitStatus,
     /// Moving average task time.
     pub ewma_ms: Option<f64>,
+    /// Its last failures (kind and message), oldest first.
+    pub last_failures: Vec<FailureView>,
 }
 
 fn fallback(reason: &str, detail: String) -> pb::CompileResponse {
@@ -215,6 +224,7 @@ impl CoordinatorState {
             config,
             security,
             mismatches,
+            history: History::default(),
         })
     }
 
@@ -247,6 +257,11 @@ impl CoordinatorState {
     pub fn trip(&self, id: &WorkerId, reason: &str) {
         self.breaker.trip(id.as_str(), reason);
         self.metrics.verify_mismatches.add(id.as_str(), 1);
+        self.history.failure(
+            id.as_str(),
+            reason,
+            "a client's local recompile produced other bytes than this worker's result",
+        );
     }
 
     /// Adds a client's reported counts (labels already checked).
@@ -408,6 +423,7 @@ impl CoordinatorState {
             k.history = last;
             k.down_since = Some(Instant::now());
             warn!(worker = %sanitize(id.as_str(), 128), reason = why, "worker down");
+            self.history.event(id.as_str(), "down", why);
         }
         drop(workers);
         self.registry.remove_worker(id);
@@ -620,6 +636,7 @@ impl CoordinatorState {
             let (in_flight, now) = GaugeGuard::hold(&self.metrics.in_flight);
             self.peak_in_flight
                 .fetch_max(now.max(0) as u64, Ordering::Relaxed);
+            self.history.note_in_flight(now.max(0) as u64);
             let started = Instant::now();
             let call = hybridgrid_transport::shared::execute_shared(
                 channel,
@@ -718,6 +735,10 @@ impl CoordinatorState {
                 }
             };
             self.slot_freed.notify_one();
+            if failure_kind != "overloaded" {
+                self.history
+                    .failure(worker.as_str(), failure_kind, &last_error);
+            }
             self.metrics
                 .worker_failures
                 .get_or_create(&vec![
@@ -782,6 +803,7 @@ impl CoordinatorState {
                     failed: r.map_or(0, |r| r.failed),
                     circuit,
                     ewma_ms: r.and_then(|r| r.ewma_ms),
+                    last_failures: self.history.failures_of(k.info.id.as_str()),
                 }
             })
             .collect();
@@ -805,7 +827,34 @@ impl CoordinatorState {
             local_by_choice: self.metrics.local_by_choice.get(),
             total_slots,
             free_slots,
+            worker_failures: self.history.kinds(),
+            history: self.history.samples(),
         }
+    }
+
+    /// Takes one load sample for the dashboard's chart (every [`crate::history::SAMPLE_EVERY`]).
+    pub(crate) fn sample_load(&self) {
+        let (total_slots, free_slots) = self.slot_totals();
+        let in_flight: u64 = self
+            .registry
+            .snapshot()
+            .iter()
+            .map(|w| u64::from(w.in_flight))
+            .sum();
+        let workers_up = self
+            .workers
+            .lock()
+            .values()
+            .filter(|k| k.liveness == Liveness::Up)
+            .count() as u64;
+        self.history.sample(Sample {
+            at_ms: 0,
+            in_flight,
+            total_slots,
+            free_slots,
+            queue_depth: self.metrics.queue_depth.get().max(0) as u64,
+            workers_up,
+        });
     }
 
     /// (total, free) slots on workers that are up (in the registry) and whose circuit is not open.

@@ -20,6 +20,7 @@
 //! ```
 
 mod app;
+pub mod doctor;
 mod gate;
 mod metrics;
 mod sandbox;
