@@ -362,6 +362,8 @@ fn cargo_build_of_a_sys_crate_with_cc_compiles_remotely() {
         !err.contains("Compiler family detection failed"),
         "cargo warned:\n{err}"
     );
-    assert_eq!(tasks_done(&coord.http) - before, n as u64, "{err}");
+    // At least the crate's sources (the `cc` crate also compiles a probe of its own).
+    let remote = tasks_done(&coord.http) - before;
+    assert!(remote >= n as u64, "{remote} remote compiles:\n{err}");
     assert_same_objects(&plain, &objects(&out_dirs), n);
 }
