@@ -77,7 +77,7 @@ mod scan;
 
 pub use args::{Invocation, LocalReason, parse, parse_for};
 pub use family::{CompilerKind, UnknownCompiler};
-pub use job::{ColorMode, CompileJob, Depfile, Language};
+pub use job::{ColorMode, CompileJob, Depfile, Language, compile_dir};
 pub use probe::{ProbeError, probe_toolchain};
 pub use remote::{CLIENT_ENV, RemoteCommand, RemoteError};
 pub use response::{ResponseFileError, expand_response_files};
