@@ -309,12 +309,10 @@ impl CompileJob {
                     let Some(glued) = first.strip_prefix(prefix) else {
                         continue;
                     };
-                    if prefix == "-I" && first.starts_with("-I") || glued.is_empty() {
-                        match (glued.is_empty(), a.words.get(1)) {
-                            (true, Some(v)) => candidates.push(v),
-                            (false, _) => candidates.push(OsStr::new(glued)),
-                            _ => {}
-                        }
+                    match (glued.is_empty(), a.words.get(1)) {
+                        (true, Some(v)) => candidates.push(v),
+                        (false, _) => candidates.push(OsStr::new(glued)),
+                        _ => {}
                     }
                 }
             }

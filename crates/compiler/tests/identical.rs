@@ -936,3 +936,44 @@ fn clang_dwarf5_and_what_the_text_cannot_carry_run_locally() {
         );
     }
 }
+
+/// clang names the compile unit after the first spelling of the source's directory it met: an
+/// include directory naming it lends its spelling (absolute, `./src/`, `inc/../src`, `.`).
+#[test]
+fn clang_compile_unit_names_follow_include_dirs() {
+    let cases: &[(&str, &[&str])] = &[
+        (".", &["-Iinc", "-I{root}/src", "src/foo.c"]),
+        (".", &["-Iinc", "-I./src/", "src/foo.c"]),
+        (
+            ".",
+            &["-Iinc", "-isystem", "{root}/inc/../src", "{root}/src/foo.c"],
+        ),
+        (
+            ".",
+            &[
+                "-Iinc",
+                "-iquote",
+                "src",
+                "-I/nonexistent",
+                "{root}/src/foo.c",
+            ],
+        ),
+        ("src", &["-I../inc", "-I.", "./foo.c"]),
+        (
+            "build",
+            &["-I../inc", "-I../src", "-I{root}/src", "{root}/src/foo.c"],
+        ),
+    ];
+    for (cwd, args) in cases {
+        let mut all = vec!["-c", "-O1", "-gdwarf-4"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "obj/foo.o"]);
+        check(Case {
+            driver: "clang",
+            files: c_files(),
+            cwd,
+            args: all,
+            env: &[],
+        });
+    }
+}
