@@ -395,16 +395,14 @@ fn define_or_undef(words: &[OsString]) -> Option<(char, &str)> {
 /// absolute and names the current directory (GCC and clang both trust it then), else the
 /// current directory.
 pub fn compile_dir() -> std::io::Result<PathBuf> {
-    if let Some(pwd) = std::env::var_os("PWD") {
-        let pwd = PathBuf::from(pwd);
-        if pwd.is_absolute() {
-            use std::os::unix::fs::MetadataExt;
-            if let (Ok(a), Ok(b)) = (std::fs::metadata(&pwd), std::fs::metadata(".")) {
-                if a.dev() == b.dev() && a.ino() == b.ino() {
-                    return Ok(pwd);
-                }
-            }
-        }
+    use std::os::unix::fs::MetadataExt;
+    if let Some(pwd) = std::env::var_os("PWD").map(PathBuf::from)
+        && pwd.is_absolute()
+        && let (Ok(a), Ok(b)) = (std::fs::metadata(&pwd), std::fs::metadata("."))
+        && a.dev() == b.dev()
+        && a.ino() == b.ino()
+    {
+        return Ok(pwd);
     }
     std::env::current_dir()
 }
