@@ -10,8 +10,8 @@
 
 /// The 1-based line of the first directive that would read a file on the worker
 /// (`#include`, `#include_next`, `#import`, `#embed`, `#pragma GCC dependency`,
-/// `#pragma clang module`, also spelled with `%:` or `??=`) in a group the compiler may not
-/// skip, a `_Pragma` naming `dependency` or `module`, an `#if`/`#elif` whose condition is not
+/// `#pragma clang module`, `#pragma clang __debug`, also spelled with `%:` or `??=`) in a group
+/// the compiler may not skip, a `_Pragma` naming `dependency` or `module`, an `#if`/`#elif` whose condition is not
 /// the constant `0` or `1` outside skipped groups (on the worker one could probe files with
 /// `__has_include`, also through a macro), or a conditional this scan cannot follow for certain
 /// (see `Conditionals`).
@@ -21,12 +21,34 @@
 /// `#inc??/` + newline + `lude` is `#include`), and with a lone carriage return as a newline or
 /// not. Backslash, optional horizontal whitespace, newline is a line continuation, as in GCC.
 pub(crate) fn first_file_directive(text: &[u8]) -> Option<usize> {
+    // GCC and clang skip a UTF-8 byte order mark at the start of a file.
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     let replaced = replace_trigraphs(text);
-    [text, replaced.as_slice()]
-        .into_iter()
-        .flat_map(|t| [scan(t, false), scan(t, true)])
-        .flatten()
-        .min()
+    let mut first: Option<usize> = None;
+    for t in [text, replaced.as_slice()] {
+        for lone_cr in [false, true] {
+            for digit_separators in [false, true] {
+                let r = Reading {
+                    lone_cr_is_newline: lone_cr,
+                    digit_separators,
+                };
+                first = match (first, scan(t, r)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+    }
+    first
+}
+
+/// One way a compiler may read the text.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// A lone carriage return ends a line.
+    lone_cr_is_newline: bool,
+    /// `'` inside a number is a digit separator (C++14, C23: `1'000`), not a character literal.
+    digit_separators: bool,
 }
 
 /// The text with the nine trigraphs replaced by the characters they stand for.
@@ -66,7 +88,8 @@ fn trigraph(c: u8) -> Option<u8> {
 /// One reading of the text: logical lines (continuations spliced), comments removed, and the
 /// conditional groups tracked so that file directives in groups the compiler certainly skips
 /// are accepted (see [`Conditionals`]).
-fn scan(text: &[u8], lone_cr_is_newline: bool) -> Option<usize> {
+fn scan(text: &[u8], reading: Reading) -> Option<usize> {
+    let lone_cr_is_newline = reading.lone_cr_is_newline;
     let mut in_comment = false;
     let mut line_no = 0;
     let mut conds = Conditionals::default();
@@ -77,7 +100,9 @@ fn scan(text: &[u8], lone_cr_is_newline: bool) -> Option<usize> {
         line_no += 1;
         let start_line = line_no;
         let line = logical_line(first, &mut lines, &mut line_no);
-        let mut code = strip_comments(&line, &mut in_comment);
+        let Some(mut code) = strip_comments(&line, &mut in_comment, reading) else {
+            return Some(start_line);
+        };
         // A block comment opened in a directive does not end the directive at the newline: the
         // comment is one space and the directive goes on after it (`#/*` newline `*/include`).
         while in_comment && directive_body(&code).is_some() {
@@ -85,7 +110,7 @@ fn scan(text: &[u8], lone_cr_is_newline: bool) -> Option<usize> {
             line_no += 1;
             let line = logical_line(next, &mut lines, &mut line_no);
             code.push(b' ');
-            code.extend(strip_comments(&line, &mut in_comment));
+            code.extend(strip_comments(&line, &mut in_comment, reading)?);
         }
         if mentions_dangerous_pragma(&code) {
             return Some(start_line);
@@ -129,8 +154,10 @@ fn continuation(line: &[u8]) -> Option<usize> {
 }
 
 /// The line with comments replaced by a space and string/char literal contents kept; updates
-/// the block-comment state across lines.
-fn strip_comments(line: &[u8], in_comment: &mut bool) -> Vec<u8> {
+/// the block-comment state across lines. `None` when the line opens a raw string literal
+/// (`R"x(...)x"`, C++11 and GNU C): its contents are not what this reading takes them for.
+fn strip_comments(line: &[u8], in_comment: &mut bool, reading: Reading) -> Option<Vec<u8>> {
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let mut out = Vec::with_capacity(line.len());
     let mut i = 0;
     let mut quote: Option<u8> = None;
@@ -167,13 +194,47 @@ fn strip_comments(line: &[u8], in_comment: &mut bool) -> Vec<u8> {
         if line[i..].starts_with(b"//") {
             break;
         }
+        let starts_token = i == 0 || !ident(line[i - 1]);
+        // A number (pp-number): with digit separators, `'` followed by a digit or letter is
+        // part of it.
+        if reading.digit_separators
+            && starts_token
+            && (c.is_ascii_digit() || c == b'.' && line.get(i + 1).is_some_and(u8::is_ascii_digit))
+        {
+            while i < line.len() {
+                let d = line[i];
+                let next = line.get(i + 1).copied();
+                if matches!(d, b'e' | b'E' | b'p' | b'P') && matches!(next, Some(b'+' | b'-'))
+                    || d == b'\'' && next.is_some_and(ident)
+                {
+                    out.extend_from_slice(&line[i..i + 2]);
+                    i += 2;
+                } else if ident(d) || d == b'.' {
+                    out.push(d);
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            continue;
+        }
+        if c == b'"' && i > 0 && line[i - 1] == b'R' {
+            // `R"`, `u8R"`, `uR"`, `UR"`, `LR"`: a raw string; a longer identifier is none.
+            let word_start = line[..i]
+                .iter()
+                .rposition(|b| !ident(*b))
+                .map_or(0, |p| p + 1);
+            if matches!(&line[word_start..i], b"R" | b"u8R" | b"uR" | b"UR" | b"LR") {
+                return None;
+            }
+        }
         if c == b'"' || c == b'\'' {
             quote = Some(c);
         }
         out.push(c);
         i += 1;
     }
-    out
+    Some(out)
 }
 
 /// The conditional groups open at a point of the text, as far as they can be known without
@@ -362,7 +423,9 @@ fn is_file_directive(name: &[u8], rest: &[u8]) -> bool {
             return trim_start(g).starts_with(b"dependency");
         }
         if let Some(c) = p.strip_prefix(b"clang") {
-            return trim_start(c).starts_with(b"module");
+            // Modules read files; `__debug` commands dump compiler state or crash it.
+            let c = trim_start(c);
+            return c.starts_with(b"module") || c.starts_with(b"__debug");
         }
     }
     false
@@ -494,6 +557,19 @@ mod tests {
             ("#pragma clang module import x\n", Some(1)),
             ("_Pragma(\"clang module import x\")\n", Some(1)),
             ("#if 0\n#pragma clang module import x\n#endif\n", None),
+            ("#pragma clang __debug dump x\n", Some(1)),
+            // A digit separator is no character literal where C++14 and C23 have them, and a
+            // raw string is refused: either could make a comment look opened or closed.
+            ("int a = 1'0 + 2'; /*\n#include \"/x\"\n*/\n", Some(2)),
+            ("int b = 1'000; /* c */\n", None),
+            ("char c = u8'a'; /* c */\n", None),
+            (
+                "const char *r = R\"x( \" /* )x\";\n#include \"/x\"\n",
+                Some(1),
+            ),
+            ("int R = 1; const char *s = \"R\";\nint FOOR\"\";\n", None),
+            // A byte order mark starts the file: the directive after it is one.
+            ("\u{feff}#include \"/x\"\n", Some(1)),
         ];
         for (text, want) in cases {
             assert_eq!(first_file_directive(text.as_bytes()), *want, "{text:?}");
