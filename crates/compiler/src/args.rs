@@ -42,9 +42,14 @@ pub enum LocalReason {
     MissingValue(String),
     /// `-o -`.
     OutputToStdout,
-    /// The compiler family has no verified preprocess-then-compile path yet (clang: it lacks
-    /// `-fdirectives-only`); carries the family name.
+    /// The compiler family has no verified preprocess-then-compile path; carries the family
+    /// name. (Not returned for any family this crate knows today.)
     UnsupportedCompiler(String),
+    /// clang with DWARF 5 debug info (clang's default for `-g`): its line table carries an MD5
+    /// of every source file, which a compile of shipped text cannot compute (clang computes
+    /// none for files named only by line markers), so the object would differ. `-gdwarf-4`
+    /// compiles remotely.
+    DebugFileChecksums,
 }
 
 /// How a table entry takes its value.
@@ -289,8 +294,8 @@ pub fn parse(args: &[OsString]) -> Invocation {
 /// Parses a command line for the given driver (its C++-ness decides the language of `.c` files).
 ///
 /// Pass the family the compiler really is: `cc` may be clang, so derive the kind from the probed
-/// [`hybridgrid_core::Toolchain::name`] (`CompilerKind::detect(tc.name.as_ref())`). Clang
-/// invocations are classified but returned as [`LocalReason::UnsupportedCompiler`].
+/// [`hybridgrid_core::Toolchain::name`] (`CompilerKind::detect(tc.name.as_ref())`). For clang
+/// the job preprocesses with `-frewrite-includes` (see [`CompileJob::preprocess_args`]).
 pub fn parse_for(driver: CompilerKind, args: &[OsString]) -> Invocation {
     match Parser::default().run(driver, args) {
         Ok(job) => Invocation::Distributable(job),
@@ -316,6 +321,12 @@ struct Parser {
     color: ColorMode,
     debug: bool,
     debug_level3: bool,
+    /// The last `-gdwarf-N`'s N (`-gdwarf` alone: the default, 0 here).
+    dwarf_version: Option<u8>,
+    /// `-fdebug-default-version=N` (clang).
+    dwarf_default: Option<u8>,
+    /// Flags that only clang's path refuses (it records them or the text cannot carry them).
+    clang_refused: Option<String>,
 }
 
 impl Parser {
@@ -492,14 +503,50 @@ impl Parser {
         if let Some(level) = arg.strip_prefix("-g") {
             self.debug_flag(level);
         }
+        if let Some(v) = arg.strip_prefix("-fdebug-default-version=") {
+            self.dwarf_default = Some(v.parse().unwrap_or(u8::MAX));
+        }
+        // clang records these switches in the object, or its debug info cannot be rebuilt from
+        // shipped text; the macros those warnings look at live in the text on a worker.
+        if [
+            "-grecord-command-line",
+            "-grecord-gcc-switches",
+            "-gcodeview",
+            "-gembed-source",
+            "-Weverything",
+            "-Wunused-macros",
+        ]
+        .contains(&arg)
+            && self.clang_refused.is_none()
+        {
+            self.clang_refused = Some(arg.to_owned());
+        }
         self.push(ArgClass::Both, vec![raw.clone()]);
     }
 
     /// Tracks whether debug info is on (`-g`, `-g2`, `-ggdb`, `-gdwarf-5`; `-g0` turns it off)
     /// and whether macro info (`-g3`) is requested.
     fn debug_flag(&mut self, rest: &str) {
-        if rest.starts_with("dwarf") || rest == "line-tables-only" {
+        if let Some(v) = rest.strip_prefix("dwarf") {
             // Sets the format; turns debug info on at the default level if it was off.
+            self.debug = true;
+            if let Some(n) = v.strip_prefix('-') {
+                self.dwarf_version = Some(n.parse().unwrap_or(u8::MAX));
+            } else if v.is_empty() {
+                self.dwarf_version = Some(0);
+            }
+            return;
+        }
+        if [
+            "line-tables-only",
+            "line-directives-only",
+            "mlt",
+            "lldb",
+            "sce",
+            "dbx",
+        ]
+        .contains(&rest)
+        {
             self.debug = true;
             return;
         }
@@ -558,8 +605,9 @@ impl Parser {
         if let Some(reason) = self.refused {
             return Err(reason);
         }
-        if matches!(driver, CompilerKind::Clang | CompilerKind::Clangxx) {
-            return Err(LocalReason::UnsupportedCompiler(driver.name().to_owned()));
+        let clang = matches!(driver, CompilerKind::Clang | CompilerKind::Clangxx);
+        if clang {
+            self.clang_checks()?;
         }
         if self.debug_level3 {
             // Macro debug info needs the macro definitions the preprocessed text no longer
@@ -607,8 +655,54 @@ impl Parser {
             depfile,
             color: self.color,
             debug_info: self.debug,
+            clang,
             args: self.classified,
         })
+    }
+
+    /// What clang's path (`-frewrite-includes`) cannot ship: flags it refuses, preprocessor
+    /// options whose effect the rewritten text does not carry (`-imacros`, `-A`, comments kept
+    /// with `-C`/`-CC`; `-include`, whose file clang 14 names `./inc/h.h` in the text but
+    /// `inc/h.h` in debug info), `-D` values with a line break (the worker gets every `-D`/`-U` as a
+    /// `#define`/`#undef` line), and DWARF 5 debug info ([`LocalReason::DebugFileChecksums`]).
+    fn clang_checks(&self) -> Result<(), LocalReason> {
+        if let Some(flag) = &self.clang_refused {
+            return Err(LocalReason::UnsupportedFlag(flag.clone()));
+        }
+        for a in self.classified.iter().filter(|a| a.class == ArgClass::Pre) {
+            let Some(first) = a.words.first().and_then(|w| w.to_str()) else {
+                continue;
+            };
+            let refused = first.starts_with("-imacros")
+                || first.starts_with("-include")
+                || first.starts_with("-A")
+                || first == "-C"
+                || first == "-CC"
+                || first == "-Xpreprocessor"
+                || first.starts_with("-Wp,")
+                    && !first.split(',').skip(1).all(|p| {
+                        matches!(p, "-MD" | "-MMD") || !p.starts_with('-') && !p.is_empty()
+                    });
+            let bad_define = (first.starts_with("-D") || first.starts_with("-U"))
+                && a.words.iter().any(|w| {
+                    w.as_encoded_bytes()
+                        .iter()
+                        .any(|b| *b == b'\n' || *b == b'\r')
+                });
+            if refused || bad_define {
+                return Err(LocalReason::UnsupportedFlag(first.to_owned()));
+            }
+        }
+        if self.debug {
+            let version = match self.dwarf_version {
+                Some(0) | None => self.dwarf_default.unwrap_or(5),
+                Some(n) => n,
+            };
+            if version >= 5 {
+                return Err(LocalReason::DebugFileChecksums);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -441,12 +441,13 @@ fn glued_and_separate_values_are_one_argument() {
 }
 
 #[test]
-fn clang_runs_locally_for_now() {
+fn clang_jobs_preprocess_with_rewrite_includes() {
     for kind in [CompilerKind::Clang, CompilerKind::Clangxx] {
-        assert_eq!(
-            parse_for(kind, &os(&["-c", "a.c"])),
-            Invocation::Local(LocalReason::UnsupportedCompiler(kind.name().into()))
-        );
+        let Invocation::Distributable(j) = parse_for(kind, &os(&["-c", "a.c"])) else {
+            panic!("{kind:?} ran locally");
+        };
+        assert!(j.is_clang());
+        assert_eq!(j.preprocess_args()[..2], os(&["-E", "-frewrite-includes"]));
     }
     // Not-a-compile reasons still come first.
     assert_eq!(

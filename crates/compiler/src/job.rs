@@ -90,6 +90,8 @@ pub struct CompileJob {
     pub(crate) depfile: Option<Depfile>,
     pub(crate) color: ColorMode,
     pub(crate) debug_info: bool,
+    /// clang (`-frewrite-includes`) rather than GCC (`-fdirectives-only`).
+    pub(crate) clang: bool,
     pub(crate) args: Vec<ClassifiedArg>,
 }
 
@@ -140,12 +142,20 @@ impl CompileJob {
     ///
     /// Uses `-E -fdirectives-only` (GCC): includes and conditionals are resolved, macros are kept
     /// as `#define`s and expanded by the worker, so column numbers in debug info stay exact.
+    /// For clang, `-E -frewrite-includes`: includes are inlined (each original `#include` kept in
+    /// an `#if 0` group), `#if`/`#elif` conditions replaced by `0`/`1`, `#ifdef`s and macros kept;
+    /// pass its output through [`CompileJob::ship_text`] before shipping it.
     /// Every flag except `-c`/`-o` is passed (`-O`, `-g`, `-m*` and `-f*` change predefined
     /// macros, and `-g` makes GCC record the working directory). When the user gave no `-MF`, it
     /// is added with GCC's derived path; when no `-MT`/`-MQ`, `-MQ <object>` is added, because
     /// under `-E` GCC would otherwise name the target after the source.
     pub fn preprocess_args(&self) -> Vec<OsString> {
-        let mut out: Vec<OsString> = vec!["-E".into(), "-fdirectives-only".into()];
+        let mode = if self.clang {
+            "-frewrite-includes"
+        } else {
+            "-fdirectives-only"
+        };
+        let mut out: Vec<OsString> = vec!["-E".into(), mode.into()];
         out.extend(self.words(|_| true).cloned());
         if let Some(dep) = &self.depfile
             && self.args.iter().any(|a| {
@@ -213,6 +223,116 @@ impl CompileJob {
         out
     }
 
+    /// True for a clang job (preprocessed with `-frewrite-includes`).
+    pub fn is_clang(&self) -> bool {
+        self.clang
+    }
+
+    /// The text to ship (and to key a cache on) from the standard output of
+    /// `cc <`[`CompileJob::preprocess_args`]`>`, run in `compile_dir` (the directory the
+    /// compiler records: [`compile_dir`]).
+    ///
+    /// GCC's text is returned unchanged. clang's `-frewrite-includes` text lacks what GCC's has:
+    /// the `-D`/`-U` macros (they are added as `#define`/`#undef` lines in a `<command line>`
+    /// block after the first line, in command-line order, before any `-include`d file, as clang
+    /// itself reads them) and, with debug info, the working directory (added as GCC's
+    /// `# 1 "<dir>//"` marker on the second line) and the name clang gives the compile unit
+    /// (`# 1 "<name>"` on the third), which [`CompileJob::remote_command`] maps back.
+    pub fn ship_text(
+        &self,
+        preprocessed: Vec<u8>,
+        compile_dir: &Path,
+    ) -> Result<Vec<u8>, crate::RemoteError> {
+        if !self.clang {
+            return Ok(preprocessed);
+        }
+        let unexpected = || crate::RemoteError::UnexpectedText;
+        let first_end = preprocessed
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(unexpected)?;
+        if preprocessed[..first_end] != *b"# 1 \"<built-in>\"" {
+            return Err(unexpected());
+        }
+        let mut out = Vec::with_capacity(preprocessed.len() + 256);
+        out.extend_from_slice(&preprocessed[..=first_end]);
+        if self.debug_info {
+            let dir = compile_dir.as_os_str().as_encoded_bytes();
+            let mut dir = dir.to_vec();
+            dir.extend_from_slice(b"//");
+            out.extend_from_slice(&marker_line(&dir)?);
+            // The name clang gives the compile unit: `DW_AT_name` and the line table's file 0.
+            let name = self.clang_main_file_name(compile_dir);
+            out.extend_from_slice(&marker_line(name.as_os_str().as_encoded_bytes())?);
+        }
+        out.extend_from_slice(b"# 1 \"<command line>\" 1\n");
+        for a in self.args.iter().filter(|a| a.class == ArgClass::Pre) {
+            let Some((flag, value)) = define_or_undef(&a.words) else {
+                continue;
+            };
+            if flag == 'D' {
+                let (name, body) = value.split_once('=').unwrap_or((value, "1"));
+                out.extend_from_slice(format!("#define {name} {body}\n").as_bytes());
+            } else {
+                out.extend_from_slice(format!("#undef {value}\n").as_bytes());
+            }
+        }
+        out.extend_from_slice(b"# 1 \"<built-in>\" 2\n");
+        out.extend_from_slice(&preprocessed[first_end + 1..]);
+        Ok(out)
+    }
+
+    /// The name clang 14 gives the compile unit of this job run in `compile_dir`: the source's
+    /// directory as its FileManager first met it, joined with the file name, `.` components
+    /// removed. The FileManager meets the user's include directories before the source (`-I` in
+    /// order, then `-idirafter`, `-iquote`, `-isystem`), so one naming the source's directory
+    /// (`-I../src` with `/abs/src/x.c`) lends its spelling (`../src/x.c`).
+    pub(crate) fn clang_main_file_name(&self, compile_dir: &Path) -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &Path| {
+            let p = if p.as_os_str().is_empty() {
+                compile_dir.to_owned()
+            } else {
+                compile_dir.join(p)
+            };
+            std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+        };
+        let parent = self.source.parent().unwrap_or(Path::new(""));
+        let mut dir = parent.to_owned();
+        if let Some(want) = id(parent) {
+            let mut candidates: Vec<&OsStr> = Vec::new();
+            for prefix in ["-I", "-idirafter", "-iquote", "-isystem"] {
+                for a in self.args.iter().filter(|a| a.class == ArgClass::Pre) {
+                    let Some(first) = a.words.first().and_then(|w| w.to_str()) else {
+                        continue;
+                    };
+                    let Some(glued) = first.strip_prefix(prefix) else {
+                        continue;
+                    };
+                    match (glued.is_empty(), a.words.get(1)) {
+                        (true, Some(v)) => candidates.push(v),
+                        (false, _) => candidates.push(OsStr::new(glued)),
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(c) = candidates
+                .into_iter()
+                .find(|c| id(Path::new(c)) == Some(want))
+            {
+                dir = PathBuf::from(c);
+            }
+        }
+        let joined = match self.source.file_name() {
+            Some(f) => dir.join(f),
+            None => self.source.clone(),
+        };
+        joined
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
+    }
+
     /// The arguments of the remote compile step, in order.
     pub(crate) fn remote_codegen_words(&self) -> impl Iterator<Item = &OsString> {
         self.words(|c| matches!(c, ArgClass::Both | ArgClass::Color))
@@ -235,6 +355,56 @@ impl CompileJob {
             })
             .collect()
     }
+}
+
+/// A line marker `# 1 "<name>"` with GCC's quoting of `\\` and `"`; a name with a line break
+/// cannot be written.
+fn marker_line(name: &[u8]) -> Result<Vec<u8>, crate::RemoteError> {
+    if name.contains(&b'\n') || name.contains(&b'\r') {
+        return Err(crate::RemoteError::UnexpectedText);
+    }
+    let mut out = b"# 1 \"".to_vec();
+    for b in name {
+        if matches!(b, b'\\' | b'"') {
+            out.push(b'\\');
+        }
+        out.push(*b);
+    }
+    out.extend_from_slice(b"\"\n");
+    Ok(out)
+}
+
+/// `-DNAME[=VALUE]` / `-UNAME` (glued or with the value in the next word): the letter and the
+/// value; `None` for other words or a value that is not UTF-8.
+fn define_or_undef(words: &[OsString]) -> Option<(char, &str)> {
+    let first = words.first()?.to_str()?;
+    let flag = match first.get(..2)? {
+        "-D" => 'D',
+        "-U" => 'U',
+        _ => return None,
+    };
+    let value = if first.len() > 2 {
+        &first[2..]
+    } else {
+        words.get(1)?.to_str()?
+    };
+    Some((flag, value))
+}
+
+/// The directory a compiler run here records as its working directory: `$PWD` when it is
+/// absolute and names the current directory (GCC and clang both trust it then), else the
+/// current directory.
+pub fn compile_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(pwd) = std::env::var_os("PWD").map(PathBuf::from)
+        && pwd.is_absolute()
+        && let (Ok(a), Ok(b)) = (std::fs::metadata(&pwd), std::fs::metadata("."))
+        && a.dev() == b.dev()
+        && a.ino() == b.ino()
+    {
+        return Ok(pwd);
+    }
+    std::env::current_dir()
 }
 
 /// `-Wp,...` without its `-MD,<path>`/`-MMD,<path>` part (the depfile path is not an input);

@@ -54,7 +54,8 @@ fn memo() -> &'static Mutex<HashMap<Key, Toolchain>> {
 
 /// Resolves `compiler` (a name looked up on `PATH`, or a path) through its symlinks and reports
 /// its identity: family (`gcc`, `g++`, `clang`, `clang++`; `cc`/`c++` are reported as what they
-/// really are), version (`-dumpfullversion` for GCC, the first line of `--version` for clang),
+/// really are), version (`-dumpfullversion` for GCC; for clang the first line of `--version`,
+/// its `-print-resource-dir` and a digest of the builtin headers there),
 /// target (`-dumpmachine`) and the BLAKE3 of the resolved binary. Memoised per process by
 /// (resolved path, mtime, size). Blocking: it may run the compiler three times.
 ///
@@ -87,12 +88,15 @@ pub fn probe_toolchain(compiler: &Path) -> Result<Toolchain, ProbeError> {
         (false, true) => "g++",
     };
     let version = if is_clang {
-        version_text
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
+        // clang's builtin headers and runtime live in its resource dir, outside the binary: the
+        // identity covers the dir and the contents of its headers.
+        let first = version_text.lines().next().unwrap_or_default().trim();
+        let dir = query(&real, "-print-resource-dir")?.trim().to_owned();
+        let digest = resource_dir_digest(Path::new(&dir)).map_err(|source| ProbeError::Io {
+            path: PathBuf::from(&dir),
+            source,
+        })?;
+        format!("{first}; resource dir {dir} {digest}")
     } else {
         query(&real, "-dumpfullversion")?.trim().to_owned()
     };
@@ -112,6 +116,38 @@ pub fn probe_toolchain(compiler: &Path) -> Result<Toolchain, ProbeError> {
         m.insert(key, tc.clone());
     }
     Ok(tc)
+}
+
+/// BLAKE3 (first 16 hex digits) over the relative path and contents of every file below
+/// `<dir>/include`, in path order; `none` when the dir has no `include` directory.
+fn resource_dir_digest(dir: &Path) -> std::io::Result<String> {
+    fn walk(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(root, &p, files)?;
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                files.push(rel.to_owned());
+            }
+        }
+        Ok(())
+    }
+    let include = dir.join("include");
+    if !include.is_dir() {
+        return Ok("none".into());
+    }
+    let mut files = Vec::new();
+    walk(&include, &include, &mut files)?;
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for rel in &files {
+        use std::os::unix::ffi::OsStrExt;
+        h.update(rel.as_os_str().as_bytes());
+        h.update(&[0]);
+        h.update(&std::fs::read(include.join(rel))?);
+        h.update(&[0]);
+    }
+    Ok(h.finalize().to_hex()[..16].to_owned())
 }
 
 /// `PATH` lookup for a bare name; a name with a `/` is used as is.
@@ -167,6 +203,25 @@ mod tests {
         let gxx = probe_toolchain(Path::new("g++")).unwrap();
         assert_eq!(gxx.name, "g++");
         assert!(!gcc.matches(&gxx));
+    }
+
+    #[test]
+    fn clang_identity_covers_its_resource_dir() {
+        // clang comes from scripts/ci-deps/farm-tools.sh; a missing clang fails this test.
+        let tc = probe_toolchain(Path::new("clang")).unwrap();
+        assert_eq!(tc.name, "clang");
+        let out = Command::new("clang")
+            .arg("-print-resource-dir")
+            .output()
+            .unwrap();
+        let dir = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            tc.version.contains(&format!("resource dir {}", dir.trim())),
+            "{}",
+            tc.version
+        );
+        let digest = tc.version.rsplit(' ').next().unwrap();
+        assert_eq!(digest.len(), 16, "{}", tc.version);
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub enum RemoteError {
         /// 1-based line in the text.
         line: usize,
     },
+    /// clang's preprocessed text does not start as `-frewrite-includes` output does, or the
+    /// working directory cannot be written in a line marker (it holds a line break).
+    #[error("preprocessed text is not clang -frewrite-includes output as expected")]
+    UnexpectedText,
 }
 
 impl RemoteError {
@@ -115,7 +119,15 @@ impl CompileJob {
         if !worker_dir.is_absolute() || worker_dir.as_os_str().as_encoded_bytes().contains(&b'=') {
             return Err(RemoteError::InvalidWorkerDir(worker_dir.to_owned()));
         }
-        let (input, client_wd) = strip_markers(preprocessed);
+        // clang's text with debug info names the compile unit on its third line (`ship_text`).
+        let (preprocessed, unit_name) = if self.clang && self.debug_info {
+            let (rest, name) =
+                take_line_marker(preprocessed, 2).ok_or(RemoteError::UnexpectedText)?;
+            (std::borrow::Cow::Owned(rest), Some(name))
+        } else {
+            (std::borrow::Cow::Borrowed(preprocessed), None)
+        };
+        let (input, client_wd) = strip_markers(&preprocessed);
         if let Some(line) = crate::scan::first_file_directive(&input) {
             return Err(RemoteError::ReadsWorkerFiles { line });
         }
@@ -128,11 +140,12 @@ impl CompileJob {
             .map_or_else(|| OsString::from("source"), |f| f.to_owned());
         let input_path = worker_dir.join("in").join(file_name);
         let client = self.source.as_os_str();
+        let unit = unit_name.as_deref().unwrap_or(client);
         let mut extra = vec![
             map_flag(
                 "-fdebug-prefix-map=",
                 &input_path,
-                &remap(&debug_maps, client),
+                &remap(&debug_maps, unit),
             ),
             map_flag(
                 "-fmacro-prefix-map=",
@@ -197,6 +210,21 @@ fn strip_markers(text: &[u8]) -> (Vec<u8>, Option<OsString>) {
         out.extend_from_slice(line);
     }
     (out, wd)
+}
+
+/// Removes line `index` (0-based) when it is a line marker; returns the rest and its name.
+fn take_line_marker(text: &[u8], index: usize) -> Option<(Vec<u8>, OsString)> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut name = None;
+    for (n, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+        if n == index {
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            name = Some(os_from_bytes(&unescape(marker_name(body)?)));
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    name.map(|n| (out, n))
 }
 
 /// Undoes GCC's quoting of `\\` and `"` in line-marker names.

@@ -1,5 +1,6 @@
-//! With the real `gcc`/`g++` on this machine: a plain compile and *preprocess locally, compile in
-//! another directory* give byte-identical objects and depfiles.
+//! With the real `gcc`/`g++` and `clang`/`clang++` on this machine: a plain compile and
+//! *preprocess locally, compile in another directory* give byte-identical objects and depfiles.
+//! (clang comes from `scripts/ci-deps/farm-tools.sh`; a missing clang fails the clang tests.)
 
 #![allow(clippy::unwrap_used)]
 
@@ -175,7 +176,9 @@ fn both_ways(
         "preprocess failed: {}",
         String::from_utf8_lossy(&pre.stderr)
     );
-    let text = pre.stdout;
+    let text = job
+        .ship_text(pre.stdout.clone(), &std::fs::canonicalize(cwd).unwrap())
+        .unwrap();
     assert!(!obj.exists(), "preprocessing wrote the object");
     if let (Some(d), Some(want)) = (&dep, &plain_dep) {
         let got = read(d);
@@ -222,7 +225,7 @@ fn both_ways(
     );
 
     // 4. Simple remote compile (`remote_args`): exact whenever there is no debug info.
-    if !job.debug_info() {
+    if !job.debug_info() && !job.is_clang() {
         let w2 = worker.join("simple");
         std::fs::create_dir_all(&w2).unwrap();
         std::fs::write(w2.join("in.i"), &text).unwrap();
@@ -759,5 +762,218 @@ fn lua_objects_are_identical() {
             &base.join(format!("worker/{n}")),
             &[],
         );
+    }
+}
+
+/// Every Lua 5.4 source compiled for `lua_objects_are_identical`-style checks with `driver`.
+fn lua_both_ways(driver: &str, flags: &[&str]) {
+    let src = lua_sources();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(tmp.path()).unwrap();
+    let client = base.join("client/lua");
+    std::fs::create_dir_all(client.join("src")).unwrap();
+    std::fs::create_dir_all(client.join("build/obj")).unwrap();
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".c") || name.ends_with(".h") {
+            std::fs::copy(&path, client.join("src").join(&name)).unwrap();
+            if let Some(stem) = name.strip_suffix(".c") {
+                sources.push(stem.to_owned());
+            }
+        }
+    }
+    sources.sort();
+    assert!(sources.len() >= 30, "found only {sources:?}");
+    let root = client.to_string_lossy().into_owned();
+    for (n, stem) in sources.iter().enumerate() {
+        // Half the sources by absolute path (CMake style), half out-of-tree relative.
+        let source = if n % 2 == 0 {
+            format!("{root}/src/{stem}.c")
+        } else {
+            format!("../src/{stem}.c")
+        };
+        let mut args: Vec<OsString> = flags.iter().map(OsString::from).collect();
+        args.extend(
+            ["-c", "-MD", "-o", &format!("obj/{stem}.o"), &source]
+                .iter()
+                .map(OsString::from),
+        );
+        both_ways(
+            driver,
+            &client.join("build"),
+            &args,
+            &base.join(format!("worker/{n}")),
+            &[],
+        );
+    }
+}
+
+/// clang through `-frewrite-includes`: every Lua source, DWARF 4 debug info and none.
+#[test]
+fn clang_lua_objects_are_identical() {
+    let flags = [
+        "-O2",
+        "-Wall",
+        "-std=gnu99",
+        "-DLUA_COMPAT_5_3",
+        "-DLUA_USE_LINUX",
+        "-I../src",
+    ];
+    lua_both_ways("clang", &[&flags[..], &["-gdwarf-4"]].concat());
+    lua_both_ways("clang", &flags);
+}
+
+#[test]
+fn clang_defines_undefines_and_cxx() {
+    for args in [
+        vec![
+            "-c",
+            "-O2",
+            "-gdwarf-4",
+            "-Iinc",
+            "-DVAL=3",
+            "-UVAL",
+            "-D",
+            "VAL=5",
+            "-DEMPTY=",
+            "-DF(a)=((a)+1)",
+            "-DONE",
+            "-MD",
+            "src/foo.c",
+            "-o",
+            "obj/foo.o",
+        ],
+        vec!["-c", "-O1", "-Iinc", "src/foo.c", "-o", "obj/foo.o"],
+    ] {
+        let job = check(Case {
+            driver: "clang",
+            files: c_files(),
+            cwd: ".",
+            args,
+            env: &[],
+        });
+        assert!(job.is_clang());
+    }
+    check(Case {
+        driver: "clang++",
+        files: vec![("inc/h.h", HEADER), ("src/foo.cc", CXX_SRC)],
+        cwd: "build",
+        args: vec![
+            "-c",
+            "-O2",
+            "-gdwarf-4",
+            "-I../inc",
+            "-std=c++17",
+            "../src/foo.cc",
+            "-o",
+            "obj/foo.o",
+        ],
+        env: &[],
+    });
+}
+
+#[test]
+fn clang_dwarf5_and_what_the_text_cannot_carry_run_locally() {
+    let local = |args: &[&str]| {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        match parse_for(CompilerKind::Clang, &args) {
+            Invocation::Local(r) => r,
+            Invocation::Distributable(_) => panic!("{args:?} was distributable"),
+        }
+    };
+    use hybridgrid_compiler::LocalReason::{DebugFileChecksums, UnsupportedFlag};
+    assert_eq!(local(&["-c", "-g", "a.c"]), DebugFileChecksums);
+    assert_eq!(
+        local(&["-c", "-gdwarf-4", "-gdwarf-5", "a.c"]),
+        DebugFileChecksums
+    );
+    assert_eq!(
+        local(&["-c", "-gline-tables-only", "a.c"]),
+        DebugFileChecksums
+    );
+    assert_eq!(
+        local(&["-c", "-fdebug-default-version=5", "-gdwarf", "a.c"]),
+        DebugFileChecksums
+    );
+    for flag in ["-imacros", "-A", "-include"] {
+        assert!(matches!(
+            local(&["-c", flag, "x", "a.c"]),
+            UnsupportedFlag(_)
+        ));
+    }
+    for flag in ["-CC", "-grecord-command-line", "-Weverything", "-Wp,-DX"] {
+        assert!(
+            matches!(local(&["-c", flag, "a.c"]), UnsupportedFlag(_)),
+            "{flag}"
+        );
+    }
+    assert!(matches!(
+        local(&["-c", "-DX=1\n2", "a.c"]),
+        UnsupportedFlag(_)
+    ));
+    // The same flags are fine for GCC, and DWARF 4 or no debug info for clang.
+    let args: Vec<OsString> = ["-c", "-g", "-imacros", "x", "a.c"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    assert!(matches!(
+        parse_for(CompilerKind::Gcc, &args),
+        Invocation::Distributable(_)
+    ));
+    for ok in [
+        &["-c", "-g", "-gdwarf-4", "a.c"][..],
+        &["-c", "-g", "-g0", "a.c"],
+    ] {
+        let args: Vec<OsString> = ok.iter().map(OsString::from).collect();
+        assert!(
+            matches!(
+                parse_for(CompilerKind::Clang, &args),
+                Invocation::Distributable(_)
+            ),
+            "{ok:?}"
+        );
+    }
+}
+
+/// clang names the compile unit after the first spelling of the source's directory it met: an
+/// include directory naming it lends its spelling (absolute, `./src/`, `inc/../src`, `.`).
+#[test]
+fn clang_compile_unit_names_follow_include_dirs() {
+    let cases: &[(&str, &[&str])] = &[
+        (".", &["-Iinc", "-I{root}/src", "src/foo.c"]),
+        (".", &["-Iinc", "-I./src/", "src/foo.c"]),
+        (
+            ".",
+            &["-Iinc", "-isystem", "{root}/inc/../src", "{root}/src/foo.c"],
+        ),
+        (
+            ".",
+            &[
+                "-Iinc",
+                "-iquote",
+                "src",
+                "-I/nonexistent",
+                "{root}/src/foo.c",
+            ],
+        ),
+        ("src", &["-I../inc", "-I.", "./foo.c"]),
+        (
+            "build",
+            &["-I../inc", "-I../src", "-I{root}/src", "{root}/src/foo.c"],
+        ),
+    ];
+    for (cwd, args) in cases {
+        let mut all = vec!["-c", "-O1", "-gdwarf-4"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "obj/foo.o"]);
+        check(Case {
+            driver: "clang",
+            files: c_files(),
+            cwd,
+            args: all,
+            env: &[],
+        });
     }
 }

@@ -25,6 +25,7 @@ const HELP: &str = "hgbuild: run a build through the hybridgrid compile farm
 usage:
   hgbuild <build tool> [args...]   e.g. hgbuild make -j16, hgbuild cmake --build build, hgbuild ninja
   hgbuild <compiler> [args...]     e.g. CC=\"hgbuild cc\"; compilers: cc gcc g++ c++ clang clang++ (or a path)
+  hgbuild -E file.c ...            compiler options alone: run by the compiler $CC names after hgbuild, else cc
   hgbuild --stats                  how compiles were served (remote, cache hits per tier, fallbacks, ...)
   hgbuild --clear-cache            empty the local compile cache (cache.dir, default ~/.hybridgrid/cache)
   hgbuild --jobs                   the parallelism on offer now (farm slots + local cores)
@@ -115,6 +116,12 @@ pub fn run(mut argv: Vec<OsString>, env: &dyn EnvSource) -> i32 {
         Some(flag) if flag.starts_with("--") => {
             return fail(&format!("unknown option {flag:?} (see hgbuild --help)"));
         }
+        // Compiler options without a compiler (`hgbuild -E probe.c`, as the `cc` crate's family
+        // detection runs it under `CC="hgbuild cc"`): the compiler `$CC` names after hgbuild.
+        Some(flag) if flag.starts_with('-') => {
+            let args = argv.split_off(1);
+            return compile_mode(&default_compiler(env), &args, env);
+        }
         _ => {}
     }
     let rest = argv.split_off(2);
@@ -157,6 +164,20 @@ fn doctor(args: &[OsString], env: &dyn EnvSource) -> i32 {
     let report = runtime().block_on(crate::doctor::diagnose(&cfg, http.as_deref()));
     print!("{report}");
     report.exit_code()
+}
+
+/// The compiler for compiler options given without one: the word after `hgbuild` in `$CC`
+/// (`CC="hgbuild clang"` → `clang`), else `cc`.
+fn default_compiler(env: &dyn EnvSource) -> OsString {
+    env.var("CC")
+        .and_then(|cc| {
+            let mut words = cc.split_whitespace();
+            let wrapper = words.next()?;
+            let compiler = words.next()?;
+            (Path::new(wrapper).file_name()? == "hgbuild" && is_compiler_name(OsStr::new(compiler)))
+                .then(|| OsString::from(compiler))
+        })
+        .unwrap_or_else(|| OsString::from("cc"))
 }
 
 fn fail(msg: &str) -> i32 {
@@ -327,5 +348,32 @@ fn print_stats(env: &dyn EnvSource) -> i32 {
             0
         }
         Err(e) => fail(&format!("reading {}: {e}", log.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn options_without_a_compiler_use_the_one_cc_names() {
+        let env = |cc: Option<&str>| {
+            let mut m = BTreeMap::new();
+            if let Some(cc) = cc {
+                m.insert("CC".to_owned(), cc.to_owned());
+            }
+            m
+        };
+        assert_eq!(default_compiler(&env(None)), "cc");
+        assert_eq!(default_compiler(&env(Some("hgbuild clang"))), "clang");
+        assert_eq!(
+            default_compiler(&env(Some("/opt/bin/hgbuild gcc-12 -m32"))),
+            "gcc-12"
+        );
+        // Not hgbuild's CC, or no compiler after it: plain cc.
+        assert_eq!(default_compiler(&env(Some("sccache clang"))), "cc");
+        assert_eq!(default_compiler(&env(Some("hgbuild"))), "cc");
+        assert_eq!(default_compiler(&env(Some("hgbuild -O2"))), "cc");
     }
 }

@@ -145,6 +145,22 @@ pub async fn compile(
         path: compiler.to_owned(),
         message: e.to_string(),
     })?;
+    // `cc`/`c++` may be clang: the job is the one the probed family compiles (clang's path
+    // preprocesses with -frewrite-includes), as the worker parses it (`command[0]` is the family).
+    let job = match hybridgrid_compiler::CompilerKind::detect(toolchain.name.as_ref()) {
+        Ok(
+            real @ (hybridgrid_compiler::CompilerKind::Clang
+            | hybridgrid_compiler::CompilerKind::Clangxx),
+        ) if !job.is_clang() => match hybridgrid_compiler::parse_for(real, args) {
+            Invocation::Distributable(job) => job,
+            Invocation::Local(reason) => {
+                return Ok(Step::RunLocal(Served::LocalOnly {
+                    reason: local_reason_label(&reason),
+                }));
+            }
+        },
+        _ => job,
+    };
     let cache = ClientCache::new(&cfg.cache, stats_log());
     let manifest = match &cache {
         Some(c) => match c.serve_direct(&toolchain, &job, args) {
@@ -190,6 +206,16 @@ pub async fn compile(
         // Errors or warnings from the preprocessor: the local compiler shows them exactly.
         return Ok(Step::RunLocal(Served::LocalDiagnostics));
     }
+    // What is shipped and keyed: clang's text gains its -D/-U macros and, with debug info, the
+    // directories it records (GCC's text is used as it is).
+    let shipped = hybridgrid_compiler::compile_dir()
+        .ok()
+        .and_then(|dir| job.ship_text(pre.stdout, &dir).ok());
+    let Some(shipped) = shipped else {
+        return Ok(Step::RunLocal(Served::LocalOnly {
+            reason: "unexpected_text".into(),
+        }));
+    };
     let pending = match &cache {
         Some(c) => {
             match c
@@ -197,7 +223,7 @@ pub async fn compile(
                     &toolchain,
                     &job,
                     manifest,
-                    &pre.stdout,
+                    &shipped,
                     started,
                     verify::sampled(cfg.verify.cache_rate).then_some(compiler),
                 )
@@ -215,7 +241,7 @@ pub async fn compile(
     // Text a worker would refuse (it could make the worker's compiler read worker files) never
     // leaves this machine.
     // `text` is kept for a miss compiled locally, so it is not preprocessed again.
-    let (text, outcome) = match job.check_text(&pre.stdout) {
+    let (text, outcome) = match job.check_text(&shipped) {
         Err(e) => {
             notice(
                 "local",
@@ -224,12 +250,12 @@ pub async fn compile(
                     job.source().display()
                 ),
             );
-            (Some(pre.stdout), Err("reads_worker_files".to_owned()))
+            (Some(shipped), Err("reads_worker_files".to_owned()))
         }
         Ok(()) => match connection(cfg, early).await {
             Err(e) => {
                 notice("coordinator", &format!("{}; compiled locally", e.message));
-                (Some(pre.stdout), Err(e.reason.to_owned()))
+                (Some(shipped), Err(e.reason.to_owned()))
             }
             Ok((client, free_slots)) => {
                 // The local cores are farm capacity: with no remote slot free at once, an idle
@@ -243,13 +269,13 @@ pub async fn compile(
                         compiler,
                         args,
                         &job,
-                        &pre.stdout,
+                        &shipped,
                     )
                     .await;
                 }
-                let text = pending.as_ref().map(|_| pre.stdout.clone());
+                let text = pending.as_ref().map(|_| shipped.clone());
                 let outcome =
-                    remote_compile(cfg, client, compiler, args, &job, &toolchain, pre.stdout).await;
+                    remote_compile(cfg, client, compiler, args, &job, &toolchain, shipped).await;
                 (text, outcome)
             }
         },
