@@ -42,6 +42,8 @@ pub struct WorkerState {
     coordinator_dial: std::sync::OnceLock<Dial>,
     /// Whether calls must come from the coordinator's certificate (TLS is on).
     require_coordinator: std::sync::atomic::AtomicBool,
+    /// Draining, health statuses, the mDNS announcement.
+    pub(crate) drain: crate::drain::Drain,
 }
 
 impl WorkerState {
@@ -75,7 +77,33 @@ impl WorkerState {
             result_cache: std::sync::OnceLock::new(),
             coordinator_dial: std::sync::OnceLock::new(),
             require_coordinator: std::sync::atomic::AtomicBool::new(false),
+            drain: crate::drain::Drain::default(),
         })
+    }
+
+    /// Whether the worker is draining (takes no new task).
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_draining()
+    }
+
+    /// Drains: refuses new tasks (as busy: the coordinator places them elsewhere), reports
+    /// `NOT_SERVING` in gRPC health, withdraws the mDNS announcement, then waits until the tasks
+    /// running now have finished or `timeout` has passed. Returns whether they all finished.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        if self.drain.begin().await {
+            info!(worker_id = %self.info.id, in_flight = self.in_flight(), "draining: no new tasks, finishing the running ones");
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                warn!(worker_id = %self.info.id, in_flight = self.in_flight(), "drain timeout: tasks still running");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Sets how the worker reaches its coordinator, and (when `dial` carries TLS material) makes
@@ -106,8 +134,12 @@ impl WorkerState {
     }
 
     /// The slots, for the gate that takes one before a request is decoded.
-    pub(crate) fn slot_gate(&self) -> (Arc<Semaphore>, Duration) {
-        (self.slots.clone(), self.task_timeout)
+    pub(crate) fn slot_gate(&self) -> crate::gate::GateParts {
+        crate::gate::GateParts {
+            slots: self.slots.clone(),
+            wait: self.task_timeout,
+            draining: self.drain.draining.clone(),
+        }
     }
 
     /// Makes the worker write every clean compile (exit 0, nothing on stderr) to `cache` under its
