@@ -45,7 +45,8 @@ for name in sys.argv[3:]:
 
 fn check(addr: &str, ca: Option<&str>, services: &[&str]) -> Vec<String> {
     let mut cmd = Command::new(python());
-    cmd.args(["-c", CHECK, addr, ca.unwrap_or("")]).args(services);
+    cmd.args(["-c", CHECK, addr, ca.unwrap_or("")])
+        .args(services);
     let (code, out, err) = run(&mut cmd);
     assert_eq!(code, 0, "health client failed: {err}");
     out.lines().map(str::to_owned).collect()

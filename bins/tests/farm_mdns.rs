@@ -55,10 +55,38 @@ impl Lan {
             let (inner, outer) = (format!("e{i}{tag}"), format!("b{i}{tag}"));
             ip(&["netns", "add", &ns]);
             lan.hosts.push((ns.clone(), addr.clone()));
-            ip(&["-n", &lan.bridge_ns, "link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+            ip(&[
+                "-n",
+                &lan.bridge_ns,
+                "link",
+                "add",
+                &outer,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inner,
+            ]);
             ip(&["-n", &lan.bridge_ns, "link", "set", &inner, "netns", &ns]);
-            ip(&["-n", &lan.bridge_ns, "link", "set", &outer, "master", "br0", "up"]);
-            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", &inner]);
+            ip(&[
+                "-n",
+                &lan.bridge_ns,
+                "link",
+                "set",
+                &outer,
+                "master",
+                "br0",
+                "up",
+            ]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                &inner,
+            ]);
             ip(&["-n", &ns, "link", "set", &inner, "up"]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
         }
@@ -156,7 +184,12 @@ fn workers_in_other_namespaces_are_found_over_mdns_and_dropped_when_killed() {
     let other = Farm::named("another farm");
 
     // Coordinator in namespace 0, listening on its LAN address (TLS on, mDNS on by default).
-    let coord_tls = farm.issue_with(Role::Coordinator, "coord", &[lan.addr(0)], Validity::days(1));
+    let coord_tls = farm.issue_with(
+        Role::Coordinator,
+        "coord",
+        &[lan.addr(0)],
+        Validity::days(1),
+    );
     let mut cmd = lan.cmd(0, COORD);
     cmd.args(["serve", "--grpc-addr", &format!("{}:9000", lan.addr(0))])
         .args(["--http-addr", "127.0.0.1:8080"])
@@ -223,12 +256,22 @@ fn workers_in_other_namespaces_are_found_over_mdns_and_dropped_when_killed() {
         "the rogue worker's refusal is not logged:\n{}",
         coord.log_text()
     );
-    assert!(state_of(&lan, http, "rogue").is_none(), "{:?}", workers(&lan, http));
+    assert!(
+        state_of(&lan, http, "rogue").is_none(),
+        "{:?}",
+        workers(&lan, http)
+    );
 
     // A real mDNS client sees the announcement with its TXT records.
     let avahi = avahi_browse(&lan, 4, "w1");
     assert!(avahi.contains("\"slots=3\""), "{avahi}");
-    assert!(avahi.contains(&format!("\"version={}\"", hybridgrid_core::PROTOCOL_VERSION)), "{avahi}");
+    assert!(
+        avahi.contains(&format!(
+            "\"version={}\"",
+            hybridgrid_core::PROTOCOL_VERSION
+        )),
+        "{avahi}"
+    );
     assert!(avahi.contains("\"port=50052\""), "{avahi}");
     assert!(avahi.contains("\"tls="), "{avahi}");
     assert!(avahi.contains(lan.addr(1)), "{avahi}");
@@ -237,12 +280,19 @@ fn workers_in_other_namespaces_are_found_over_mdns_and_dropped_when_killed() {
     w2.child.kill().expect("SIGKILL w2");
     let killed = Instant::now();
     assert!(
-        wait_until(WAIT, || state_of(&lan, http, "w2").is_some_and(|(s, _)| s == "down")),
+        wait_until(WAIT, || state_of(&lan, http, "w2")
+            .is_some_and(|(s, _)| s == "down")),
         "killed worker still up; coordinator log:\n{}",
         coord.log_text()
     );
-    eprintln!("killed worker marked down after {:?} (heartbeat timeout 2s)", killed.elapsed());
-    assert_eq!(state_of(&lan, http, "w1").map(|(s, _)| s).as_deref(), Some("up"));
+    eprintln!(
+        "killed worker marked down after {:?} (heartbeat timeout 2s)",
+        killed.elapsed()
+    );
+    assert_eq!(
+        state_of(&lan, http, "w1").map(|(s, _)| s).as_deref(),
+        Some("up")
+    );
 }
 
 /// Runs avahi-daemon and `avahi-browse -rp` in namespace `i` (private /run, its own system bus)

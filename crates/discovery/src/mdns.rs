@@ -458,7 +458,10 @@ mod tests {
     fn txt_round_trips() {
         let info = worker();
         let txt = encode_txt(&info, 50052, Some("ab12")).expect("encode");
-        assert_eq!((txt["port"].as_str(), txt["tls"].as_str()), ("50052", "ab12"));
+        assert_eq!(
+            (txt["port"].as_str(), txt["tls"].as_str()),
+            ("50052", "ab12")
+        );
         assert_eq!(txt["tc"], "2");
         assert_eq!(
             txt["tc0"],
@@ -476,9 +479,13 @@ mod tests {
     fn txt_errors_name_the_key() {
         let mut info = worker();
         info.capabilities.toolchains[1].version = "x".repeat(300);
-        assert!(matches!(encode_txt(&info, 1, None), Err(DiscoveryError::Txt { key, .. }) if key == "tc1"));
+        assert!(
+            matches!(encode_txt(&info, 1, None), Err(DiscoveryError::Txt { key, .. }) if key == "tc1")
+        );
         info.capabilities.toolchains[1].version = "a|b".into();
-        assert!(matches!(encode_txt(&info, 1, None), Err(DiscoveryError::Txt { key, .. }) if key == "tc1"));
+        assert!(
+            matches!(encode_txt(&info, 1, None), Err(DiscoveryError::Txt { key, .. }) if key == "tc1")
+        );
 
         let mut txt = encode_txt(&worker(), 1, None).expect("encode");
         txt.remove("tc1");

@@ -117,7 +117,11 @@ impl std::fmt::Debug for ProbedDiscovery {
 
 impl ProbedDiscovery {
     /// Confirms the workers `hints` reports by probing them with `prober`.
-    pub fn new(hints: Arc<dyn Discovery>, prober: Arc<dyn HintProber>, options: ProbedOptions) -> Self {
+    pub fn new(
+        hints: Arc<dyn Discovery>,
+        prober: Arc<dyn HintProber>,
+        options: ProbedOptions,
+    ) -> Self {
         Self {
             hints,
             prober,
@@ -210,7 +214,10 @@ impl Runner {
                     "worker refused: incompatible protocol version (it speaks {}, this coordinator speaks {}); run the same hybridgrid release on both",
                     hint.protocol_version, PROTOCOL_VERSION);
             }
-            self.untrack(&hint.id, "it now announces an incompatible protocol version");
+            self.untrack(
+                &hint.id,
+                "it now announces an incompatible protocol version",
+            );
             return;
         }
         self.refused.remove(&hint.id);

@@ -87,7 +87,10 @@ async fn a_hint_is_reported_with_what_the_worker_answers() {
     }
     // The announcement is withdrawn: Down at once.
     hints.deregister(&WorkerId::new("w1"));
-    assert_eq!(next(&mut events).await, WorkerEvent::Down(WorkerId::new("w1")));
+    assert_eq!(
+        next(&mut events).await,
+        WorkerEvent::Down(WorkerId::new("w1"))
+    );
 }
 
 #[tokio::test]
@@ -99,7 +102,10 @@ async fn a_worker_that_stops_answering_goes_down_and_comes_back() {
     assert!(matches!(next(&mut events).await, WorkerEvent::Up(w) if w.id.as_str() == "w2"));
     // Killed: no goodbye, the hint stays, the probes fail.
     fake.set("10.0.0.8:50052", None);
-    assert_eq!(next(&mut events).await, WorkerEvent::Down(WorkerId::new("w2")));
+    assert_eq!(
+        next(&mut events).await,
+        WorkerEvent::Down(WorkerId::new("w2"))
+    );
     fake.set("10.0.0.8:50052", Some(info("w2", "x:1", 2)));
     assert!(matches!(next(&mut events).await, WorkerEvent::Up(w) if w.id.as_str() == "w2"));
 }

@@ -18,8 +18,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tonic_health::ServingStatus;
-use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 
 /// Path prefix of every Health call.
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";

@@ -220,7 +220,10 @@ fn info_dial(cfg: &FarmConfig, name: Option<String>) -> Result<Dial, StartError>
 }
 
 /// The gRPC `Info` call to the worker at `addr`.
-async fn ask_info(addr: &str, how: &Dial) -> Result<hybridgrid_core::WorkerInfo, hybridgrid_core::BoxError> {
+async fn ask_info(
+    addr: &str,
+    how: &Dial,
+) -> Result<hybridgrid_core::WorkerInfo, hybridgrid_core::BoxError> {
     use hybridgrid_core::{DiscoverySource, PROTOCOL_VERSION};
     use hybridgrid_transport::pb;
     let ch = hybridgrid_transport::tls::dial(addr, how).await?;

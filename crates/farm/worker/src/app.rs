@@ -172,7 +172,9 @@ fn announce(state: &WorkerState, grpc_addr: std::net::SocketAddr, tls_fingerprin
     };
     match MdnsAnnouncer::announce_with(&state.info, &how) {
         Ok(a) => state.drain.set_announcer(a),
-        Err(e) => warn!(error = %e, "mDNS announcement failed; the coordinator will not find this worker by itself. Fix: allow 5353/udp, or use --coordinator (worker.coordinator), or set discovery.mdns: false"),
+        Err(e) => {
+            warn!(error = %e, "mDNS announcement failed; the coordinator will not find this worker by itself. Fix: allow 5353/udp, or use --coordinator (worker.coordinator), or set discovery.mdns: false")
+        }
     }
 }
 
