@@ -32,6 +32,8 @@ use hybridgrid_core::spec::{ByteSize, CacheSpec, Secret, SecretUrl, SpecError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use crate::cross::{DockerSection, ImageToolchain};
+
 /// The whole file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -220,6 +222,10 @@ impl FarmConfig {
                 ),
             ));
         }
+        self.worker
+            .docker
+            .validate()
+            .map_err(|(key, m)| bad(&key, m))?;
         if !(self.cache.max_size_gb > 0.0 && self.cache.max_size_gb.is_finite()) {
             return Err(bad(
                 "cache.max_size_gb",
@@ -479,6 +485,8 @@ pub struct WorkerConfig {
     pub allow_unsandboxed: bool,
     /// Limits and readable directories of the compiler sandbox.
     pub sandbox: SandboxSection,
+    /// Compilers inside Docker images (cross toolchains), each compile in its own container.
+    pub docker: DockerSection,
 }
 
 /// `worker.sandbox:` section: what a compiler process may use while it runs.
@@ -540,6 +548,7 @@ impl Default for WorkerConfig {
             concurrency_per_connection: 64,
             allow_unsandboxed: false,
             sandbox: SandboxSection::default(),
+            docker: DockerSection::default(),
         }
     }
 }

@@ -26,12 +26,13 @@ pub async fn start_worker(
     executor: Arc<dyn Executor>,
     toolchains: Vec<LocalToolchain>,
 ) -> Result<Handle<WorkerState>, StartError> {
-    start_worker_with(cfg, executor, toolchains, SandboxStatus::External).await
+    start_worker_with(cfg, executor, None, toolchains, SandboxStatus::External).await
 }
 
 async fn start_worker_with(
     cfg: &FarmConfig,
     executor: Arc<dyn Executor>,
+    containers: Option<Arc<dyn Executor>>,
     toolchains: Vec<LocalToolchain>,
     sandbox: SandboxStatus,
 ) -> Result<Handle<WorkerState>, StartError> {
@@ -72,12 +73,13 @@ async fn start_worker_with(
         format!("{host}-{}", grpc_addr.port())
     });
     let (metrics, registry) = WorkerMetrics::new();
-    let state = WorkerState::new(
+    let state = WorkerState::with_containers(
         WorkerId::new(id),
         advertise,
         w.max_concurrent_tasks,
         *w.task_timeout,
         executor,
+        containers,
         toolchains,
         metrics,
     );
@@ -207,16 +209,11 @@ pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>
                 toolchains.push(LocalToolchain {
                     toolchain: tc,
                     path: resolved,
+                    image: None,
                 });
             }
             Err(e) => tracing::debug!(compiler = %name, error = %e, "toolchain not offered"),
         }
-    }
-    if toolchains.is_empty() {
-        return Err(StartError::Config(format!(
-            "worker.compilers: none of {:?} could be found and identified on this machine",
-            cfg.worker.compilers
-        )));
     }
     let work_root = cfg
         .worker
@@ -225,12 +222,32 @@ pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>
         .unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&work_root)
         .map_err(|e| StartError::Config(format!("worker.work_dir {}: {e}", work_root.display())))?;
+    let images = crate::container::start(cfg, &work_root).await?;
+    if toolchains.is_empty() && images.is_none() {
+        return Err(StartError::Config(format!(
+            "worker.compilers: none of {:?} could be found and identified on this machine (and worker.docker.toolchains is empty)",
+            cfg.worker.compilers
+        )));
+    }
     let exec = hybridgrid_executors::NativeExecutor::new(hybridgrid_executors::NativeConfig {
         work_root,
         path: None,
     });
-    let (exec, sandbox) = crate::sandbox::confine(cfg, &toolchains, exec).await?;
-    start_worker_with(cfg, Arc::new(exec), toolchains, sandbox).await
+    let (exec, sandbox) = if toolchains.is_empty() {
+        // Nothing runs on the host: every compile is in a container.
+        let what = "no host compilers; image toolchains compile in containers".to_owned();
+        (exec, SandboxStatus::Enforced(what))
+    } else {
+        crate::sandbox::confine(cfg, &toolchains, exec).await?
+    };
+    let containers = match images {
+        Some(images) => {
+            toolchains.extend(images.toolchains);
+            Some(images.executor)
+        }
+        None => None,
+    };
+    start_worker_with(cfg, Arc::new(exec), containers, toolchains, sandbox).await
 }
 
 /// `name` as given when it is a path, else the first executable of that name on `PATH`.

@@ -25,6 +25,7 @@
 //! ```
 
 mod app;
+mod container;
 mod drain;
 mod gate;
 mod metrics;
