@@ -97,7 +97,11 @@ fn done_by(stats: &serde_json::Value, id: &str) -> u64 {
 /// ELF machine of `path` (183 = AArch64, 62 = x86-64).
 fn elf_machine(path: &Path) -> u16 {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(bytes.len() > 20 && bytes[..4] == *b"\x7fELF", "{} is not ELF", path.display());
+    assert!(
+        bytes.len() > 20 && bytes[..4] == *b"\x7fELF",
+        "{} is not ELF",
+        path.display()
+    );
     u16::from_le_bytes([bytes[18], bytes[19]])
 }
 
@@ -249,7 +253,9 @@ fn hgbuild_target_flag_picks_the_cross_compiler() {
     );
     assert_eq!(done_by(&stats(&coord.http), &arm_id), 1);
 
-    let (code, _, err) = run(hgbuild(dir, &coord.grpc).args(["--target", "vax-vms", "cc", "-c"]).arg(&file));
+    let (code, _, err) = run(hgbuild(dir, &coord.grpc)
+        .args(["--target", "vax-vms", "cc", "-c"])
+        .arg(&file));
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("vax-vms") && err.contains("linux-arm64"),

@@ -130,7 +130,9 @@ pub fn run(mut argv: Vec<OsString>, env: &dyn EnvSource) -> i32 {
 /// `hgbuild --target PLATFORM <compiler|build tool> [args...]`.
 fn target_mode(args: &[OsString], env: &dyn EnvSource) -> i32 {
     let (Some(platform), Some(first)) = (args.first(), args.get(1)) else {
-        return fail("--target needs a platform and a command, e.g. hgbuild --target linux-arm64 make");
+        return fail(
+            "--target needs a platform and a command, e.g. hgbuild --target linux-arm64 make",
+        );
     };
     let triple = match crate::target::triple(platform) {
         Ok(t) => t,

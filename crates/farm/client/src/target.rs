@@ -47,7 +47,10 @@ pub(crate) fn cross_driver(triple: &str, compiler: &OsStr) -> Result<OsString, S
 /// What a build run with `--target` gets in its environment: `CC` and `CXX` naming the cross
 /// drivers (the masquerade directory routes them through the farm).
 pub(crate) fn build_env(triple: &str) -> Vec<(&'static str, String)> {
-    vec![("CC", format!("{triple}-gcc")), ("CXX", format!("{triple}-g++"))]
+    vec![
+        ("CC", format!("{triple}-gcc")),
+        ("CXX", format!("{triple}-g++")),
+    ]
 }
 
 #[cfg(test)]

@@ -189,7 +189,9 @@ mod tests {
                 .validate()
                 .is_ok()
         );
-        let (key, _) = with("", "/usr/bin/gcc").validate().expect_err("empty image");
+        let (key, _) = with("", "/usr/bin/gcc")
+            .validate()
+            .expect_err("empty image");
         assert_eq!(key, "worker.docker.toolchains[0].image");
         let (key, msg) = with("i", "gcc").validate().expect_err("relative");
         assert_eq!(key, "worker.docker.toolchains[0].compiler");

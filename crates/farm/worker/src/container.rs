@@ -159,7 +159,11 @@ async fn run(
             "`{}` in the image exited with {}{}: {}",
             command.join(" "),
             out.exit_code,
-            if out.truncated { " (output truncated)" } else { "" },
+            if out.truncated {
+                " (output truncated)"
+            } else {
+                ""
+            },
             String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(500)]).trim()
         ));
     }
