@@ -159,7 +159,7 @@ fn arm64_program_built_through_the_farm_matches_a_local_cross_build_and_runs_und
     assert!(
         log.contains("toolchain found")
             && log.contains("aarch64-linux-gnu")
-            && log.contains("platform=linux-arm64"),
+            && log.contains("platform=\"linux-arm64\""),
         "the arm worker did not advertise its image toolchain:\n{log}"
     );
 
