@@ -81,6 +81,55 @@ fn coordinator_and_worker_answer_grpc_health() {
     wait_workers_up(&coord.http, 1);
 }
 
+/// A worker on a host where no compiler sandbox works (user and network namespaces switched off
+/// inside its own user namespace), run with `worker.allow_unsandboxed`: it serves, but its
+/// sandbox service says `NOT_SERVING` to a third-party client.
+#[test]
+fn a_worker_without_a_sandbox_reports_the_sandbox_not_serving() {
+    let dir = TempDir::new("health-nosandbox");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--user",
+        "--map-root-user",
+        "sh",
+        "-c",
+        "echo 0 > /proc/sys/user/max_user_namespaces && echo 0 > /proc/sys/user/max_net_namespaces && exec \"$@\"",
+        "sh",
+        WORKER,
+        "serve",
+        "--id",
+        "nosandbox",
+        "--coordinator",
+        "127.0.0.1:1",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+    .env("HG_WORKER_WORK_DIR", &work)
+    .env("HG_WORKER_ALLOW_UNSANDBOXED", "true");
+    let worker = Daemon::spawn_for_test(cmd, dir.path().join("w.log"), "serving gRPC on");
+    assert!(
+        worker.log_text().contains("NO compiler sandbox"),
+        "the worker found a sandbox after all:\n{}",
+        worker.log_text()
+    );
+    assert_eq!(
+        check(
+            &worker.grpc,
+            None,
+            &[
+                "",
+                hybridgrid_farm_worker::WORKER_SERVICE,
+                hybridgrid_farm_worker::SANDBOX_SERVICE
+            ]
+        ),
+        ["SERVING", "SERVING", "NOT_SERVING"]
+    );
+}
+
 #[tokio::test]
 async fn a_draining_worker_is_not_serving() {
     let mut cfg = FarmConfig::default();
