@@ -211,6 +211,26 @@ fn arm64_program_built_through_the_farm_matches_a_local_cross_build_and_runs_und
     assert_eq!(done_by(&s, &host_id), 1, "{s}");
     assert_eq!(done_by(&s, &arm_id), stems.len() as u64, "{s}");
     assert_eq!(elf_machine(&dir.join("native.o")), 62);
+
+    // Every compile ran in a container of its own: none is left, nor any task directory.
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=hybridgrid.owner=hg-worker-{arm_id}"))
+        .output()
+        .expect("docker ps");
+    assert!(out.status.success(), "docker ps: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "containers left behind by the arm worker"
+    );
+    let task_dirs = dir.join(format!("work-{arm_id}")).join("hg-docker");
+    let left: Vec<_> = std::fs::read_dir(&task_dirs)
+        .unwrap_or_else(|e| panic!("{} (where the tasks ran): {e}", task_dirs.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "task directories left: {left:?}");
 }
 
 #[test]

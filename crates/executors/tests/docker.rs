@@ -153,6 +153,8 @@ async fn exit_codes_signals_and_truncation() {
         ("exit 0", 0),
         ("exit 7", 7),
         ("sh -c 'kill -KILL $$'; exit $?", 137),
+        // A crash: the program dies of SIGSEGV and the exit status says so (128 + 11).
+        ("sh -c 'kill -SEGV $$'; exit $?", 139),
     ] {
         let out = run(&exec, sh(script, LONG)).await;
         assert_eq!(out.exit_code, code, "{script}");
