@@ -40,7 +40,7 @@ struct Lan {
 impl Lan {
     /// One namespace per name, addresses 10.79.0.1, .2, ... in that order.
     fn new(names: &[&str]) -> Lan {
-        let tag = &uuid_tag()[..6];
+        let tag = &uuid_tag();
         let bridge_ns = format!("hgbr-{tag}");
         ip(&["netns", "add", &bridge_ns]);
         ip(&["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"]);
@@ -126,11 +126,14 @@ impl Drop for Lan {
     }
 }
 
+/// Six hex digits naming this run's namespaces and links: the low 16 bits of the process id
+/// (tests of one run are processes alive at the same time, so these differ) and 8 bits of the
+/// clock against a stale namespace left by a killed earlier run.
 fn uuid_tag() -> String {
-    format!(
-        "{:08x}",
-        std::process::id() ^ (Instant::now().elapsed().subsec_nanos())
-    )
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{:04x}{:02x}", std::process::id() & 0xffff, nanos & 0xff)
 }
 
 /// `GET url` from inside namespace `i` (the test itself is outside it).
@@ -336,4 +339,65 @@ fn avahi_browse(lan: &Lan, i: usize, id: &str) -> String {
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+/// Binds udp/5353 exclusively (no `SO_REUSEADDR`, as a program that wants the port for itself
+/// does), then becomes the daemon given as arguments, the socket still open: no race.
+const HOLD_5353: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5353))
+os.set_inheritable(s.fileno(), True)
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+#[test]
+fn udp_5353_held_by_another_program_is_logged_once_with_the_fix_and_the_daemons_serve_on() {
+    let lan = Lan::new(&["c", "w"]);
+    let dir = TempDir::new("mdns5353");
+    let farm = Farm::new();
+    let coord_tls = farm.issue_with(
+        Role::Coordinator,
+        "coord",
+        &[lan.addr(0)],
+        Validity::days(1),
+    );
+    let mut cmd = lan.cmd(0, "python3");
+    cmd.args(["-c", HOLD_5353, COORD, "serve"])
+        .args(["--grpc-addr", &format!("{}:9000", lan.addr(0))])
+        .args(["--http-addr", "127.0.0.1:8080"])
+        .envs(tls_env(&coord_tls));
+    let coord = Daemon::spawn_for_test(cmd, dir.path().join("coord.log"), "dashboard on");
+
+    let w_tls = farm.issue_with(Role::Worker, "w", &[lan.addr(1)], Validity::days(1));
+    let work = dir.path().join("work-w");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let mut cmd = lan.cmd(1, "python3");
+    cmd.args(["-c", HOLD_5353, WORKER, "serve", "--id", "w"])
+        .args(["--grpc-addr", &format!("{}:50052", lan.addr(1))])
+        .args(["--http-addr", "127.0.0.1:9090"])
+        .env("HG_WORKER_WORK_DIR", &work)
+        .envs(tls_env(&w_tls));
+    let worker = Daemon::spawn_for_test(cmd, dir.path().join("w.log"), "serving gRPC on");
+
+    for (who, log) in [
+        ("coordinator", coord.log_text()),
+        ("worker", worker.log_text()),
+    ] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("cannot use udp/5353"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{who}: not logged exactly once:\n{log}");
+        assert!(
+            lines[0].contains("5353/udp") && lines[0].contains("discovery.mdns: false"),
+            "{who}: the line gives no fix: {}",
+            lines[0]
+        );
+    }
+    // Both serve on without mDNS.
+    let health = ns_get(&lan, 0, "http://127.0.0.1:8080/health");
+    assert!(health.is_some(), "coordinator not serving");
+    let health = ns_get(&lan, 1, "http://127.0.0.1:9090/health");
+    assert!(health.is_some(), "worker not serving");
 }
