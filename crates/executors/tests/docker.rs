@@ -361,7 +361,9 @@ async fn missing_image_is_named() {
     );
     let msg = res.expect_err("missing image").to_string();
     assert!(
-        msg.contains("hybridgrid-no-such-image:0") && msg.contains("locally"),
+        msg.contains("hybridgrid-no-such-image:0")
+            && msg.contains("never pulled")
+            && msg.contains("docker build -t hybridgrid-no-such-image:0"),
         "{msg}"
     );
     assert!(containers(&owner).is_empty());
