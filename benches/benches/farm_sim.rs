@@ -129,6 +129,7 @@ fn main() {
             let tc = vec![LocalToolchain {
                 toolchain: toolchain.clone(),
                 path: "/bin/true".into(),
+                image: None,
             }];
             hs.push(
                 hybridgrid_farm_worker::start_worker(&wc, Arc::new(SleepExecutor), tc)

@@ -195,6 +195,9 @@ async fn run() -> anyhow::Result<()> {
             cfg.coordinator.static_workers.clone(),
         )?);
     }
+    if let Some(mdns) = app::mdns_discovery(&cfg)? {
+        discovery.push(mdns);
+    }
     let handle = app::start_coordinator(&cfg, discovery)
         .await
         .context("starting coordinator")?;

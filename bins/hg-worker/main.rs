@@ -1,4 +1,5 @@
 //! `hg-worker serve --coordinator=HOST:9000`: a compile-farm worker (gRPC :50052, HTTP :9090).
+//! SIGTERM or SIGINT drains it (running tasks finish, new ones go elsewhere); a second one stops it.
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hybridgrid_core::config::ProcessEnv;
@@ -137,6 +138,12 @@ async fn run() -> anyhow::Result<()> {
         );
     }
     wait_for_signal(handle.stop_token()).await;
+    // Drain: no new tasks, NOT_SERVING in gRPC health, mDNS goodbye; the running tasks finish
+    // (up to worker.task_timeout) unless a second signal arrives.
+    tokio::select! {
+        _ = handle.state.drain(*cfg.worker.task_timeout) => {}
+        _ = wait_for_signal(hybridgrid_core::CancellationToken::new()) => {}
+    }
     handle.shutdown().await;
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! - [`StaticDiscovery`]: a configured list of `host:port`, each probed periodically (through an
 //!   injected [`Prober`]) to learn its capabilities and to notice when it goes away;
 //! - [`DiscoveryHub`]: merges several sources and workers that register themselves into one stream;
+//! - [`ProbedDiscovery`]: confirms each worker another source points at (mDNS) by probing it, and
+//!   reports it down when it stops answering;
 //! - `MdnsAnnouncer` / `MdnsDiscovery` (feature `mdns`): `_hybridgrid._tcp.local.` with the
 //!   capabilities in TXT records.
 //!
@@ -45,11 +47,16 @@ mod fanout;
 mod hub;
 #[cfg(feature = "mdns")]
 mod mdns;
+mod probed;
 mod static_list;
 
 pub use hub::DiscoveryHub;
 #[cfg(feature = "mdns")]
-pub use mdns::{MdnsAnnouncer, MdnsDiscovery, SERVICE_TYPE};
+pub use mdns::{
+    Announcement, MDNS_PORT, MdnsAnnouncer, MdnsDiscovery, MdnsInterfaces, SERVICE_TYPE,
+    check_mdns_port,
+};
+pub use probed::{HintProber, ProbedDiscovery, ProbedOptions};
 pub use static_list::{Prober, StaticDiscovery, StaticOptions};
 
 use hybridgrid_core::{BoxError, Retry};

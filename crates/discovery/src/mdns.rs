@@ -1,10 +1,19 @@
 //! mDNS: workers announce `_hybridgrid._tcp.local.` with their capabilities in TXT records;
 //! [`MdnsDiscovery`] browses for them.
 //!
-//! TXT keys: `id`, `arch`, `os`, `cpus`, `slots`, `version` (protocol), `exec` (executor kinds,
-//! comma-separated), `tc` (toolchain count) and `tc0`, `tc1`, ... one per toolchain as
-//! `name|version|target|binary_hash`. One key per toolchain keeps every entry under the 255-byte
-//! limit of a TXT string.
+//! TXT keys: `id`, `arch`, `os`, `cpus`, `slots`, `version` (protocol), `port` (gRPC port, also
+//! in the SRV record), `exec` (executor kinds, comma-separated), `tls` (BLAKE3 fingerprint of the
+//! worker's certificate, when TLS is on), `tc` (toolchain count) and `tc0`, `tc1`, ... one per
+//! toolchain as `name|version|target|binary_hash`. One key per toolchain keeps every entry under
+//! the 255-byte limit of a TXT string.
+//!
+//! Anyone on the LAN can announce anything: a TXT record says where to look, never whom to trust.
+//! Wrap [`MdnsDiscovery`] in a [`crate::ProbedDiscovery`] so that each announced worker is asked
+//! (over mutual TLS) before it is used.
+//!
+//! [`MdnsInterfaces`] says which interfaces mDNS may use: never loopback, and with
+//! [`MdnsInterfaces::Only`] just the interface that holds one address (the one a daemon serves
+//! on), so a daemon bound to one network never announces itself on the others.
 
 use crate::DiscoveryError;
 use crate::fanout::Fanout;
@@ -14,9 +23,95 @@ use hybridgrid_core::{
 };
 use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The UDP port of mDNS.
+pub const MDNS_PORT: u16 = 5353;
+
+/// The interfaces mDNS may send and listen on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MdnsInterfaces {
+    /// Every interface except loopback.
+    #[default]
+    AllButLoopback,
+    /// Only the interface holding this address.
+    Only(IpAddr),
+}
+
+impl MdnsInterfaces {
+    /// Where a daemon listening on `listen` should use mDNS: `None` for a loopback address
+    /// (nothing off this host could reach it, so nothing is announced or browsed), the interface
+    /// of a specific address, or every non-loopback interface for `0.0.0.0` / `::`.
+    pub fn for_listen_addr(listen: IpAddr) -> Option<Self> {
+        if listen.is_loopback() {
+            None
+        } else if listen.is_unspecified() {
+            Some(MdnsInterfaces::AllButLoopback)
+        } else {
+            Some(MdnsInterfaces::Only(listen))
+        }
+    }
+
+    fn apply(self, daemon: &ServiceDaemon) -> Result<(), DiscoveryError> {
+        use mdns_sd::IfKind;
+        let r = match self {
+            MdnsInterfaces::AllButLoopback => {
+                daemon.disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])
+            }
+            MdnsInterfaces::Only(ip) => daemon
+                .disable_interface(IfKind::All)
+                .and_then(|()| daemon.enable_interface(IfKind::Addr(ip))),
+        };
+        r.map_err(|e| mdns_error("select the mDNS interfaces", e))
+    }
+}
+
+/// What a worker announces besides its [`WorkerInfo`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Announcement {
+    /// The gRPC port (SRV record and TXT `port`).
+    pub port: u16,
+    /// TXT `tls`: the BLAKE3 fingerprint of the worker's certificate, when TLS is on.
+    pub tls_fingerprint: Option<String>,
+    /// Where to announce.
+    pub interfaces: MdnsInterfaces,
+}
+
+/// Checks that UDP port 5353 can be bound the way mDNS binds it (shared, `SO_REUSEADDR`), on the
+/// wildcard address; the error says why not (another program holds it exclusively, or the
+/// system refuses). A firewall dropping the packets is not detectable here.
+pub fn check_mdns_port() -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, MDNS_PORT)).into())
+}
+
+/// Starts an mDNS daemon on `interfaces`, logging (once, at `warn`) the first error it reports
+/// later, such as a socket it cannot open.
+fn start_daemon(interfaces: MdnsInterfaces) -> Result<ServiceDaemon, DiscoveryError> {
+    let daemon = ServiceDaemon::new().map_err(|e| mdns_error("start the mDNS daemon", e))?;
+    interfaces.apply(&daemon)?;
+    if let Ok(monitor) = daemon.monitor() {
+        let spawned = std::thread::Builder::new()
+            .name("hg-mdns-monitor".into())
+            .spawn(move || {
+                while let Ok(event) = monitor.recv() {
+                    if let mdns_sd::DaemonEvent::Error(error) = event {
+                        tracing::warn!(%error, "mDNS error (udp/5353); if workers are not found, allow 5353/udp (e.g. `sudo ufw allow 5353/udp`) or list them in coordinator.static_workers");
+                        break;
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::debug!(%error, "mDNS monitor thread not started");
+        }
+    }
+    Ok(daemon)
+}
 
 /// The DNS-SD service type hybridgrid workers announce.
 pub const SERVICE_TYPE: &str = "_hybridgrid._tcp.local.";
@@ -46,11 +141,24 @@ impl std::fmt::Debug for MdnsAnnouncer {
 }
 
 impl MdnsAnnouncer {
-    /// Announces `info` (its `addr` is not sent: browsers see the host's addresses and `port`).
-    /// Fails when a TXT entry would exceed 255 bytes or a toolchain field contains `|`.
+    /// Announces `info` on every non-loopback interface (its `addr` is not sent: browsers see
+    /// the host's addresses and `port`). Fails when a TXT entry would exceed 255 bytes or a
+    /// toolchain field contains `|`.
     pub fn announce(info: &WorkerInfo, port: u16) -> Result<Self, DiscoveryError> {
-        let properties = encode_txt(info)?;
-        let daemon = ServiceDaemon::new().map_err(|e| mdns_error("start the mDNS daemon", e))?;
+        Self::announce_with(
+            info,
+            &Announcement {
+                port,
+                ..Announcement::default()
+            },
+        )
+    }
+
+    /// Announces `info` as `how` says.
+    pub fn announce_with(info: &WorkerInfo, how: &Announcement) -> Result<Self, DiscoveryError> {
+        let port = how.port;
+        let properties = encode_txt(info, port, how.tls_fingerprint.as_deref())?;
+        let daemon = start_daemon(how.interfaces)?;
         let label: String = info
             .id
             .as_str()
@@ -118,9 +226,14 @@ impl std::fmt::Debug for MdnsDiscovery {
 }
 
 impl MdnsDiscovery {
-    /// Starts browsing for [`SERVICE_TYPE`].
+    /// Starts browsing for [`SERVICE_TYPE`] on every non-loopback interface.
     pub fn new() -> Result<Self, DiscoveryError> {
-        let daemon = ServiceDaemon::new().map_err(|e| mdns_error("start the mDNS daemon", e))?;
+        Self::on(MdnsInterfaces::AllButLoopback)
+    }
+
+    /// Starts browsing for [`SERVICE_TYPE`] on `interfaces`.
+    pub fn on(interfaces: MdnsInterfaces) -> Result<Self, DiscoveryError> {
+        let daemon = start_daemon(interfaces)?;
         let events = daemon
             .browse(SERVICE_TYPE)
             .map_err(|e| mdns_error("browse for workers", e))?;
@@ -202,9 +315,14 @@ fn handle(fanout: &Fanout, names: &mut HashMap<String, WorkerId>, event: Service
 }
 
 /// The TXT properties announcing `info`.
-pub(crate) fn encode_txt(info: &WorkerInfo) -> Result<HashMap<String, String>, DiscoveryError> {
+pub(crate) fn encode_txt(
+    info: &WorkerInfo,
+    port: u16,
+    tls_fingerprint: Option<&str>,
+) -> Result<HashMap<String, String>, DiscoveryError> {
     let caps = &info.capabilities;
     let mut txt = HashMap::from([
+        ("port".to_owned(), port.to_string()),
         ("id".to_owned(), info.id.as_str().to_owned()),
         ("arch".to_owned(), caps.arch.clone()),
         ("os".to_owned(), caps.os.clone()),
@@ -224,6 +342,9 @@ pub(crate) fn encode_txt(info: &WorkerInfo) -> Result<HashMap<String, String>, D
         }
         let joined = fields.map(String::as_str).join("|");
         txt.insert(format!("tc{i}"), joined);
+    }
+    if let Some(fp) = tls_fingerprint {
+        txt.insert("tls".to_owned(), fp.to_owned());
     }
     if let Some(e) = caps.executors.iter().find(|e| e.contains(',')) {
         return Err(DiscoveryError::Txt {
@@ -336,7 +457,11 @@ mod tests {
     #[test]
     fn txt_round_trips() {
         let info = worker();
-        let txt = encode_txt(&info).expect("encode");
+        let txt = encode_txt(&info, 50052, Some("ab12")).expect("encode");
+        assert_eq!(
+            (txt["port"].as_str(), txt["tls"].as_str()),
+            ("50052", "ab12")
+        );
         assert_eq!(txt["tc"], "2");
         assert_eq!(
             txt["tc0"],
@@ -354,11 +479,15 @@ mod tests {
     fn txt_errors_name_the_key() {
         let mut info = worker();
         info.capabilities.toolchains[1].version = "x".repeat(300);
-        assert!(matches!(encode_txt(&info), Err(DiscoveryError::Txt { key, .. }) if key == "tc1"));
+        assert!(
+            matches!(encode_txt(&info, 1, None), Err(DiscoveryError::Txt { key, .. }) if key == "tc1")
+        );
         info.capabilities.toolchains[1].version = "a|b".into();
-        assert!(matches!(encode_txt(&info), Err(DiscoveryError::Txt { key, .. }) if key == "tc1"));
+        assert!(
+            matches!(encode_txt(&info, 1, None), Err(DiscoveryError::Txt { key, .. }) if key == "tc1")
+        );
 
-        let mut txt = encode_txt(&worker()).expect("encode");
+        let mut txt = encode_txt(&worker(), 1, None).expect("encode");
         txt.remove("tc1");
         let err = decode_txt(&txt, "a:1".into()).expect_err("missing tc1");
         assert!(err.contains("\"tc1\""), "{err}");

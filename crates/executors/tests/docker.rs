@@ -153,6 +153,8 @@ async fn exit_codes_signals_and_truncation() {
         ("exit 0", 0),
         ("exit 7", 7),
         ("sh -c 'kill -KILL $$'; exit $?", 137),
+        // A crash: the program dies of SIGSEGV and the exit status says so (128 + 11).
+        ("sh -c 'kill -SEGV $$'; exit $?", 139),
     ] {
         let out = run(&exec, sh(script, LONG)).await;
         assert_eq!(out.exit_code, code, "{script}");
@@ -359,7 +361,9 @@ async fn missing_image_is_named() {
     );
     let msg = res.expect_err("missing image").to_string();
     assert!(
-        msg.contains("hybridgrid-no-such-image:0") && msg.contains("locally"),
+        msg.contains("hybridgrid-no-such-image:0")
+            && msg.contains("never pulled")
+            && msg.contains("docker build -t hybridgrid-no-such-image:0"),
         "{msg}"
     );
     assert!(containers(&owner).is_empty());

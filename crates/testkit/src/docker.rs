@@ -1,8 +1,9 @@
 //! Small Docker images for tests, built on this machine (no registry is ever contacted).
 //!
 //! An image is a root filesystem made on the fly and loaded with `docker import`:
-//! - `/bin/busybox` (Debian's statically linked `busybox-static`, so no library is needed) and a
-//!   symlink `/bin/<applet>` for each of its applets: `sh`, `cat`, `sleep`, `ls`, `ip`, `head`,
+//! - `/usr/bin/busybox` (Debian's statically linked `busybox-static`, so no library is needed), a
+//!   symlink `/usr/bin/<applet>` for each of its applets, and `/bin` → `usr/bin` (merged /usr,
+//!   as in Debian): `sh`, `cat`, `sleep`, `ls`, `ip`, `head`,
 //!   `tr`, `grep`, `sed`, `awk`, `printf`, ... (`busybox --list` says which);
 //! - `/etc/passwd` and `/etc/group` with `root` (0) and `nobody` (65534), an empty `/root`, and a
 //!   world-writable `/tmp`;
@@ -34,7 +35,7 @@ use std::process::{Command, Stdio};
 /// Where the static busybox comes from.
 const BUSYBOX: &str = "/bin/busybox";
 /// Bump when the image layout changes, so stale images are not reused.
-const LAYOUT_VERSION: &[u8] = b"hybridgrid-test-image-v1";
+const LAYOUT_VERSION: &[u8] = b"hybridgrid-test-image-v2";
 
 /// The reference of the plain test image `hybridgrid-test-<name>:<hash>` (busybox only), building
 /// it if this machine does not have it yet.
@@ -170,7 +171,9 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
 }
 
 fn make_rootfs(root: &Path, busybox: &[u8], files: &[(&str, &[u8], u32)]) -> io::Result<()> {
-    let bin = root.join("bin");
+    // Merged /usr as Debian has it (`/bin` → `usr/bin`): a relocatable program under /usr/bin
+    // (gcc finds `cc1` relative to its own directory) sees /usr/lib beside it.
+    let bin = root.join("usr/bin");
     write_file(&bin.join("busybox"), busybox, 0o755)?;
     let list = Command::new(BUSYBOX).arg("--list").output()?;
     if !list.status.success() {
@@ -183,8 +186,7 @@ fn make_rootfs(root: &Path, busybox: &[u8], files: &[(&str, &[u8], u32)]) -> io:
         }
         std::os::unix::fs::symlink("busybox", bin.join(applet))?;
     }
-    std::fs::create_dir_all(root.join("usr"))?;
-    std::os::unix::fs::symlink("../bin", root.join("usr/bin"))?;
+    std::os::unix::fs::symlink("usr/bin", root.join("bin"))?;
     write_file(
         &root.join("etc/passwd"),
         b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
@@ -273,7 +275,10 @@ fn libraries(exe: &Path) -> io::Result<Vec<PathBuf>> {
 /// `root` at the same paths.
 fn copy_host(root: &Path, paths: &[&str], libraries: &BTreeSet<PathBuf>) -> io::Result<()> {
     let copy = |args: &[&str], what: &Path| -> io::Result<()> {
+        // From `/`: coreutils 9.1's `cp -a --parents` copies the attributes of the parent
+        // directories it creates through their path relative to the working directory.
         let status = Command::new("cp")
+            .current_dir("/")
             .args(args)
             .args(["--parents", "--remove-destination"])
             .arg(what)

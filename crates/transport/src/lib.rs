@@ -9,7 +9,8 @@
 //! errors) and bearer tokens ([`auth`]) secure every connection.
 //!
 //! Features: `server` (off by default) adds the server side — [`admin`] (axum, Prometheus text)
-//! and [`serve`] (binding, serving until stopped, signals). A client such as `hgbuild` leaves it
+//! [`serve`] (binding, serving until stopped, signals) and [`health`] (the standard
+//! `grpc.health.v1.Health` service on the daemon's own port). A client such as `hgbuild` leaves it
 //! off and links neither axum nor prometheus-client. `certgen` adds [`tls::certgen`] (rcgen):
 //! making a farm CA and issuing certificates.
 //!
@@ -32,6 +33,8 @@ mod convert;
 #[cfg(feature = "server")]
 pub mod counts;
 pub mod doctor;
+#[cfg(feature = "server")]
+pub mod health;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod shared;

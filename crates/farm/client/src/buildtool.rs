@@ -15,6 +15,16 @@ use std::process::Command;
 /// Compiler names linked in the masquerade directory (only those present on `PATH`).
 pub const COMPILER_NAMES: &[&str] = &["cc", "gcc", "g++", "c++", "clang", "clang++"];
 
+/// The cross compilers linked in the masquerade directory too (when on `PATH`):
+/// `<triple>-gcc` and `<triple>-g++` for each triple of
+/// [`hybridgrid_farm_protocol::cross::PLATFORMS`] (`aarch64-linux-gnu-gcc`, ...), so that
+/// `hgbuild make CC=aarch64-linux-gnu-gcc` goes through the farm.
+pub fn cross_compiler_names() -> impl Iterator<Item = String> {
+    hybridgrid_farm_protocol::cross::PLATFORMS
+        .iter()
+        .flat_map(|(_, triple)| ["gcc", "g++"].map(|d| format!("{triple}-{d}")))
+}
+
 /// A temporary directory of links, removed on drop.
 pub struct Masquerade {
     dir: PathBuf,
@@ -31,9 +41,13 @@ impl Masquerade {
         std::fs::create_dir_all(&dir)
             .map_err(|e| ClientError::Setup(format!("cannot create {}: {e}", dir.display())))?;
         let m = Self { dir };
-        for name in COMPILER_NAMES {
-            if resolve_compiler(OsStr::new(name)).is_ok() {
-                std::os::unix::fs::symlink(wrapper, m.dir.join(name)).map_err(|e| {
+        let names = COMPILER_NAMES
+            .iter()
+            .map(|n| (*n).to_owned())
+            .chain(cross_compiler_names());
+        for name in names {
+            if resolve_compiler(OsStr::new(&name)).is_ok() {
+                std::os::unix::fs::symlink(wrapper, m.dir.join(&name)).map_err(|e| {
                     ClientError::Setup(format!("cannot link {} in {}: {e}", name, m.dir.display()))
                 })?;
             }

@@ -26,6 +26,8 @@ usage:
   hgbuild <build tool> [args...]   e.g. hgbuild make -j16, hgbuild cmake --build build, hgbuild ninja
   hgbuild <compiler> [args...]     e.g. CC=\"hgbuild cc\"; compilers: cc gcc g++ c++ clang clang++ (or a path)
   hgbuild -E file.c ...            compiler options alone: run by the compiler $CC names after hgbuild, else cc
+  hgbuild --target <platform> ...  cross-compile: cc/gcc/c++/g++ become e.g. aarch64-linux-gnu-gcc
+                                   (platforms: linux-arm64, linux-armv7, linux-riscv64, ...)
   hgbuild --stats                  how compiles were served (remote, cache hits per tier, fallbacks, ...)
   hgbuild --clear-cache            empty the local compile cache (cache.dir, default ~/.hybridgrid/cache)
   hgbuild --jobs                   the parallelism on offer now (farm slots + local cores)
@@ -113,6 +115,7 @@ pub fn run(mut argv: Vec<OsString>, env: &dyn EnvSource) -> i32 {
             println!("{}", jobs(&cfg));
             return 0;
         }
+        Some("--target") => return target_mode(&argv[2..], env),
         Some(flag) if flag.starts_with("--") => {
             return fail(&format!("unknown option {flag:?} (see hgbuild --help)"));
         }
@@ -178,6 +181,27 @@ fn default_compiler(env: &dyn EnvSource) -> OsString {
                 .then(|| OsString::from(compiler))
         })
         .unwrap_or_else(|| OsString::from("cc"))
+}
+
+/// `hgbuild --target PLATFORM <compiler|build tool> [args...]`.
+fn target_mode(args: &[OsString], env: &dyn EnvSource) -> i32 {
+    let (Some(platform), Some(first)) = (args.first(), args.get(1)) else {
+        return fail(
+            "--target needs a platform and a command, e.g. hgbuild --target linux-arm64 make",
+        );
+    };
+    let triple = match crate::target::triple(platform) {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    let rest = &args[2..];
+    if is_compiler_name(first) || Path::new(first).components().count() > 1 {
+        return match crate::target::cross_driver(triple, first) {
+            Ok(driver) => compile_mode(&driver, rest, env),
+            Err(e) => fail(&e),
+        };
+    }
+    build_mode_with(first, rest, env, &crate::target::build_env(triple))
 }
 
 fn fail(msg: &str) -> i32 {
@@ -256,6 +280,16 @@ fn jobs(cfg: &FarmConfig) -> u32 {
 }
 
 fn build_mode(program: &OsStr, args: &[OsString], env: &dyn EnvSource) -> i32 {
+    build_mode_with(program, args, env, &[])
+}
+
+/// [`build_mode`] with `extra` added to the build's environment.
+fn build_mode_with(
+    program: &OsStr,
+    args: &[OsString],
+    env: &dyn EnvSource,
+    extra: &[(&str, String)],
+) -> i32 {
     let cfg = match load_config(env) {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -265,7 +299,7 @@ fn build_mode(program: &OsStr, args: &[OsString], env: &dyn EnvSource) -> i32 {
         Err(e) => return fail(&format!("cannot find hgbuild's own path: {e}")),
     };
     let n = jobs(&cfg);
-    match buildtool::run(&me, program, args, Some(n), &[]) {
+    match buildtool::run(&me, program, args, Some(n), extra) {
         Ok((code, totals)) => {
             eprintln!("{}", totals.summary());
             runtime().block_on(client::report_fallbacks(&cfg, &totals));

@@ -28,6 +28,7 @@ mod notice;
 mod paths;
 pub mod stats;
 mod step;
+mod target;
 mod toolchain;
 mod verify;
 

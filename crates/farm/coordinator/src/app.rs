@@ -84,7 +84,17 @@ pub async fn start_coordinator(
     let svc = CoordinatorServer::new(CoordinatorService(state.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    tasks.push(spawn_grpc(svc, grpc, stop.clone(), "coordinator", &opts));
+    let health = hybridgrid_transport::health::GrpcHealth::new();
+    for service in ["", COORDINATOR_SERVICE] {
+        health.set(service, true).await;
+    }
+    tasks.push(spawn_grpc(
+        health.wrap(svc),
+        grpc,
+        stop.clone(),
+        "coordinator",
+        &opts,
+    ));
 
     let st = state.clone();
     let api = Router::new()
@@ -142,40 +152,123 @@ pub async fn start_coordinator(
     Ok(Handle::new(state, (grpc_addr, http_addr), stop, tasks))
 }
 
+/// The gRPC service name of the coordinator in health checks (`grpc.health.v1.Health`).
+pub const COORDINATOR_SERVICE: &str = "hybridgrid.v1.Coordinator";
+
 /// Static discovery over `coordinator.static_workers`, probing each worker with the gRPC `Info`
 /// call (over TLS with the coordinator's certificate when `tls` is configured).
 pub fn static_discovery(
     cfg: &FarmConfig,
     addrs: Vec<String>,
 ) -> Result<Arc<dyn Discovery>, StartError> {
-    use hybridgrid_core::{BoxError, DiscoverySource, PROTOCOL_VERSION, WorkerInfo};
-    use hybridgrid_transport::pb;
-    let how = Dial {
+    let d = hybridgrid_discovery::StaticDiscovery::new(addrs, info_prober(cfg)?)
+        .map_err(|e| StartError::Config(format!("coordinator.static_workers: {e}")))?;
+    Ok(Arc::new(d))
+}
+
+/// mDNS discovery when `discovery.mdns` is on (the default): browses `_hybridgrid._tcp.local.` on
+/// the network of the coordinator's gRPC listen address, and confirms every announced worker
+/// with the gRPC `Info` call (mutual TLS when TLS is on) before using it; the TXT records are
+/// never trusted. Workers are probed every `coordinator.heartbeat_interval` and dropped after
+/// `coordinator.heartbeat_timeout` without an answer. `None` (with one log line saying why) when
+/// mDNS is off, the coordinator listens on loopback only, or udp/5353 cannot be used.
+pub fn mdns_discovery(cfg: &FarmConfig) -> Result<Option<Arc<dyn Discovery>>, StartError> {
+    use hybridgrid_discovery::{MdnsDiscovery, MdnsInterfaces, ProbedDiscovery, ProbedOptions};
+    if !cfg.discovery.mdns {
+        return Ok(None);
+    }
+    let c = &cfg.coordinator;
+    let listen = c.grpc_listen(&cfg.tls);
+    let ip = listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .map_err(|_| {
+            StartError::Config(format!(
+                "coordinator.grpc_addr: {listen:?} is not an IP:port socket address"
+            ))
+        })?;
+    let Some(interfaces) = MdnsInterfaces::for_listen_addr(ip) else {
+        info!(grpc = %listen, "mDNS discovery off: gRPC listens on loopback only, where no worker on another machine can reach it");
+        return Ok(None);
+    };
+    if let Err(e) = hybridgrid_discovery::check_mdns_port() {
+        tracing::warn!(error = %e, "mDNS discovery unavailable: cannot use udp/5353, so workers are not found automatically. Fix: free or allow 5353/udp (e.g. `sudo ufw allow 5353/udp`; `ss -ulpn 'sport = :5353'` shows who holds it), or list workers in coordinator.static_workers, or set discovery.mdns: false");
+        return Ok(None);
+    }
+    let browser = match MdnsDiscovery::on(interfaces) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "mDNS discovery unavailable, workers are not found automatically. Fix: allow 5353/udp, or list workers in coordinator.static_workers, or set discovery.mdns: false");
+            return Ok(None);
+        }
+    };
+    info!(interfaces = ?interfaces, service = hybridgrid_discovery::SERVICE_TYPE, "browsing for workers over mDNS");
+    let options = ProbedOptions::heartbeat(*c.heartbeat_interval, *c.heartbeat_timeout);
+    Ok(Some(Arc::new(ProbedDiscovery::new(
+        Arc::new(browser),
+        hint_prober(cfg)?,
+        options,
+    ))))
+}
+
+/// How the coordinator dials a worker to ask who it is: over TLS with the coordinator's
+/// certificate when TLS is configured, accepting only a worker certificate from the farm CA
+/// (issued for `name`, when given).
+fn info_dial(cfg: &FarmConfig, name: Option<String>) -> Result<Dial, StartError> {
+    Ok(Dial {
         tls: tls_material(&cfg.tls)?,
         insecure: cfg.tls.insecure,
         expect: Some(Expect {
             role: Role::Worker,
-            name: None,
+            name,
         }),
         connect_timeout: Duration::from_secs(2),
         timeout: Some(Duration::from_secs(3)),
         keep_alive: None,
-    };
+    })
+}
+
+/// The gRPC `Info` call to the worker at `addr`.
+async fn ask_info(
+    addr: &str,
+    how: &Dial,
+) -> Result<hybridgrid_core::WorkerInfo, hybridgrid_core::BoxError> {
+    use hybridgrid_core::{DiscoverySource, PROTOCOL_VERSION};
+    use hybridgrid_transport::pb;
+    let ch = hybridgrid_transport::tls::dial(addr, how).await?;
+    let info = pb::worker_client::WorkerClient::new(ch)
+        .info(pb::InfoRequest {
+            protocol_version: PROTOCOL_VERSION,
+        })
+        .await?
+        .into_inner();
+    Ok(info.into_core(DiscoverySource::Static)?)
+}
+
+/// Probes a listed address: any worker certificate from the farm CA (the id it is issued for is
+/// checked on every later call).
+fn info_prober(cfg: &FarmConfig) -> Result<Arc<dyn hybridgrid_discovery::Prober>, StartError> {
+    let how = info_dial(cfg, None)?;
     let prober = move |addr: String| {
         let how = how.clone();
-        async move {
-            let ch = hybridgrid_transport::tls::dial(&addr, &how).await?;
-            let info = pb::worker_client::WorkerClient::new(ch)
-                .info(pb::InfoRequest {
-                    protocol_version: PROTOCOL_VERSION,
-                })
-                .await?
-                .into_inner();
-            let info: WorkerInfo = info.into_core(DiscoverySource::Static)?;
-            Ok::<_, BoxError>(info)
-        }
+        async move { ask_info(&addr, &how).await }
     };
-    let d = hybridgrid_discovery::StaticDiscovery::new(addrs, Arc::new(prober))
-        .map_err(|e| StartError::Config(format!("coordinator.static_workers: {e}")))?;
-    Ok(Arc::new(d))
+    Ok(Arc::new(prober))
+}
+
+/// Probes an announced worker: with TLS its certificate must be issued for the announced id, so
+/// an announcement cannot make the coordinator use another machine under a worker's name.
+fn hint_prober(cfg: &FarmConfig) -> Result<Arc<dyn hybridgrid_discovery::HintProber>, StartError> {
+    let base = info_dial(cfg, None)?;
+    let prober = move |hint: hybridgrid_core::WorkerInfo| {
+        let how = Dial {
+            expect: Some(Expect {
+                role: Role::Worker,
+                name: Some(hint.id.to_string()),
+            }),
+            ..base.clone()
+        };
+        async move { ask_info(&hint.addr, &how).await }
+    };
+    Ok(Arc::new(prober))
 }

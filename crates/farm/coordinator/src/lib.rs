@@ -26,7 +26,9 @@ mod peers;
 mod service;
 mod state;
 
-pub use app::{start_coordinator, static_discovery, tls_material};
+pub use app::{
+    COORDINATOR_SERVICE, mdns_discovery, start_coordinator, static_discovery, tls_material,
+};
 pub use history::{FailureView, Sample};
 pub use service::CoordinatorService;
 pub use state::{CoordinatorState, Stats, WorkerView};

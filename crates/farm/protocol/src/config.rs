@@ -19,6 +19,8 @@
 //!   enabled: true
 //!   max_size_gb: 10
 //!   shared: redis://127.0.0.1:6379   # optional shared tier
+//! discovery:
+//!   mdns: true              # default: workers announce themselves, the coordinator finds them
 //! logging:
 //!   level: info
 //!   format: text
@@ -29,6 +31,8 @@ use hybridgrid_core::logging::{LOGGING_ENV_ALIASES, LoggingConfig};
 use hybridgrid_core::spec::{ByteSize, CacheSpec, Secret, SecretUrl, SpecError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+pub use crate::cross::{DockerSection, ImageToolchain};
 
 /// The whole file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -48,6 +52,33 @@ pub struct FarmConfig {
     pub logging: LoggingConfig,
     /// TLS for every gRPC connection (each binary sets its own certificate and key).
     pub tls: TlsSection,
+    /// How coordinator and workers find each other besides static addresses.
+    pub discovery: DiscoverySection,
+}
+
+/// `discovery:` section, read by `hg-coord` and `hg-worker`.
+///
+/// ```yaml
+/// discovery:
+///   mdns: true   # default; HG_DISCOVERY_MDNS=false turns it off
+/// ```
+///
+/// With `mdns` on, a worker announces `_hybridgrid._tcp.local.` and the coordinator browses for
+/// it, each on the network of its gRPC listen address only: every non-loopback interface for
+/// `0.0.0.0`, the one interface of a specific address, and nothing at all for a loopback address
+/// (the plain-text default), where no other machine could reach it anyway. An announced worker
+/// is used only after it answers the coordinator itself (over mutual TLS when TLS is on).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoverySection {
+    /// Announce (worker) and browse (coordinator) over mDNS (`HG_DISCOVERY_MDNS`).
+    pub mdns: bool,
+}
+
+impl Default for DiscoverySection {
+    fn default() -> Self {
+        Self { mdns: true }
+    }
 }
 
 impl FarmConfig {
@@ -191,6 +222,10 @@ impl FarmConfig {
                 ),
             ));
         }
+        self.worker
+            .docker
+            .validate()
+            .map_err(|(key, m)| bad(&key, m))?;
         if !(self.cache.max_size_gb > 0.0 && self.cache.max_size_gb.is_finite()) {
             return Err(bad(
                 "cache.max_size_gb",
@@ -450,6 +485,8 @@ pub struct WorkerConfig {
     pub allow_unsandboxed: bool,
     /// Limits and readable directories of the compiler sandbox.
     pub sandbox: SandboxSection,
+    /// Compilers inside Docker images (cross toolchains), each compile in its own container.
+    pub docker: DockerSection,
 }
 
 /// `worker.sandbox:` section: what a compiler process may use while it runs.
@@ -511,6 +548,7 @@ impl Default for WorkerConfig {
             concurrency_per_connection: 64,
             allow_unsandboxed: false,
             sandbox: SandboxSection::default(),
+            docker: DockerSection::default(),
         }
     }
 }
@@ -630,6 +668,9 @@ mod tests {
         };
         assert_eq!(c.coordinator.grpc_listen(&tls), "0.0.0.0:9000");
         assert_eq!(c.worker.grpc_listen(&c.tls), "127.0.0.1:50052");
+        assert!(c.discovery.mdns);
+        let c = FarmConfig::load(None, &env(&[("HG_DISCOVERY_MDNS", "false")])).unwrap();
+        assert!(!c.discovery.mdns);
     }
 
     #[test]

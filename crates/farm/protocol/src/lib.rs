@@ -17,6 +17,7 @@
 
 mod command;
 pub mod config;
+pub mod cross;
 mod framing;
 mod keys;
 

@@ -16,7 +16,7 @@ use hybridgrid_transport::tls::{Dial, Expect, Role, TlsMaterial};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Starts a worker with `executor` offering `toolchains`; registers with `worker.coordinator` if set.
 /// Confining the executor is the caller's business here (`/health` says so);
@@ -26,12 +26,13 @@ pub async fn start_worker(
     executor: Arc<dyn Executor>,
     toolchains: Vec<LocalToolchain>,
 ) -> Result<Handle<WorkerState>, StartError> {
-    start_worker_with(cfg, executor, toolchains, SandboxStatus::External).await
+    start_worker_with(cfg, executor, None, toolchains, SandboxStatus::External).await
 }
 
 async fn start_worker_with(
     cfg: &FarmConfig,
     executor: Arc<dyn Executor>,
+    containers: Option<Arc<dyn Executor>>,
     toolchains: Vec<LocalToolchain>,
     sandbox: SandboxStatus,
 ) -> Result<Handle<WorkerState>, StartError> {
@@ -39,6 +40,7 @@ async fn start_worker_with(
     let t = &cfg.tls;
     let material = TlsMaterial::load_optional(t.ca.as_deref(), t.cert.as_deref(), t.key.as_deref())
         .map_err(|e| StartError::Config(e.to_string()))?;
+    let tls_fingerprint = material.as_ref().and_then(|m| m.fingerprint());
     let server_tls = match &material {
         // Only the coordinator (a certificate from the farm CA) may call a worker.
         Some(m) => Some(
@@ -71,12 +73,13 @@ async fn start_worker_with(
         format!("{host}-{}", grpc_addr.port())
     });
     let (metrics, registry) = WorkerMetrics::new();
-    let state = WorkerState::new(
+    let state = WorkerState::with_containers(
         WorkerId::new(id),
         advertise,
         w.max_concurrent_tasks,
         *w.task_timeout,
         executor,
+        containers,
         toolchains,
         metrics,
     );
@@ -113,9 +116,26 @@ async fn start_worker_with(
     let svc = WorkerServer::new(WorkerService(state.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let (slots, wait) = state.slot_gate();
-    let svc = crate::gate::SlotGate::new(svc, slots, wait);
-    tasks.push(spawn_grpc(svc, grpc, stop.clone(), "worker", &opts));
+    let svc = crate::gate::SlotGate::new(svc, state.slot_gate());
+    let health = hybridgrid_transport::health::GrpcHealth::new();
+    let sandboxed = !matches!(sandbox, SandboxStatus::Unsandboxed(_));
+    state.drain.set_health(health.clone(), sandboxed).await;
+    tasks.push(spawn_grpc(
+        health.wrap(svc),
+        grpc,
+        stop.clone(),
+        "worker",
+        &opts,
+    ));
+    if cfg.discovery.mdns {
+        announce(&state, grpc_addr, tls_fingerprint.as_deref());
+    }
+    let st = state.clone();
+    let s = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        s.cancelled().await;
+        st.drain.withdraw().await;
+    }));
     let router = crate::sandbox::with_health(
         admin::router(registry, Arc::new(|| {}), Router::new()),
         Arc::new(sandbox),
@@ -133,6 +153,31 @@ async fn start_worker_with(
     info!(worker_id = %state.info.id, grpc = %grpc_addr, http = %http_addr, slots = w.max_concurrent_tasks,
           toolchains = state.info.capabilities.toolchains.len(), "worker serving");
     Ok(Handle::new(state, (grpc_addr, http_addr), stop, tasks))
+}
+
+/// Announces the worker over mDNS on the network of its gRPC listen address (nothing on a
+/// loopback address); a failure is logged once with the fix, and the worker serves on.
+fn announce(state: &WorkerState, grpc_addr: std::net::SocketAddr, tls_fingerprint: Option<&str>) {
+    use hybridgrid_discovery::{Announcement, MdnsAnnouncer, MdnsInterfaces};
+    let Some(interfaces) = MdnsInterfaces::for_listen_addr(grpc_addr.ip()) else {
+        info!(grpc = %grpc_addr, "mDNS announcement off: gRPC listens on loopback only, where no other machine can reach it");
+        return;
+    };
+    if let Err(e) = hybridgrid_discovery::check_mdns_port() {
+        warn!(error = %e, "mDNS unavailable: cannot use udp/5353, so the coordinator will not find this worker by itself. Fix: free or allow 5353/udp (e.g. `sudo ufw allow 5353/udp`), or point the worker at the coordinator with --coordinator (worker.coordinator), or set discovery.mdns: false");
+        return;
+    }
+    let how = Announcement {
+        port: grpc_addr.port(),
+        tls_fingerprint: tls_fingerprint.map(str::to_owned),
+        interfaces,
+    };
+    match MdnsAnnouncer::announce_with(&state.info, &how) {
+        Ok(a) => state.drain.set_announcer(a),
+        Err(e) => {
+            warn!(error = %e, "mDNS announcement failed; the coordinator will not find this worker by itself. Fix: allow 5353/udp, or use --coordinator (worker.coordinator), or set discovery.mdns: false")
+        }
+    }
 }
 
 /// Probes `worker.compilers` and starts a worker on the native executor, every compile in the
@@ -164,16 +209,11 @@ pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>
                 toolchains.push(LocalToolchain {
                     toolchain: tc,
                     path: resolved,
+                    image: None,
                 });
             }
             Err(e) => tracing::debug!(compiler = %name, error = %e, "toolchain not offered"),
         }
-    }
-    if toolchains.is_empty() {
-        return Err(StartError::Config(format!(
-            "worker.compilers: none of {:?} could be found and identified on this machine",
-            cfg.worker.compilers
-        )));
     }
     let work_root = cfg
         .worker
@@ -182,12 +222,32 @@ pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>
         .unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&work_root)
         .map_err(|e| StartError::Config(format!("worker.work_dir {}: {e}", work_root.display())))?;
+    let images = crate::container::start(cfg, &work_root).await?;
+    if toolchains.is_empty() && images.is_none() {
+        return Err(StartError::Config(format!(
+            "worker.compilers: none of {:?} could be found and identified on this machine (and worker.docker.toolchains is empty)",
+            cfg.worker.compilers
+        )));
+    }
     let exec = hybridgrid_executors::NativeExecutor::new(hybridgrid_executors::NativeConfig {
         work_root,
         path: None,
     });
-    let (exec, sandbox) = crate::sandbox::confine(cfg, &toolchains, exec).await?;
-    start_worker_with(cfg, Arc::new(exec), toolchains, sandbox).await
+    let (exec, sandbox) = if toolchains.is_empty() {
+        // Nothing runs on the host: every compile is in a container.
+        let what = "no host compilers; image toolchains compile in containers".to_owned();
+        (exec, SandboxStatus::Enforced(what))
+    } else {
+        crate::sandbox::confine(cfg, &toolchains, exec).await?
+    };
+    let containers = match images {
+        Some(images) => {
+            toolchains.extend(images.toolchains);
+            Some(images.executor)
+        }
+        None => None,
+    };
+    start_worker_with(cfg, Arc::new(exec), containers, toolchains, sandbox).await
 }
 
 /// `name` as given when it is a path, else the first executable of that name on `PATH`.

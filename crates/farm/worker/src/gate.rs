@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,17 +24,25 @@ impl SlotPermit {
     }
 }
 
+/// What the gate needs from the worker: its slots, how long a call may wait for one, and
+/// whether it is draining (then every `Execute` is refused as busy).
+#[derive(Clone)]
+pub(crate) struct GateParts {
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) wait: Duration,
+    pub(crate) draining: Arc<AtomicBool>,
+}
+
 /// Wraps the worker's gRPC service with the gate.
 #[derive(Clone)]
 pub(crate) struct SlotGate<S> {
     inner: S,
-    slots: Arc<Semaphore>,
-    wait: Duration,
+    parts: GateParts,
 }
 
 impl<S> SlotGate<S> {
-    pub(crate) fn new(inner: S, slots: Arc<Semaphore>, wait: Duration) -> Self {
-        Self { inner, slots, wait }
+    pub(crate) fn new(inner: S, parts: GateParts) -> Self {
+        Self { inner, parts }
     }
 }
 
@@ -63,7 +72,15 @@ where
         if req.uri().path() != EXECUTE_PATH {
             return Box::pin(inner.call(req));
         }
-        let (slots, wait) = (self.slots.clone(), self.wait);
+        if self.parts.draining.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Ok(tonic::Status::resource_exhausted(
+                    "the worker is draining and takes no new tasks",
+                )
+                .into_http())
+            });
+        }
+        let (slots, wait) = (self.parts.slots.clone(), self.parts.wait);
         Box::pin(async move {
             match tokio::time::timeout(wait, slots.acquire_owned()).await {
                 Ok(Ok(permit)) => {

@@ -6,6 +6,11 @@
 //! loop that registers it with a coordinator and heartbeats. Clean compiles are written to the
 //! shared cache tier when one is configured.
 //!
+//! With `discovery.mdns` (the default) a worker listening off loopback announces itself over
+//! mDNS (`_hybridgrid._tcp.local.`, see [`hybridgrid_discovery::MdnsAnnouncer`]). The standard
+//! `grpc.health.v1.Health` service answers on the gRPC port for `""`, [`WORKER_SERVICE`] (both
+//! `NOT_SERVING` while draining, see [`WorkerState::drain`]) and [`SANDBOX_SERVICE`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use hybridgrid_farm_protocol::config::FarmConfig;
@@ -20,7 +25,9 @@
 //! ```
 
 mod app;
+mod container;
 pub mod doctor;
+mod drain;
 mod gate;
 mod metrics;
 mod sandbox;
@@ -28,6 +35,7 @@ mod service;
 mod spec;
 
 pub use app::{start_native_worker, start_worker};
+pub use drain::{SANDBOX_SERVICE, WORKER_SERVICE};
 pub use metrics::WorkerMetrics;
 pub use sandbox::SandboxStatus;
 pub use service::{LocalToolchain, WorkerService, WorkerState};

@@ -109,9 +109,12 @@ pub(crate) fn sandbox_config(cfg: &FarmConfig, toolchains: &[LocalToolchain]) ->
     }
 }
 
-/// Compiles one line with `toolchain` on `exec`, as the worker's compiles run; the reason when
-/// that fails.
-async fn check_compile(exec: &NativeExecutor, toolchain: &LocalToolchain) -> Result<(), String> {
+/// Compiles one line with `toolchain` on `exec` (in its image, when it has one), as the worker's
+/// compiles run; the reason when that fails.
+pub(crate) async fn check_compile(
+    exec: &dyn Executor,
+    toolchain: &LocalToolchain,
+) -> Result<(), String> {
     let mut spec = TaskSpec::new(
         vec![
             toolchain.path.to_string_lossy().into_owned(),
@@ -132,6 +135,7 @@ async fn check_compile(exec: &NativeExecutor, toolchain: &LocalToolchain) -> Res
         executable: false,
     }];
     spec.outputs = vec!["check.o".into()];
+    spec.image = toolchain.image.clone();
     match exec.execute(spec, CancellationToken::new()).await {
         Ok(out) if out.success() && out.files.len() == 1 => Ok(()),
         Ok(out) => Err(format!(
@@ -210,6 +214,7 @@ mod tests {
                 binary_hash: "x".into(),
             },
             path: "/opt/cross/bin/aarch64-linux-gnu-gcc".into(),
+            image: None,
         };
         let dirs = read_only_dirs(&[tc], &["/srv/extra".into()]);
         for want in [

@@ -23,8 +23,11 @@ use tracing::{info, warn};
 pub struct LocalToolchain {
     /// Exact identity, as advertised.
     pub toolchain: Toolchain,
-    /// Resolved binary.
+    /// Resolved binary (inside [`LocalToolchain::image`] when that is set).
     pub path: PathBuf,
+    /// The Docker image the compiler lives in (`worker.docker.toolchains`): its compiles run in
+    /// a container of it. `None`: a compiler of this host.
+    pub image: Option<String>,
 }
 
 /// Shared state of one worker.
@@ -32,6 +35,8 @@ pub struct WorkerState {
     /// This worker's advertised identity.
     pub info: WorkerInfo,
     executor: Arc<dyn Executor>,
+    /// Runs the compiles of toolchains that live in an image ([`LocalToolchain::image`]).
+    containers: Option<Arc<dyn Executor>>,
     toolchains: Vec<LocalToolchain>,
     slots: Arc<Semaphore>,
     task_timeout: Duration,
@@ -42,6 +47,8 @@ pub struct WorkerState {
     coordinator_dial: std::sync::OnceLock<Dial>,
     /// Whether calls must come from the coordinator's certificate (TLS is on).
     require_coordinator: std::sync::atomic::AtomicBool,
+    /// Draining, health statuses, the mDNS announcement.
+    pub(crate) drain: crate::drain::Drain,
 }
 
 impl WorkerState {
@@ -55,9 +62,37 @@ impl WorkerState {
         toolchains: Vec<LocalToolchain>,
         metrics: Arc<WorkerMetrics>,
     ) -> Arc<Self> {
+        Self::with_containers(
+            id,
+            advertise_addr,
+            slots,
+            task_timeout,
+            executor,
+            None,
+            toolchains,
+            metrics,
+        )
+    }
+
+    /// [`WorkerState::new`], with `containers` running the compiles of the toolchains that
+    /// name an image (the Docker executor of `worker.docker`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn with_containers(
+        id: WorkerId,
+        advertise_addr: String,
+        slots: u32,
+        task_timeout: Duration,
+        executor: Arc<dyn Executor>,
+        containers: Option<Arc<dyn Executor>>,
+        toolchains: Vec<LocalToolchain>,
+        metrics: Arc<WorkerMetrics>,
+    ) -> Arc<Self> {
         let mut capabilities = Capabilities::of_this_host(slots);
         capabilities.toolchains = toolchains.iter().map(|t| t.toolchain.clone()).collect();
         capabilities.executors = vec![executor.kind().to_owned()];
+        if let Some(c) = &containers {
+            capabilities.executors.push(c.kind().to_owned());
+        }
         metrics.slots.set(i64::from(slots));
         Arc::new(Self {
             info: WorkerInfo {
@@ -68,6 +103,7 @@ impl WorkerState {
                 source: DiscoverySource::Registration,
             },
             executor,
+            containers,
             toolchains,
             slots: Arc::new(Semaphore::new(slots as usize)),
             task_timeout,
@@ -75,7 +111,33 @@ impl WorkerState {
             result_cache: std::sync::OnceLock::new(),
             coordinator_dial: std::sync::OnceLock::new(),
             require_coordinator: std::sync::atomic::AtomicBool::new(false),
+            drain: crate::drain::Drain::default(),
         })
+    }
+
+    /// Whether the worker is draining (takes no new task).
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_draining()
+    }
+
+    /// Drains: refuses new tasks (as busy: the coordinator places them elsewhere), reports
+    /// `NOT_SERVING` in gRPC health, withdraws the mDNS announcement, then waits until the tasks
+    /// running now have finished or `timeout` has passed. Returns whether they all finished.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        if self.drain.begin().await {
+            info!(worker_id = %self.info.id, in_flight = self.in_flight(), "draining: no new tasks, finishing the running ones");
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                warn!(worker_id = %self.info.id, in_flight = self.in_flight(), "drain timeout: tasks still running");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Sets how the worker reaches its coordinator, and (when `dial` carries TLS material) makes
@@ -106,8 +168,12 @@ impl WorkerState {
     }
 
     /// The slots, for the gate that takes one before a request is decoded.
-    pub(crate) fn slot_gate(&self) -> (Arc<Semaphore>, Duration) {
-        (self.slots.clone(), self.task_timeout)
+    pub(crate) fn slot_gate(&self) -> crate::gate::GateParts {
+        crate::gate::GateParts {
+            slots: self.slots.clone(),
+            wait: self.task_timeout,
+            draining: self.drain.draining.clone(),
+        }
     }
 
     /// Makes the worker write every clean compile (exit 0, nothing on stderr) to `cache` under its
@@ -159,12 +225,24 @@ impl WorkerState {
                 ),
             ));
         };
+        // A toolchain in an image compiles in a container of it; the others on this host.
+        let executor = match (&local.image, &self.containers) {
+            (None, _) => self.executor.clone(),
+            (Some(_), Some(containers)) => containers.clone(),
+            (Some(image), None) => {
+                return Ok(failure(
+                    pb::task_failure::Kind::ToolchainUnavailable,
+                    format!(
+                        "worker {} has no container executor for image {image}",
+                        self.info.id
+                    ),
+                ));
+            }
+        };
+        let image = local.image.clone();
         // Hashing and rewriting the text (up to the message limit) is CPU work: off the async threads.
-        let (executor, toolchain, compiler) = (
-            self.executor.clone(),
-            local.toolchain.clone(),
-            local.path.clone(),
-        );
+        let (toolchain, compiler) = (local.toolchain.clone(), local.path.clone());
+        let run_on = executor.clone();
         let want_key = self.result_cache.get().is_some();
         let prepared = tokio::task::spawn_blocking(move || {
             let key = if want_key {
@@ -182,6 +260,7 @@ impl WorkerState {
             Err(e) => return Ok(failure(pb::task_failure::Kind::InvalidSpec, e.to_string())),
         };
         let mut spec = spec;
+        spec.image = image;
         spec.timeout = spec.timeout.min(self.task_timeout);
         // Wait for a slot (unless the gate took one), but never past the task's own deadline.
         let acquire = async {
@@ -209,7 +288,7 @@ impl WorkerState {
         // Dropping this future (the coordinator went away) cancels and kills the task.
         let cancel = CancellationToken::new();
         let _guard = cancel.clone().drop_guard();
-        let result = self.executor.execute(spec, cancel).await;
+        let result = run_on.execute(spec, cancel).await;
         drop(permit);
         drop(in_flight);
         let duration = started.elapsed();

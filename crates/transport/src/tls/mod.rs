@@ -261,6 +261,14 @@ impl TlsMaterial {
         &self.files
     }
 
+    /// The BLAKE3 hash (hex) of this side's certificate (DER), if it has one: what a worker
+    /// announces in its mDNS TXT `tls` key, and what `openssl x509 -outform der | b3sum` prints.
+    pub fn fingerprint(&self) -> Option<String> {
+        self.chain
+            .first()
+            .map(|c| blake3::hash(c.as_ref()).to_hex().to_string())
+    }
+
     /// This side's identity, from its own certificate.
     pub fn identity(&self) -> Option<PeerIdentity> {
         self.chain.first().and_then(PeerIdentity::of)

@@ -1,0 +1,403 @@
+//! mDNS on by default, across network namespaces: a coordinator and two workers, each in its own
+//! namespace, joined by a bridge that lives in a fifth namespace (nothing touches the host's
+//! interfaces). The workers announce themselves, the coordinator finds them over mDNS, confirms
+//! each over mutual TLS, and drops the one that is killed; Debian's `avahi-browse` (a real mDNS
+//! client, with `avahi-daemon` in its own namespace) sees the announcement and its TXT records.
+//! Needs root, `ip`, python3, avahi-daemon and avahi-utils (`scripts/ci-deps/net.sh`).
+
+mod peers_support;
+mod support;
+
+use hybridgrid_transport::tls::Role;
+use hybridgrid_transport::tls::certgen::Validity;
+use peers_support::Farm;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `ip {}`: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "`ip {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Namespaces on one bridge (in a namespace of its own); deleted on drop.
+struct Lan {
+    bridge_ns: String,
+    hosts: Vec<(String, String)>, // (namespace, address)
+}
+
+impl Lan {
+    /// One namespace per name, addresses 10.79.0.1, .2, ... in that order.
+    fn new(names: &[&str]) -> Lan {
+        let tag = &uuid_tag();
+        let bridge_ns = format!("hgbr-{tag}");
+        ip(&["netns", "add", &bridge_ns]);
+        ip(&["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &bridge_ns, "link", "set", "br0", "up"]);
+        let mut lan = Lan {
+            bridge_ns,
+            hosts: Vec::new(),
+        };
+        for (i, name) in names.iter().enumerate() {
+            let ns = format!("hg{name}-{tag}");
+            let addr = format!("10.79.0.{}", i + 1);
+            let (inner, outer) = (format!("e{i}{tag}"), format!("b{i}{tag}"));
+            ip(&["netns", "add", &ns]);
+            lan.hosts.push((ns.clone(), addr.clone()));
+            ip(&[
+                "-n",
+                &lan.bridge_ns,
+                "link",
+                "add",
+                &outer,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inner,
+            ]);
+            ip(&["-n", &lan.bridge_ns, "link", "set", &inner, "netns", &ns]);
+            ip(&[
+                "-n",
+                &lan.bridge_ns,
+                "link",
+                "set",
+                &outer,
+                "master",
+                "br0",
+                "up",
+            ]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                &inner,
+            ]);
+            ip(&["-n", &ns, "link", "set", &inner, "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        lan
+    }
+
+    fn ns(&self, i: usize) -> &str {
+        &self.hosts[i].0
+    }
+
+    fn addr(&self, i: usize) -> &str {
+        &self.hosts[i].1
+    }
+
+    /// `program args` inside namespace `i`.
+    fn cmd(&self, i: usize, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.ns(i), program]);
+        c
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for (ns, _) in &self.hosts {
+            // Daemons that forked inside (avahi, dbus) would outlive the namespace's name.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.bridge_ns])
+            .status();
+    }
+}
+
+/// Six hex digits naming this run's namespaces and links: the low 16 bits of the process id
+/// (tests of one run are processes alive at the same time, so these differ) and 8 bits of the
+/// clock against a stale namespace left by a killed earlier run.
+fn uuid_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{:04x}{:02x}", std::process::id() & 0xffff, nanos & 0xff)
+}
+
+/// `GET url` from inside namespace `i` (the test itself is outside it).
+fn ns_get(lan: &Lan, i: usize, url: &str) -> Option<String> {
+    let out = lan
+        .cmd(i, "python3")
+        .args([
+            "-c",
+            "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())",
+            url,
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn workers(lan: &Lan, http: &str) -> Vec<serde_json::Value> {
+    ns_get(lan, 0, &format!("http://{http}/api/stats"))
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["workers"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn state_of(lan: &Lan, http: &str, id: &str) -> Option<(String, serde_json::Value)> {
+    workers(lan, http)
+        .into_iter()
+        .find(|w| w["id"] == id)
+        .map(|w| (w["state"].as_str().unwrap_or("").to_owned(), w))
+}
+
+fn tls_env(tls: &hybridgrid_farm_protocol::config::TlsSection) -> Vec<(String, String)> {
+    let s = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    vec![
+        ("HG_TLS_CA".into(), s(&tls.ca)),
+        ("HG_TLS_CERT".into(), s(&tls.cert)),
+        ("HG_TLS_KEY".into(), s(&tls.key)),
+    ]
+}
+
+#[test]
+fn workers_in_other_namespaces_are_found_over_mdns_and_dropped_when_killed() {
+    let lan = Lan::new(&["c", "w1", "w2", "rg", "av"]);
+    let dir = TempDir::new("mdns");
+    let farm = Farm::new();
+    let other = Farm::named("another farm");
+
+    // Coordinator in namespace 0, listening on its LAN address (TLS on, mDNS on by default).
+    let coord_tls = farm.issue_with(
+        Role::Coordinator,
+        "coord",
+        &[lan.addr(0)],
+        Validity::days(1),
+    );
+    let mut cmd = lan.cmd(0, COORD);
+    cmd.args(["serve", "--grpc-addr", &format!("{}:9000", lan.addr(0))])
+        .args(["--http-addr", "127.0.0.1:8080"])
+        .env("HG_COORDINATOR_HEARTBEAT_INTERVAL", "500ms")
+        .env("HG_COORDINATOR_HEARTBEAT_TIMEOUT", "2s")
+        .envs(tls_env(&coord_tls));
+    let coord = Daemon::spawn_for_test(cmd, dir.path().join("coord.log"), "dashboard on");
+
+    // Two workers that know nothing of the coordinator, and one whose certificate is from
+    // another CA (it announces itself like the others but must never get work).
+    let spawn_worker = |i: usize, id: &str, slots: &str, tls| {
+        let mut cmd = lan.cmd(i, WORKER);
+        let work = dir.path().join(format!("work-{id}"));
+        std::fs::create_dir_all(&work).expect("work dir");
+        cmd.args(["serve", "--id", id])
+            .args(["--grpc-addr", &format!("{}:50052", lan.addr(i))])
+            .args(["--http-addr", "127.0.0.1:9090"])
+            .env("HG_WORKER_MAX_CONCURRENT_TASKS", slots)
+            .env("HG_WORKER_WORK_DIR", &work)
+            .envs(tls_env(tls));
+        Daemon::spawn_for_test(cmd, dir.path().join(format!("{id}.log")), "serving gRPC on")
+    };
+    let w1_tls = farm.issue_with(Role::Worker, "w1", &[lan.addr(1)], Validity::days(1));
+    let w2_tls = farm.issue_with(Role::Worker, "w2", &[lan.addr(2)], Validity::days(1));
+    let rogue_tls = other.issue_with(Role::Worker, "rogue", &[lan.addr(3)], Validity::days(1));
+    let _w1 = spawn_worker(1, "w1", "3", &w1_tls);
+    let mut w2 = spawn_worker(2, "w2", "2", &w2_tls);
+    let _rogue = spawn_worker(3, "rogue", "8", &rogue_tls);
+
+    // Both are found, with the capabilities they have.
+    let http = "127.0.0.1:8080";
+    assert!(
+        wait_until(WAIT, || ["w1", "w2"]
+            .iter()
+            .all(|id| state_of(&lan, http, id).is_some_and(|(s, _)| s == "up"))),
+        "workers not found over mDNS; stats: {:?}\ncoordinator log:\n{}",
+        workers(&lan, http),
+        coord.log_text()
+    );
+    let arch = hybridgrid_core::Capabilities::of_this_host(1).arch;
+    for (id, slots, addr) in [("w1", 3, lan.addr(1)), ("w2", 2, lan.addr(2))] {
+        let (_, w) = state_of(&lan, http, id).expect("known");
+        assert_eq!(w["source"], "mdns", "{w}");
+        assert_eq!(w["slots"], slots, "{w}");
+        assert_eq!(w["arch"], arch.as_str(), "{w}");
+        assert_eq!(w["addr"], format!("{addr}:50052"), "{w}");
+        let tcs = w["toolchains"].as_array().expect("toolchains");
+        assert!(!tcs.is_empty(), "{w}");
+    }
+    let log = coord.log_text();
+    for id in ["w1", "w2"] {
+        assert!(
+            log.lines().any(|l| l.contains("worker registered")
+                && l.contains(&format!("worker_id={id}"))
+                && l.contains("source=mdns")),
+            "no `worker registered worker_id={id} ... source=mdns` line:\n{log}"
+        );
+    }
+    // The rogue worker announced itself too, but its certificate is not from the farm CA.
+    assert!(
+        wait_until(WAIT, || coord.log_text().lines().any(|l| l
+            .contains("announced worker not confirmed")
+            && l.contains("worker_id=rogue"))),
+        "the rogue worker's refusal is not logged:\n{}",
+        coord.log_text()
+    );
+    assert!(
+        state_of(&lan, http, "rogue").is_none(),
+        "{:?}",
+        workers(&lan, http)
+    );
+
+    // A real mDNS client sees the announcement with its TXT records.
+    let avahi = avahi_browse(&lan, 4, "w1");
+    assert!(avahi.contains("\"slots=3\""), "{avahi}");
+    assert!(
+        avahi.contains(&format!(
+            "\"version={}\"",
+            hybridgrid_core::PROTOCOL_VERSION
+        )),
+        "{avahi}"
+    );
+    assert!(avahi.contains("\"port=50052\""), "{avahi}");
+    assert!(avahi.contains("\"tls="), "{avahi}");
+    assert!(avahi.contains(lan.addr(1)), "{avahi}");
+
+    // Killed (no goodbye): noticed by the probes within the heartbeat timeout.
+    w2.child.kill().expect("SIGKILL w2");
+    let killed = Instant::now();
+    assert!(
+        wait_until(WAIT, || state_of(&lan, http, "w2")
+            .is_some_and(|(s, _)| s == "down")),
+        "killed worker still up; coordinator log:\n{}",
+        coord.log_text()
+    );
+    eprintln!(
+        "killed worker marked down after {:?} (heartbeat timeout 2s)",
+        killed.elapsed()
+    );
+    assert_eq!(
+        state_of(&lan, http, "w1").map(|(s, _)| s).as_deref(),
+        Some("up")
+    );
+}
+
+/// Runs avahi-daemon and `avahi-browse -rp` in namespace `i` (private /run, its own system bus)
+/// until worker `id` is resolved; returns avahi-browse's line for it.
+fn avahi_browse(lan: &Lan, i: usize, id: &str) -> String {
+    let conf = std::env::temp_dir().join(format!("hg-avahi-{}.conf", std::process::id()));
+    std::fs::write(
+        &conf,
+        "[server]\nuse-ipv6=no\nenable-dbus=yes\nratelimit-burst=1000\n[publish]\ndisable-publishing=yes\n[wide-area]\nenable-wide-area=no\n",
+    )
+    .expect("avahi conf");
+    let script = format!(
+        "mount -t tmpfs hg-run /run && mkdir -p /run/dbus /run/avahi-daemon && \
+         dbus-daemon --system --fork && avahi-daemon --no-chroot --no-drop-root -D -f {} && \
+         exec timeout 60 avahi-browse -r -p _hybridgrid._tcp",
+        conf.display()
+    );
+    let mut child = lan
+        .cmd(i, "sh")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start avahi (apt-get install avahi-daemon avahi-utils: scripts/ci-deps/net.sh)");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut found = None;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        // `=;iface;IPv4;name;type;domain;host;address;port;"txt" "txt" ...`
+        if line.starts_with("=;") && line.contains(&format!(";{id};")) {
+            found = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("avahi output");
+    let _ = std::fs::remove_file(&conf);
+    found.unwrap_or_else(|| {
+        panic!(
+            "avahi-browse never resolved {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Binds udp/5353 exclusively (no `SO_REUSEADDR`, as a program that wants the port for itself
+/// does), then becomes the daemon given as arguments, the socket still open: no race.
+const HOLD_5353: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5353))
+os.set_inheritable(s.fileno(), True)
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+#[test]
+fn udp_5353_held_by_another_program_is_logged_once_with_the_fix_and_the_daemons_serve_on() {
+    let lan = Lan::new(&["c", "w"]);
+    let dir = TempDir::new("mdns5353");
+    let farm = Farm::new();
+    let coord_tls = farm.issue_with(
+        Role::Coordinator,
+        "coord",
+        &[lan.addr(0)],
+        Validity::days(1),
+    );
+    let mut cmd = lan.cmd(0, "python3");
+    cmd.args(["-c", HOLD_5353, COORD, "serve"])
+        .args(["--grpc-addr", &format!("{}:9000", lan.addr(0))])
+        .args(["--http-addr", "127.0.0.1:8080"])
+        .envs(tls_env(&coord_tls));
+    let coord = Daemon::spawn_for_test(cmd, dir.path().join("coord.log"), "dashboard on");
+
+    let w_tls = farm.issue_with(Role::Worker, "w", &[lan.addr(1)], Validity::days(1));
+    let work = dir.path().join("work-w");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let mut cmd = lan.cmd(1, "python3");
+    cmd.args(["-c", HOLD_5353, WORKER, "serve", "--id", "w"])
+        .args(["--grpc-addr", &format!("{}:50052", lan.addr(1))])
+        .args(["--http-addr", "127.0.0.1:9090"])
+        .env("HG_WORKER_WORK_DIR", &work)
+        .envs(tls_env(&w_tls));
+    let worker = Daemon::spawn_for_test(cmd, dir.path().join("w.log"), "serving gRPC on");
+
+    for (who, log) in [
+        ("coordinator", coord.log_text()),
+        ("worker", worker.log_text()),
+    ] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("cannot use udp/5353"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{who}: not logged exactly once:\n{log}");
+        assert!(
+            lines[0].contains("5353/udp") && lines[0].contains("discovery.mdns: false"),
+            "{who}: the line gives no fix: {}",
+            lines[0]
+        );
+    }
+    // Both serve on without mDNS.
+    let health = ns_get(&lan, 0, "http://127.0.0.1:8080/health");
+    assert!(health.is_some(), "coordinator not serving");
+    let health = ns_get(&lan, 1, "http://127.0.0.1:9090/health");
+    assert!(health.is_some(), "worker not serving");
+}
