@@ -498,7 +498,10 @@ pub(crate) async fn trigger_in(
     source: TriggerSource,
     options: TriggerOptions,
 ) -> Result<Triggered, FlowError> {
-    let wf = workflow_of(core.store.workflow(&WorkflowId::new(workflow_id)).await?)?;
+    // The workflow and the agents are read side by side (two connections, one wait).
+    let wf_id = WorkflowId::new(workflow_id);
+    let (wf, records) = tokio::join!(core.store.workflow(&wf_id), core.store.records(AGENT_KIND));
+    let wf = workflow_of(wf?)?;
     if wf.spec.status != WorkflowStatus::Active {
         return Err(FlowError::Conflict {
             what: "workflow",
@@ -509,10 +512,7 @@ pub(crate) async fn trigger_in(
             ),
         });
     }
-    let all: BTreeMap<String, AgentSpec> = core
-        .store
-        .records(AGENT_KIND)
-        .await?
+    let all: BTreeMap<String, AgentSpec> = records?
         .into_iter()
         .filter_map(|r| serde_json::from_value::<AgentSpec>(r.doc).ok())
         .map(|a| (a.name.clone(), a))
