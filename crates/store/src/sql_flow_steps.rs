@@ -371,6 +371,10 @@ impl StoreTy {
                 events.extend(&c.on_run_done);
             }
         }
+        // The runs the batch's completions belong to, as the transaction leaves them: those with
+        // closed steps from the statement that closes them (and succeeds the ones left with none
+        // open), the others read.
+        let mut runs: BTreeMap<String, Run> = BTreeMap::new();
         if !closed.is_empty() {
             let docs: Vec<serde_json::Value> = closed
                 .iter()
@@ -382,42 +386,29 @@ impl StoreTy {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(format!("{doing}: counting open steps"), None, e))?;
-            let mut done_runs = Vec::new();
             for r in &rows {
-                let id: String = r
-                    .try_get(0)
+                let run = run_from_row(r)
                     .map_err(|e| self.err(format!("{doing}: counting open steps"), None, e))?;
                 let open: i64 = r
-                    .try_get(1)
+                    .try_get("steps_open")
                     .map_err(|e| self.err(format!("{doing}: counting open steps"), None, e))?;
-                if open <= 0 {
-                    done_runs.push(serde_json::Value::String(id));
+                // Succeeded here: none open now, some open before this batch's `n`.
+                if let Some((n, last)) = closed.get(run.id.as_str())
+                    && run.status == RunStatus::Succeeded
+                    && open <= 0
+                    && open + n > 0
+                {
+                    finished[*last] = true;
+                    events.extend(&batch[*last].on_run_done);
                 }
-            }
-            if !done_runs.is_empty() {
-                let rows = sqlx::query(super::DIALECT.succeed_runs)
-                    .bind(serde_json::Value::Array(done_runs))
-                    .bind(now)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(format!("{doing}: finishing runs"), None, e))?;
-                for r in &rows {
-                    let id: String = r
-                        .try_get(0)
-                        .map_err(|e| self.err(format!("{doing}: finishing runs"), None, e))?;
-                    if let Some((_, last)) = closed.get(id.as_str()) {
-                        finished[*last] = true;
-                        events.extend(&batch[*last].on_run_done);
-                    }
-                }
+                runs.insert(run.id.to_string(), run);
             }
         }
         self.outbox_in(&mut tx, &events, &doing).await?;
-        let mut runs: BTreeMap<String, Run> = BTreeMap::new();
         let ids: std::collections::BTreeSet<&str> = batch
             .iter()
             .zip(&judged)
-            .filter(|(_, j)| j.is_ok())
+            .filter(|(c, j)| j.is_ok() && !runs.contains_key(c.run.as_str()))
             .map(|(c, _)| c.run.as_str())
             .collect();
         if !ids.is_empty() {
