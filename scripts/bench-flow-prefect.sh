@@ -54,8 +54,9 @@ if ! "${prefect_cmd[@]}" 2>"$out/prefect.err" | tee "$out/prefect.txt"; then
   exit 1
 fi
 
-pick() { grep -m1 "$2" "$1" | sed -E "s/.*$3.*/\1/" || true; }
-hg_lat=$(pick "$out/hg.txt" "first native agent start" 'p50 ([0-9.]+[a-zµ]+).*')
+# pick FILE LINE-PATTERN CAPTURE: the first group of CAPTURE on the first line matching LINE-PATTERN.
+pick() { grep -m1 "$2" "$1" | sed -E "s#.*$3.*#\1#" || true; }
+hg_lat=$(pick "$out/hg.txt" "sqlite file: trigger -> first native agent start" 'agent start: p50 ([0-9.]+[a-zµ]+),')
 hg_dag=$(pick "$out/hg.txt" "sqlite file: 1,000-node DAG" ': ([0-9]+) node executions/s.*')
 hg_many=$(pick "$out/hg.txt" "sqlite file: .*triggered at once" ': ([0-9]+) node executions/s.*')
 pf_lat=$(pick "$out/prefect.txt" "first task" 'p50 ([0-9.]+ ms).*')

@@ -3,8 +3,8 @@
 use crate::error::{BoxError, Retry};
 use crate::ids::{RunId, WorkflowId};
 use crate::store_flow::{
-    OutboxEvent, OutboxMessage, Record, RunFinish, RunStart, StepBatchDone, StepClaim,
-    StepCompleted, StepCompletion, StepDecision,
+    FlowBatch, FlowBatchDone, OutboxEvent, OutboxMessage, Record, RunFinish, RunStart,
+    StepBatchDone, StepClaim, StepCompleted, StepCompletion, StepDecision,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -362,6 +362,13 @@ pub trait Store: Send + Sync + 'static {
         batch: Vec<StepCompletion>,
         claim: Option<StepClaim>,
     ) -> Result<StepBatchDone, StoreError>;
+    /// The engine's write path in one transaction (one commit, so one flush, for all): creates
+    /// and starts the batch's [`RunLaunch`](crate::store_flow::RunLaunch)es (a repeated
+    /// idempotency key writes nothing and returns the existing run as a duplicate), ends its
+    /// completions as [`Store::complete_steps`] does, then claims up to `claim.limit` ready steps
+    /// (the new runs' first steps among them). A refused completion or a refused launch fails
+    /// only its own entry; a backend error leaves nothing of the batch written.
+    async fn write_batch(&self, batch: FlowBatch) -> Result<FlowBatchDone, StoreError>;
     /// Decides a parked step (see [`StepDecision`]); not parked: [`StoreError::Stale`].
     async fn decide_step(&self, decision: StepDecision) -> Result<Step, StoreError>;
     /// Ends a run from outside (see [`RunFinish`]) in one transaction.

@@ -214,3 +214,54 @@ pub struct StepBatchDone {
     /// Steps claimed in the same transaction, already `Running` under the claim's owner.
     pub claimed: Vec<crate::store::Step>,
 }
+
+/// A run created and started at once (see [`Store::write_batch`](crate::Store::write_batch)):
+/// it is written `Running` with its deadline, its steps and its events, under the id the caller
+/// chose. If a run with the same idempotency key exists, nothing is written and that run is
+/// returned as a duplicate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunLaunch {
+    /// The new run's id (a fresh [`RunId::random`], so events can name it before it exists).
+    pub id: RunId,
+    /// What [`Store::create_run`](crate::Store::create_run) would create.
+    pub new: crate::store::NewRun,
+    /// When the reaper fails it (time waiting for approvals is added back).
+    pub deadline: SystemTime,
+    /// Its steps.
+    pub steps: Vec<NewStep>,
+    /// Events to publish (only if the run is new).
+    pub events: Vec<OutboxEvent>,
+}
+
+/// What a [`RunLaunch`] did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Launched {
+    /// The run, without its `input` (`Null`: read it with `Store::run`).
+    pub run: crate::store::Run,
+    /// The idempotency key named an existing run, which is `run`: nothing was written.
+    pub duplicate: bool,
+}
+
+/// One transaction of the engine's write path (see
+/// [`Store::write_batch`](crate::Store::write_batch)): new runs, ended attempts, and a claim of
+/// ready steps (the new runs' first steps among them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowBatch {
+    /// Runs to create and start.
+    pub launches: Vec<RunLaunch>,
+    /// Attempts to end, judged as [`Store::complete_steps`](crate::Store::complete_steps) does.
+    pub completions: Vec<StepCompletion>,
+    /// Ready steps to claim after both.
+    pub claim: Option<StepClaim>,
+}
+
+/// What a [`FlowBatch`] changed.
+#[derive(Debug, Default)]
+pub struct FlowBatchDone {
+    /// One result per launch, in the batch's order.
+    pub launched: Vec<Result<Launched, crate::StoreError>>,
+    /// One result per completion, in the batch's order.
+    pub completed: Vec<Result<StepCompleted, crate::StoreError>>,
+    /// Steps claimed in the same transaction, already `Running` under the claim's owner.
+    pub claimed: Vec<crate::store::Step>,
+}

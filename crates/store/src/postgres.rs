@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 /// Backend name in errors, logs and metrics.
 const BACKEND: &str = "postgres";
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Connection pool settings of a [`PostgresStore`].
 ///
@@ -40,7 +42,8 @@ impl Default for PoolOptions {
 
 /// A [`Store`](hybridgrid_core::Store) in PostgreSQL.
 ///
-/// The pool replaces broken connections by itself (each is checked before use), so after a server
+/// The pool replaces broken connections by itself (one idle for a second or more is checked
+/// before use; one that fails is dropped), so after a server
 /// restart or a terminated backend, operations fail with a retryable [`StoreError::Backend`] while
 /// the server is away and succeed again once it is back.
 #[derive(Debug, Clone)]
@@ -96,7 +99,18 @@ impl PostgresStore {
         let pg = PgPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(*pool.acquire_timeout)
-            .test_before_acquire(true)
+            // A connection handed out again at once is not pinged first (that would be one more
+            // round trip per transaction, the engine's hot path); one that sat idle for a while
+            // may have been cut off (server restart, idle timeout) and is checked first.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| crate::sql::backend_err(BACKEND, format!("connecting to {target}"), e))?;

@@ -211,10 +211,10 @@ pub(crate) struct Dialect {
     /// `$1` JSON array of `{run_id, name, n}`, `$2` now: `n` parents fewer; returns
     /// `run_id, name, waiting_on` of the released steps.
     pub(crate) release_steps: &'static str,
-    /// `$1` JSON array of `{id, n}`, `$2` now: `n` open steps fewer; returns `id, steps_open`.
+    /// `$1` JSON array of `{id, n}`, `$2` now: `n` open steps fewer, and a `Running` run left
+    /// with none open succeeds (in the same statement); returns the runs (without their input)
+    /// and `steps_open`.
     pub(crate) close_runs: &'static str,
-    /// `$1` JSON array of run ids, `$2` now: `Running` ones succeed; returns their `id`.
-    pub(crate) succeed_runs: &'static str,
     /// `$1` JSON array of run ids: those runs without their input document.
     pub(crate) runs_by_id: &'static str,
 }
@@ -280,12 +280,12 @@ macro_rules! dialect {
                 "AND s.waiting_on > 0 RETURNING ", $s, "run_id, ", $s, "name, ", $s, "waiting_on"
             ),
             close_runs: concat!(
-                "UPDATE runs AS u SET steps_open = u.steps_open - c.n, updated_at_us = $2 FROM ",
-                $closes, " WHERE u.id = c.id RETURNING ", $u, "id, ", $u, "steps_open"
-            ),
-            succeed_runs: concat!(
-                "UPDATE runs SET status = 'SUCCEEDED', updated_at_us = $2 WHERE status = 'RUNNING' ",
-                "AND id IN (", $list1, ") RETURNING id"
+                "UPDATE runs AS u SET steps_open = u.steps_open - c.n, status = CASE WHEN ",
+                "u.status = 'RUNNING' AND u.steps_open - c.n <= 0 THEN 'SUCCEEDED' ELSE u.status END, ",
+                "updated_at_us = $2 FROM ", $closes, " WHERE u.id = c.id RETURNING ",
+                $u, "id, ", $u, "workflow_id, ", $u, "kind, ", $u, "status, ", $u, "output, ",
+                $u, "error, ", $u, "created_at_us, ", $u, "updated_at_us, ", $u, "deadline_us, ",
+                $u, "waiting_approvals, ", $u, "steps_open"
             ),
             runs_by_id: concat!(
                 "SELECT id, workflow_id, kind, status, NULL AS input_absent, output, error, ",

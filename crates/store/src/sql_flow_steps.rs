@@ -4,7 +4,9 @@
 // of open steps; one multi-row insert of the batch's events; then, in the same transaction, the
 // claim of ready steps. So a commit (and its flush) serves a whole batch.
 
-use hybridgrid_core::store_flow::{StepBatchDone, StepClaim, StepOutcome};
+use hybridgrid_core::store_flow::{
+    FlowBatch, FlowBatchDone, RunLaunch, StepBatchDone, StepClaim, StepOutcome,
+};
 use std::collections::BTreeMap;
 
 /// A completion as one element of the JSON array the dialect's `complete_steps` reads (absent
@@ -182,29 +184,49 @@ impl StoreTy {
         batch: Vec<StepCompletion>,
         claim: Option<StepClaim>,
     ) -> Result<StepBatchDone, StoreError> {
-        if batch.is_empty() && claim.is_none() {
-            return Ok(StepBatchDone {
-                completed: Vec::new(),
-                claimed: Vec::new(),
-            });
+        let done = self
+            .f_write_batch(FlowBatch {
+                launches: Vec::new(),
+                completions: batch,
+                claim,
+            })
+            .await?;
+        Ok(StepBatchDone {
+            completed: done.completed,
+            claimed: done.claimed,
+        })
+    }
+
+    async fn f_write_batch(&self, batch: FlowBatch) -> Result<FlowBatchDone, StoreError> {
+        let FlowBatch {
+            launches,
+            completions,
+            claim,
+        } = batch;
+        if launches.is_empty() && completions.is_empty() && claim.is_none() {
+            return Ok(FlowBatchDone::default());
         }
-        match self.batch_tx(&batch, claim.as_ref()).await {
+        match self.batch_tx(&launches, &completions, claim.as_ref()).await {
             Ok(done) => Ok(done),
-            Err(e) if batch.len() > 1 => {
-                // A backend error (PostgreSQL aborting one of two crossing batches, say) left
-                // nothing written: judge each completion alone so one cannot hold up the others.
-                tracing::debug!(backend = BACKEND, error = %e, steps = batch.len(), "batch refused; completing its steps one by one");
-                let mut completed = Vec::with_capacity(batch.len());
-                for c in &batch {
-                    match self.batch_tx(std::slice::from_ref(c), None).await {
-                        Ok(one) => completed.extend(one.completed),
-                        Err(e) => completed.push(Err(e)),
+            Err(e) if launches.len() + completions.len() > 1 => {
+                // A backend error (PostgreSQL aborting one of two crossing batches, say, or one
+                // launch naming a workflow that is gone) left nothing written: judge each entry
+                // alone so one cannot hold up the others.
+                tracing::debug!(backend = BACKEND, error = %e, runs = launches.len(), steps = completions.len(), "batch refused; writing its entries one by one");
+                let mut done = FlowBatchDone::default();
+                for l in &launches {
+                    match self.batch_tx(std::slice::from_ref(l), &[], None).await {
+                        Ok(one) => done.launched.extend(one.launched),
+                        Err(e) => done.launched.push(Err(e)),
                     }
                 }
-                Ok(StepBatchDone {
-                    completed,
-                    claimed: Vec::new(),
-                })
+                for c in &completions {
+                    match self.batch_tx(&[], std::slice::from_ref(c), None).await {
+                        Ok(one) => done.completed.extend(one.completed),
+                        Err(e) => done.completed.push(Err(e)),
+                    }
+                }
+                Ok(done)
             }
             Err(e) => Err(e),
         }
@@ -212,18 +234,26 @@ impl StoreTy {
 
     async fn batch_tx(
         &self,
+        launches: &[RunLaunch],
         batch: &[StepCompletion],
         claim: Option<&StepClaim>,
-    ) -> Result<StepBatchDone, StoreError> {
-        let doing = match batch {
-            [c] => format!(
+    ) -> Result<FlowBatchDone, StoreError> {
+        let doing = match (launches, batch) {
+            ([], [c]) => format!(
                 "completing step {}/{} (attempt {})",
                 c.run, c.name, c.attempt
             ),
-            _ => format!("completing {} steps", batch.len()),
+            ([l], []) => format!("starting run {}", l.id),
+            ([], _) => format!("completing {} steps", batch.len()),
+            _ => format!(
+                "starting {} runs and completing {} steps",
+                launches.len(),
+                batch.len()
+            ),
         };
         let now = now_micros();
         let mut tx = self.begin_write(&doing).await?;
+        let (launched, mut events) = self.launch_in(&mut tx, launches, now, &doing).await?;
         // The first completion of each step goes into one statement for the batch; a second
         // one of the same step (a stale attempt next to the current one) is judged after it.
         let mut seen = std::collections::HashSet::new();
@@ -326,7 +356,6 @@ impl StoreTy {
             .into_iter()
             .map(|j| j.unwrap_or_else(|| Err(StoreError::Invalid("completion not judged".into()))))
             .collect();
-        let mut events: Vec<&OutboxEvent> = Vec::new();
         // Per run: steps closed in this batch and the last completion that closed one.
         let mut closed: BTreeMap<&str, (i64, usize)> = BTreeMap::new();
         let mut finished = vec![false; batch.len()];
@@ -342,6 +371,10 @@ impl StoreTy {
                 events.extend(&c.on_run_done);
             }
         }
+        // The runs the batch's completions belong to, as the transaction leaves them: those with
+        // closed steps from the statement that closes them (and succeeds the ones left with none
+        // open), the others read.
+        let mut runs: BTreeMap<String, Run> = BTreeMap::new();
         if !closed.is_empty() {
             let docs: Vec<serde_json::Value> = closed
                 .iter()
@@ -353,42 +386,29 @@ impl StoreTy {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(format!("{doing}: counting open steps"), None, e))?;
-            let mut done_runs = Vec::new();
             for r in &rows {
-                let id: String = r
-                    .try_get(0)
+                let run = run_from_row(r)
                     .map_err(|e| self.err(format!("{doing}: counting open steps"), None, e))?;
                 let open: i64 = r
-                    .try_get(1)
+                    .try_get("steps_open")
                     .map_err(|e| self.err(format!("{doing}: counting open steps"), None, e))?;
-                if open <= 0 {
-                    done_runs.push(serde_json::Value::String(id));
+                // Succeeded here: none open now, some open before this batch's `n`.
+                if let Some((n, last)) = closed.get(run.id.as_str())
+                    && run.status == RunStatus::Succeeded
+                    && open <= 0
+                    && open + n > 0
+                {
+                    finished[*last] = true;
+                    events.extend(&batch[*last].on_run_done);
                 }
-            }
-            if !done_runs.is_empty() {
-                let rows = sqlx::query(super::DIALECT.succeed_runs)
-                    .bind(serde_json::Value::Array(done_runs))
-                    .bind(now)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(format!("{doing}: finishing runs"), None, e))?;
-                for r in &rows {
-                    let id: String = r
-                        .try_get(0)
-                        .map_err(|e| self.err(format!("{doing}: finishing runs"), None, e))?;
-                    if let Some((_, last)) = closed.get(id.as_str()) {
-                        finished[*last] = true;
-                        events.extend(&batch[*last].on_run_done);
-                    }
-                }
+                runs.insert(run.id.to_string(), run);
             }
         }
         self.outbox_in(&mut tx, &events, &doing).await?;
-        let mut runs: BTreeMap<String, Run> = BTreeMap::new();
         let ids: std::collections::BTreeSet<&str> = batch
             .iter()
             .zip(&judged)
-            .filter(|(_, j)| j.is_ok())
+            .filter(|(c, j)| j.is_ok() && !runs.contains_key(c.run.as_str()))
             .map(|(c, _)| c.run.as_str())
             .collect();
         if !ids.is_empty() {
@@ -432,7 +452,11 @@ impl StoreTy {
                 })
             })
             .collect();
-        Ok(StepBatchDone { completed, claimed })
+        Ok(FlowBatchDone {
+            launched,
+            completed,
+            claimed,
+        })
     }
 
     /// What an accepted `FailRun` or `Park` does to its run; whether it failed the run.

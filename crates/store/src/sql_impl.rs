@@ -554,6 +554,12 @@ impl Store for StoreTy {
     ) -> Result<hybridgrid_core::store_flow::StepBatchDone, StoreError> {
         self.f_complete_steps(batch, claim).await
     }
+    async fn write_batch(
+        &self,
+        batch: hybridgrid_core::store_flow::FlowBatch,
+    ) -> Result<hybridgrid_core::store_flow::FlowBatchDone, StoreError> {
+        self.f_write_batch(batch).await
+    }
     async fn decide_step(&self, decision: StepDecision) -> Result<Step, StoreError> {
         self.f_decide_step(decision).await
     }
@@ -588,3 +594,4 @@ impl Store for StoreTy {
 
 include!("sql_flow_impl.rs");
 include!("sql_flow_steps.rs");
+include!("sql_flow_launch.rs");

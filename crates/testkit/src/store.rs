@@ -30,7 +30,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Store>>,
 {
-    let checks: [(&str, Check); 14] = [
+    let checks: [(&str, Check); 15] = [
         ("workflows_save_version_list", |s| workflows(s).boxed()),
         ("run_create_and_get", |s| create_and_get(s).boxed()),
         ("runs_newest_first_by_status_with_limit", |s| {
@@ -58,6 +58,10 @@ where
         ("step_batches_judged_one_by_one_and_claim_inline", |s| {
             crate::store_flow::batches(s).boxed()
         }),
+        (
+            "runs_launched_in_the_batch_once_per_key_and_claimed_inline",
+            |s| crate::store_flow::launches(s).boxed(),
+        ),
     ];
     let mut failed = Vec::new();
     for (name, run) in checks {

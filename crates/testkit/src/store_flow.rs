@@ -4,7 +4,8 @@
 use hybridgrid_core::ids::RunId;
 use hybridgrid_core::store::{NewRun, RunStatus, Store, StoreError};
 use hybridgrid_core::store_flow::{
-    NewStep, OutboxEvent, RunFinish, RunStart, StepClaim, StepCompletion, StepDecision, StepOutcome,
+    FlowBatch, NewStep, OutboxEvent, RunFinish, RunLaunch, RunStart, StepClaim, StepCompletion,
+    StepDecision, StepOutcome,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -393,6 +394,175 @@ pub(crate) async fn batches(s: Arc<dyn Store>) -> Result<(), String> {
     if dones != 2 || nodes != 4 || subjects.last().map(String::as_str) != Some("t.run.done") {
         return Err(format!(
             "events of accepted completions only, run endings after their steps: {subjects:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn launch(key: Option<&str>, steps: Vec<NewStep>) -> RunLaunch {
+    RunLaunch {
+        id: RunId::random(),
+        new: NewRun {
+            workflow_id: None,
+            kind: "workflow".into(),
+            input: json!({"pinned": true}),
+            idempotency_key: key.map(str::to_owned),
+        },
+        deadline: SystemTime::now() + Duration::from_secs(3600),
+        steps,
+        events: vec![ev("t.run.started")],
+    }
+}
+
+/// Runs created and started in the engine's batch transaction: each `Running` with its steps
+/// and events; a repeated idempotency key (in the batch or stored) writes nothing and answers
+/// with the run holding it; a launch refused on its own fails only its entry; the new runs'
+/// ready steps are claimed in the same transaction, next to a completion of an older run.
+pub(crate) async fn launches(s: Arc<dyn Store>) -> Result<(), String> {
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    let old = started(&s, far).await?;
+    let lease = Duration::from_secs(30);
+    let first = op("claim", s.claim_steps("e", lease, 10).await)?;
+    if first.len() != 1 {
+        return Err(format!("the older run's `a` is ready: {first:?}"));
+    }
+    let stored_key = op(
+        "write_batch",
+        s.write_batch(FlowBatch {
+            launches: vec![launch(Some("k-stored"), vec![step("a", 0)])],
+            ..FlowBatch::default()
+        })
+        .await,
+    )?;
+    let stored = match stored_key.launched.as_slice() {
+        [Ok(l)] if !l.duplicate && l.run.status == RunStatus::Running => l.run.id.clone(),
+        other => return Err(format!("a launch alone: {other:?}")),
+    };
+    // The claim takes the stored run's `a` too: leave room for it.
+    let fresh = launch(Some("k-new"), vec![step("a", 0), step("b", 1)]);
+    let fresh_id = fresh.id.clone();
+    let mut bad = launch(None, vec![step("a", 0)]);
+    bad.steps[0].name = " ".into();
+    let batch = FlowBatch {
+        launches: vec![
+            fresh,
+            launch(Some("k-new"), vec![step("a", 0)]),
+            launch(Some("k-stored"), vec![step("a", 0)]),
+            bad,
+        ],
+        completions: vec![completion(&old, "a", "e", 1, done(&["b"]))],
+        claim: Some(StepClaim {
+            owner: "e".into(),
+            lease,
+            limit: 10,
+        }),
+    };
+    let out = op("write_batch", s.write_batch(batch).await)?;
+    match out.launched.as_slice() {
+        [Ok(a), Ok(b), Ok(c), Err(StoreError::Invalid(_))]
+            if !a.duplicate
+                && a.run.id == fresh_id
+                && a.run.status == RunStatus::Running
+                && a.run.deadline.is_some()
+                && b.duplicate
+                && b.run.id == fresh_id
+                && c.duplicate
+                && c.run.id == stored => {}
+        other => return Err(format!("launch results: {other:?}")),
+    }
+    match out.completed.as_slice() {
+        [Ok(c)] if c.ready == ["b"] => {}
+        other => return Err(format!("the completion next to the launches: {other:?}")),
+    }
+    let mut got: Vec<(String, String)> = out
+        .claimed
+        .iter()
+        .map(|c| (c.run_id.to_string(), c.name.clone()))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (old.to_string(), "b".to_owned()),
+        (stored.to_string(), "a".to_owned()),
+        (fresh_id.to_string(), "a".to_owned()),
+    ];
+    want.sort();
+    if got != want {
+        return Err(format!(
+            "the new runs' ready steps and the released child are claimed inline: {got:?}"
+        ));
+    }
+    let run = op("run", s.run(&fresh_id).await)?;
+    if run.input != json!({"pinned": true}) || run.status != RunStatus::Running {
+        return Err(format!("the launched run keeps its input: {run:?}"));
+    }
+    let steps = op("steps", s.steps(&fresh_id).await)?;
+    if steps.len() != 2 || steps[1].waiting_on != 1 {
+        return Err(format!("the launched run's steps: {steps:?}"));
+    }
+    let by_key = op(
+        "create_run",
+        s.create_run(NewRun {
+            workflow_id: None,
+            kind: "workflow".into(),
+            input: json!({}),
+            idempotency_key: Some("k-new".into()),
+        })
+        .await,
+    )?;
+    if by_key.id != fresh_id {
+        return Err(format!(
+            "create_run finds the launched run by key: {by_key:?}"
+        ));
+    }
+    // Finishing the launched run through completions, as any other.
+    let a = out
+        .claimed
+        .iter()
+        .find(|c| c.run_id == fresh_id)
+        .ok_or("claimed `a` of the new run")?;
+    let claim = StepClaim {
+        owner: "e".into(),
+        lease,
+        limit: 10,
+    };
+    let out = op(
+        "write_batch",
+        s.write_batch(FlowBatch {
+            completions: vec![completion(&fresh_id, "a", "e", a.attempt, done(&["b"]))],
+            claim: Some(claim.clone()),
+            ..FlowBatch::default()
+        })
+        .await,
+    )?;
+    let b = match out.claimed.as_slice() {
+        [b] if b.name == "b" && b.run_id == fresh_id => b.clone(),
+        other => return Err(format!("`b` claimed once `a` is done: {other:?}")),
+    };
+    let out = op(
+        "write_batch",
+        s.write_batch(FlowBatch {
+            completions: vec![completion(&fresh_id, "b", "e", b.attempt, done(&[]))],
+            claim: Some(claim),
+            ..FlowBatch::default()
+        })
+        .await,
+    )?;
+    match out.completed.as_slice() {
+        [Ok(c)] if c.run_finished && c.run.status == RunStatus::Succeeded => {}
+        other => return Err(format!("the launched run succeeds: {other:?}")),
+    }
+    // Events: two launches wrote `run.started` (the duplicates and the refused one nothing).
+    let subjects: Vec<String> = op(
+        "claim_outbox",
+        s.claim_outbox("relay", Duration::from_secs(30), 100).await,
+    )?
+    .into_iter()
+    .map(|m| m.subject)
+    .collect();
+    let starts = subjects.iter().filter(|s| *s == "t.run.started").count();
+    if starts != 3 {
+        return Err(format!(
+            "run.started of the older run and the two new ones only: {subjects:?}"
         ));
     }
     Ok(())

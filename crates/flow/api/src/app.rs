@@ -33,6 +33,9 @@ pub enum AppError {
     /// The Dagger settings (config `dagger`) are unusable.
     #[error("setting up the Dagger executor (config dagger): {0}")]
     Dagger(#[source] hybridgrid_core::ExecError),
+    /// The Hub URL of the LLM agents (config `llm.hub_url`) is unusable.
+    #[error("setting up the Hub for LLM agents (config llm.hub_url): {0}")]
+    Hub(#[source] hybridgrid_agents_hub::HubError),
     /// The listen address could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -53,10 +56,10 @@ pub struct App {
 
 impl App {
     /// Opens the store (`database_url`, migrations applied) and the bus (`nats_url`), starts the
-    /// engine with the native executor, and prepares the router. `env` is read for nothing the
-    /// config does not already hold; it is taken so that embedders inject one source everywhere.
+    /// engine with the native executor (and those the config adds), and prepares the router. `env`
+    /// gives the LLM agents their model endpoints and keys (`ANTHROPIC_*`, `OPENAI_*`,
+    /// `HUB_API_KEY`); it is taken so that embedders inject one source everywhere.
     pub async fn build(cfg: Config, env: &dyn EnvSource) -> Result<App, AppError> {
-        let _ = env;
         let store = backends::open_store(&cfg.database_url).await?;
         let bus =
             backends::open_bus(&cfg.nats_url, &cfg.events.stream, &cfg.events.subjects).await?;
@@ -65,7 +68,7 @@ impl App {
             .work_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("hg-flow-work"));
-        let mut executors = Executors::native(work_dir);
+        let mut executors = Executors::native(&work_dir);
         if let Some(docker) = cfg.docker.clone() {
             let d = hybridgrid_executors::DockerExecutor::connect(docker)
                 .await
@@ -75,6 +78,22 @@ impl App {
         if let Some(dagger) = cfg.dagger.clone() {
             let d = hybridgrid_executors::DaggerExecutor::new(dagger).map_err(AppError::Dagger)?;
             executors = executors.dagger(d);
+        }
+        if let Some(llm) = cfg.llm.clone() {
+            let runner = hybridgrid_flow_engine::StandardExecutor::new(
+                hybridgrid_flow_engine::ExecutorEnv::from_env(env),
+            );
+            let mut agents = hybridgrid_flow_engine::LlmAgents::new(
+                hybridgrid_agents_defs::Definitions::local(&llm.definitions),
+                std::sync::Arc::new(runner),
+                &work_dir,
+            );
+            if let Some(url) = &llm.hub_url {
+                let hub = hybridgrid_agents_hub::HubClient::new(url, env.var("HUB_API_KEY"))
+                    .map_err(AppError::Hub)?;
+                agents = agents.with_hub(hub);
+            }
+            executors = executors.llm(agents);
         }
         let engine = FlowEngine::start(cfg.engine.clone(), store, bus.dyn_bus(), executors).await?;
         info!(

@@ -105,8 +105,31 @@ pub struct Config {
     /// Dagger agents: a `dagger run` session's GraphQL API (`port`, `token`); absent = Dagger
     /// agents cannot run here (their steps fail naming the missing executor).
     pub dagger: Option<hybridgrid_executors::DaggerConfig>,
+    /// LLM agents (`llm: {definitions: DIR}`): an agent of kind `llm` runs the agent-runner
+    /// definition its `command[0]` names; absent = llm agents cannot run here (their steps fail
+    /// naming the missing executor).
+    pub llm: Option<LlmConfig>,
     /// Logging.
     pub logging: LoggingConfig,
+}
+
+/// Where LLM agents come from. Models are reached as the agent runners reach them
+/// (`ANTHROPIC_BASE_URL`/`ANTHROPIC_API_KEY`, `OPENAI_BASE_URL`/`OPENAI_API_KEY`, or a
+/// definition's own `brain.base_url`/`brain.api_key_env`).
+///
+/// ```yaml
+/// llm:
+///   definitions: /etc/hybridgrid/agents   # holds agents/NAME/config.yaml
+///   hub_url: http://127.0.0.1:8080        # optional: Hub tools for definitions granted hub:*
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// The `AGENT_DEFINITIONS_PATH` root: `agents/NAME/config.yaml` under it.
+    pub definitions: std::path::PathBuf,
+    /// The Hub (`HUB_URL`; its key from `HUB_API_KEY`) for definitions granted `hub:read` or
+    /// `hub:write`; without it their steps fail saying so.
+    pub hub_url: Option<String>,
 }
 
 /// The guide's variable names for config keys.

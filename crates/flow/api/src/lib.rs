@@ -49,7 +49,7 @@ mod webhooks;
 pub use alerts::{AlertRule, AlertState, RuleOn};
 pub use app::{App, AppError, Handle, start, wait_for_signal};
 pub use backends::BackendError;
-pub use config::Config;
+pub use config::{Config, LlmConfig};
 pub use error::ApiError;
 pub use ratelimit::RateLimitConfig;
 pub use routes::ROUTES;

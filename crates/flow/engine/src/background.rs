@@ -3,13 +3,13 @@
 
 use crate::TriggerOptions;
 use crate::core::Core;
-use crate::core::Finished;
 use crate::core::WorkflowCatalog;
+use crate::core::Write;
 use crate::plan::{pinned_of, to_approval};
 use crate::runner::{expires_at, run_step};
 use futures::StreamExt;
 use hybridgrid_core::store::{RunStatus, Step, StoreError};
-use hybridgrid_core::store_flow::{RunFinish, StepClaim};
+use hybridgrid_core::store_flow::{FlowBatch, RunFinish, StepClaim};
 use hybridgrid_flow_model::{
     ApprovalStatus, DecisionRequest, FlowEventKind, FlowRunStatus, TriggerSource,
 };
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// Most ended attempts written in one transaction.
+/// Most writes (ended attempts, new runs) in one transaction.
 const COMPLETION_BATCH: usize = 512;
 /// Most outbox entries published per batch.
 const OUTBOX_BATCH: usize = 256;
@@ -35,14 +35,15 @@ pub(crate) fn spawn_all(core: &Arc<Core>, catalog: WorkflowCatalog, tasks: &mut 
 }
 
 /// The claim loop: hands claimed steps to runners (at most `max_parallel` at once) and writes
-/// the attempts they end. Attempts that end while a write is in flight queue up and go into the
-/// next transaction together, which also claims the steps they made ready (group commit: one
-/// commit, and one flush, per batch, and no claim round trip of its own). Runners get their
-/// result only once it is committed. Steps made ready elsewhere, due retries and expired leases
+/// the attempts they end and the runs triggered here. Writes that arrive while one is in flight
+/// queue up and go into the next transaction together, which also claims the steps they made
+/// ready, a new run's first steps among them (group commit: one commit, and one flush, per
+/// batch, and no claim round trip of its own). Writers get their result only once it is
+/// committed. Steps made ready elsewhere, due retries and expired leases
 /// are picked up by a claim of their own at least every `poll_interval`, and at once when work
 /// is made ready here.
 async fn claim_loop(core: Arc<Core>) {
-    let Some(mut ended) = core.completions_rx.lock().take() else {
+    let Some(mut ended) = core.writes_rx.lock().take() else {
         tracing::error!("claim loop started twice");
         return;
     };
@@ -51,10 +52,10 @@ async fn claim_loop(core: Arc<Core>) {
     let poll = *core.config.poll_interval;
     let mut next_poll = Instant::now();
     let mut claim_now = true;
-    let mut first: Option<Finished> = None;
+    let mut first: Option<Write> = None;
     loop {
         while running.try_join_next().is_some() {}
-        let mut batch: Vec<Finished> = first.take().into_iter().collect();
+        let mut batch: Vec<Write> = first.take().into_iter().collect();
         while batch.len() < COMPLETION_BATCH {
             match ended.try_recv() {
                 Ok(f) => batch.push(f),
@@ -64,7 +65,11 @@ async fn claim_loop(core: Arc<Core>) {
         let mut claimed = Vec::new();
         if !batch.is_empty() {
             // The batch's runners give their slots back as soon as they have their results.
-            let free = slots.available_permits() + batch.len();
+            let ending = batch
+                .iter()
+                .filter(|w| matches!(w, Write::Complete(_)))
+                .count();
+            let free = slots.available_permits() + ending;
             claimed = write_batch(&core, batch, free).await;
         }
         if claim_now || Instant::now() >= next_poll {
@@ -114,18 +119,40 @@ async fn claim_loop(core: Arc<Core>) {
     }
 }
 
-/// Writes a batch of ended attempts in one transaction that also claims up to `free` ready
-/// steps; answers each runner once it is committed and returns the claimed steps.
-async fn write_batch(core: &Core, batch: Vec<Finished>, free: usize) -> Vec<Step> {
-    let (completions, replies): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|f| (f.completion, f.reply)).unzip();
+/// Writes a batch of new runs and ended attempts in one transaction that also claims up to
+/// `free` ready steps; answers each writer once it is committed and returns the claimed steps.
+async fn write_batch(core: &Core, batch: Vec<Write>, free: usize) -> Vec<Step> {
+    let mut launches = Vec::new();
+    let mut launch_replies = Vec::new();
+    let mut completions = Vec::new();
+    let mut replies = Vec::new();
+    for w in batch {
+        match w {
+            Write::Complete(f) => {
+                completions.push(f.completion);
+                replies.push(f.reply);
+            }
+            Write::Launch(l) => {
+                launches.push(l.launch);
+                launch_replies.push(l.reply);
+            }
+        }
+    }
     let claim = (free > 0).then(|| StepClaim {
         owner: core.engine_id.clone(),
         lease: *core.config.lease,
         limit: free,
     });
-    match core.store.complete_steps(completions, claim).await {
+    let batch = FlowBatch {
+        launches,
+        completions,
+        claim,
+    };
+    match core.store.write_batch(batch).await {
         Ok(done) => {
+            for (reply, result) in launch_replies.into_iter().zip(done.launched) {
+                let _ = reply.send(result);
+            }
             for (reply, result) in replies.into_iter().zip(done.completed) {
                 let _ = reply.send(result);
             }
@@ -133,11 +160,15 @@ async fn write_batch(core: &Core, batch: Vec<Finished>, free: usize) -> Vec<Step
         }
         Err(e) => {
             let reason = e.to_string();
+            let failed = || StoreError::Backend {
+                backend: "flow-engine",
+                source: reason.clone().into(),
+            };
+            for reply in launch_replies {
+                let _ = reply.send(Err(failed()));
+            }
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Backend {
-                    backend: "flow-engine",
-                    source: reason.clone().into(),
-                }));
+                let _ = reply.send(Err(failed()));
             }
             Vec::new()
         }

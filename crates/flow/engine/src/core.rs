@@ -4,7 +4,9 @@ use crate::plan::{Pinned, Plan, pinned_of};
 use crate::{Executors, FlowChange, FlowConfig, FlowError};
 use hybridgrid_core::ids::RunId;
 use hybridgrid_core::store::{Run, RunStatus, StoreError};
-use hybridgrid_core::store_flow::{NewStep, OutboxEvent, RunStart, StepCompleted, StepCompletion};
+use hybridgrid_core::store_flow::{
+    FlowBatch, Launched, NewStep, OutboxEvent, RunLaunch, RunStart, StepCompleted, StepCompletion,
+};
 use hybridgrid_core::{EventBus, Store};
 use hybridgrid_flow_model::time::rfc3339;
 use hybridgrid_flow_model::{FlowEvent, FlowEventKind, FlowRunStatus, NodeStatus};
@@ -29,11 +31,11 @@ pub(crate) struct Core {
     pub work: Notify,
     /// Wakes the outbox relay: events were written here.
     pub outbox: Notify,
-    /// Ended attempts on their way to the claim loop, which writes those that arrive together in
-    /// one transaction (and claims the steps they made ready in it).
-    pub completions: mpsc::UnboundedSender<Finished>,
-    /// The claim loop's end of `completions`, taken when it starts.
-    pub completions_rx: Mutex<Option<mpsc::UnboundedReceiver<Finished>>>,
+    /// Ended attempts and new runs on their way to the claim loop, which writes those that
+    /// arrive together in one transaction (and claims the steps they made ready in it).
+    pub writes: mpsc::UnboundedSender<Write>,
+    /// The claim loop's end of `writes`, taken when it starts.
+    pub writes_rx: Mutex<Option<mpsc::UnboundedReceiver<Write>>>,
     pub plans: Mutex<HashMap<String, Arc<Plan>>>,
     /// Cancellation of the attempts running here, per run.
     pub running: Mutex<HashMap<String, CancellationToken>>,
@@ -46,6 +48,26 @@ pub(crate) struct Finished {
     pub reply: oneshot::Sender<Result<StepCompleted, StoreError>>,
 }
 
+/// A run to create and start, and where its written result goes.
+pub(crate) struct Launch {
+    pub launch: RunLaunch,
+    pub reply: oneshot::Sender<Result<Launched, StoreError>>,
+}
+
+/// What the claim loop writes in its batch transactions.
+pub(crate) enum Write {
+    Complete(Finished),
+    Launch(Launch),
+}
+
+/// The error a writer gets when the engine stops before its write is committed.
+fn stopped(what: &str) -> StoreError {
+    StoreError::Backend {
+        backend: "flow-engine",
+        source: format!("the engine stopped before writing {what}").into(),
+    }
+}
+
 impl Core {
     /// Ends an attempt: returns once its completion is committed (in a batch with the others
     /// that ended meanwhile).
@@ -54,17 +76,40 @@ impl Core {
         completion: StepCompletion,
     ) -> Result<StepCompleted, StoreError> {
         let (reply, written) = oneshot::channel();
-        if let Err(mpsc::error::SendError(f)) =
-            self.completions.send(Finished { completion, reply })
+        if let Err(mpsc::error::SendError(Write::Complete(f))) = self
+            .writes
+            .send(Write::Complete(Finished { completion, reply }))
         {
             return self.store.complete_step(f.completion).await;
         }
         written.await.unwrap_or_else(|_| {
-            Err(StoreError::Backend {
-                backend: "flow-engine",
-                source: "the engine stopped before writing the completion; the step's lease lapses and it runs again".into(),
-            })
+            Err(stopped(
+                "the completion; the step's lease lapses and it runs again",
+            ))
         })
+    }
+
+    /// Creates and starts a run: returns once it is committed (in a batch with the other writes
+    /// that arrived meanwhile, whose transaction also claims its first steps).
+    pub async fn launch(&self, launch: RunLaunch) -> Result<Launched, StoreError> {
+        let (reply, written) = oneshot::channel();
+        if let Err(mpsc::error::SendError(Write::Launch(l))) =
+            self.writes.send(Write::Launch(Launch { launch, reply }))
+        {
+            let done = self
+                .store
+                .write_batch(FlowBatch {
+                    launches: vec![l.launch],
+                    ..FlowBatch::default()
+                })
+                .await?;
+            return done
+                .launched
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Err(stopped("the run")));
+        }
+        written.await.unwrap_or_else(|_| Err(stopped("the run")))
     }
 
     pub fn emit(&self, change: FlowChange) {
@@ -85,7 +130,7 @@ impl Core {
 
     /// Caches the plan of a run from its pinned definition (its `workflow.execute` span opens
     /// here and closes when the run ends here).
-    fn remember(&self, run_id: &str, pinned: Pinned) -> Result<Arc<Plan>, FlowError> {
+    pub fn remember(&self, run_id: &str, pinned: Pinned) -> Result<Arc<Plan>, FlowError> {
         let plan = Arc::new(Plan::new(run_id.to_owned(), pinned).map_err(|message| {
             FlowError::Invalid {
                 what: "run",
@@ -158,38 +203,7 @@ impl Core {
             .timeout
             .map(|t| *t)
             .unwrap_or(*self.config.workflow_timeout);
-        let deps = pinned.definition.dependencies();
-        let steps = deps
-            .iter()
-            .map(|(name, parents)| {
-                let node_input = pinned
-                    .definition
-                    .node(name)
-                    .map(|n| n.inputs.clone())
-                    .unwrap_or_default();
-                match carried.get(name) {
-                    Some((output, detail)) => NewStep {
-                        name: name.clone(),
-                        input: node_input,
-                        status: RunStatus::Succeeded,
-                        waiting_on: 0,
-                        output: Some(output.clone()),
-                        detail: detail.clone(),
-                    },
-                    None => NewStep {
-                        name: name.clone(),
-                        input: node_input,
-                        status: RunStatus::Pending,
-                        waiting_on: u32::try_from(
-                            parents.iter().filter(|p| !carried.contains_key(*p)).count(),
-                        )
-                        .unwrap_or(u32::MAX),
-                        output: None,
-                        detail: None,
-                    },
-                }
-            })
-            .collect();
+        let steps = new_steps(&pinned, carried);
         let id = run.id.to_string();
         let events = vec![self.event(FlowEventKind::RunStarted, &id, &pinned, |e| {
             e.run_status = Some(FlowRunStatus::Running);
@@ -203,9 +217,20 @@ impl Core {
                 events,
             })
             .await?;
-        let (workflow, trigger) = (pinned.workflow_name.clone(), pinned.trigger);
         // Its first steps need the plan at once: no read of the run's definition back.
-        match self.remember(&id, pinned) {
+        self.started(&id, pinned);
+        Ok(started)
+    }
+
+    /// What follows a run's start here: its plan cached (unless the caller did), the
+    /// `run_started` log line in its span, the change, the claim loop and the relay woken.
+    pub fn started(&self, id: &str, pinned: Pinned) {
+        let (workflow, trigger) = (pinned.workflow_name.clone(), pinned.trigger);
+        let plan = match self.plans.lock().get(id) {
+            Some(p) => Ok(p.clone()),
+            None => Err(pinned),
+        };
+        match plan.or_else(|pinned| self.remember(id, pinned)) {
             Ok(plan) => plan
                 .span
                 .in_scope(|| tracing::info!(trigger = trigger.as_str(), "run_started")),
@@ -214,15 +239,55 @@ impl Core {
             }
         }
         self.emit(FlowChange::RunStarted {
-            run_id: id,
+            run_id: id.to_owned(),
             workflow,
             trigger,
         });
         self.work.notify_one();
         self.outbox.notify_one();
-        Ok(started)
     }
+}
 
+/// The steps of a run pinned to `pinned`: carried-over outputs (a retry) as `Succeeded`, the
+/// rest `Pending`, each waiting on its parents that are not carried over.
+pub(crate) fn new_steps(
+    pinned: &Pinned,
+    carried: &HashMap<String, (serde_json::Value, Option<serde_json::Value>)>,
+) -> Vec<NewStep> {
+    let deps = pinned.definition.dependencies();
+    deps.iter()
+        .map(|(name, parents)| {
+            let node_input = pinned
+                .definition
+                .node(name)
+                .map(|n| n.inputs.clone())
+                .unwrap_or_default();
+            match carried.get(name) {
+                Some((output, detail)) => NewStep {
+                    name: name.clone(),
+                    input: node_input,
+                    status: RunStatus::Succeeded,
+                    waiting_on: 0,
+                    output: Some(output.clone()),
+                    detail: detail.clone(),
+                },
+                None => NewStep {
+                    name: name.clone(),
+                    input: node_input,
+                    status: RunStatus::Pending,
+                    waiting_on: u32::try_from(
+                        parents.iter().filter(|p| !carried.contains_key(*p)).count(),
+                    )
+                    .unwrap_or(u32::MAX),
+                    output: None,
+                    detail: None,
+                },
+            }
+        })
+        .collect()
+}
+
+impl Core {
     pub fn run_finished(&self, run: &Run, pinned: &Pinned) {
         let status = crate::plan::run_status(run);
         let duration = run

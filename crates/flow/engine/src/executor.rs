@@ -100,6 +100,12 @@ impl Executors {
         )
     }
 
+    /// LLM agents on `agents` (see [`crate::LlmAgents`]).
+    #[cfg(feature = "llm")]
+    pub fn llm(self, agents: crate::LlmAgents) -> Self {
+        self.with(AgentKind::Llm, Arc::new(agents))
+    }
+
     /// Every kind answered in process by [`NoopExecutor`] (benchmarks).
     pub fn noop() -> Self {
         let noop: Arc<dyn AgentExecutor> = Arc::new(NoopExecutor);

@@ -5,7 +5,7 @@ use crate::plan::{Pinned, pinned_of, to_agent_run, to_approval, to_workflow_run}
 use crate::{Executors, FlowChange, FlowConfig, FlowError, TriggerOptions, Triggered};
 use hybridgrid_core::ids::{RunId, WorkflowId};
 use hybridgrid_core::store::{NewRun, RunStatus, StoreError};
-use hybridgrid_core::store_flow::{Record, RunFinish, StepDecision};
+use hybridgrid_core::store_flow::{Record, RunFinish, RunLaunch, StepDecision};
 use hybridgrid_core::{EventBus, Store};
 use hybridgrid_flow_model::time::{parse_rfc3339, rfc3339};
 use hybridgrid_flow_model::validation::{validate_agent, validate_workflow};
@@ -57,7 +57,7 @@ impl FlowEngine {
             .unwrap_or_else(|| format!("flow-{}", uuid::Uuid::new_v4().simple()));
         let released = store.release_leases(&engine_id).await?;
         let (changes, _) = broadcast::channel(4096);
-        let (completions, completions_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (writes, writes_rx) = tokio::sync::mpsc::unbounded_channel();
         let core = Arc::new(Core {
             config,
             engine_id: engine_id.clone(),
@@ -67,8 +67,8 @@ impl FlowEngine {
             changes,
             work: Notify::new(),
             outbox: Notify::new(),
-            completions,
-            completions_rx: Mutex::new(Some(completions_rx)),
+            writes,
+            writes_rx: Mutex::new(Some(writes_rx)),
             plans: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
@@ -498,7 +498,10 @@ pub(crate) async fn trigger_in(
     source: TriggerSource,
     options: TriggerOptions,
 ) -> Result<Triggered, FlowError> {
-    let wf = workflow_of(core.store.workflow(&WorkflowId::new(workflow_id)).await?)?;
+    // The workflow and the agents are read side by side (two connections, one wait).
+    let wf_id = WorkflowId::new(workflow_id);
+    let (wf, records) = tokio::join!(core.store.workflow(&wf_id), core.store.records(AGENT_KIND));
+    let wf = workflow_of(wf?)?;
     if wf.spec.status != WorkflowStatus::Active {
         return Err(FlowError::Conflict {
             what: "workflow",
@@ -509,10 +512,7 @@ pub(crate) async fn trigger_in(
             ),
         });
     }
-    let all: BTreeMap<String, AgentSpec> = core
-        .store
-        .records(AGENT_KIND)
-        .await?
+    let all: BTreeMap<String, AgentSpec> = records?
         .into_iter()
         .filter_map(|r| serde_json::from_value::<AgentSpec>(r.doc).ok())
         .map(|a| (a.name.clone(), a))
@@ -543,21 +543,58 @@ pub(crate) async fn trigger_in(
         trigger: source,
         retry_of: None,
     };
-    let run = core
-        .store
-        .create_run(NewRun {
+    // Created and started in one transaction of the claim loop, with whatever else is being
+    // written meanwhile, and its first steps claimed in it.
+    let id = RunId::random();
+    let input = to_doc(&pinned)?;
+    let timeout = pinned
+        .definition
+        .timeout
+        .map(|t| *t)
+        .unwrap_or(*core.config.workflow_timeout);
+    let launch = RunLaunch {
+        id: id.clone(),
+        new: NewRun {
             workflow_id: Some(WorkflowId::new(workflow_id)),
             kind: "workflow".into(),
-            input: to_doc(&pinned)?,
+            input,
             idempotency_key: options.idempotency_key.clone(),
-        })
-        .await?;
+        },
+        deadline: SystemTime::now() + timeout,
+        steps: crate::core::new_steps(&pinned, &HashMap::new()),
+        events: vec![
+            core.event(FlowEventKind::RunStarted, id.as_str(), &pinned, |e| {
+                e.run_status = Some(FlowRunStatus::Running);
+            }),
+        ],
+    };
+    // The steps claimed with it find their plan here, not by reading the run back.
+    // (A definition that does not plan is logged by `started`.)
+    let _ = core.remember(id.as_str(), pinned.clone());
+    let launched = match core.launch(launch).await {
+        Ok(l) => l,
+        Err(e) => {
+            core.forget(id.as_str());
+            return Err(e.into());
+        }
+    };
+    if !launched.duplicate {
+        core.started(id.as_str(), pinned);
+        return Ok(Triggered {
+            run_id: id.to_string(),
+            duplicate: false,
+        });
+    }
+    core.forget(id.as_str());
+    let run = launched.run;
     if run.status != RunStatus::Pending {
         return Ok(Triggered {
             run_id: run.id.to_string(),
             duplicate: true,
         });
     }
+    // A run created under this key but never started (by an engine that stopped in between).
+    let run = core.store.run(&run.id).await?;
     match core.start_pending(&run, &HashMap::new()).await {
         Ok(_) => Ok(Triggered {
             run_id: run.id.to_string(),

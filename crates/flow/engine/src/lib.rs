@@ -37,6 +37,8 @@
 //!
 //! ## Features
 //! - `native` (default): [`Executors::native`] runs native agents with `NativeExecutor`.
+//! - `docker`, `dagger`: container and Dagger agents (`Executors::docker`, `Executors::dagger`).
+//! - `llm`: LLM agents from the agent runners' definitions (`LlmAgents`, `Executors::llm`).
 
 mod background;
 mod config;
@@ -45,6 +47,8 @@ mod error;
 mod executor;
 mod facade;
 mod facade_types;
+#[cfg(feature = "llm")]
+mod llm;
 mod plan;
 mod runner;
 
@@ -54,3 +58,5 @@ pub use executor::{AgentCall, AgentExecutor, Executors, NoopExecutor, ProcessExe
 pub use facade::FlowEngine;
 pub use facade_types::{FlowChange, TriggerOptions, Triggered};
 pub use hybridgrid_core::{BusMessage, EventBus, EventBusError};
+#[cfg(feature = "llm")]
+pub use llm::{ExecutorEnv, LlmAgents, StandardExecutor};
