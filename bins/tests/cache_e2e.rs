@@ -196,6 +196,7 @@ fn a_changed_header_or_define_is_a_miss() {
     assert_eq!(p.last_served(), "cache_hit local");
 
     std::fs::write(src.join("inc/a.h"), "#define A 41\n").unwrap();
+    let before = p.gcc_calls();
     let (code, _, err) = p.hgbuild(&src, NO_COORD, &args);
     assert_eq!(code, 0, "{err}");
     assert_eq!(p.last_served(), "fallback coordinator_unreachable");
@@ -203,10 +204,11 @@ fn a_changed_header_or_define_is_a_miss() {
     assert_ne!(changed, first, "the header change must reach the object");
     assert_eq!(p.last_miss(), "cache_miss headers_changed");
     let calls = std::fs::read_to_string(&p.calls).unwrap();
-    let last: Vec<&str> = calls.lines().rev().take(2).collect();
+    let last: Vec<&str> = calls.lines().skip(before).collect();
     assert!(
-        last[0].contains("-nostdinc") && last[1].contains("-fdirectives-only"),
-        "a clean local miss compiles the preprocessed text, not the source again: {last:?}"
+        last.len() == 1 && last[0].starts_with("-O2 -c t.c -o t.o -MD -MF "),
+        "with no shared tier a local miss runs the compile once, unpreprocessed, its headers \
+         taken from a depfile of its own (depend mode): {last:?}"
     );
     plain_gcc(&src, &["-O2", "-c", "t.c", "-o", "plain.o"]);
     assert_eq!(changed, read(src.join("plain.o")));
@@ -293,6 +295,8 @@ fn eviction_keeps_the_cache_under_its_bound() {
             format!("int g{i}[64] = {{ {i} }};\nint h{i}(int x) {{ return x * {i}; }}\n"),
         )
         .unwrap();
+        // A source written just before its compile is not cached (it may be mid-write).
+        backdate(&src.join(format!("u{i}.c")));
         let mut c = hgbuild(p.dir.path(), NO_COORD);
         c.current_dir(&src)
             .env("HG_CACHE_MAX_SIZE_GB", format!("{}", bound as f64 / 1e9))
@@ -532,5 +536,75 @@ fn a_header_changed_during_the_build_step_keeps_a_local_rerun_out_of_the_cache()
         last().starts_with("cache_hit"),
         "expected a hit, got {:?}",
         last()
+    );
+}
+
+#[test]
+fn depend_mode_keys_a_miss_on_the_compilers_own_depfile() {
+    let p = Project::new("cache-depend");
+    let src = p.src();
+    let (code, _, plain_err) = plain_gcc(&src, ARGS);
+    assert_eq!(code, 0);
+    let (obj, dep) = (read(src.join("t.o")), read(src.join("t.d")));
+    // A miss: the compiler runs once with the user's own arguments (its -MD depfile lists the
+    // headers), nothing is preprocessed.
+    let before = p.gcc_calls();
+    let (code, _, err) = p.hgbuild(&src, NO_COORD, ARGS);
+    assert_eq!((code, err.as_str()), (0, plain_err.as_str()));
+    let calls = std::fs::read_to_string(&p.calls).unwrap();
+    // (The first compile of a project also probes the compiler's identity: `--version`, `-dump*`.)
+    let ran: Vec<&str> = calls
+        .lines()
+        .skip(before)
+        .filter(|l| !l.starts_with("--version") && !l.starts_with("-dump"))
+        .collect();
+    assert_eq!(ran, [ARGS.join(" ")], "one compile, exactly as given");
+    assert_eq!(
+        (read(src.join("t.o")), read(src.join("t.d"))),
+        (obj.clone(), dep.clone())
+    );
+    // The hit replays object, depfile and warnings without running the compiler.
+    std::fs::remove_file(src.join("t.d")).unwrap();
+    let calls = p.gcc_calls();
+    let (code, _, err) = p.hgbuild(&src, NO_COORD, ARGS);
+    assert_eq!((code, err.as_str()), (0, plain_err.as_str()));
+    assert_eq!(p.last_served(), "cache_hit local");
+    assert_eq!(p.gcc_calls(), calls);
+    assert_eq!((read(src.join("t.o")), read(src.join("t.d"))), (obj, dep));
+    // A header the depfile lists changes: a miss with the new object.
+    std::fs::write(src.join("inc/a.h"), "#define A 5\n").unwrap();
+    backdate(&src.join("inc/a.h"));
+    assert_eq!(p.hgbuild(&src, NO_COORD, ARGS).0, 0);
+    assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+    plain_gcc(
+        &src,
+        &["-O2", "-Wall", "-DB=2", "-c", "t.c", "-o", "plain.o"],
+    );
+    assert_eq!(read(src.join("t.o")), read(src.join("plain.o")));
+    // A source that uses the clock is never stored.
+    std::fs::write(src.join("clock.c"), "const char *when = __DATE__;\n").unwrap();
+    backdate(&src.join("clock.c"));
+    for _ in 0..2 {
+        assert_eq!(
+            p.hgbuild(&src, NO_COORD, &["-c", "clock.c", "-o", "clock.o"])
+                .0,
+            0
+        );
+        assert_eq!(p.last_served(), "fallback coordinator_unreachable");
+    }
+    // -MMD leaves the system headers out of the depfile: the preprocessed key is used.
+    let before = p.gcc_calls();
+    assert_eq!(
+        p.hgbuild(&src, NO_COORD, &["-MMD", "-c", "t.c", "-o", "m.o"])
+            .0,
+        0
+    );
+    let calls = std::fs::read_to_string(&p.calls).unwrap();
+    assert!(
+        calls
+            .lines()
+            .skip(before)
+            .any(|l| l.contains("-fdirectives-only")),
+        "-MMD is keyed on the preprocessed text: {calls}"
     );
 }

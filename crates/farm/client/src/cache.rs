@@ -516,6 +516,94 @@ impl ClientCache {
     }
 }
 
+impl ClientCache {
+    /// Depend mode (as ccache's): with no shared tier, a miss that compiles on this machine needs
+    /// no preprocessing for its key. The compile runs as given (plus `-MD -MF <temp>` when it asks
+    /// for no depfile) and its result is keyed on the manifest key and the files its depfile
+    /// lists. Not with `-MMD` (its depfile leaves out the system headers) or `-M`/`-MM`.
+    pub fn depend_mode(&self, job: &CompileJob, args: &[OsString]) -> bool {
+        let no_shared = matches!(self.cfg.shared_spec(), Ok(None));
+        let partial_deps = args.iter().any(|a| {
+            let a = a.as_encoded_bytes();
+            a == b"-M" || a == b"-MM" || a.windows(4).any(|w| w == b"-MMD")
+        });
+        // The depfile must be one the compile writes itself (`-MD` with or without `-MF`).
+        let own_depfile = job.depfile().is_none()
+            || args.iter().any(|a| a == "-MD")
+                && !args
+                    .iter()
+                    .any(|a| a.as_encoded_bytes().starts_with(b"-Wp,"));
+        no_shared && !partial_deps && own_depfile
+    }
+
+    /// Runs the original compile locally in depend mode (see [`ClientCache::depend_mode`]) with its
+    /// output captured and replayed; stores the result under the manifest key `mkey` when it
+    /// succeeded (warnings included), printed nothing on stdout, and no file it read changed since
+    /// `started` or uses the clock (`__DATE__`, `__TIME__`, `__TIMESTAMP__`).
+    pub async fn compile_depend(
+        &self,
+        compiler: &Path,
+        args: &[OsString],
+        job: &CompileJob,
+        mkey: Digest,
+        started: SystemTime,
+        served: stats::Served,
+    ) -> Result<Step, ClientError> {
+        self.note_miss();
+        let temp_dep = job.depfile().is_none().then(|| {
+            std::env::temp_dir().join(format!(
+                "hgbuild-{}-{}.d",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ))
+        });
+        let mut cmd = Command::new(compiler);
+        cmd.args(args);
+        if let Some(t) = &temp_dep {
+            cmd.arg("-MD").arg("-MF").arg(t);
+        }
+        let out = cmd.output().map_err(|source| ClientError::Spawn {
+            program: compiler.display().to_string(),
+            source,
+        })?;
+        let _ = std::io::stdout().write_all(&out.stdout);
+        let _ = std::io::stderr().write_all(&out.stderr);
+        let code = out.status.code().unwrap_or(1);
+        if out.status.success() && out.stdout.is_empty() {
+            let dep_path = temp_dep
+                .as_deref()
+                .or(job.depfile().map(|d| d.path.as_path()));
+            let headers = dep_path
+                .and_then(|p| std::fs::read(p).ok())
+                .map(|d| hybridgrid_farm_protocol::depfile_prerequisites(&d))
+                .unwrap_or_default();
+            if !headers.is_empty()
+                && headers_unchanged_since(&headers, started)
+                && !headers.iter().any(|h| {
+                    std::fs::read(h).map_or(true, |b| hybridgrid_farm_protocol::time_dependent(&b))
+                })
+                && let Ok(records) = self.memo.records(&headers)
+            {
+                let rkey = hybridgrid_farm_protocol::depend_result_key(
+                    &mkey,
+                    records.iter().map(|r| (r.path.as_path(), &r.digest)),
+                );
+                let pending = Pending {
+                    manifest: Some(mkey),
+                    result: Some(rkey),
+                    headers,
+                    started,
+                };
+                self.store(&pending, job, out.stderr).await;
+            }
+        }
+        if let Some(t) = &temp_dep {
+            let _ = std::fs::remove_file(t);
+        }
+        Ok(Step::Exit(code, served))
+    }
+}
+
 /// Compiles preprocessed text locally exactly as a worker would ([`CompileJob::remote_command`]:
 /// same object, debug info included) and writes the object to `job.output()`. `Ok(false)` when
 /// the compiler printed anything or failed (the caller reruns the original command for exact

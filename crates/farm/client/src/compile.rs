@@ -173,17 +173,44 @@ pub async fn compile(
     // Without a cache to key, nothing needs the text before the farm is asked: a compile that
     // stays on this machine (no farm, or no remote slot free at once while a local core is idle)
     // runs the original command and is not preprocessed first.
+    // With a cache in depend mode (no shared tier), a miss that stays here is keyed from the
+    // compiler's own depfile: it is not preprocessed either.
+    let depend = match (&cache, manifest) {
+        (Some(c), Some(mkey)) if c.depend_mode(&job, args) => Some((c, mkey)),
+        _ => None,
+    };
     let mut early = None;
-    if cache.is_none() {
+    if cache.is_none() || depend.is_some() {
         match connect(cfg).await {
             Err(e) => {
                 notice("coordinator", &format!("{}; compiled locally", e.message));
-                return Ok(Step::RunLocal(Served::Fallback {
+                let served = Served::Fallback {
                     reason: e.reason.to_owned(),
-                }));
+                };
+                if let Some((c, mkey)) = depend {
+                    let _slot = local_slots::acquire(cfg.client.local_jobs);
+                    return c
+                        .compile_depend(compiler, args, &job, mkey, started, served)
+                        .await;
+                }
+                return Ok(Step::RunLocal(served));
             }
             Ok((client, 0)) => {
                 if let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs) {
+                    if let Some((c, mkey)) = depend {
+                        let done = c
+                            .compile_depend(
+                                compiler,
+                                args,
+                                &job,
+                                mkey,
+                                started,
+                                Served::LocalByChoice,
+                            )
+                            .await;
+                        drop(choice);
+                        return done;
+                    }
                     return run_by_choice(compiler, args, choice);
                 }
                 early = Some((client, 0));

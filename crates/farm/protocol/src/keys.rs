@@ -147,6 +147,70 @@ pub fn direct_entry_key(manifest: &Digest, result: &Digest, depfile: Option<&[u8
     h.finish()
 }
 
+/// The result key of a compile cached in depend mode (no preprocessing: the headers are those the
+/// compiler's own depfile lists): the manifest key (compiler identity, arguments, source path and
+/// contents, working directory, environment) and every file the compile read, by path and digest.
+/// Only in the local tier: a worker cannot compute it, so it is never shared.
+pub fn depend_result_key<'a>(
+    manifest: &Digest,
+    files: impl IntoIterator<Item = (&'a Path, &'a Digest)>,
+) -> Digest {
+    let mut h = KeyHasher::new("hybridgrid 2026 compile depend-mode result key v1");
+    h.part(&manifest.0);
+    for (path, digest) in files {
+        h.os(path.as_os_str()).part(&digest.0);
+    }
+    h.finish()
+}
+
+/// The prerequisites of the first rule of a depfile as GCC writes it (`-MD`): the source, then every
+/// header read. Understands GCC's escapes (`\ ` for a space, `\#`, `$$`) and continuation lines;
+/// the phony rules of `-MP` follow the first rule and are not read.
+pub fn depfile_prerequisites(depfile: &[u8]) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    // The target list ends at the first ':' followed by whitespace or the end.
+    let Some(colon) = (0..depfile.len()).find(|&i| {
+        depfile[i] == b':' && depfile.get(i + 1).is_none_or(|c| c.is_ascii_whitespace())
+    }) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut name = Vec::new();
+    let mut i = colon + 1;
+    let push = |name: &mut Vec<u8>, out: &mut Vec<PathBuf>| {
+        if !name.is_empty() {
+            out.push(PathBuf::from(OsString::from_vec(std::mem::take(name))));
+        }
+    };
+    while i < depfile.len() {
+        let c = depfile[i];
+        match c {
+            b'\\' if depfile.get(i + 1) == Some(&b'\n') => {
+                push(&mut name, &mut out);
+                i += 1;
+            }
+            b'\\' if depfile.get(i + 1) == Some(&b'\r') && depfile.get(i + 2) == Some(&b'\n') => {
+                push(&mut name, &mut out);
+                i += 2;
+            }
+            b'\\' if matches!(depfile.get(i + 1), Some(b' ' | b'#' | b'\t')) => {
+                name.push(depfile[i + 1]);
+                i += 1;
+            }
+            b'$' if depfile.get(i + 1) == Some(&b'$') => {
+                name.push(b'$');
+                i += 1;
+            }
+            b'\n' => break,
+            b' ' | b'\t' | b'\r' => push(&mut name, &mut out),
+            _ => name.push(c),
+        }
+        i += 1;
+    }
+    push(&mut name, &mut out);
+    out
+}
+
 /// Digest of the [`DIAG_ENV`] values, as read by `env`.
 pub fn diag_env_digest(env: &dyn Fn(&str) -> Option<OsString>) -> [u8; 32] {
     let mut h = KeyHasher::new("hybridgrid 2026 diagnostics env v1");
@@ -228,6 +292,41 @@ mod tests {
             target: "x86_64-linux-gnu".into(),
             binary_hash: "ab".into(),
         }
+    }
+
+    #[test]
+    fn depfile_prerequisites_reads_the_first_rule_with_gccs_escapes() {
+        let d = b"obj/a.o: src/a.c /usr/include/stdio.h \\\n my\\ dir/h.h we$$ird.h \\#x.h\n\nsrc/a.h:\n";
+        let got: Vec<String> = depfile_prerequisites(d)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "src/a.c",
+                "/usr/include/stdio.h",
+                "my dir/h.h",
+                "we$ird.h",
+                "#x.h"
+            ]
+        );
+        // A target with a colon that is not followed by whitespace (a drive-like name).
+        let got = depfile_prerequisites(b"c:x.o: a.c\n");
+        assert_eq!(got, [PathBuf::from("a.c")]);
+        assert!(depfile_prerequisites(b"no rule here").is_empty());
+    }
+
+    #[test]
+    fn depend_result_key_covers_every_file_and_digest() {
+        let m = Digest([1; 32]);
+        let (a, b) = (Path::new("a.h"), Path::new("b.h"));
+        let (d1, d2) = (Digest([2; 32]), Digest([3; 32]));
+        let k = depend_result_key(&m, [(a, &d1), (b, &d2)]);
+        assert_eq!(k, depend_result_key(&m, [(a, &d1), (b, &d2)]));
+        assert_ne!(k, depend_result_key(&m, [(a, &d1), (b, &d1)]));
+        assert_ne!(k, depend_result_key(&m, [(a, &d1)]));
+        assert_ne!(k, depend_result_key(&Digest([9; 32]), [(a, &d1), (b, &d2)]));
     }
 
     #[test]

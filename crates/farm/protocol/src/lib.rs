@@ -24,6 +24,7 @@ mod keys;
 pub use command::{OBJECT_OUTPUT, PREPROCESSED_INPUT, parse_command};
 pub use framing::{CachedResult, DirectEntry, FormatError};
 pub use keys::{
-    DIAG_ENV, DIRECT_ENV, diag_env_digest, direct_entry_key, included_files, manifest_key,
-    process_diag_env, request_key, result_key, time_dependent,
+    DIAG_ENV, DIRECT_ENV, depend_result_key, depfile_prerequisites, diag_env_digest,
+    direct_entry_key, included_files, manifest_key, process_diag_env, request_key, result_key,
+    time_dependent,
 };
