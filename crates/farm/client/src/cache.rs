@@ -549,7 +549,8 @@ impl ClientCache {
         started: SystemTime,
         served: stats::Served,
     ) -> Result<Step, ClientError> {
-        self.note_miss();
+        let reason = self.direct_miss.get();
+        stats::record_event(&self.log, "cache_miss", reason);
         let temp_dep = job.depfile().is_none().then(|| {
             std::env::temp_dir().join(format!(
                 "hgbuild-{}-{}.d",
@@ -593,6 +594,7 @@ impl ClientCache {
                     result: Some(rkey),
                     headers,
                     started,
+                    reason,
                 };
                 self.store(&pending, job, out.stderr).await;
             }
