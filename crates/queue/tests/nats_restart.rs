@@ -166,6 +166,7 @@ async fn server_killed_and_restarted_under_load_loses_nothing() {
         c.await.unwrap();
     }
     // Whatever is still delivered after every item was acked once is a duplicate: count it too.
+    // (And whatever the consumers left when they gave up: it is delivered and acked here.)
     let q = connect(&url, &config).await;
     let until = Instant::now() + config.ack_wait + Duration::from_secs(1);
     while Instant::now() < until {
@@ -180,7 +181,11 @@ async fn server_killed_and_restarted_under_load_loses_nothing() {
         {
             q.ack(&c.token).await.unwrap();
             let payload = String::from_utf8_lossy(&c.payload).into_owned();
-            *ledger.lock().claimed.entry(payload).or_default() += 1;
+            // Consumers give up after 60 s (a hang guard); on a loaded machine the last items
+            // may be first delivered here, and this ack is as confirmed as theirs.
+            let mut l = ledger.lock();
+            *l.claimed.entry(payload.clone()).or_default() += 1;
+            *l.acked.entry(payload).or_default() += 1;
         }
     }
     let depths = q.depths().await.unwrap();
