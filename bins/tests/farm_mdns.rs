@@ -107,17 +107,25 @@ impl Lan {
         c.args(["netns", "exec", self.ns(i), program]);
         c
     }
+
+    /// SIGKILLs every process in namespace `i`: daemons that forked inside (avahi, dbus) would
+    /// outlive the namespace's name and hold their pipes open.
+    fn kill_all(&self, i: usize) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", self.ns(i)])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+    }
 }
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        for (ns, _) in &self.hosts {
-            // Daemons that forked inside (avahi, dbus) would outlive the namespace's name.
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
+        for (i, (ns, _)) in self.hosts.iter().enumerate() {
+            self.kill_all(i);
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = Command::new("ip")
@@ -313,32 +321,47 @@ fn avahi_browse(lan: &Lan, i: usize, id: &str) -> String {
          exec timeout 60 avahi-browse -r -p _hybridgrid._tcp",
         conf.display()
     );
+    let err_path = std::env::temp_dir().join(format!("hg-avahi-{}.err", std::process::id()));
+    let err_file = std::fs::File::create(&err_path).expect("avahi stderr file");
     let mut child = lan
         .cmd(i, "sh")
         .args(["-c", &script])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(err_file)
         .spawn()
         .expect("start avahi (apt-get install avahi-daemon avahi-utils: scripts/ci-deps/net.sh)");
+    // Read in a thread with a deadline: avahi-browse and the daemons it talks to hold the pipe,
+    // so the end of the output is never a reliable signal.
     let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut found = None;
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
         // `=;iface;IPv4;name;type;domain;host;address;port;"txt" "txt" ...`
         if line.starts_with("=;") && line.contains(&format!(";{id};")) {
             found = Some(line);
             break;
         }
     }
+    // avahi-browse, avahi-daemon and dbus-daemon all run in namespace `i`: stop every one.
+    lan.kill_all(i);
     let _ = child.kill();
-    let out = child.wait_with_output().expect("avahi output");
+    let _ = child.wait();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
     let _ = std::fs::remove_file(&conf);
-    found.unwrap_or_else(|| {
-        panic!(
-            "avahi-browse never resolved {id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let _ = std::fs::remove_file(&err_path);
+    found.unwrap_or_else(|| panic!("avahi-browse never resolved {id} within 60 s: {err}"))
 }
 
 /// Binds udp/5353 exclusively (no `SO_REUSEADDR`, as a program that wants the port for itself
