@@ -32,6 +32,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod discovery;
+pub mod doctor;
 pub mod election;
 pub mod error;
 pub mod event;

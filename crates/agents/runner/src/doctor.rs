@@ -29,53 +29,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How a check came out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Fine.
-    Ok,
-    /// Works, but something needs attention.
-    Warn,
-    /// Broken: the system will not work as configured.
-    Fail,
-}
-
-impl Verdict {
-    /// ` ok `, `WARN` or `FAIL` (the doctor's column).
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Ok => " ok ",
-            Verdict::Warn => "WARN",
-            Verdict::Fail => "FAIL",
-        }
-    }
-}
-
-/// One diagnosis.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
-    /// What was checked.
-    pub name: String,
-    /// How it came out.
-    pub verdict: Verdict,
-    /// What was found, and what to do when not ok.
-    pub detail: String,
-}
-
-impl Check {
-    /// Whether it did not fail (warnings pass).
-    pub fn ok(&self) -> bool {
-        self.verdict != Verdict::Fail
-    }
-}
-
-fn check(name: &str, verdict: Verdict, detail: impl Into<String>) -> Check {
-    Check {
-        name: name.to_owned(),
-        verdict,
-        detail: detail.into(),
-    }
-}
+use hybridgrid_core::doctor::check;
+pub use hybridgrid_core::doctor::{Check, Verdict};
 
 fn pass(ok: bool) -> Verdict {
     if ok { Verdict::Ok } else { Verdict::Fail }
@@ -288,7 +243,7 @@ impl Doctor {
         ));
         for n in names {
             match self.defs.get(&n).await {
-                Err(e) => out.push(check(&format!("agent {n}"), Verdict::Fail, chain(&e))),
+                Err(e) => out.push(check(format!("agent {n}"), Verdict::Fail, chain(&e))),
                 Ok(d) => self.agent_checks(&d, out).await,
             }
         }
@@ -302,7 +257,7 @@ impl Doctor {
         {
             let ok = kind != CodingAgentKind::Goose && on_path(kind.program(), &path);
             out.push(check(
-                &format!("agent {n}: executor {}", kind.name()),
+                format!("agent {n}: executor {}", kind.name()),
                 pass(ok),
                 if ok {
                     format!("{} found on PATH", kind.program())
@@ -330,7 +285,7 @@ impl Doctor {
                 },
             };
             out.push(check(
-                &format!("agent {n}: model"),
+                format!("agent {n}: model"),
                 pass(have),
                 if have {
                     format!("{:?} {} ({var} set)", brain.provider, brain.model)
@@ -345,7 +300,7 @@ impl Doctor {
         let credentials = match credentials_for(d, &self.credentials) {
             Ok(c) => c,
             Err(e) => {
-                out.push(check(&format!("agent {n}: credentials"), Verdict::Fail, e));
+                out.push(check(format!("agent {n}: credentials"), Verdict::Fail, e));
                 return;
             }
         };
@@ -353,7 +308,7 @@ impl Doctor {
             Ok(t) => t,
             Err(e) => {
                 out.push(check(
-                    &format!("agent {n}: MCP servers"),
+                    format!("agent {n}: MCP servers"),
                     Verdict::Fail,
                     format!("creating a scratch directory: {e}"),
                 ));

@@ -16,102 +16,12 @@ mod stats;
 pub use docker::{DockerHost, docker_checks};
 pub use stats::{fetch_stats, stats_checks};
 
-use std::fmt;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-/// How a check came out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Fine.
-    Ok,
-    /// Works, but something needs attention.
-    Warn,
-    /// Broken: the farm will not work as configured.
-    Fail,
-}
-
-impl Verdict {
-    /// ` ok `, `WARN` or `FAIL` (the doctor's column, as `hg-agents doctor`).
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Ok => " ok ",
-            Verdict::Warn => "WARN",
-            Verdict::Fail => "FAIL",
-        }
-    }
-}
-
-/// One diagnosis.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
-    /// What was checked.
-    pub name: String,
-    /// How it came out.
-    pub verdict: Verdict,
-    /// What was found, and what to do when not ok.
-    pub detail: String,
-}
-
-/// A [`Check`].
-pub fn check(name: impl Into<String>, verdict: Verdict, detail: impl Into<String>) -> Check {
-    Check {
-        name: name.into(),
-        verdict,
-        detail: detail.into(),
-    }
-}
-
-/// Every check of one doctor run, in order.
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    /// The checks.
-    pub checks: Vec<Check>,
-}
-
-impl Report {
-    /// Adds a check.
-    pub fn push(&mut self, c: Check) {
-        self.checks.push(c);
-    }
-    /// Adds checks.
-    pub fn extend(&mut self, c: impl IntoIterator<Item = Check>) {
-        self.checks.extend(c);
-    }
-    /// Whether no check failed (warnings pass).
-    pub fn ok(&self) -> bool {
-        self.checks.iter().all(|c| c.verdict != Verdict::Fail)
-    }
-    /// The process exit code: 0 when [`Report::ok`], else 1.
-    pub fn exit_code(&self) -> i32 {
-        if self.ok() { 0 } else { 1 }
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in &self.checks {
-            writeln!(f, "[{}] {}: {}", c.verdict.label(), c.name, c.detail)?;
-        }
-        let count = |v: Verdict| self.checks.iter().filter(|c| c.verdict == v).count();
-        let (failed, warned) = (count(Verdict::Fail), count(Verdict::Warn));
-        if failed == 0 {
-            writeln!(
-                f,
-                "all {} checks passed ({warned} warnings)",
-                self.checks.len()
-            )
-        } else {
-            writeln!(
-                f,
-                "{failed} of {} checks failed ({warned} warnings)",
-                self.checks.len()
-            )
-        }
-    }
-}
+pub use hybridgrid_core::doctor::{Check, Report, Verdict, check};
 
 /// The address to dial for a listen address: `0.0.0.0` and `[::]` become loopback.
 pub fn dial_addr(listen: &str) -> String {
