@@ -174,17 +174,7 @@ impl Daemon {
         coord: &str,
         env: &[(&str, &str)],
     ) -> Daemon {
-        let work = dir.join(format!("work-{id}"));
-        std::fs::create_dir_all(&work).expect("work dir");
-        let mut cmd = Command::new(WORKER);
-        cmd.args(["serve", "--id", id, "--coordinator", coord])
-            .args(["--grpc-addr", &format!("{ip}:0")])
-            .args(["--http-addr", &format!("{ip}:0")])
-            .env("HG_WORKER_WORK_DIR", &work);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Daemon::spawn(cmd, dir.join(format!("{id}.log")), "serving gRPC on")
+        Daemon::worker_env(dir, id, ip, coord, None, env)
     }
 
     pub fn pid(&self) -> u32 {
