@@ -13,6 +13,10 @@ use std::sync::Arc;
 pub struct CoordinatorMetrics {
     /// Compile requests finished, by `result` (`remote`, `fallback`).
     pub tasks: Family<Labels, Counter>,
+    /// `tasks{result="remote"}`, resolved once (no label allocation per task).
+    pub tasks_remote: Counter,
+    /// `tasks{result="fallback"}`, resolved once.
+    pub tasks_fallback: Counter,
     /// Fallbacks to local compilation, by `fallback_reason`: the coordinator's own advice plus
     /// those clients reported (the one count behind `/metrics` and `/api/stats`).
     pub fallbacks: Counts,
@@ -45,8 +49,17 @@ impl CoordinatorMetrics {
     /// Registers the coordinator metrics in a new registry.
     pub fn new() -> (Arc<Self>, Arc<Registry>) {
         let mut r = Registry::with_prefix("hybridgrid");
+        let tasks = Family::<Labels, Counter>::default();
+        let tasks_remote = tasks
+            .get_or_create(&vec![("result", "remote".to_owned())])
+            .clone();
+        let tasks_fallback = tasks
+            .get_or_create(&vec![("result", "fallback".to_owned())])
+            .clone();
         let m = Self {
-            tasks: Family::default(),
+            tasks,
+            tasks_remote,
+            tasks_fallback,
             fallbacks: Counts::new(
                 "fallbacks",
                 "Local fallbacks, by fallback_reason",

@@ -41,10 +41,7 @@ fn fallback(reason: &str, detail: String) -> pb::CompileResponse {
 impl CoordinatorState {
     fn record_fallback(&self, reason: &str) {
         self.metrics.fallbacks.add(reason, 1);
-        self.metrics
-            .tasks
-            .get_or_create(&vec![("result", "fallback".to_owned())])
-            .inc();
+        self.metrics.tasks_fallback.inc();
     }
 
     /// Waits for a placement, up to [`MAX_QUEUE_WAIT`] while every matching worker is busy.
@@ -215,10 +212,7 @@ impl CoordinatorState {
                         if out.exit_code != 0 {
                             self.compile_errors.fetch_add(1, Ordering::Relaxed);
                         }
-                        self.metrics
-                            .tasks
-                            .get_or_create(&vec![("result", "remote".to_owned())])
-                            .inc();
+                        self.metrics.tasks_remote.inc();
                         self.metrics.task_seconds.observe(elapsed.as_secs_f64());
                         self.mismatches.served(&task_id, &worker, caller);
                         return Ok(pb::CompileResponse {
