@@ -1,9 +1,11 @@
-//! End-to-end cross-compiling: a worker offers Debian's `aarch64-linux-gnu-gcc` from inside a
-//! Docker image (built here from the host's cross toolchain with `docker import`, never pulled),
-//! a second worker has only the host's gcc. `hgbuild` builds a small multi-file C program for
-//! arm64; every object and depfile must equal a local cross build byte for byte, every arm64
-//! compile must land on the worker with that exact toolchain, and the linked program must run
-//! under `qemu-aarch64-static`. Needs `gcc-aarch64-linux-gnu`, `libc6-dev-arm64-cross`,
+//! End-to-end cross-compiling, for arm64 and armv7: a worker offers Debian's cross compiler
+//! (`aarch64-linux-gnu-gcc`, `arm-linux-gnueabihf-gcc`) from inside a Docker image (built here
+//! from the host's cross toolchain with `docker import`, never pulled), a second worker has only
+//! the host's gcc. `hgbuild` builds a small multi-file C program for the target; every object and
+//! depfile must equal a local cross build byte for byte, every cross compile must land on the
+//! worker with that exact toolchain, and the linked program must run under qemu user emulation
+//! (`qemu-aarch64-static`, `qemu-arm-static`). Needs `gcc-aarch64-linux-gnu`,
+//! `libc6-dev-arm64-cross`, `gcc-arm-linux-gnueabihf`, `libc6-dev-armhf-cross`,
 //! `qemu-user-static` (scripts/ci-deps/cross.sh) and the Docker engine.
 
 mod support;
@@ -12,19 +14,91 @@ use std::path::Path;
 use std::process::Command;
 use support::*;
 
-const ARM_GCC: &str = "/usr/bin/aarch64-linux-gnu-gcc";
-const QEMU: &str = "/usr/bin/qemu-aarch64-static";
 const CFLAGS: &str = "-O2 -g -Wall -MD";
 
-/// The cross toolchain files a compile (`-c`) needs: driver, `cc1`, assembler, and the link the
-/// driver finds `as` through. Their shared libraries come along (`ldd`).
-const TOOLCHAIN_FILES: &[&str] = &[
-    "/usr/bin/aarch64-linux-gnu-gcc",
-    "/usr/bin/aarch64-linux-gnu-gcc-12",
-    "/usr/bin/aarch64-linux-gnu-as",
-    "/usr/lib/gcc-cross/aarch64-linux-gnu/12/cc1",
-    "/usr/aarch64-linux-gnu/bin/as",
-];
+/// One cross target: its Debian toolchain and how to check what it built.
+struct Cross {
+    /// The platform name users give (`hgbuild --target`), and the image's name.
+    platform: &'static str,
+    /// The cross driver, as installed by `package`.
+    gcc: &'static str,
+    /// The Debian package of the cross compiler.
+    package: &'static str,
+    /// A header of the target's C library and its Debian package.
+    libc_header: (&'static str, &'static str),
+    /// The files a compile (`-c`) needs: driver, `cc1`, assembler, and the link the driver
+    /// finds `as` through. Their shared libraries come along (`ldd`).
+    files: &'static [&'static str],
+    /// The emulator that runs the target's programs.
+    qemu: &'static str,
+    /// ELF `e_machine` of the target (183 = AArch64, 40 = ARM).
+    elf_machine: u16,
+    /// What the test program prints for its architecture.
+    arch: &'static str,
+}
+
+const ARM64: Cross = Cross {
+    platform: "linux-arm64",
+    gcc: "/usr/bin/aarch64-linux-gnu-gcc",
+    package: "gcc-aarch64-linux-gnu",
+    libc_header: (
+        "/usr/aarch64-linux-gnu/include/stdio.h",
+        "libc6-dev-arm64-cross",
+    ),
+    files: &[
+        "/usr/bin/aarch64-linux-gnu-gcc",
+        "/usr/bin/aarch64-linux-gnu-gcc-12",
+        "/usr/bin/aarch64-linux-gnu-as",
+        "/usr/lib/gcc-cross/aarch64-linux-gnu/12/cc1",
+        "/usr/aarch64-linux-gnu/bin/as",
+    ],
+    qemu: "/usr/bin/qemu-aarch64-static",
+    elf_machine: 183,
+    arch: "aarch64",
+};
+
+const ARMV7: Cross = Cross {
+    platform: "linux-armv7",
+    gcc: "/usr/bin/arm-linux-gnueabihf-gcc",
+    package: "gcc-arm-linux-gnueabihf",
+    libc_header: (
+        "/usr/arm-linux-gnueabihf/include/stdio.h",
+        "libc6-dev-armhf-cross",
+    ),
+    files: &[
+        "/usr/bin/arm-linux-gnueabihf-gcc",
+        "/usr/bin/arm-linux-gnueabihf-gcc-12",
+        "/usr/bin/arm-linux-gnueabihf-as",
+        "/usr/lib/gcc-cross/arm-linux-gnueabihf/12/cc1",
+        "/usr/arm-linux-gnueabihf/bin/as",
+    ],
+    qemu: "/usr/bin/qemu-arm-static",
+    elf_machine: 40,
+    arch: "armv7",
+};
+
+impl Cross {
+    /// The driver's name, as a Makefile's `CC=` gives it.
+    fn gcc_name(&self) -> &'static str {
+        self.gcc.rsplit('/').next().unwrap_or(self.gcc)
+    }
+
+    /// The locally built image holding this toolchain.
+    fn image(&self) -> String {
+        require(self.gcc, self.package);
+        hybridgrid_testkit::docker::ensure_image_with_host(
+            &format!("cross-{}", self.platform.trim_start_matches("linux-")),
+            self.files,
+            &[],
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "build the {} cross-compiler image from the host's toolchain: {e}",
+                self.platform
+            )
+        })
+    }
+}
 
 const SOURCES: &[(&str, &str)] = &[
     (
@@ -45,7 +119,7 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     (
         "arch.c",
-        "#include \"calc.h\"\n\nconst char *arch_name(void) {\n#if defined(__aarch64__)\n    return \"aarch64\";\n#else\n    return \"not-aarch64\";\n#endif\n}\n",
+        "#include \"calc.h\"\n\nconst char *arch_name(void) {\n#if defined(__aarch64__)\n    return \"aarch64\";\n#elif defined(__ARM_ARCH_7A__)\n    return \"armv7\";\n#else\n    return \"other\";\n#endif\n}\n",
     ),
 ];
 
@@ -62,12 +136,6 @@ fn require(path: &str, package: &str) {
         Path::new(path).exists(),
         "{path} is missing: install Debian's {package} (scripts/ci-deps/cross.sh)"
     );
-}
-
-fn cross_image() -> String {
-    require(ARM_GCC, "gcc-aarch64-linux-gnu");
-    hybridgrid_testkit::docker::ensure_image_with_host("cross-arm64", TOOLCHAIN_FILES, &[])
-        .expect("build the arm64 cross-compiler image from the host's toolchain")
 }
 
 /// Writes `hg-worker`'s config file: host compilers `compilers`, and image toolchains.
@@ -94,7 +162,7 @@ fn done_by(stats: &serde_json::Value, id: &str) -> u64 {
         .unwrap_or_else(|| panic!("worker {id} not in stats: {stats}"))
 }
 
-/// ELF machine of `path` (183 = AArch64, 62 = x86-64).
+/// ELF machine of `path` (183 = AArch64, 40 = ARM, 62 = x86-64).
 fn elf_machine(path: &Path) -> u16 {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(
@@ -107,13 +175,21 @@ fn elf_machine(path: &Path) -> u16 {
 
 #[test]
 fn arm64_program_built_through_the_farm_matches_a_local_cross_build_and_runs_under_qemu() {
-    require(QEMU, "qemu-user-static");
-    require(
-        "/usr/aarch64-linux-gnu/include/stdio.h",
-        "libc6-dev-arm64-cross",
-    );
-    let image = cross_image();
-    let tmp = TempDir::new("cross");
+    program_through_the_farm(&ARM64);
+}
+
+#[test]
+fn armv7_program_built_through_the_farm_matches_a_local_cross_build_and_runs_under_qemu() {
+    program_through_the_farm(&ARMV7);
+}
+
+/// Builds the test program for `c` locally and through the farm (a worker with `c`'s image
+/// toolchain, one with the host's gcc only), compares the outputs, and runs the farm's program.
+fn program_through_the_farm(c: &Cross) {
+    require(c.qemu, "qemu-user-static");
+    require(c.libc_header.0, c.libc_header.1);
+    let image = c.image();
+    let tmp = TempDir::new(&format!("cross-{}", c.platform));
     let dir = tmp.path();
     let src = dir.join("src");
     std::fs::create_dir_all(&src).expect("mkdir src");
@@ -130,15 +206,15 @@ fn arm64_program_built_through_the_farm_matches_a_local_cross_build_and_runs_und
     let (code, _, err) = run(Command::new("make")
         .args(["-s", "-C"])
         .arg(&build)
-        .arg(format!("CC={ARM_GCC}")));
+        .arg(format!("CC={}", c.gcc)));
     assert_eq!(code, 0, "local cross build failed: {err}");
     std::fs::rename(&build, &plain).expect("move the local build aside");
     write_makefile(&build, &src, &stems, CFLAGS);
 
     let pid = std::process::id();
-    let (arm_id, host_id) = (format!("arm-{pid}"), format!("host-{pid}"));
+    let (arm_id, host_id) = (format!("cross-{pid}"), format!("host-{pid}"));
     let coord = Daemon::coordinator(dir, &[]);
-    let arm_cfg = worker_config(dir, &arm_id, &[], &[(image.as_str(), ARM_GCC)]);
+    let arm_cfg = worker_config(dir, &arm_id, &[], &[(image.as_str(), c.gcc)]);
     let host_cfg = worker_config(dir, &host_id, &["gcc"], &[]);
     let arm = Daemon::worker_with_env(
         dir,
@@ -158,16 +234,16 @@ fn arm64_program_built_through_the_farm_matches_a_local_cross_build_and_runs_und
     let log = arm.log_text();
     assert!(
         log.contains("toolchain found")
-            && log.contains("aarch64-linux-gnu")
-            && log.contains("platform=\"linux-arm64\""),
-        "the arm worker did not advertise its image toolchain:\n{log}"
+            && log.contains(c.gcc_name().trim_end_matches("-gcc"))
+            && log.contains(&format!("platform=\"{}\"", c.platform)),
+        "the cross worker did not advertise its image toolchain:\n{log}"
     );
 
-    // `make CC=aarch64-linux-gnu-gcc` under hgbuild: the cross compiler name is masqueraded.
+    // `make CC=<triple>-gcc` under hgbuild: the cross compiler name is masqueraded.
     let (code, _, err) = run(hgbuild(dir, &coord.grpc)
         .args(["make", "-s", "-j2", "-C"])
         .arg(&build)
-        .arg("CC=aarch64-linux-gnu-gcc"));
+        .arg(format!("CC={}", c.gcc_name())));
     assert_eq!(code, 0, "farm cross build failed: {err}");
     assert!(
         err.contains(&format!("{} compiled remotely", stems.len())),
@@ -181,24 +257,30 @@ fn arm64_program_built_through_the_farm_matches_a_local_cross_build_and_runs_und
     assert_eq!(
         done_by(&s, &host_id),
         0,
-        "the worker without the arm64 toolchain got arm64 work: {s}"
+        "the worker without the {} toolchain got its work: {s}",
+        c.platform
     );
 
-    // Link the farm's objects and run the program on an emulated arm64 CPU.
+    // Link the farm's objects and run the program on an emulated CPU of the target.
     let prog = build.join("calc");
     let objects: Vec<_> = stems.iter().map(|s| build.join(format!("{s}.o"))).collect();
-    let (code, _, err) = run(Command::new(ARM_GCC)
+    let (code, _, err) = run(Command::new(c.gcc)
         .arg("-static")
         .arg("-o")
         .arg(&prog)
         .args(&objects));
     assert_eq!(code, 0, "link failed: {err}");
-    assert_eq!(elf_machine(&prog), 183, "not an AArch64 executable");
-    let (code, out, err) = run(Command::new(QEMU).arg(&prog));
+    assert_eq!(
+        elf_machine(&prog),
+        c.elf_machine,
+        "not a {} executable",
+        c.platform
+    );
+    let (code, out, err) = run(Command::new(c.qemu).arg(&prog));
     assert_eq!(code, 0, "qemu run failed: {err}");
-    assert_eq!(out, "sum=55 fib=6765 arch=aarch64\n");
+    assert_eq!(out, format!("sum=55 fib=6765 arch={}\n", c.arch));
 
-    // The host worker is eligible for host compiles: it was passed over only for arm64.
+    // The host worker is eligible for host compiles: it was passed over only for the target.
     let native = dir.join("native.c");
     std::fs::write(&native, "int native_answer(void) { return 42; }\n").expect("write");
     let (code, _, err) = run(hgbuild(dir, &coord.grpc)
@@ -222,7 +304,7 @@ fn arm64_program_built_through_the_farm_matches_a_local_cross_build_and_runs_und
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "",
-        "containers left behind by the arm worker"
+        "containers left behind by the cross worker"
     );
     let task_dirs = dir.join(format!("work-{arm_id}")).join("hg-docker");
     let left: Vec<_> = std::fs::read_dir(&task_dirs)
@@ -235,13 +317,13 @@ fn arm64_program_built_through_the_farm_matches_a_local_cross_build_and_runs_und
 
 #[test]
 fn hgbuild_target_flag_picks_the_cross_compiler() {
-    let image = cross_image();
+    let image = ARM64.image();
     let tmp = TempDir::new("cross-target");
     let dir = tmp.path();
     let pid = std::process::id();
     let arm_id = format!("arm-t-{pid}");
     let coord = Daemon::coordinator(dir, &[]);
-    let cfg = worker_config(dir, &arm_id, &[], &[(image.as_str(), ARM_GCC)]);
+    let cfg = worker_config(dir, &arm_id, &[], &[(image.as_str(), ARM64.gcc)]);
     let _arm = Daemon::worker_with_env(
         dir,
         &arm_id,
@@ -259,7 +341,7 @@ fn hgbuild_target_flag_picks_the_cross_compiler() {
         .arg(dir.join("farm.o"))
         .current_dir(dir));
     assert_eq!(code, 0, "hgbuild --target failed: {err}");
-    let (code, _, err) = run(Command::new(ARM_GCC)
+    let (code, _, err) = run(Command::new(ARM64.gcc)
         .args(["-O2", "-g", "-c"])
         .arg(&file)
         .arg("-o")
@@ -306,7 +388,8 @@ fn missing_image_and_unreachable_engine_stop_the_worker_with_the_fix() {
     let (code, _, err) = start(
         &format!("noimg-{pid}"),
         format!(
-            "worker:\n  compilers: []\n  docker:\n    toolchains:\n      - image: \"{absent}\"\n        compiler: {ARM_GCC}\n"
+            "worker:\n  compilers: []\n  docker:\n    toolchains:\n      - image: \"{absent}\"\n        compiler: {}\n",
+            ARM64.gcc
         ),
     );
     assert_ne!(code, 0, "{err}");
@@ -317,8 +400,9 @@ fn missing_image_and_unreachable_engine_stop_the_worker_with_the_fix() {
     let (code, _, err) = start(
         &format!("noengine-{pid}"),
         format!(
-            "worker:\n  compilers: []\n  docker:\n    socket: unix://{}/no-docker.sock\n    toolchains:\n      - image: x\n        compiler: {ARM_GCC}\n",
-            dir.display()
+            "worker:\n  compilers: []\n  docker:\n    socket: unix://{}/no-docker.sock\n    toolchains:\n      - image: x\n        compiler: {}\n",
+            dir.display(),
+            ARM64.gcc
         ),
     );
     assert_ne!(code, 0, "{err}");

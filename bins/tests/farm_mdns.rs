@@ -5,187 +5,20 @@
 //! client, with `avahi-daemon` in its own namespace) sees the announcement and its TXT records.
 //! Needs root, `ip`, python3, avahi-daemon and avahi-utils (`scripts/ci-deps/net.sh`).
 
+mod lan_support;
 mod peers_support;
 mod support;
 
 use hybridgrid_transport::tls::Role;
 use hybridgrid_transport::tls::certgen::Validity;
+use lan_support::*;
 use peers_support::Farm;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `ip {}`: {e}", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Namespaces on one bridge (in a namespace of its own); deleted on drop.
-struct Lan {
-    bridge_ns: String,
-    hosts: Vec<(String, String)>, // (namespace, address)
-}
-
-impl Lan {
-    /// One namespace per name, addresses 10.79.0.1, .2, ... in that order.
-    fn new(names: &[&str]) -> Lan {
-        let tag = &uuid_tag();
-        let bridge_ns = format!("hgbr-{tag}");
-        ip(&["netns", "add", &bridge_ns]);
-        ip(&["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &bridge_ns, "link", "set", "br0", "up"]);
-        let mut lan = Lan {
-            bridge_ns,
-            hosts: Vec::new(),
-        };
-        for (i, name) in names.iter().enumerate() {
-            let ns = format!("hg{name}-{tag}");
-            let addr = format!("10.79.0.{}", i + 1);
-            let (inner, outer) = (format!("e{i}{tag}"), format!("b{i}{tag}"));
-            ip(&["netns", "add", &ns]);
-            lan.hosts.push((ns.clone(), addr.clone()));
-            ip(&[
-                "-n",
-                &lan.bridge_ns,
-                "link",
-                "add",
-                &outer,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &inner,
-            ]);
-            ip(&["-n", &lan.bridge_ns, "link", "set", &inner, "netns", &ns]);
-            ip(&[
-                "-n",
-                &lan.bridge_ns,
-                "link",
-                "set",
-                &outer,
-                "master",
-                "br0",
-                "up",
-            ]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                &inner,
-            ]);
-            ip(&["-n", &ns, "link", "set", &inner, "up"]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        }
-        lan
-    }
-
-    fn ns(&self, i: usize) -> &str {
-        &self.hosts[i].0
-    }
-
-    fn addr(&self, i: usize) -> &str {
-        &self.hosts[i].1
-    }
-
-    /// `program args` inside namespace `i`.
-    fn cmd(&self, i: usize, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", self.ns(i), program]);
-        c
-    }
-
-    /// SIGKILLs every process in namespace `i`: daemons that forked inside (avahi, dbus) would
-    /// outlive the namespace's name and hold their pipes open.
-    fn kill_all(&self, i: usize) {
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", self.ns(i)])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        }
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for (i, (ns, _)) in self.hosts.iter().enumerate() {
-            self.kill_all(i);
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.bridge_ns])
-            .status();
-    }
-}
-
-/// Six hex digits naming this run's namespaces and links: the low 16 bits of the process id
-/// (tests of one run are processes alive at the same time, so these differ) and 8 bits of the
-/// clock against a stale namespace left by a killed earlier run.
-fn uuid_tag() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{:04x}{:02x}", std::process::id() & 0xffff, nanos & 0xff)
-}
-
-/// `GET url` from inside namespace `i` (the test itself is outside it).
-fn ns_get(lan: &Lan, i: usize, url: &str) -> Option<String> {
-    let out = lan
-        .cmd(i, "python3")
-        .args([
-            "-c",
-            "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())",
-            url,
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn workers(lan: &Lan, http: &str) -> Vec<serde_json::Value> {
-    ns_get(lan, 0, &format!("http://{http}/api/stats"))
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .and_then(|v| v["workers"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-fn state_of(lan: &Lan, http: &str, id: &str) -> Option<(String, serde_json::Value)> {
-    workers(lan, http)
-        .into_iter()
-        .find(|w| w["id"] == id)
-        .map(|w| (w["state"].as_str().unwrap_or("").to_owned(), w))
-}
-
-fn tls_env(tls: &hybridgrid_farm_protocol::config::TlsSection) -> Vec<(String, String)> {
-    let s = |p: &Option<std::path::PathBuf>| {
-        p.as_ref()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    vec![
-        ("HG_TLS_CA".into(), s(&tls.ca)),
-        ("HG_TLS_CERT".into(), s(&tls.cert)),
-        ("HG_TLS_KEY".into(), s(&tls.key)),
-    ]
-}
 
 #[test]
 fn workers_in_other_namespaces_are_found_over_mdns_and_dropped_when_killed() {
@@ -310,26 +143,19 @@ fn workers_in_other_namespaces_are_found_over_mdns_and_dropped_when_killed() {
 /// until worker `id` is resolved; returns avahi-browse's line for it.
 fn avahi_browse(lan: &Lan, i: usize, id: &str) -> String {
     let conf = std::env::temp_dir().join(format!("hg-avahi-{}.conf", std::process::id()));
-    std::fs::write(
-        &conf,
-        "[server]\nuse-ipv6=no\nenable-dbus=yes\nratelimit-burst=1000\n[publish]\ndisable-publishing=yes\n[wide-area]\nenable-wide-area=no\n",
-    )
-    .expect("avahi conf");
-    let script = format!(
-        "mount -t tmpfs hg-run /run && mkdir -p /run/dbus /run/avahi-daemon && \
-         dbus-daemon --system --fork && avahi-daemon --no-chroot --no-drop-root -D -f {} && \
-         exec timeout 60 avahi-browse -r -p _hybridgrid._tcp",
-        conf.display()
-    );
     let err_path = std::env::temp_dir().join(format!("hg-avahi-{}.err", std::process::id()));
     let err_file = std::fs::File::create(&err_path).expect("avahi stderr file");
-    let mut child = lan
-        .cmd(i, "sh")
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(err_file)
-        .spawn()
-        .expect("start avahi (apt-get install avahi-daemon avahi-utils: scripts/ci-deps/net.sh)");
+    let mut child = avahi_sh(
+        lan,
+        i,
+        &conf,
+        false,
+        "exec timeout 60 avahi-browse -r -p _hybridgrid._tcp",
+    )
+    .stdout(Stdio::piped())
+    .stderr(err_file)
+    .spawn()
+    .expect("start avahi (apt-get install avahi-daemon avahi-utils: scripts/ci-deps/net.sh)");
     // Read in a thread with a deadline: avahi-browse and the daemons it talks to hold the pipe,
     // so the end of the output is never a reliable signal.
     let stdout = child.stdout.take().expect("stdout");

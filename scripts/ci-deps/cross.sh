@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Test dependencies of cross-compiling through the farm (bins/tests/farm_cross.rs): Debian's arm64
-# cross compiler and C library (copied into a locally imported image; nothing is pulled) and
-# qemu-user-static, which runs the arm64 program the farm built. Idempotent.
+# and armv7 (armhf) cross compilers and C libraries (copied into locally imported images; nothing
+# is pulled) and qemu-user-static, whose qemu-aarch64-static and qemu-arm-static run the programs
+# the farm built. Idempotent.
 set -euo pipefail
 need=()
-for pkg in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static; do
+for pkg in gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
+  qemu-user-static; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need+=("$pkg")
   fi

@@ -19,6 +19,19 @@ pub enum DockerError {
         /// The client's error.
         reason: String,
     },
+    /// The engine's socket exists, but this process may not connect to it (`EACCES`): the user
+    /// is not in the group that owns the socket.
+    #[error(
+        "Docker not available: permission denied on the engine's socket {socket} (this process \
+         runs as uid {uid}). Let this user use the socket: `sudo usermod -aG docker $USER`, then \
+         log out and back in (or `newgrp docker`); or set `docker.socket` to an engine it may use"
+    )]
+    PermissionDenied {
+        /// The configured engine address.
+        socket: String,
+        /// The effective user id of this process.
+        uid: u32,
+    },
     /// The image is not in the engine. Nothing is ever pulled.
     #[error(
         "image {image:?} is not present in the Docker engine: images are never pulled, build or \
@@ -80,10 +93,64 @@ pub(crate) fn engine(
             operation,
             source: Box::new(e),
         },
+        other if permission_denied(&other) => DockerError::PermissionDenied {
+            socket: socket.to_owned(),
+            uid: effective_uid(),
+        },
         other => DockerError::Unavailable {
             socket: socket.to_owned(),
             reason: other.to_string(),
         },
     }
     .into()
+}
+
+/// Whether `e` (or an error it wraps) is an `EACCES` from the operating system: the socket is
+/// there but this user may not open it.
+pub(crate) fn permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    // Some client errors carry the OS error only as text.
+    e.to_string().contains("os error 13")
+}
+
+/// This process's effective user id (the owner of `/proc/self`); `u32::MAX` when unknown.
+fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eacces_anywhere_in_the_chain_is_permission_denied() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("connect failed")]
+        struct Wrapper(#[source] std::io::Error);
+        let denied = Wrapper(std::io::Error::from_raw_os_error(13));
+        assert!(permission_denied(&denied));
+        let refused = Wrapper(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(!permission_denied(&refused));
+        let msg = DockerError::PermissionDenied {
+            socket: "unix:///var/run/docker.sock".into(),
+            uid: 65534,
+        }
+        .to_string();
+        assert!(
+            msg.starts_with("Docker not available")
+                && msg.contains("/var/run/docker.sock")
+                && msg.contains("usermod -aG docker"),
+            "{msg}"
+        );
+    }
 }

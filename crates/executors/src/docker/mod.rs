@@ -70,7 +70,8 @@ pub struct DockerExecutor {
 
 impl DockerExecutor {
     /// Connects to the engine at [`DockerConfig::socket`] and checks that it answers; an
-    /// unreachable engine is [`DockerError::Unavailable`], naming the socket and the fix.
+    /// unreachable engine is [`DockerError::Unavailable`], a socket this user may not open
+    /// [`DockerError::PermissionDenied`], each naming the socket and the fix.
     pub async fn connect(config: DockerConfig) -> Result<Self, ExecError> {
         config
             .defaults

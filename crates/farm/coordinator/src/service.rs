@@ -10,6 +10,16 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
+/// Refuses a registering worker that speaks another protocol version, with the same log line as
+/// a worker refused over mDNS (the worker itself gets the error too).
+fn refuse_other_version(version: u32, worker_id: &str) -> Result<(), Status> {
+    check_version(version, "worker").inspect_err(|_| {
+        warn!(worker_id = %sanitize(worker_id, 128), source = %DiscoverySource::Registration,
+            worker_protocol = version, our_protocol = PROTOCOL_VERSION,
+            "worker refused: incompatible protocol version (it speaks {version}, this coordinator speaks {PROTOCOL_VERSION}); run the same hybridgrid release on both");
+    })
+}
+
 /// The tonic service wrapper.
 #[derive(Clone)]
 pub struct CoordinatorService(pub Arc<CoordinatorState>);
@@ -43,12 +53,12 @@ impl coordinator_server::Coordinator for CoordinatorService {
             .unwrap_or_default();
         self.0.security.authorize_worker(&req, &claimed)?;
         let req = req.into_inner();
-        check_version(req.protocol_version, "worker")?;
+        refuse_other_version(req.protocol_version, &claimed)?;
         let info = req
             .worker
             .ok_or_else(|| Status::invalid_argument("malformed message: missing field worker"))?
             .into_core(DiscoverySource::Registration)?;
-        check_version(info.protocol_version, "worker")?;
+        refuse_other_version(info.protocol_version, &claimed)?;
         self.0.register_worker(info)?;
         Ok(Response::new(pb::RegisterResponse {
             protocol_version: PROTOCOL_VERSION,
