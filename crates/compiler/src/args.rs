@@ -297,7 +297,17 @@ pub fn parse(args: &[OsString]) -> Invocation {
 /// [`hybridgrid_core::Toolchain::name`] (`CompilerKind::detect(tc.name.as_ref())`). For clang
 /// the job preprocesses with `-frewrite-includes` (see [`CompileJob::preprocess_args`]).
 pub fn parse_for(driver: CompilerKind, args: &[OsString]) -> Invocation {
-    match Parser::default().run(driver, args) {
+    parse_with(driver, args, false)
+}
+
+/// [`parse_for`]; with `rooted`, clang's DWARF 5 debug info is distributable (the compile runs
+/// at the client's paths, see `closure.rs`).
+pub(crate) fn parse_with(driver: CompilerKind, args: &[OsString], rooted: bool) -> Invocation {
+    let parser = Parser {
+        rooted,
+        ..Parser::default()
+    };
+    match parser.run(driver, args) {
         Ok(job) => Invocation::Distributable(job),
         Err(reason) => Invocation::Local(reason),
     }
@@ -327,6 +337,8 @@ struct Parser {
     dwarf_default: Option<u8>,
     /// Flags that only clang's path refuses (it records them or the text cannot carry them).
     clang_refused: Option<String>,
+    /// A rooted compile (`closure.rs`): DWARF 5 is accepted.
+    rooted: bool,
 }
 
 impl Parser {
@@ -693,7 +705,7 @@ impl Parser {
                 return Err(LocalReason::UnsupportedFlag(first.to_owned()));
             }
         }
-        if self.debug {
+        if self.debug && !self.rooted {
             let version = match self.dwarf_version {
                 Some(0) | None => self.dwarf_default.unwrap_or(5),
                 Some(n) => n,

@@ -72,15 +72,19 @@
 //!   the compile unit's name, which clang takes from the first spelling of the source's directory
 //!   its FileManager met, e.g. `-I../src`).
 //! - Identical objects with `-gdwarf-4` and without debug info (every Lua 5.4 source, absolute
-//!   and relative paths). DWARF 5 (clang's default `-g`) runs locally
+//!   and relative paths). DWARF 5 (clang's default `-g`) cannot come from shipped text
 //!   ([`LocalReason::DebugFileChecksums`]): its line table holds an MD5 of every file, which clang
-//!   computes from the files themselves and omits for files named only by line markers. So do
+//!   computes from the files themselves and omits for files named only by line markers. It is
+//!   compiled **rooted** instead ([`parse_rooted`], [`input_closure`],
+//!   [`CompileJob::rooted_args`]): the worker runs the original command at the client's paths
+//!   over the shipped files. Run locally:
 //!   `-include`, `-imacros`, `-grecord-command-line`, `-Weverything`/`-Wunused-macros`.
 //!
 //! Features: none.
 
 mod allow;
 mod args;
+mod closure;
 mod family;
 mod job;
 mod probe;
@@ -89,6 +93,7 @@ mod response;
 mod scan;
 
 pub use args::{Invocation, LocalReason, parse, parse_for};
+pub use closure::{ClosureError, ClosureFile, input_closure, parse_rooted};
 pub use family::{CompilerKind, UnknownCompiler};
 pub use job::{ColorMode, CompileJob, Depfile, Language, compile_dir};
 pub use probe::{ProbeError, probe_toolchain};

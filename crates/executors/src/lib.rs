@@ -68,6 +68,8 @@ mod native;
 #[cfg(any(feature = "native", feature = "docker", feature = "dagger"))]
 mod paths;
 #[cfg(all(feature = "native", target_os = "linux"))]
+mod rooted;
+#[cfg(all(feature = "native", target_os = "linux"))]
 mod sandbox;
 
 #[cfg(feature = "dagger")]
@@ -76,5 +78,7 @@ pub use dagger::{DaggerConfig, DaggerError, DaggerExecutor};
 pub use docker::{ContainerPolicy, DOCKER_OWNER_LABEL, DockerConfig, DockerError, DockerExecutor};
 #[cfg(feature = "native")]
 pub use native::{NativeConfig, NativeExecutor};
+#[cfg(all(feature = "native", target_os = "linux"))]
+pub use rooted::ROOT_DIR;
 #[cfg(all(feature = "native", target_os = "linux"))]
 pub use sandbox::{Sandbox, SandboxConfig, SandboxError};

@@ -57,6 +57,9 @@ pub struct NativeExecutor {
     config: NativeConfig,
     #[cfg(target_os = "linux")]
     sandbox: Option<std::sync::Arc<crate::Sandbox>>,
+    /// Host paths bound into a rooted task's root ([`NativeExecutor::with_root`]).
+    #[cfg(target_os = "linux")]
+    root: Option<std::sync::Arc<Vec<PathBuf>>>,
 }
 
 impl NativeExecutor {
@@ -66,7 +69,21 @@ impl NativeExecutor {
             config,
             #[cfg(target_os = "linux")]
             sandbox: None,
+            #[cfg(target_os = "linux")]
+            root: None,
         }
+    }
+
+    /// Runs every task **rooted** (see `rooted.rs`): its work directory's [`crate::ROOT_DIR`]
+    /// subdirectory is its `/`, with each of `binds` (host directories or files, e.g. the
+    /// toolchain's directories and `/dev/null`) bind-mounted at its own path in a private mount
+    /// namespace; `spec.cwd` must lie beneath [`crate::ROOT_DIR`], and `TMPDIR` is `/.hg-tmp`.
+    /// Without a sandbox this needs root (a mount namespace); with one, the sandbox's user
+    /// namespace is enough, and its Landlock rules still apply.
+    #[cfg(target_os = "linux")]
+    pub fn with_root(mut self, binds: Vec<PathBuf>) -> Self {
+        self.root = Some(std::sync::Arc::new(binds));
+        self
     }
 
     /// Runs every task inside `sandbox`.
@@ -149,6 +166,22 @@ impl NativeExecutor {
             )?)),
             None => None,
         };
+        #[cfg(target_os = "linux")]
+        let rooted = match &self.root {
+            Some(binds) => {
+                let tmp = dir.path().join(crate::ROOT_DIR).join(".hg-tmp");
+                tokio::fs::create_dir_all(&tmp)
+                    .await
+                    .map_err(|source| ExecError::WorkDir {
+                        path: tmp.display().to_string(),
+                        source,
+                    })?;
+                Some(std::sync::Arc::new(
+                    crate::rooted::PreparedRoot::prepare(binds, dir.path(), &run_dir).await?,
+                ))
+            }
+            None => None,
+        };
         let mut command = CommandWrap::with_new(&program, |cmd| {
             cmd.args(&spec.command[1..])
                 .current_dir(&run_dir)
@@ -166,15 +199,29 @@ impl NativeExecutor {
             }
             cmd.envs(&spec.env);
             #[cfg(target_os = "linux")]
-            if let Some(confined) = confined.clone() {
-                cmd.env("TMPDIR", dir.path());
-                // The one unsafe call of this module: see `sandbox.rs`.
-                #[allow(unsafe_code)]
-                // SAFETY: `enter` makes system calls only (no allocation, no locks), as required
-                // between fork and exec.
-                unsafe {
-                    cmd.pre_exec(move || confined.enter());
+            match (confined.clone(), rooted.clone()) {
+                (Some(confined), root) => {
+                    cmd.env("TMPDIR", dir.path());
+                    if root.is_some() {
+                        cmd.env("TMPDIR", "/.hg-tmp");
+                    }
+                    // The unsafe calls of this module: see `sandbox.rs` and `rooted.rs`.
+                    #[allow(unsafe_code)]
+                    // SAFETY: `enter` makes system calls only (no allocation, no locks), as
+                    // required between fork and exec.
+                    unsafe {
+                        cmd.pre_exec(move || confined.enter(root.as_deref()));
+                    }
                 }
+                (None, Some(root)) => {
+                    cmd.env("TMPDIR", "/.hg-tmp");
+                    #[allow(unsafe_code)]
+                    // SAFETY: as above.
+                    unsafe {
+                        cmd.pre_exec(move || root.enter_alone());
+                    }
+                }
+                (None, None) => {}
             }
         });
         command.wrap(ProcessGroup::leader()).wrap(KillOnDrop);

@@ -257,9 +257,10 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// Enters the sandbox. Runs in the forked child before `exec`: system calls only, no
-    /// allocation, no locks.
-    pub(crate) fn enter(&self) -> io::Result<()> {
+    /// Enters the sandbox, and with `root` a private mount namespace entered through
+    /// [`crate::rooted::PreparedRoot::enter`] before the Landlock domain (which forbids mounts).
+    /// Runs in the forked child before `exec`: system calls only, no allocation, no locks.
+    pub(crate) fn enter(&self, root: Option<&crate::rooted::PreparedRoot>) -> io::Result<()> {
         let check = |r: libc::c_long| {
             if r < 0 {
                 Err(io::Error::last_os_error())
@@ -275,8 +276,10 @@ impl Prepared {
             // SAFETY: a valid struct.
             check(unsafe { libc::setrlimit(resource, &lim) }.into())?;
         }
+        let mount_ns = if root.is_some() { libc::CLONE_NEWNS } else { 0 };
         // SAFETY: unshare takes flags only.
-        let userns = unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } == 0;
+        let userns =
+            unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET | mount_ns) } == 0;
         if userns {
             write_file(&self.paths[0], b"deny\n")?;
             write_file(&self.paths[1], &self.uid_map)?;
@@ -285,7 +288,10 @@ impl Prepared {
             // Without user namespaces (nested containers), a privileged worker still gets a
             // network namespace; an unprivileged one fails here and the spawn fails.
             // SAFETY: unshare takes flags only.
-            check(unsafe { libc::unshare(libc::CLONE_NEWNET) }.into())?;
+            check(unsafe { libc::unshare(libc::CLONE_NEWNET | mount_ns) }.into())?;
+        }
+        if let Some(root) = root {
+            root.enter()?;
         }
         // SAFETY: prctl with integer arguments.
         check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }.into())?;

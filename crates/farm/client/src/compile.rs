@@ -133,6 +133,10 @@ pub async fn compile(
     }
     let job = match hybridgrid_compiler::parse_for(kind, args) {
         Invocation::Distributable(job) => job,
+        // clang's DWARF 5: compiled rooted, from the inputs (`rooted.rs`).
+        Invocation::Local(LocalReason::DebugFileChecksums) => {
+            return crate::rooted::compile(cfg, compiler, args).await;
+        }
         Invocation::Local(reason) => {
             return Ok(Step::RunLocal(Served::LocalOnly {
                 reason: local_reason_label(&reason),
@@ -153,6 +157,9 @@ pub async fn compile(
             | hybridgrid_compiler::CompilerKind::Clangxx),
         ) if !job.is_clang() => match hybridgrid_compiler::parse_for(real, args) {
             Invocation::Distributable(job) => job,
+            Invocation::Local(LocalReason::DebugFileChecksums) => {
+                return crate::rooted::compile(cfg, compiler, args).await;
+            }
             Invocation::Local(reason) => {
                 return Ok(Step::RunLocal(Served::LocalOnly {
                     reason: local_reason_label(&reason),
@@ -597,6 +604,8 @@ pub async fn report_fallbacks(cfg: &FarmConfig, totals: &stats::Totals) {
         "admission_full",
         "rejected_by_worker",
         "rejected_by_coordinator",
+        "no_rooted_worker",
+        "system_headers_differ",
     ];
     let fallbacks: std::collections::HashMap<String, u64> = totals
         .fallbacks

@@ -26,6 +26,7 @@ mod error;
 pub mod local_slots;
 mod notice;
 mod paths;
+mod rooted;
 pub mod stats;
 mod step;
 mod target;

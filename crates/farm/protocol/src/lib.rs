@@ -20,6 +20,7 @@ pub mod config;
 pub mod cross;
 mod framing;
 mod keys;
+mod rooted;
 
 pub use command::{OBJECT_OUTPUT, PREPROCESSED_INPUT, parse_command};
 pub use framing::{CachedResult, DirectEntry, FormatError};
@@ -27,4 +28,8 @@ pub use keys::{
     DIAG_ENV, DIRECT_ENV, depend_result_key, depfile_prerequisites, diag_env_digest,
     direct_entry_key, included_files, manifest_key, process_diag_env, request_key, result_key,
     time_dependent,
+};
+pub use rooted::{
+    ROOTED_EXECUTOR, ROOTED_HEADER_MISMATCH, ROOTED_MANIFEST, ROOTED_PREFIX, RootedManifest,
+    file_digest, parse_rooted_command,
 };

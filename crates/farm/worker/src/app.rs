@@ -26,7 +26,15 @@ pub async fn start_worker(
     executor: Arc<dyn Executor>,
     toolchains: Vec<LocalToolchain>,
 ) -> Result<Handle<WorkerState>, StartError> {
-    start_worker_with(cfg, executor, None, toolchains, SandboxStatus::External).await
+    start_worker_with(
+        cfg,
+        executor,
+        None,
+        toolchains,
+        SandboxStatus::External,
+        None,
+    )
+    .await
 }
 
 async fn start_worker_with(
@@ -35,6 +43,7 @@ async fn start_worker_with(
     containers: Option<Arc<dyn Executor>>,
     toolchains: Vec<LocalToolchain>,
     sandbox: SandboxStatus,
+    rooted: Option<crate::rooted::Rooted>,
 ) -> Result<Handle<WorkerState>, StartError> {
     let w = &cfg.worker;
     let t = &cfg.tls;
@@ -83,6 +92,7 @@ async fn start_worker_with(
         toolchains,
         metrics,
     );
+    let state = crate::rooted::attach(state, rooted);
     state.set_security(Dial {
         tls: material,
         insecure: t.insecure,
@@ -230,7 +240,7 @@ pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>
         )));
     }
     let exec = hybridgrid_executors::NativeExecutor::new(hybridgrid_executors::NativeConfig {
-        work_root,
+        work_root: work_root.clone(),
         path: None,
     });
     let (exec, sandbox) = if toolchains.is_empty() {
@@ -240,6 +250,8 @@ pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>
     } else {
         crate::sandbox::confine(cfg, &toolchains, exec).await?
     };
+    let sandboxed = matches!(sandbox, SandboxStatus::Enforced(_));
+    let rooted = crate::rooted::start(cfg, &toolchains, &work_root, sandboxed).await;
     let containers = match images {
         Some(images) => {
             toolchains.extend(images.toolchains);
@@ -247,7 +259,7 @@ pub async fn start_native_worker(cfg: &FarmConfig) -> Result<Handle<WorkerState>
         }
         None => None,
     };
-    start_worker_with(cfg, Arc::new(exec), containers, toolchains, sandbox).await
+    start_worker_with(cfg, Arc::new(exec), containers, toolchains, sandbox, rooted).await
 }
 
 /// `name` as given when it is a path, else the first executable of that name on `PATH`.

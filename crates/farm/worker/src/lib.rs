@@ -30,6 +30,7 @@ pub mod doctor;
 mod drain;
 mod gate;
 mod metrics;
+mod rooted;
 mod sandbox;
 mod service;
 mod spec;

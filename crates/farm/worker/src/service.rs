@@ -49,6 +49,8 @@ pub struct WorkerState {
     require_coordinator: std::sync::atomic::AtomicBool,
     /// Draining, health statuses, the mDNS announcement.
     pub(crate) drain: crate::drain::Drain,
+    /// Runs rooted compiles (clang DWARF 5), when this worker offers them (`rooted.rs`).
+    pub(crate) rooted: Option<crate::rooted::Rooted>,
 }
 
 impl WorkerState {
@@ -112,6 +114,7 @@ impl WorkerState {
             coordinator_dial: std::sync::OnceLock::new(),
             require_coordinator: std::sync::atomic::AtomicBool::new(false),
             drain: crate::drain::Drain::default(),
+            rooted: None,
         })
     }
 
@@ -242,7 +245,16 @@ impl WorkerState {
         let image = local.image.clone();
         // Hashing and rewriting the text (up to the message limit) is CPU work: off the async threads.
         let (toolchain, compiler) = (local.toolchain.clone(), local.path.clone());
-        let run_on = executor.clone();
+        // A rooted compile (clang DWARF 5) runs on the rooted executor; a worker without one
+        // refuses it as not distributable.
+        let rooted = self
+            .rooted
+            .clone()
+            .filter(|_| image.is_none() && crate::rooted::is_rooted(&spec));
+        let run_on = match &rooted {
+            Some(r) => r.executor(),
+            None => executor.clone(),
+        };
         let want_key = self.result_cache.get().is_some();
         let prepared = tokio::task::spawn_blocking(move || {
             let key = if want_key {
@@ -250,14 +262,19 @@ impl WorkerState {
             } else {
                 None
             };
-            compile_spec(executor.as_ref(), spec, &compiler).map(|spec| (spec, key))
+            match rooted {
+                Some(r) => r.compile_spec(spec, &compiler),
+                None => compile_spec(executor.as_ref(), spec, &compiler)
+                    .map_err(|e| (pb::task_failure::Kind::InvalidSpec, e.to_string())),
+            }
+            .map(|spec| (spec, key))
         })
         .await
         .map_err(|e| Status::internal(format!("preparing the compile failed: {e}")))?;
         let (spec, cache_key) = match prepared {
             Ok(prepared) => prepared,
             // The one place a refused request becomes its wire outcome.
-            Err(e) => return Ok(failure(pb::task_failure::Kind::InvalidSpec, e.to_string())),
+            Err((kind, message)) => return Ok(failure(kind, message)),
         };
         let mut spec = spec;
         spec.image = image;

@@ -79,9 +79,9 @@ pub enum RequestError {
 }
 
 /// Most stderr/stdout bytes a worker keeps per stream of a compile.
-const MAX_STREAM_BYTES: usize = 4 << 20;
+pub(crate) const MAX_STREAM_BYTES: usize = 4 << 20;
 /// Largest object a worker returns (the reply must stay under the gRPC message limit).
-const MAX_OBJECT_BYTES: usize = 128 << 20;
+pub(crate) const MAX_OBJECT_BYTES: usize = 128 << 20;
 
 /// Checks the derived command: apart from the worker's own input, output and prefix maps, no word
 /// may name an absolute path or climb out with `..` in a value (`-f...=/path`, `-Wa,-a=/path`,

@@ -102,10 +102,15 @@ impl CoordinatorState {
         }
         // The coordinator's own verdict on the request: a worker refusing a request that passes
         // it (INVALID_SPEC) is failing, not the request.
-        let distributable = matches!(
-            parse_command(&spec.command),
-            hybridgrid_compiler::Invocation::Distributable(_)
-        ) && spec.inputs.iter().any(|f| f.path == PREPROCESSED_INPUT);
+        let rooted = super::rooted::is_rooted(&spec);
+        let distributable = if rooted {
+            super::rooted::distributable(&spec)
+        } else {
+            matches!(
+                parse_command(&spec.command),
+                hybridgrid_compiler::Invocation::Distributable(_)
+            ) && spec.inputs.iter().any(|f| f.path == PREPROCESSED_INPUT)
+        };
         if !distributable {
             self.record_fallback("rejected_by_coordinator");
             return Ok(fallback(
@@ -148,6 +153,18 @@ impl CoordinatorState {
             toolchain: Some(toolchain.clone()),
             ..Default::default()
         };
+        if rooted {
+            // Only workers that run rooted compiles can take it.
+            let (without, any) = self.without_rooted();
+            if !any {
+                self.record_fallback("no_rooted_worker");
+                return Ok(fallback(
+                    "no_rooted_worker",
+                    "no worker runs rooted compiles (clang DWARF 5)".into(),
+                ));
+            }
+            placement_req.exclude = without;
+        }
         let mut last_error = String::new();
         for attempt in 1..=self.config.max_attempts.max(1) {
             let placement = match self.place(&placement_req).await {
@@ -233,6 +250,13 @@ impl CoordinatorState {
                                 self.slot_freed.notify_one();
                                 self.record_fallback("rejected_by_worker");
                                 return Ok(fallback("rejected_by_worker", last_error));
+                            }
+                            // The worker lacks the request's exact system headers.
+                            _ if super::rooted::header_mismatch(kind, &f.message) => {
+                                placement.complete(Outcome::Success, elapsed);
+                                self.slot_freed.notify_one();
+                                self.record_fallback("system_headers_differ");
+                                return Ok(fallback("system_headers_differ", last_error));
                             }
                             // Busy is not sickness: free the slot without a verdict.
                             Kind::Overloaded => drop(placement),

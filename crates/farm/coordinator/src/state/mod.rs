@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 mod compile;
+mod rooted;
 mod stats;
 mod workers;
 
