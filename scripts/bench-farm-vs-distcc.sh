@@ -74,12 +74,18 @@ run() { # tool -> wall seconds on stdout
     hgbuild) taskset -c 0 "$B/hgbuild" make -s -C "$b" 2>"$tmp/summary" ;;
   esac
 }
-declare -A walls differ
+# Busy jiffies (all but idle and iowait) of cores 0 and 1, to show which core a tool left idle.
+busy() { awk '/^cpu[01] /{printf "%d ", $2+$3+$4+$7+$8}' /proc/stat; }
+declare -A walls differ cores
 for r in $(seq "$ROUNDS"); do
   for t in "${tools[@]}"; do
     mk "$b"
+    read -r a0 a1 < <(busy)
     { time run "$t" >/dev/null 2>"$tmp/$t.err"; } 2>"$tmp/time" || { echo "$t build failed:" >&2; cat "$tmp/$t.err" >&2; exit 1; }
+    read -r z0 z1 < <(busy)
     walls[$t]="${walls[$t]:-} $(cat "$tmp/time")"
+    cores[$t]=$(awk -v w="$(cat "$tmp/time")" -v a="$((z0 - a0))" -v b="$((z1 - a1))" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN {printf "%.0f%%/%.0f%%", 100 * a / hz / w, 100 * b / hz / w}')
     if [ "$t" = plain ]; then
       [ "$r" = 1 ] && cp -r "$b" "$tmp/ref"
     else
@@ -95,10 +101,11 @@ done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 pm=$(echo "${walls[plain]}" | median)
 echo "Lua 5.4, $ntu TUs, -O2 -g; build on core 0, farm/daemon on core 1; median of $ROUNDS interleaved rounds; load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-9s %9s %9s %14s   %s\n' tool "wall s" "vs plain" "objs != plain" "rounds"
+printf '%-9s %9s %9s %14s %11s   %s\n' tool "wall s" "vs plain" "objs != plain" "core0/core1" "rounds"
 for t in "${tools[@]}"; do
   m=$(echo "${walls[$t]}" | median)
-  printf '%-9s %9.2f %9.3f %14s  %s\n' "$t" "$m" "$(echo "$m / $pm" | bc -l)" "${differ[$t]:-ref}/$ntu" "${walls[$t]}"
+  printf '%-9s %9.2f %9.3f %14s %11s  %s\n' "$t" "$m" "$(echo "$m / $pm" | bc -l)" "${differ[$t]:-ref}/$ntu" "${cores[$t]}" "${walls[$t]}"
 done
 echo "(objs != plain: objects of the last round that are not byte-identical to the plain build's; cmp)"
+echo "(core0/core1: how busy each core was during the last round, every process of the machine counted)"
 echo "hgbuild (last round): $summary"

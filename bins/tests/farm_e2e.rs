@@ -296,20 +296,25 @@ fn build_survives_the_coordinator_killed_and_restarted() {
     assert_eq!(served, stems.len(), "{log}");
 }
 
-/// Largest number of `local_work <start> <end>` intervals of the stats log open at one instant.
-fn max_local_overlap(log: &str) -> usize {
+/// Largest number of `local_work <start> <end> <kind>` intervals of the stats log open at one
+/// instant, counting those of `kind` (`compile` or `preprocess`).
+fn max_local_overlap(log: &str, kind: &str) -> usize {
     let mut edges: Vec<(u128, i32)> = Vec::new();
     for l in log.lines() {
         let mut f = l.split_whitespace();
         if f.next() != Some("local_work") {
             continue;
         }
-        let (Some(a), Some(b)) = (
+        let (Some(a), Some(b), Some(k)) = (
             f.next().and_then(|v| v.parse().ok()),
             f.next().and_then(|v| v.parse().ok()),
+            f.next(),
         ) else {
             continue;
         };
+        if k != kind {
+            continue;
+        }
         edges.push((a, 1));
         edges.push((b, -1));
     }
@@ -356,10 +361,17 @@ fn without_j_the_build_uses_the_farms_slots_and_bounds_local_work() {
         "farm-wide parallelism: peak in flight {peak} (2 local cores, 8 farm slots): {s}"
     );
     let log = std::fs::read_to_string(dir.join("stats.log")).expect("stats log");
-    let overlap = max_local_overlap(&log);
+    // Local compiles and preprocessors for the farm have a bound each (the preprocessors never
+    // wait behind a local compile).
+    let preprocessed = max_local_overlap(&log, "preprocess");
     assert!(
-        (1..=2).contains(&overlap),
-        "local work ran {overlap} at once, bound is 2"
+        (1..=2).contains(&preprocessed),
+        "preprocessing ran {preprocessed} at once, bound is 2"
+    );
+    let compiled = max_local_overlap(&log, "compile");
+    assert!(
+        compiled <= 2,
+        "local compiles ran {compiled} at once, bound is 2"
     );
 }
 

@@ -317,6 +317,37 @@ impl FileMemo {
             .collect()
     }
 
+    /// [`FileMemo::records`] of `paths`, reading each file once and showing its contents to
+    /// `accept` (files the memo knows are read too): `Ok(None)` as soon as `accept` refuses one.
+    /// For a caller that must look into every file it records (e.g. for `__DATE__`).
+    pub fn records_accepted<P: AsRef<Path>>(
+        &self,
+        paths: impl IntoIterator<Item = P>,
+        accept: impl Fn(&[u8]) -> bool,
+    ) -> Result<Option<Vec<FileRecord>>, ManifestError> {
+        let mut out = Vec::new();
+        for p in paths {
+            let path = p.as_ref();
+            let io = |source| ManifestError::Io {
+                path: path.to_path_buf(),
+                source,
+            };
+            let stamp = self.stat(path).map_err(io)?;
+            let bytes = std::fs::read(path).map_err(io)?;
+            if !accept(&bytes) {
+                return Ok(None);
+            }
+            let digest = self.remember(path, stamp, &bytes).map_err(io)?;
+            out.push(FileRecord {
+                path: path.to_path_buf(),
+                digest,
+                size: stamp.size,
+                mtime_ns: stamp.mtime_ns,
+            });
+        }
+        Ok(Some(out))
+    }
+
     /// The BLAKE3 of `path`'s contents, from the memo when its stamp is unchanged.
     pub fn digest(&self, path: &Path) -> io::Result<Digest> {
         let stamp = self.stat(path)?;
@@ -333,10 +364,20 @@ impl FileMemo {
         {
             return Ok(*digest);
         }
-        let digest = Digest(*blake3::hash(&std::fs::read(path)?).as_bytes());
+        let bytes = std::fs::read(path)?;
+        self.remember(path, stamp, &bytes)
+    }
+
+    /// Hashes `bytes`, read from `path` after it was stat'ed as `stamp`, and remembers the digest
+    /// when nothing changed meanwhile and the file is old enough for its stamp to be trusted.
+    fn remember(&self, path: &Path, stamp: Stamp, bytes: &[u8]) -> io::Result<Digest> {
+        if let Some((known, digest)) = self.known.lock().get(path)
+            && *known == stamp
+        {
+            return Ok(*digest);
+        }
+        let digest = Digest(*blake3::hash(bytes).as_bytes());
         self.hashed.fetch_add(1, Relaxed);
-        // Read, then check nothing changed meanwhile and that the file is old enough for its
-        // stamp to be trusted next time.
         let after = self.stat(path)?;
         let now_ns = time_ns(SystemTime::now());
         let window = i64::try_from(self.racy_window.as_nanos()).unwrap_or(i64::MAX);
@@ -467,6 +508,27 @@ mod tests {
             3,
             "a size change rejects without reading"
         );
+    }
+
+    #[test]
+    fn accepted_records_match_records_and_a_refusal_records_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a.h"), tmp.path().join("b.h"));
+        write_old(&a, "int a;");
+        write_old(&b, "const char *d = __DATE__;");
+        let plain = FileMemo::with_racy_window(Duration::ZERO)
+            .records([&a])
+            .unwrap();
+        let memo = FileMemo::with_racy_window(Duration::ZERO);
+        let got = memo.records_accepted([&a], |_| true).unwrap().unwrap();
+        assert_eq!(got[0].digest, plain[0].digest);
+        assert_eq!(got[0].size, plain[0].size);
+        assert_eq!(memo.files_hashed(), 1);
+        // What the memo learnt serves a later lookup without reading.
+        assert_eq!(memo.records([&a]).unwrap()[0].digest, plain[0].digest);
+        assert_eq!(memo.files_hashed(), 1);
+        let no_date = |bytes: &[u8]| !bytes.windows(8).any(|w| w == b"__DATE__");
+        assert!(memo.records_accepted([&a, &b], no_date).unwrap().is_none());
     }
 
     #[test]

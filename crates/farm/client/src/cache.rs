@@ -578,12 +578,12 @@ impl ClientCache {
                 .and_then(|p| std::fs::read(p).ok())
                 .map(|d| hybridgrid_farm_protocol::depfile_prerequisites(&d))
                 .unwrap_or_default();
+            // Each file is read once: hashed for the key and looked into for the clock.
             if !headers.is_empty()
                 && headers_unchanged_since(&headers, started)
-                && !headers.iter().any(|h| {
-                    std::fs::read(h).map_or(true, |b| hybridgrid_farm_protocol::time_dependent(&b))
-                })
-                && let Ok(records) = self.memo.records(&headers)
+                && let Ok(Some(records)) = self
+                    .memo
+                    .records_accepted(&headers, |b| !hybridgrid_farm_protocol::time_dependent(b))
             {
                 let rkey = hybridgrid_farm_protocol::depend_result_key(
                     &mkey,

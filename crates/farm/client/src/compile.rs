@@ -9,7 +9,7 @@
 //! exactly as the compiler does). Every local fallback is recorded with its reason.
 
 use crate::cache::{ClientCache, Pending};
-use crate::connect::{ConnectFailure, Coordinator, connect};
+use crate::connect::{ConnectFailure, Coordinator, Slots, connect};
 use crate::error::ClientError;
 use crate::notice::notice;
 use crate::paths::{MASQUERADE_ENV, stats_log, write_atomic};
@@ -202,8 +202,10 @@ pub async fn compile(
                 }
                 return Ok(Step::RunLocal(served));
             }
-            Ok((client, 0)) => {
-                if let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs) {
+            Ok((client, slots)) => {
+                if prefer_local(cfg, slots)
+                    && let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
+                {
                     if let Some((c, mkey)) = depend {
                         let done = c
                             .compile_depend(
@@ -220,14 +222,14 @@ pub async fn compile(
                     }
                     return run_by_choice(compiler, args, choice);
                 }
-                early = Some((client, 0));
+                early = Some((client, slots));
             }
-            Ok(connected) => early = Some(connected),
         }
     }
     // Preprocess locally; this also writes the depfile exactly as the plain compile would.
-    // Local work is bounded across the build's wrapper processes (`client.local_jobs`).
-    let slot = local_slots::acquire(cfg.client.local_jobs);
+    // Local work is bounded across the build's wrapper processes (`client.local_jobs`); the
+    // preprocessors have their own slots, so feeding the farm never waits behind a local compile.
+    let slot = local_slots::acquire_for(local_slots::Work::Preprocess, cfg.client.local_jobs);
     let pre = Command::new(compiler)
         .args(job.preprocess_args())
         .output()
@@ -291,10 +293,10 @@ pub async fn compile(
                 notice("coordinator", &format!("{}; compiled locally", e.message));
                 (Some(shipped), Err(e.reason.to_owned()))
             }
-            Ok((client, free_slots)) => {
+            Ok((client, slots)) => {
                 // The local cores are farm capacity: with no remote slot free at once, an idle
                 // local core compiles this one, overlapping the remote compiles.
-                if free_slots == 0
+                if slots.free == 0
                     && let Some(_choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
                 {
                     return compile_by_choice(
@@ -327,11 +329,21 @@ pub async fn compile(
     .await
 }
 
+/// Whether a compile that needs no text made for it (no cache, or a depend-mode miss) should take
+/// an idle local core rather than a farm slot: always when the farm has no slot free; and while
+/// the farm is already working and the local cores are not all busy feeding it (every
+/// preprocessing slot taken), as a local core finishes this compile no later than a remote slot
+/// shared with the farm's running tasks would, and with no transfer. An idle farm gets the task:
+/// a single compile, or the first of a build, goes there.
+fn prefer_local(cfg: &FarmConfig, slots: Slots) -> bool {
+    slots.free == 0 || (slots.busy() > 0 && !local_slots::preprocessing_busy(cfg.client.local_jobs))
+}
+
 /// The connection made before preprocessing, else a new one.
 async fn connection(
     cfg: &FarmConfig,
-    early: Option<(Coordinator, u32)>,
-) -> Result<(Coordinator, u32), ConnectFailure> {
+    early: Option<(Coordinator, Slots)>,
+) -> Result<(Coordinator, Slots), ConnectFailure> {
     match early {
         Some(connected) => Ok(connected),
         None => connect(cfg).await,
@@ -578,16 +590,10 @@ async fn remote_compile(
     }
 }
 
-/// Free slots the farm offers now (the coordinator's `Hello`), or `None` when it cannot be asked.
+/// The farm's slots in all (the coordinator's `Hello`), or `None` when it cannot be asked.
 pub async fn farm_slots(cfg: &FarmConfig) -> Option<u32> {
-    let (mut c, _) = connect(cfg).await.ok()?;
-    let hello = c
-        .hello(pb::InfoRequest {
-            protocol_version: PROTOCOL_VERSION,
-        })
-        .await
-        .ok()?;
-    Some(hello.into_inner().total_slots)
+    let (_, slots) = connect(cfg).await.ok()?;
+    Some(slots.total)
 }
 
 /// Tells the coordinator about fallbacks it could not see itself (e.g. it was unreachable), so its

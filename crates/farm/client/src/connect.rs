@@ -13,6 +13,22 @@ use tonic::transport::Channel;
 /// A coordinator client whose every call carries the configured token.
 pub(crate) type Coordinator = CoordinatorClient<InterceptedService<Channel, Bearer>>;
 
+/// The farm's slots as the coordinator's `Hello` counted them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Slots {
+    /// Free now.
+    pub(crate) free: u32,
+    /// In all (free or running a task).
+    pub(crate) total: u32,
+}
+
+impl Slots {
+    /// Slots running a task now.
+    pub(crate) fn busy(self) -> u32 {
+        self.total.saturating_sub(self.free)
+    }
+}
+
 /// Why the coordinator could not be used; `reason` is the fallback reason counted.
 #[derive(Debug)]
 pub(crate) struct ConnectFailure {
@@ -26,8 +42,8 @@ fn fail(reason: &'static str, message: String) -> ConnectFailure {
 
 /// Connects to the coordinator and exchanges protocol versions (`Hello`), within
 /// `client.connect_timeout` in all: a coordinator that accepts but never answers cannot hang a build.
-/// Returns the client and the farm's free slots at that moment.
-pub(crate) async fn connect(cfg: &FarmConfig) -> Result<(Coordinator, u32), ConnectFailure> {
+/// Returns the client and the farm's slots at that moment.
+pub(crate) async fn connect(cfg: &FarmConfig) -> Result<(Coordinator, Slots), ConnectFailure> {
     let addr = &cfg.client.coordinator;
     let limit = *cfg.client.connect_timeout;
     let max = usize::try_from(cfg.coordinator.max_message_bytes).unwrap_or(usize::MAX);
@@ -89,7 +105,13 @@ pub(crate) async fn connect(cfg: &FarmConfig) -> Result<(Coordinator, u32), Conn
                 ),
             ));
         }
-        Ok((client, hello.free_slots))
+        Ok((
+            client,
+            Slots {
+                free: hello.free_slots,
+                total: hello.total_slots,
+            },
+        ))
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(r) => r,

@@ -31,13 +31,14 @@ pub async fn diagnose(cfg: &FarmConfig, http: Option<&str>) -> Report {
     let mut r = Report::default();
     let addr = &cfg.client.coordinator;
     let reachable = match connect(cfg).await {
-        Ok((_, free)) => {
+        Ok((_, slots)) => {
             r.push(check(
                 "coordinator gRPC",
                 Verdict::Ok,
                 format!(
-                    "{addr} answers (protocol v{}), {free} slots free now",
-                    hybridgrid_core::PROTOCOL_VERSION
+                    "{addr} answers (protocol v{}), {} slots free now",
+                    hybridgrid_core::PROTOCOL_VERSION,
+                    slots.free
                 ),
             ));
             true

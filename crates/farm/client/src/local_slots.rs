@@ -1,6 +1,9 @@
-//! A bound on local work (preprocessing, local compiles) shared by every wrapper process of a build,
-//! so that `make -j64` against a large farm does not run 64 preprocessors on 2 cores. The slots are
-//! `N` lock files (`~/.hybridgrid/slots/slot-<i>`) held with `flock`: a crashed wrapper's slot frees
+//! Bounds on local work shared by every wrapper process of a build, so that `make -j64` against a
+//! large farm does not run 64 preprocessors on 2 cores: `N` compile slots (local compiles, by
+//! choice or as fallbacks) and `N` preprocessing slots (text made here for the farm). The two sets
+//! are apart so that feeding the farm never waits behind a local compile: a build with one local
+//! core keeps its remote cores busy while that core compiles. The slots are lock files
+//! (`~/.hybridgrid/slots/slot-<i>`, `pre-<i>`) held with `flock`: a crashed wrapper's slot frees
 //! itself, and nothing has to be cleaned up.
 
 use std::fs::{File, OpenOptions};
@@ -10,14 +13,41 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Environment variable overriding the slot directory.
 pub const SLOTS_DIR_ENV: &str = "HGBUILD_SLOTS_DIR";
-/// When set, each slot's hold interval is appended to the stats log as `local_work <start> <end>`
-/// (microseconds since the epoch), so tests can measure the concurrency of local work.
+/// When set, each slot's hold interval is appended to the stats log as
+/// `local_work <start> <end> <kind>` (microseconds since the epoch; kind `compile` or
+/// `preprocess`), so tests can measure the concurrency of local work.
 pub const TRACE_ENV: &str = "HGBUILD_TRACE_LOCAL";
+
+/// What a slot is held for: each kind has its own `client.local_jobs` slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// A compile on this machine (by choice, a fallback, a rerun for diagnostics).
+    Compile,
+    /// Preprocessing text to ship to the farm.
+    Preprocess,
+}
+
+impl Work {
+    fn prefix(self) -> &'static str {
+        match self {
+            Work::Compile => "slot",
+            Work::Preprocess => "pre",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Work::Compile => "compile",
+            Work::Preprocess => "preprocess",
+        }
+    }
+}
 
 /// A held slot; released on drop.
 pub struct LocalSlot {
     _file: File,
     started: SystemTime,
+    work: Work,
 }
 
 fn micros(t: SystemTime) -> u128 {
@@ -54,41 +84,59 @@ fn open_slot(dir: &std::path::Path, prefix: &str, i: usize) -> Option<File> {
         .ok()
 }
 
-/// Takes a free slot of the set `prefix` (bound `n`) if one is free now.
-fn try_take(dir: &std::path::Path, prefix: &str, n: usize) -> Option<LocalSlot> {
+/// Takes a free slot of kind `work` (bound `n`) if one is free now.
+fn try_take(dir: &std::path::Path, work: Work, n: usize) -> Option<LocalSlot> {
     (0..n.max(1)).find_map(|i| {
-        let f = open_slot(dir, prefix, i)?;
+        let f = open_slot(dir, work.prefix(), i)?;
         f.try_lock().is_ok().then(|| LocalSlot {
             _file: f,
             started: SystemTime::now(),
+            work,
         })
     })
 }
 
-/// A slot for compiling locally *by choice* (the farm has no slot free at once), if one of the
-/// `client.local_jobs` local slots is free now; never waits. It is one of the slots that
-/// preprocessing and fallbacks take, so all local work together stays within `client.local_jobs`.
+/// A compile slot for compiling locally *by choice*, if one of the `client.local_jobs` compile
+/// slots is free now; never waits. Fallbacks take the same slots, so all local compiles together
+/// stay within `client.local_jobs`.
 pub fn try_acquire_choice(local_jobs: u32) -> Option<LocalSlot> {
     let dir = slots_dir();
     std::fs::create_dir_all(&dir).ok()?;
-    try_take(&dir, "slot", bound(local_jobs).max(1))
+    try_take(&dir, Work::Compile, bound(local_jobs).max(1))
 }
 
-/// Takes one of the `client.local_jobs` slots (0: one per local CPU), waiting for one to free up.
-/// `None` when the slot files cannot be used (then local work is not bounded, as in a plain build).
+/// Whether every preprocessing slot is taken now: the local cores are busy feeding the farm, so a
+/// compile had better go there than take a local core from the preprocessors.
+pub fn preprocessing_busy(local_jobs: u32) -> bool {
+    let dir = slots_dir();
+    // Each probe's lock is released when its file closes, at once.
+    !(0..bound(local_jobs).max(1)).any(|i| {
+        open_slot(&dir, Work::Preprocess.prefix(), i).is_some_and(|f| f.try_lock().is_ok())
+    })
+}
+
+/// Takes one of the `client.local_jobs` compile slots (0: one per local CPU), waiting for one
+/// to free up. `None` when the slot files cannot be used (then local work is not bounded, as in
+/// a plain build).
 pub fn acquire(local_jobs: u32) -> Option<LocalSlot> {
+    acquire_for(Work::Compile, local_jobs)
+}
+
+/// [`acquire`] for the slots of `work`.
+pub fn acquire_for(work: Work, local_jobs: u32) -> Option<LocalSlot> {
     let n = bound(local_jobs).max(1);
     let dir = slots_dir();
     std::fs::create_dir_all(&dir).ok()?;
-    if let Some(slot) = try_take(&dir, "slot", n) {
+    if let Some(slot) = try_take(&dir, work, n) {
         return Some(slot);
     }
     // All taken: wait on one of them (spread by pid).
-    let f = open_slot(&dir, "slot", std::process::id() as usize % n)?;
+    let f = open_slot(&dir, work.prefix(), std::process::id() as usize % n)?;
     f.lock().ok()?;
     Some(LocalSlot {
         _file: f,
         started: SystemTime::now(),
+        work,
     })
 }
 
@@ -96,9 +144,10 @@ impl Drop for LocalSlot {
     fn drop(&mut self) {
         if std::env::var_os(TRACE_ENV).is_some() {
             let line = format!(
-                "local_work {} {}\n",
+                "local_work {} {} {}\n",
                 micros(self.started),
-                micros(SystemTime::now())
+                micros(SystemTime::now()),
+                self.work.label()
             );
             if let Ok(mut f) = OpenOptions::new()
                 .create(true)
