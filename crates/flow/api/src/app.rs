@@ -54,6 +54,9 @@ pub struct App {
     stop: CancellationToken,
 }
 
+/// Write transactions in flight at once on PostgreSQL unless the config says otherwise.
+const POSTGRES_WRITERS: usize = 4;
+
 impl App {
     /// Opens the store (`database_url`, migrations applied) and the bus (`nats_url`), starts the
     /// engine with the native executor (and those the config adds), and prepares the router. `env`
@@ -95,7 +98,12 @@ impl App {
             }
             executors = executors.llm(agents);
         }
-        let engine = FlowEngine::start(cfg.engine.clone(), store, bus.dyn_bus(), executors).await?;
+        let mut engine_cfg = cfg.engine.clone();
+        if engine_cfg.writers.is_none() && backends::store_kind(&cfg.database_url) == "postgres" {
+            // Commits overlap on PostgreSQL: several write transactions in flight.
+            engine_cfg.writers = Some(POSTGRES_WRITERS);
+        }
+        let engine = FlowEngine::start(engine_cfg, store, bus.dyn_bus(), executors).await?;
         info!(
             database = %hybridgrid_core::spec::redact(&cfg.database_url),
             bus = bus.kind(),

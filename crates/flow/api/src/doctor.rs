@@ -5,62 +5,18 @@
 use crate::backends;
 use crate::config::Config;
 use hybridgrid_core::config::EnvSource;
+use hybridgrid_core::doctor::check;
 use hybridgrid_core::spec::redact;
 use hybridgrid_flow_model::{AgentKind, AgentSpec};
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-/// One check's result.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
-    /// What was checked (`database`, `nats`, `stuck runs`, `agent scanner`).
-    pub name: String,
-    /// Whether it passed.
-    pub ok: bool,
-    /// What was found, and what to do when it failed.
-    pub detail: String,
-}
+pub use hybridgrid_core::doctor::{Check, Report, Verdict};
 
-/// Every check's result.
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    /// In the order run.
-    pub checks: Vec<Check>,
-}
-
-impl Report {
-    /// Whether every check passed.
-    pub fn ok(&self) -> bool {
-        self.checks.iter().all(|c| c.ok)
-    }
-    fn push(&mut self, name: impl Into<String>, ok: bool, detail: impl Into<String>) {
-        self.checks.push(Check {
-            name: name.into(),
-            ok,
-            detail: detail.into(),
-        });
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in &self.checks {
-            writeln!(
-                f,
-                "[{}] {}: {}",
-                if c.ok { " ok " } else { "FAIL" },
-                c.name,
-                c.detail
-            )?;
-        }
-        let failed = self.checks.iter().filter(|c| !c.ok).count();
-        if failed == 0 {
-            writeln!(f, "all {} checks passed", self.checks.len())
-        } else {
-            writeln!(f, "{failed} of {} checks failed", self.checks.len())
-        }
-    }
+/// Adds a check that passed (`ok`) or failed.
+fn push(r: &mut Report, name: impl Into<String>, ok: bool, detail: impl Into<String>) {
+    let verdict = if ok { Verdict::Ok } else { Verdict::Fail };
+    r.push(check(name, verdict, detail));
 }
 
 fn on_path(program: &str, env: &dyn EnvSource) -> bool {
@@ -94,11 +50,11 @@ async fn image_present(image: &str) -> Result<bool, String> {
     }
 }
 
-async fn check_agent(a: &AgentSpec, env: &dyn EnvSource) -> (bool, String) {
+async fn check_agent(a: &AgentSpec, env: &dyn EnvSource) -> (Verdict, String) {
     match a.kind {
         AgentKind::Native => match a.command.first() {
-            None => (false, "native agent has no command".into()),
-            Some(p) if on_path(p, env) => (true, format!("command {p} found")),
+            None => (Verdict::Fail, "native agent has no command".into()),
+            Some(p) if on_path(p, env) => (Verdict::Ok, format!("command {p} found")),
             Some(p) => (
                 false,
                 format!(
@@ -107,21 +63,25 @@ async fn check_agent(a: &AgentSpec, env: &dyn EnvSource) -> (bool, String) {
             ),
         },
         AgentKind::Container => match a.image.as_deref() {
-            None => (false, "container agent has no image".into()),
+            None => (Verdict::Fail, "container agent has no image".into()),
             Some(img) => match image_present(img).await {
-                Ok(true) => (true, format!("image {img} present")),
+                Ok(true) => (Verdict::Ok, format!("image {img} present")),
                 Ok(false) => (
                     false,
                     format!(
                         "image {img} is not in the local Docker engine: build or load it (no registry pulls)"
                     ),
                 ),
-                Err(e) => (false, format!("image {img}: {e}")),
+                Err(e) => (Verdict::Fail, format!("image {img}: {e}")),
             },
         },
-        AgentKind::Llm | AgentKind::Dagger => {
-            (true, format!("{} agent (not checked here)", a.kind))
-        }
+        AgentKind::Llm | AgentKind::Dagger => (
+            Verdict::Warn,
+            format!(
+                "{} agent: not checked here (its endpoint is reached at run time)",
+                a.kind
+            ),
+        ),
     }
 }
 
@@ -131,7 +91,8 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
     let db = redact(&cfg.database_url);
     let store = match backends::open_store(&cfg.database_url).await {
         Ok(s) => {
-            r.push(
+            push(
+                &mut r,
                 "database",
                 true,
                 format!("{db} reachable, migrations applied"),
@@ -139,7 +100,8 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
             Some(s)
         }
         Err(e) => {
-            r.push(
+            push(
+                &mut r,
                 "database",
                 false,
                 format!("{e}: check DATABASE_URL and that the server is up"),
@@ -148,15 +110,26 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
         }
     };
     if cfg.nats_url.trim().is_empty() {
-        r.push(
+        push(
+            &mut r,
             "nats",
             true,
             "NATS_URL not set: the in-process bus is used (single orchestrator)",
         );
     } else {
         match backends::nats_ping(&cfg.nats_url).await {
-            Ok(()) => r.push("nats", true, format!("{} reachable", redact(&cfg.nats_url))),
-            Err(e) => r.push("nats", false, format!("{}: {e}", redact(&cfg.nats_url))),
+            Ok(()) => push(
+                &mut r,
+                "nats",
+                true,
+                format!("{} reachable", redact(&cfg.nats_url)),
+            ),
+            Err(e) => push(
+                &mut r,
+                "nats",
+                false,
+                format!("{}: {e}", redact(&cfg.nats_url)),
+            ),
         }
     }
     let Some(store) = store else {
@@ -165,7 +138,9 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
     // Read the store directly: the doctor never starts an engine, so it runs, claims and reaps
     // nothing.
     match store.overdue_runs(std::time::SystemTime::now(), 1000).await {
-        Ok(runs) if runs.is_empty() => r.push("stuck runs", true, "no run is past its deadline"),
+        Ok(runs) if runs.is_empty() => {
+            push(&mut r, "stuck runs", true, "no run is past its deadline")
+        }
         Ok(runs) => {
             let list: Vec<String> = runs
                 .iter()
@@ -178,7 +153,8 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
                     format!("{} ({:?}, {late})", x.id, x.status)
                 })
                 .collect();
-            r.push(
+            push(
+                &mut r,
                 "stuck runs",
                 false,
                 format!(
@@ -188,20 +164,26 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
                 ),
             );
         }
-        Err(e) => r.push("stuck runs", false, format!("cannot list runs: {e}")),
+        Err(e) => push(
+            &mut r,
+            "stuck runs",
+            false,
+            format!("cannot list runs: {e}"),
+        ),
     }
     match store.records("agent").await {
         Ok(records) => {
             if records.is_empty() {
-                r.push("agents", true, "no agents registered");
+                push(&mut r, "agents", true, "no agents registered");
             }
             for rec in records {
                 match serde_json::from_value::<AgentSpec>(rec.doc) {
                     Ok(spec) => {
-                        let (ok, detail) = check_agent(&spec, env).await;
-                        r.push(format!("agent {}", spec.name), ok, detail);
+                        let (verdict, detail) = check_agent(&spec, env).await;
+                        r.push(check(format!("agent {}", spec.name), verdict, detail));
                     }
-                    Err(e) => r.push(
+                    Err(e) => push(
+                        &mut r,
                         format!("agent {}", rec.name),
                         false,
                         format!("stored definition does not parse: {e}"),
@@ -209,7 +191,7 @@ pub async fn run(cfg: &Config, env: &dyn EnvSource) -> Report {
                 }
             }
         }
-        Err(e) => r.push("agents", false, format!("cannot list agents: {e}")),
+        Err(e) => push(&mut r, "agents", false, format!("cannot list agents: {e}")),
     }
     r
 }
@@ -237,8 +219,8 @@ mod tests {
     #[test]
     fn report_lines() {
         let mut r = Report::default();
-        r.push("database", true, "ok");
-        r.push("nats", false, "down");
+        push(&mut r, "database", true, "ok");
+        push(&mut r, "nats", false, "down");
         let text = r.to_string();
         assert!(!r.ok());
         assert!(text.contains("[FAIL] nats: down"), "{text}");

@@ -1,14 +1,19 @@
-//! Engine throughput and latency, printed as figures (no assertions):
+//! Engine throughput and latency, printed as a table (no assertions):
 //! - node executions/s with the in-process no-op executor (so the engine is measured, not process
-//!   start-up), every transition durable, for one 1,000-node DAG and for many small runs, on a
-//!   SQLite file and on PostgreSQL;
-//! - trigger → first native agent start, p50/p90 (a real process per step);
+//!   start-up), every transition committed before it is acknowledged or acted on, for one
+//!   1,000-node DAG and for 400 small runs (5 nodes each) triggered at once and one after
+//!   another, on a SQLite file and on PostgreSQL;
 //! - the engine's own cost per step: the time per step of a 200-step chain (each step waits for
 //!   the one before: claim, run, commit, in series) and the CPU time of this process per node
-//!   execution in the runs above (for PostgreSQL the server's CPU is not in it).
+//!   execution (for PostgreSQL the server's CPU is not in it);
+//! - trigger → first native agent start, p50/p99 over 100 runs (a real process per step).
+//!
+//! Each row carries the 1-minute load average when it ended (other work on the machine lowers
+//! the figures).
 //!
 //! `cargo run --release -p hybridgrid-flow-engine --example flow_bench` (PostgreSQL at
-//! `HG_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`; `--sqlite-only` skips it).
+//! `HG_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`, with
+//! `HG_BENCH_PG_WRITERS` write transactions in flight, default 4; `--sqlite-only` skips it).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use async_trait::async_trait;
@@ -22,9 +27,15 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-async fn engine(store: Arc<dyn Store>, executors: Executors, parallel: usize) -> FlowEngine {
+async fn engine(
+    store: Arc<dyn Store>,
+    executors: Executors,
+    parallel: usize,
+    writers: usize,
+) -> FlowEngine {
     let config = FlowConfig {
         max_parallel: parallel,
+        writers: Some(writers),
         poll_interval: hybridgrid_core::config::HumanDuration::from_millis(100),
         ..FlowConfig::default()
     };
@@ -101,8 +112,31 @@ fn chain(name: &str, n: usize) -> serde_json::Value {
     json!({"name": name, "nodes": nodes})
 }
 
-async fn throughput(label: &str, store: Arc<dyn Store>) {
-    let e = engine(store, Executors::noop(), 64).await;
+/// One store's figures, for the table at the end.
+#[derive(Default)]
+struct Figures {
+    store: String,
+    writers: usize,
+    /// `(scenario, node executions/s, runs/s, CPU µs per node, wall time, load average)`.
+    rows: Vec<(String, f64, Option<f64>, Option<f64>, Duration, String)>,
+    overhead: Option<Duration>,
+    /// Trigger -> first native agent start: p50, p99.
+    latency: Option<(Duration, Duration)>,
+}
+
+/// The 1-minute load average, as `uptime` prints it.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+const RUNS: usize = 400;
+
+async fn throughput(f: &mut Figures, store: Arc<dyn Store>) {
+    let label = f.store.clone();
+    let e = engine(store, Executors::noop(), 64, f.writers).await;
     agent(&e, "noop", "native", &["noop"]).await;
     let big = e
         .create_workflow(serde_json::from_value(big_dag("big")).unwrap())
@@ -120,11 +154,15 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
         .unwrap();
     wait_all(&e, &[run.run_id]).await;
     let (dt, cpu) = (t.elapsed(), cpu_time().saturating_sub(cpu));
-    println!(
-        "{label}: 1,000-node DAG: {:.0} node executions/s ({dt:.2?}; this process's CPU {:.0} µs per node)",
+    f.rows.push((
+        "1,000-node DAG".into(),
         1000.0 / dt.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / 1000.0
-    );
+        None,
+        Some(cpu.as_secs_f64() * 1e6 / 1000.0),
+        dt,
+        load(),
+    ));
+    eprintln!("{label}: 1,000-node DAG done in {dt:.2?}");
 
     let small = e
         .create_workflow(
@@ -138,10 +176,10 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let runs_n = 200;
-    // Submitted at once (as webhooks and events arrive), then one after another.
+    // Submitted at once (as webhooks and events arrive), then one after another (each trigger
+    // waits for the one before to be committed; the runs themselves overlap).
     let (t, cpu) = (Instant::now(), cpu_time());
-    let runs = futures::future::join_all((0..runs_n).map(|_| {
+    let runs = futures::future::join_all((0..RUNS).map(|_| {
         e.trigger(
             &small.id,
             json!({}),
@@ -155,15 +193,18 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
     .collect::<Vec<_>>();
     wait_all(&e, &runs).await;
     let (dt, cpu) = (t.elapsed(), cpu_time().saturating_sub(cpu));
-    println!(
-        "{label}: {runs_n} runs x 5 nodes, triggered at once: {:.0} node executions/s, {:.0} runs/s ({dt:.2?}; CPU {:.0} µs per node)",
-        (runs_n * 5) as f64 / dt.as_secs_f64(),
-        runs_n as f64 / dt.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / (runs_n * 5) as f64
-    );
-    let t = Instant::now();
+    f.rows.push((
+        format!("{RUNS} runs x 5 nodes, triggered at once"),
+        (RUNS * 5) as f64 / dt.as_secs_f64(),
+        Some(RUNS as f64 / dt.as_secs_f64()),
+        Some(cpu.as_secs_f64() * 1e6 / (RUNS * 5) as f64),
+        dt,
+        load(),
+    ));
+    eprintln!("{label}: runs at once done in {dt:.2?}");
+    let (t, cpu) = (Instant::now(), cpu_time());
     let mut runs = Vec::new();
-    for _ in 0..runs_n {
+    for _ in 0..RUNS {
         runs.push(
             e.trigger(
                 &small.id,
@@ -177,12 +218,16 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
         );
     }
     wait_all(&e, &runs).await;
-    let dt = t.elapsed();
-    println!(
-        "{label}: {runs_n} runs x 5 nodes, triggered one after another: {:.0} node executions/s, {:.0} runs/s ({dt:.2?})",
-        (runs_n * 5) as f64 / dt.as_secs_f64(),
-        runs_n as f64 / dt.as_secs_f64()
-    );
+    let (dt, cpu) = (t.elapsed(), cpu_time().saturating_sub(cpu));
+    f.rows.push((
+        format!("{RUNS} runs x 5 nodes, one after another"),
+        (RUNS * 5) as f64 / dt.as_secs_f64(),
+        Some(RUNS as f64 / dt.as_secs_f64()),
+        Some(cpu.as_secs_f64() * 1e6 / (RUNS * 5) as f64),
+        dt,
+        load(),
+    ));
+    eprintln!("{label}: runs one after another done in {dt:.2?}");
     // The engine's own time per step, in series: each step of the chain starts only once the
     // one before it is committed (claimed in the same transaction), with a no-op executor.
     let n = 200;
@@ -206,10 +251,7 @@ async fn throughput(label: &str, store: Arc<dyn Store>) {
         per_step.push(t.elapsed() / n as u32);
     }
     per_step.sort();
-    println!(
-        "{label}: engine overhead per step ({n}-step chain, in series, no-op agent): {:.0?} (median of 3)",
-        per_step[1]
-    );
+    f.overhead = Some(per_step[1]);
     e.shutdown().await;
 }
 
@@ -231,7 +273,7 @@ impl AgentExecutor for Stamp {
     }
 }
 
-async fn latency(label: &str, store: Arc<dyn Store>, work: &std::path::Path) {
+async fn latency(f: &mut Figures, store: Arc<dyn Store>, work: &std::path::Path) {
     let native = Executors::native(work);
     let inner = native.get(AgentKind::Native).unwrap().clone();
     let at = Arc::new(Mutex::new(Vec::new()));
@@ -242,7 +284,7 @@ async fn latency(label: &str, store: Arc<dyn Store>, work: &std::path::Path) {
             at: at.clone(),
         }),
     );
-    let e = engine(store, stamped, 8).await;
+    let e = engine(store, stamped, 8, f.writers).await;
     let script = work.join("agent.sh");
     std::fs::write(&script, "#!/bin/sh\necho '{}'\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -257,8 +299,7 @@ async fn latency(label: &str, store: Arc<dyn Store>, work: &std::path::Path) {
         .await
         .unwrap();
     let mut to_start = Vec::new();
-    let mut to_done = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..100 {
         at.lock().clear();
         let t = Instant::now();
         let r = e
@@ -271,60 +312,133 @@ async fn latency(label: &str, store: Arc<dyn Store>, work: &std::path::Path) {
             .await
             .unwrap();
         wait_all(&e, &[r.run_id]).await;
-        to_done.push(t.elapsed());
         to_start.push(at.lock()[0] - t);
     }
     to_start.sort();
-    to_done.sort();
-    println!(
-        "{label}: trigger -> first native agent start: p50 {:.2?}, p90 {:.2?}; trigger -> run SUCCEEDED (shell agent): p50 {:.2?}",
-        to_start[to_start.len() / 2],
-        to_start[to_start.len() * 9 / 10],
-        to_done[to_done.len() / 2]
-    );
+    let p = |q: usize| to_start[(to_start.len() * q / 100).min(to_start.len() - 1)];
+    f.latency = Some((p(50), p(99)));
     e.shutdown().await;
+}
+
+fn print_table(all: &[Figures]) {
+    println!();
+    println!(
+        "== flow engine, no-op executor (every transition committed before it is acknowledged) =="
+    );
+    println!(
+        "{:<13} {:<38} {:>14} {:>9} {:>12} {:>9} {:>5}",
+        "store", "scenario", "node execs/s", "runs/s", "CPU µs/node", "wall", "load"
+    );
+    for f in all {
+        let store = format!("{} w={}", f.store, f.writers);
+        for (scenario, rate, runs, cpu, wall, load) in &f.rows {
+            println!(
+                "{:<13} {:<38} {:>14.0} {:>9} {:>12} {:>9.2?} {:>5}",
+                store,
+                scenario,
+                rate,
+                runs.map(|r| format!("{r:.0}"))
+                    .unwrap_or_else(|| "-".into()),
+                cpu.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()),
+                wall,
+                load
+            );
+        }
+    }
+    println!();
+    println!(
+        "{:<13} {:>44} {:>36}",
+        "store", "engine overhead per step (200-step chain)", "trigger -> 1st native start p50/p99"
+    );
+    for f in all {
+        let store = format!("{} w={}", f.store, f.writers);
+        let lat = f
+            .latency
+            .map(|(a, b)| format!("{a:.2?} / {b:.2?}"))
+            .unwrap_or_else(|| "-".into());
+        let over = f
+            .overhead
+            .map(|o| format!("{o:.0?}"))
+            .unwrap_or_else(|| "-".into());
+        println!("{store:<13} {over:>44} {lat:>36}");
+    }
+    // Lines for scripts (one per figure).
+    println!();
+    for f in all {
+        for (scenario, rate, ..) in &f.rows {
+            println!("{}: {scenario}: {rate:.0} node executions/s", f.store);
+        }
+        if let Some(o) = f.overhead {
+            println!("{}: engine overhead per step: {o:.0?}", f.store);
+        }
+        if let Some((a, b)) = f.latency {
+            println!(
+                "{}: trigger -> first native agent start: p50 {a:.2?}, p99 {b:.2?}",
+                f.store
+            );
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() {
+    let writers: usize = std::env::var("HG_BENCH_PG_WRITERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(4);
+    println!("load average at start: {}", load());
     let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut all = Vec::new();
+    let mut f = Figures {
+        store: "sqlite file".into(),
+        writers: 1,
+        ..Figures::default()
+    };
     let sqlite: Arc<dyn Store> = Arc::new(
         hybridgrid_store::SqliteStore::open(dir.path().join("bench.db"))
             .await
             .unwrap(),
     );
-    throughput("sqlite file", sqlite).await;
+    throughput(&mut f, sqlite).await;
     let sqlite: Arc<dyn Store> = Arc::new(
         hybridgrid_store::SqliteStore::open(dir.path().join("lat.db"))
             .await
             .unwrap(),
     );
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    latency("sqlite file", sqlite, &work).await;
-    if std::env::args().any(|a| a == "--sqlite-only") {
-        return;
+    latency(&mut f, sqlite, &work).await;
+    all.push(f);
+    if !std::env::args().any(|a| a == "--sqlite-only") {
+        let url = std::env::var("HG_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("hgbench_{}", uuid::Uuid::new_v4().simple());
+        let pool = hybridgrid_store::PoolOptions {
+            max_connections: 16,
+            ..Default::default()
+        };
+        let pg: Arc<dyn Store> = Arc::new(
+            hybridgrid_store::PostgresStore::connect(&url, Some(&schema), pool)
+                .await
+                .unwrap(),
+        );
+        let mut f = Figures {
+            store: "postgres".into(),
+            writers,
+            ..Figures::default()
+        };
+        throughput(&mut f, pg.clone()).await;
+        latency(&mut f, pg, &work).await;
+        all.push(f);
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema}\" CASCADE"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
     }
-    let url = std::env::var("HG_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("hgbench_{}", uuid::Uuid::new_v4().simple());
-    let pool = hybridgrid_store::PoolOptions {
-        max_connections: 16,
-        ..Default::default()
-    };
-    let pg: Arc<dyn Store> = Arc::new(
-        hybridgrid_store::PostgresStore::connect(&url, Some(&schema), pool)
-            .await
-            .unwrap(),
-    );
-    throughput("postgres", pg.clone()).await;
-    latency("postgres", pg, &work).await;
-    use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&mut c)
-    .await
-    .unwrap();
+    print_table(&all);
+    println!("load average at end: {}", load());
 }

@@ -1,178 +1,33 @@
-//! The engine's background tasks: the claim loop, lease renewal, the reaper (overdue runs,
+//! The engine's background tasks: the claim loop (the write lanes, in `lanes`), lease renewal, the reaper (overdue runs,
 //! expired approvals, runs created but never started), the outbox relay and event triggers.
 
 use crate::TriggerOptions;
 use crate::core::Core;
 use crate::core::WorkflowCatalog;
-use crate::core::Write;
 use crate::plan::{pinned_of, to_approval};
-use crate::runner::{expires_at, run_step};
+use crate::runner::expires_at;
 use futures::StreamExt;
-use hybridgrid_core::store::{RunStatus, Step, StoreError};
-use hybridgrid_core::store_flow::{FlowBatch, RunFinish, StepClaim};
+use hybridgrid_core::store::RunStatus;
+use hybridgrid_core::store_flow::RunFinish;
 use hybridgrid_flow_model::{
     ApprovalStatus, DecisionRequest, FlowEventKind, FlowRunStatus, TriggerSource,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::Semaphore;
+use std::time::{Duration, SystemTime};
 use tokio::task::JoinSet;
 
-/// Most writes (ended attempts, new runs) in one transaction.
-const COMPLETION_BATCH: usize = 512;
 /// Most outbox entries published per batch.
 const OUTBOX_BATCH: usize = 256;
 /// How long a relay holds outbox entries before another may publish them.
 const OUTBOX_LEASE: Duration = Duration::from_secs(30);
 
 pub(crate) fn spawn_all(core: &Arc<Core>, catalog: WorkflowCatalog, tasks: &mut JoinSet<()>) {
-    tasks.spawn(claim_loop(core.clone()));
+    tasks.spawn(crate::lanes::claim_loop(core.clone()));
     tasks.spawn(heartbeat(core.clone()));
     tasks.spawn(reaper(core.clone(), catalog.clone()));
     tasks.spawn(relay(core.clone()));
     tasks.spawn(event_triggers(core.clone(), catalog));
-}
-
-/// The claim loop: hands claimed steps to runners (at most `max_parallel` at once) and writes
-/// the attempts they end and the runs triggered here. Writes that arrive while one is in flight
-/// queue up and go into the next transaction together, which also claims the steps they made
-/// ready, a new run's first steps among them (group commit: one commit, and one flush, per
-/// batch, and no claim round trip of its own). Writers get their result only once it is
-/// committed. Steps made ready elsewhere, due retries and expired leases
-/// are picked up by a claim of their own at least every `poll_interval`, and at once when work
-/// is made ready here.
-async fn claim_loop(core: Arc<Core>) {
-    let Some(mut ended) = core.writes_rx.lock().take() else {
-        tracing::error!("claim loop started twice");
-        return;
-    };
-    let slots = Arc::new(Semaphore::new(core.config.max_parallel.max(1)));
-    let mut running = JoinSet::new();
-    let poll = *core.config.poll_interval;
-    let mut next_poll = Instant::now();
-    let mut claim_now = true;
-    let mut first: Option<Write> = None;
-    loop {
-        while running.try_join_next().is_some() {}
-        let mut batch: Vec<Write> = first.take().into_iter().collect();
-        while batch.len() < COMPLETION_BATCH {
-            match ended.try_recv() {
-                Ok(f) => batch.push(f),
-                Err(_) => break,
-            }
-        }
-        let mut claimed = Vec::new();
-        if !batch.is_empty() {
-            // The batch's runners give their slots back as soon as they have their results.
-            let ending = batch
-                .iter()
-                .filter(|w| matches!(w, Write::Complete(_)))
-                .count();
-            let free = slots.available_permits() + ending;
-            claimed = write_batch(&core, batch, free).await;
-        }
-        if claim_now || Instant::now() >= next_poll {
-            claim_now = false;
-            next_poll = Instant::now() + poll;
-            let free = slots.available_permits().saturating_sub(claimed.len());
-            if free > 0 {
-                match core
-                    .store
-                    .claim_steps(&core.engine_id, *core.config.lease, free)
-                    .await
-                {
-                    Ok(more) => claimed.extend(more),
-                    Err(e) => tracing::warn!(error = %e, "claim_failed"),
-                }
-            }
-        }
-        let busy = !claimed.is_empty();
-        for step in claimed {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let core = core.clone();
-            running.spawn(async move {
-                run_step(core, step).await;
-                drop(permit);
-            });
-        }
-        if busy {
-            continue;
-        }
-        tokio::select! {
-            _ = core.shutdown.cancelled() => break,
-            _ = core.work.notified() => claim_now = true,
-            _ = tokio::time::sleep(next_poll.saturating_duration_since(Instant::now())) => {}
-            f = ended.recv() => match f {
-                Some(f) => first = Some(f),
-                None => break,
-            },
-        }
-    }
-    // Shutting down: attempts here are cancelled; give their steps back.
-    running.abort_all();
-    while running.join_next().await.is_some() {}
-    if let Err(e) = core.store.release_leases(&core.engine_id).await {
-        tracing::warn!(error = %e, "releasing leases at shutdown failed; they expire by themselves");
-    }
-}
-
-/// Writes a batch of new runs and ended attempts in one transaction that also claims up to
-/// `free` ready steps; answers each writer once it is committed and returns the claimed steps.
-async fn write_batch(core: &Core, batch: Vec<Write>, free: usize) -> Vec<Step> {
-    let mut launches = Vec::new();
-    let mut launch_replies = Vec::new();
-    let mut completions = Vec::new();
-    let mut replies = Vec::new();
-    for w in batch {
-        match w {
-            Write::Complete(f) => {
-                completions.push(f.completion);
-                replies.push(f.reply);
-            }
-            Write::Launch(l) => {
-                launches.push(l.launch);
-                launch_replies.push(l.reply);
-            }
-        }
-    }
-    let claim = (free > 0).then(|| StepClaim {
-        owner: core.engine_id.clone(),
-        lease: *core.config.lease,
-        limit: free,
-    });
-    let batch = FlowBatch {
-        launches,
-        completions,
-        claim,
-    };
-    match core.store.write_batch(batch).await {
-        Ok(done) => {
-            for (reply, result) in launch_replies.into_iter().zip(done.launched) {
-                let _ = reply.send(result);
-            }
-            for (reply, result) in replies.into_iter().zip(done.completed) {
-                let _ = reply.send(result);
-            }
-            done.claimed
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            let failed = || StoreError::Backend {
-                backend: "flow-engine",
-                source: reason.clone().into(),
-            };
-            for reply in launch_replies {
-                let _ = reply.send(Err(failed()));
-            }
-            for reply in replies {
-                let _ = reply.send(Err(failed()));
-            }
-            Vec::new()
-        }
-    }
 }
 
 async fn heartbeat(core: Arc<Core>) {

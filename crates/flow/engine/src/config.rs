@@ -10,6 +10,7 @@ use std::path::PathBuf;
 /// ```yaml
 /// engine_id: flow-1          # stable id: a restarted engine takes its own steps back at once
 /// max_parallel: 8            # steps this engine runs at the same time
+/// writers: 4                 # write transactions in flight at once (default 1; hg-flow: 4 on PostgreSQL)
 /// lease: 30s                 # a step's claim; renewed while it runs, taken over once expired
 /// poll_interval: 250ms       # how often to look for work other engines made ready
 /// node_timeout: 5m           # default per-attempt timeout of a node
@@ -27,6 +28,12 @@ pub struct FlowConfig {
     pub engine_id: Option<String>,
     /// Steps this engine runs at the same time (default 8).
     pub max_parallel: usize,
+    /// Write transactions the engine keeps in flight at once (unset: 1). SQLite writes one
+    /// transaction at a time, so more only wait for its lock; on PostgreSQL several let commits
+    /// overlap (the server flushes them together) and a new run does not wait behind a write in
+    /// flight: `hg-flow` uses 4 there unless configured. Each takes a pooled connection while it
+    /// writes.
+    pub writers: Option<usize>,
     /// Lease of a claimed step (default 30s), renewed every third of it while the step runs.
     pub lease: HumanDuration,
     /// How often the engine looks for steps made ready elsewhere, due retries, expired
@@ -51,6 +58,7 @@ impl Default for FlowConfig {
         Self {
             engine_id: None,
             max_parallel: 8,
+            writers: None,
             lease: HumanDuration::from_secs(30),
             poll_interval: HumanDuration::from_millis(250),
             node_timeout: HumanDuration::from_secs(300),

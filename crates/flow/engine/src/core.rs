@@ -1,5 +1,6 @@
 //! The engine's shared state and the operations the facade and the background tasks use.
 
+use crate::lanes::Lanes;
 use crate::plan::{Pinned, Plan, pinned_of};
 use crate::{Executors, FlowChange, FlowConfig, FlowError};
 use hybridgrid_core::ids::RunId;
@@ -14,7 +15,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Record kind of agents in the store.
@@ -31,11 +32,9 @@ pub(crate) struct Core {
     pub work: Notify,
     /// Wakes the outbox relay: events were written here.
     pub outbox: Notify,
-    /// Ended attempts and new runs on their way to the claim loop, which writes those that
-    /// arrive together in one transaction (and claims the steps they made ready in it).
-    pub writes: mpsc::UnboundedSender<Write>,
-    /// The claim loop's end of `writes`, taken when it starts.
-    pub writes_rx: Mutex<Option<mpsc::UnboundedReceiver<Write>>>,
+    /// Ended attempts and new runs on their way to the write lanes, which write those that
+    /// arrive together in one transaction (and claim the steps they made ready in it).
+    pub lanes: Lanes,
     pub plans: Mutex<HashMap<String, Arc<Plan>>>,
     /// Cancellation of the attempts running here, per run.
     pub running: Mutex<HashMap<String, CancellationToken>>,
@@ -45,6 +44,8 @@ pub(crate) struct Core {
 /// An ended attempt and where its written result goes.
 pub(crate) struct Finished {
     pub completion: StepCompletion,
+    /// The attempt's slot, for a step claimed in the same transaction.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
     pub reply: oneshot::Sender<Result<StepCompleted, StoreError>>,
 }
 
@@ -76,10 +77,16 @@ impl Core {
         completion: StepCompletion,
     ) -> Result<StepCompleted, StoreError> {
         let (reply, written) = oneshot::channel();
-        if let Err(mpsc::error::SendError(Write::Complete(f))) = self
-            .writes
-            .send(Write::Complete(Finished { completion, reply }))
-        {
+        let slot = self.lanes.take_slot(&(
+            completion.run.to_string(),
+            completion.name.clone(),
+            completion.attempt,
+        ));
+        if let Err(Write::Complete(f)) = self.lanes.send(Write::Complete(Finished {
+            completion,
+            slot,
+            reply,
+        })) {
             return self.store.complete_step(f.completion).await;
         }
         written.await.unwrap_or_else(|_| {
@@ -93,9 +100,7 @@ impl Core {
     /// that arrived meanwhile, whose transaction also claims its first steps).
     pub async fn launch(&self, launch: RunLaunch) -> Result<Launched, StoreError> {
         let (reply, written) = oneshot::channel();
-        if let Err(mpsc::error::SendError(Write::Launch(l))) =
-            self.writes.send(Write::Launch(Launch { launch, reply }))
-        {
+        if let Err(Write::Launch(l)) = self.lanes.send(Write::Launch(Launch { launch, reply })) {
             let done = self
                 .store
                 .write_batch(FlowBatch {

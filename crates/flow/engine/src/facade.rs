@@ -57,8 +57,8 @@ impl FlowEngine {
             .unwrap_or_else(|| format!("flow-{}", uuid::Uuid::new_v4().simple()));
         let released = store.release_leases(&engine_id).await?;
         let (changes, _) = broadcast::channel(4096);
-        let (writes, writes_rx) = tokio::sync::mpsc::unbounded_channel();
         let core = Arc::new(Core {
+            lanes: crate::lanes::Lanes::new(config.writers.unwrap_or(1)),
             config,
             engine_id: engine_id.clone(),
             store,
@@ -67,8 +67,6 @@ impl FlowEngine {
             changes,
             work: Notify::new(),
             outbox: Notify::new(),
-            writes,
-            writes_rx: Mutex::new(Some(writes_rx)),
             plans: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),

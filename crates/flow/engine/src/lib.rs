@@ -47,6 +47,7 @@ mod error;
 mod executor;
 mod facade;
 mod facade_types;
+mod lanes;
 #[cfg(feature = "llm")]
 mod llm;
 mod plan;

@@ -67,6 +67,8 @@ impl Env {
             lease: hybridgrid_core::config::HumanDuration::from_secs(2),
             poll_interval: hybridgrid_core::config::HumanDuration::from_millis(50),
             work_dir: Some(self.dir.path().join("work")),
+            // PostgreSQL: several write transactions in flight, as hg-flow runs it.
+            writers: self.schema.as_ref().map(|_| 4),
             ..FlowConfig::default()
         }
     }
