@@ -51,6 +51,8 @@ pub struct PostgresStore {
     pool: PgPool,
     schema: Option<String>,
     target: String,
+    /// None: PostgreSQL runs write transactions side by side (row locks, `SKIP LOCKED`).
+    write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl PostgresStore {
@@ -136,6 +138,7 @@ impl PostgresStore {
             pool: pg,
             schema: schema.map(str::to_owned),
             target,
+            write_gate: None,
         })
     }
 

@@ -217,6 +217,11 @@ pub(crate) struct Dialect {
     pub(crate) close_runs: &'static str,
     /// `$1` JSON array of run ids: those runs without their input document.
     pub(crate) runs_by_id: &'static str,
+    /// Run first in a transaction that need not wait for its commit to be flushed: the outbox
+    /// relay's claims and acks (a claim lost in a crash lapses; an ack lost publishes the event
+    /// again, which subscribers tolerate: delivery is at least once). `None`: the backend has
+    /// no such setting (SQLite in WAL mode does not flush at commit anyway).
+    pub(crate) relaxed_commit: Option<&'static str>,
 }
 
 /// `$1` owner, `$2` lease end, `$3` now.
@@ -237,9 +242,11 @@ macro_rules! claim_update {
 macro_rules! dialect {
     (begin: $begin:literal, key: $key:literal, pick: $pick:literal, lock: $lock:literal,
      list1: $list1:literal, list3: $list3:literal, seqs: $seqs:literal, s: $s:literal, u: $u:literal,
-     completions: $completions:literal, releases: $releases:literal, closes: $closes:literal) => {
+     completions: $completions:literal, releases: $releases:literal, closes: $closes:literal,
+     relaxed: $relaxed:expr) => {
         Dialect {
             begin_write: $begin,
+            relaxed_commit: $relaxed,
             claim_pending: concat!(
                 claim_update!(), $key, " IN (SELECT ", $pick, " FROM steps WHERE status = 'PENDING' ",
                 "AND waiting_on = 0 AND (phase IS NULL OR phase <> 'WAITING_APPROVAL') ",
@@ -309,7 +316,8 @@ pub(crate) const SQLITE: Dialect = dialect!(
         value ->> 'attempt' AS attempt FROM json_each($1)) AS c",
     releases: "(SELECT value ->> 'run_id' AS run_id, value ->> 'name' AS name, \
         value ->> 'n' AS n FROM json_each($1)) AS c",
-    closes: "(SELECT value ->> 'id' AS id, value ->> 'n' AS n FROM json_each($1)) AS c"
+    closes: "(SELECT value ->> 'id' AS id, value ->> 'n' AS n FROM json_each($1)) AS c",
+    relaxed: None
 );
 /// PostgreSQL.
 #[cfg(feature = "postgres")]
@@ -322,7 +330,8 @@ pub(crate) const POSTGRES: Dialect = dialect!(
         output jsonb, error text, detail jsonb, phase text, approval jsonb, not_before_us bigint, \
         owner text, attempt bigint)",
     releases: "jsonb_to_recordset($1::jsonb) AS c(run_id text, name text, n bigint)",
-    closes: "jsonb_to_recordset($1::jsonb) AS c(id text, n bigint)"
+    closes: "jsonb_to_recordset($1::jsonb) AS c(id text, n bigint)",
+    relaxed: Some("SET LOCAL synchronous_commit TO OFF")
 );
 
 /// How often a refused compare-and-set is re-tried when the row moved into an allowed status

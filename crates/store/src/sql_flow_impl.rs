@@ -27,18 +27,60 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::UniqueViolation))
 }
 
-type Tx = sqlx::Transaction<'static, <Row as sqlx::Row>::Database>;
+type Db = <Row as sqlx::Row>::Database;
+
+/// A write transaction, holding the store's write gate (SQLite: see `SqliteStore`) until it
+/// ends (committed, or rolled back when dropped).
+struct Tx {
+    tx: sqlx::Transaction<'static, Db>,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = <Db as sqlx::Database>::Connection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
 
 impl StoreTy {
     async fn begin_write(&self, doing: &str) -> Result<Tx, StoreError> {
-        self.pool
+        // Writers queue here, in order, before they take a connection, instead of polling the
+        // database's lock (SQLite's busy handler sleeps 1, 2, 5, 10 … ms between tries).
+        let gate = match &self.write_gate {
+            Some(g) => Some(g.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self
+            .pool
             .begin_with(super::DIALECT.begin_write)
             .await
-            .map_err(|e| self.err(format!("{doing}: beginning a transaction"), None, e))
+            .map_err(|e| self.err(format!("{doing}: beginning a transaction"), None, e))?;
+        Ok(Tx { tx, _gate: gate })
+    }
+
+    /// A transaction whose commit need not be flushed before it returns (see
+    /// `Dialect::relaxed_commit`): only for the outbox relay's bookkeeping, never a transition.
+    async fn begin_relaxed(&self, doing: &str) -> Result<Tx, StoreError> {
+        let mut tx = self.begin_write(doing).await?;
+        if let Some(set) = super::DIALECT.relaxed_commit {
+            sqlx::query(set)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(format!("{doing}: {set}"), None, e))?;
+        }
+        Ok(tx)
     }
 
     async fn commit(&self, tx: Tx, doing: &str) -> Result<(), StoreError> {
-        tx.commit()
+        tx.tx
+            .commit()
             .await
             .map_err(|e| self.err(format!("{doing}: committing"), None, e))
     }
@@ -438,14 +480,17 @@ impl StoreTy {
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let now = now_micros();
+        let doing = format!("claiming outbox entries for {owner}");
+        let mut tx = self.begin_relaxed(&doing).await?;
         let rows = sqlx::query(super::DIALECT.claim_outbox)
             .bind(owner)
             .bind(now.saturating_add(micros_of(lease)))
             .bind(now)
             .bind(limit_of(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(|e| self.err(format!("claiming outbox entries for {owner}"), None, e))?;
+            .map_err(|e| self.err(doing.clone(), None, e))?;
+        self.commit(tx, &doing).await?;
         let mut out = rows
             .iter()
             .map(|r| {

@@ -649,11 +649,13 @@ impl StoreTy {
         if seqs.is_empty() {
             return Ok(());
         }
+        let doing = format!("removing {} published events", seqs.len());
+        let mut tx = self.begin_relaxed(&doing).await?;
         sqlx::query(super::DIALECT.ack_outbox)
             .bind(serde_json::Value::from(seqs.to_vec()))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| self.err(format!("removing {} published events", seqs.len()), None, e))?;
-        Ok(())
+            .map_err(|e| self.err(doing.clone(), None, e))?;
+        self.commit(tx, &doing).await
     }
 }

@@ -24,6 +24,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SqliteStore {
     pool: SqlitePool,
     target: String,
+    /// Taken by the durable-DAG write transactions of this store for as long as they run:
+    /// SQLite has one writer at a time, and waiting here (in order) beats its busy handler.
+    write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl SqliteStore {
@@ -94,6 +97,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             target: location,
+            write_gate: Some(Default::default()),
         })
     }
 

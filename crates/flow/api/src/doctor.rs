@@ -56,7 +56,7 @@ async fn check_agent(a: &AgentSpec, env: &dyn EnvSource) -> (Verdict, String) {
             None => (Verdict::Fail, "native agent has no command".into()),
             Some(p) if on_path(p, env) => (Verdict::Ok, format!("command {p} found")),
             Some(p) => (
-                false,
+                Verdict::Fail,
                 format!(
                     "command {p} is not an executable file (nor on PATH): install it or fix the agent's command"
                 ),
@@ -67,7 +67,7 @@ async fn check_agent(a: &AgentSpec, env: &dyn EnvSource) -> (Verdict, String) {
             Some(img) => match image_present(img).await {
                 Ok(true) => (Verdict::Ok, format!("image {img} present")),
                 Ok(false) => (
-                    false,
+                    Verdict::Fail,
                     format!(
                         "image {img} is not in the local Docker engine: build or load it (no registry pulls)"
                     ),

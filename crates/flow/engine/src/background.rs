@@ -19,6 +19,8 @@ use tokio::task::JoinSet;
 
 /// Most outbox entries published per batch.
 const OUTBOX_BATCH: usize = 256;
+/// How long the relay, woken by new events, waits for more before it publishes them.
+const RELAY_GATHER: Duration = Duration::from_millis(5);
 /// How long a relay holds outbox entries before another may publish them.
 const OUTBOX_LEASE: Duration = Duration::from_secs(30);
 
@@ -185,7 +187,14 @@ async fn relay(core: Arc<Core>) {
         }
         tokio::select! {
             _ = core.shutdown.cancelled() => return,
-            _ = core.outbox.notified() => {}
+            _ = core.outbox.notified() => {
+                // Let the events of the transitions committing meanwhile join this batch: one
+                // claim and one ack for many events, not two transactions per transition.
+                tokio::select! {
+                    _ = core.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(RELAY_GATHER) => {}
+                }
+            }
             _ = tokio::time::sleep(*core.config.poll_interval * 2) => {}
         }
     }

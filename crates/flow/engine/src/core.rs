@@ -82,11 +82,12 @@ impl Core {
             completion.name.clone(),
             completion.attempt,
         ));
-        if let Err(Write::Complete(f)) = self.lanes.send(Write::Complete(Finished {
+        if let Err(w) = self.lanes.send(Write::Complete(Finished {
             completion,
             slot,
             reply,
-        })) {
+        })) && let Write::Complete(f) = *w
+        {
             return self.store.complete_step(f.completion).await;
         }
         written.await.unwrap_or_else(|_| {
@@ -100,7 +101,9 @@ impl Core {
     /// that arrived meanwhile, whose transaction also claims its first steps).
     pub async fn launch(&self, launch: RunLaunch) -> Result<Launched, StoreError> {
         let (reply, written) = oneshot::channel();
-        if let Err(Write::Launch(l)) = self.lanes.send(Write::Launch(Launch { launch, reply })) {
+        if let Err(w) = self.lanes.send(Write::Launch(Launch { launch, reply }))
+            && let Write::Launch(l) = *w
+        {
             let done = self
                 .store
                 .write_batch(FlowBatch {

@@ -70,7 +70,7 @@ impl Lanes {
     }
 
     /// Queues `w` on its lane; gives it back when the lanes have stopped.
-    pub(crate) fn send(&self, w: Write) -> Result<(), Write> {
+    pub(crate) fn send(&self, w: Write) -> Result<(), Box<Write>> {
         let lane = match &w {
             Write::Complete(f) => self.of_run(f.completion.run.as_str()),
             Write::Launch(_) => self.least_busy(),
@@ -78,7 +78,7 @@ impl Lanes {
         self.load[lane].fetch_add(1, Ordering::Relaxed);
         self.inboxes[lane].send(w).map_err(|e| {
             self.load[lane].fetch_sub(1, Ordering::Relaxed);
-            e.0
+            Box::new(e.0)
         })
     }
 
