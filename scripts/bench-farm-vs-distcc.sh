@@ -75,7 +75,7 @@ run() { # tool -> wall seconds on stdout
   esac
 }
 # Busy jiffies (all but idle and iowait) of cores 0 and 1, to show which core a tool left idle.
-busy() { awk '/^cpu[01] /{printf "%d ", $2+$3+$4+$7+$8}' /proc/stat; }
+busy() { awk '/^cpu[01] /{printf "%d ", $2+$3+$4+$7+$8} END {print ""}' /proc/stat; }
 declare -A walls differ cores
 for r in $(seq "$ROUNDS"); do
   for t in "${tools[@]}"; do

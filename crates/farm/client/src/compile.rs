@@ -203,7 +203,7 @@ pub async fn compile(
                 return Ok(Step::RunLocal(served));
             }
             Ok((client, slots)) => {
-                if prefer_local(cfg, slots)
+                if slots.free == 0
                     && let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
                 {
                     if let Some((c, mkey)) = depend {
@@ -327,16 +327,6 @@ pub async fn compile(
         outcome,
     )
     .await
-}
-
-/// Whether a compile that needs no text made for it (no cache, or a depend-mode miss) should take
-/// an idle local core rather than a farm slot: always when the farm has no slot free; and while
-/// the farm is already working and the local cores are not all busy feeding it (every
-/// preprocessing slot taken), as a local core finishes this compile no later than a remote slot
-/// shared with the farm's running tasks would, and with no transfer. An idle farm gets the task:
-/// a single compile, or the first of a build, goes there.
-fn prefer_local(cfg: &FarmConfig, slots: Slots) -> bool {
-    slots.free == 0 || (slots.busy() > 0 && !local_slots::preprocessing_busy(cfg.client.local_jobs))
 }
 
 /// The connection made before preprocessing, else a new one.

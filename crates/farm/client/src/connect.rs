@@ -22,13 +22,6 @@ pub(crate) struct Slots {
     pub(crate) total: u32,
 }
 
-impl Slots {
-    /// Slots running a task now.
-    pub(crate) fn busy(self) -> u32 {
-        self.total.saturating_sub(self.free)
-    }
-}
-
 /// Why the coordinator could not be used; `reason` is the fallback reason counted.
 #[derive(Debug)]
 pub(crate) struct ConnectFailure {

@@ -105,16 +105,6 @@ pub fn try_acquire_choice(local_jobs: u32) -> Option<LocalSlot> {
     try_take(&dir, Work::Compile, bound(local_jobs).max(1))
 }
 
-/// Whether every preprocessing slot is taken now: the local cores are busy feeding the farm, so a
-/// compile had better go there than take a local core from the preprocessors.
-pub fn preprocessing_busy(local_jobs: u32) -> bool {
-    let dir = slots_dir();
-    // Each probe's lock is released when its file closes, at once.
-    !(0..bound(local_jobs).max(1)).any(|i| {
-        open_slot(&dir, Work::Preprocess.prefix(), i).is_some_and(|f| f.try_lock().is_ok())
-    })
-}
-
 /// Takes one of the `client.local_jobs` compile slots (0: one per local CPU), waiting for one
 /// to free up. `None` when the slot files cannot be used (then local work is not bounded, as in
 /// a plain build).
