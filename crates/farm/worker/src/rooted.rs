@@ -259,3 +259,104 @@ impl Rooted {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hybridgrid_farm_protocol::RootedManifest;
+
+    fn rooted() -> Rooted {
+        Rooted {
+            executor: Arc::new(NativeExecutor::new(hybridgrid_executors::NativeConfig {
+                work_root: std::env::temp_dir(),
+                path: None,
+            })),
+            binds: vec!["/usr/include".into(), "/usr/lib".into()],
+        }
+    }
+
+    fn request(system: Vec<(String, String)>, shipped: &str) -> TaskSpec {
+        let manifest = RootedManifest {
+            cwd: "/home/me/proj".into(),
+            system,
+        };
+        let mut spec = TaskSpec::new(
+            "clang -O2 -g -MD -c src/a.c -o a.o"
+                .split(' ')
+                .map(str::to_owned)
+                .collect(),
+            std::time::Duration::from_secs(10),
+        );
+        spec.inputs = vec![
+            InputFile {
+                path: ROOTED_MANIFEST.into(),
+                contents: manifest.encode().into(),
+                executable: false,
+            },
+            InputFile {
+                path: shipped.into(),
+                contents: b"int x;\n".to_vec().into(),
+                executable: false,
+            },
+        ];
+        spec
+    }
+
+    fn limits_h() -> (String, String) {
+        let path = "/usr/include/limits.h";
+        let digest = file_digest(&std::fs::read(path).expect("limits.h"));
+        (path.to_owned(), digest)
+    }
+
+    #[test]
+    fn the_original_command_runs_at_the_clients_paths() {
+        let spec = request(vec![limits_h()], "root/home/me/proj/src/a.c");
+        let task = rooted()
+            .compile_spec(spec, Path::new("/usr/bin/clang"))
+            .expect("accepted");
+        assert_eq!(
+            task.command.join(" "),
+            "/usr/bin/clang -O2 -g -c -x c src/a.c -o /.hg-tmp/out.o"
+        );
+        assert_eq!(task.cwd.as_deref(), Some("root/home/me/proj"));
+        assert_eq!(task.outputs, vec!["root/.hg-tmp/out.o".to_owned()]);
+        assert_eq!(
+            task.env.get("PWD").map(String::as_str),
+            Some("/home/me/proj")
+        );
+        assert_eq!(task.inputs.len(), 1);
+        assert_eq!(task.inputs[0].path, "root/home/me/proj/src/a.c");
+    }
+
+    #[test]
+    fn a_header_that_differs_here_is_a_mismatch() {
+        let (path, _) = limits_h();
+        let spec = request(vec![(path, "00".into())], "root/home/me/proj/src/a.c");
+        let (kind, message) = rooted()
+            .compile_spec(spec, Path::new("/usr/bin/clang"))
+            .expect_err("refused");
+        assert_eq!(kind, Kind::ToolchainUnavailable);
+        assert!(message.starts_with(ROOTED_HEADER_MISMATCH), "{message}");
+    }
+
+    #[test]
+    fn paths_the_binds_would_hide_or_not_cover_are_refused() {
+        for (system, shipped) in [
+            // A "system" header outside the bound directories: the worker would not see it.
+            (
+                vec![("/etc/passwd".to_owned(), "00".to_owned())],
+                "root/home/me/proj/a.c",
+            ),
+            // A shipped file beneath a bound directory: the bind would hide it.
+            (vec![], "root/usr/include/a.h"),
+            // A shipped file outside the root.
+            (vec![], "elsewhere/a.h"),
+        ] {
+            let spec = request(system, shipped);
+            let (kind, _) = rooted()
+                .compile_spec(spec, Path::new("/usr/bin/clang"))
+                .expect_err(shipped);
+            assert_eq!(kind, Kind::InvalidSpec, "{shipped}");
+        }
+    }
+}
