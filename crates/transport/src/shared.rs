@@ -20,22 +20,9 @@ impl<T: Message> Encoder for SharedEncoder<T> {
     type Error = Status;
 
     fn encode(&mut self, item: Arc<T>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        // One allocation of the exact size, whatever the size of the preprocessed text.
-        dst.reserve(item.encoded_len());
         item.encode(dst)
             .map_err(|e| Status::internal(format!("encoding the request: {e}")))
     }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        small_buffers()
-    }
-}
-
-/// Buffers per call start small (tonic's default is 8 KiB each way): the encoder reserves the
-/// message's exact size itself and the decoder grows with what arrives, so a coordinator
-/// forwarding thousands of calls a second does not churn 8 KiB blocks through the allocator.
-fn small_buffers() -> BufferSettings {
-    BufferSettings::new(512, 32 * 1024)
 }
 
 impl<T, U> Codec for SharedCodec<T, U>
@@ -53,7 +40,7 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstDecoder::new(small_buffers())
+        tonic_prost::ProstDecoder::new(BufferSettings::default())
     }
 }
 
