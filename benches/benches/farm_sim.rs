@@ -149,9 +149,14 @@ fn main() {
     );
 
     let (latencies, makespan, cpu_ticks) = rest_rt.block_on(async {
+        // One connection per `hgbuild` process in a real build; here enough connections that
+        // the coordinator's per-connection stream limit (coordinator.concurrency_per_connection)
+        // never caps the tasks in flight below the farm's slots.
+        let per_conn = (cfg.coordinator.concurrency_per_connection / 2).max(1);
+        let conns = (workers * slots).div_ceil(per_conn).max(8);
         let channels: Vec<_> = {
             let mut v = Vec::new();
-            for _ in 0..8 {
+            for _ in 0..conns {
                 let ch = tonic::transport::Endpoint::from_shared(format!("http://{coord_addr}"))
                     .expect("url")
                     .tcp_nodelay(true)
@@ -162,6 +167,10 @@ fn main() {
             }
             v
         };
+        println!(
+            "{conns} client connections, at most {} calls each",
+            (workers * slots).div_ceil(conns)
+        );
         let inflight = Arc::new(tokio::sync::Semaphore::new(workers * slots));
         let cpu0 = thread_cpu_ticks("hg-coord-rt");
         let t0 = Instant::now();

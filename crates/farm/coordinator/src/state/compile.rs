@@ -83,10 +83,11 @@ impl CoordinatorState {
         caller: &Caller,
     ) -> Result<pb::CompileResponse, Status> {
         check_version(req.protocol_version, "client")?;
-        let toolchain: Toolchain = req
-            .toolchain
-            .ok_or_else(|| Status::invalid_argument("malformed message: missing field toolchain"))?
-            .into();
+        // The wire toolchain goes to the worker as it came; one converted copy is for placement.
+        let wire_toolchain = req.toolchain.ok_or_else(|| {
+            Status::invalid_argument("malformed message: missing field toolchain")
+        })?;
+        let toolchain: Toolchain = wire_toolchain.clone().into();
         let mut spec = req
             .spec
             .ok_or_else(|| Status::invalid_argument("malformed message: missing field spec"))?;
@@ -132,7 +133,7 @@ impl CoordinatorState {
         let request = Arc::new(pb::ExecuteRequest {
             protocol_version: PROTOCOL_VERSION,
             spec: Some(spec),
-            toolchain: Some(toolchain.clone().into()),
+            toolchain: Some(wire_toolchain),
         });
         let received = Instant::now();
         let Ok(_admitted) = tokio::time::timeout(MAX_QUEUE_WAIT, self.admission.acquire())
@@ -149,8 +150,9 @@ impl CoordinatorState {
                 ),
             ));
         };
+        let toolchain_text = |t: &Toolchain| format!("{} {} {}", t.name, t.version, t.target);
         let mut placement_req = PlacementRequest {
-            toolchain: Some(toolchain.clone()),
+            toolchain: Some(toolchain),
             ..Default::default()
         };
         if rooted {
@@ -175,8 +177,12 @@ impl CoordinatorState {
                     return Ok(fallback(
                         reason.as_str(),
                         format!(
-                            "{reason} (toolchain {} {} {})",
-                            toolchain.name, toolchain.version, toolchain.target
+                            "{reason} (toolchain {})",
+                            placement_req
+                                .toolchain
+                                .as_ref()
+                                .map(toolchain_text)
+                                .unwrap_or_default()
                         ),
                     ));
                 }
