@@ -226,27 +226,14 @@ pub async fn compile(
             }
         }
     }
-    // Preprocess locally; this also writes the depfile exactly as the plain compile would.
-    // Local work is bounded across the build's wrapper processes (`client.local_jobs`); the
-    // preprocessors have their own slots, so feeding the farm never waits behind a local compile.
-    let slot = local_slots::acquire_for(local_slots::Work::Preprocess, cfg.client.local_jobs);
-    let pre = Command::new(compiler)
-        .args(job.preprocess_args())
-        .output()
-        .map_err(|source| ClientError::Spawn {
-            program: compiler.display().to_string(),
-            source,
-        })?;
-    drop(slot);
-    if !pre.status.success() || !pre.stderr.is_empty() {
-        // Errors or warnings from the preprocessor: the local compiler shows them exactly.
+    let Some(text) = preprocess_for_farm(cfg, compiler, &job)? else {
         return Ok(Step::RunLocal(Served::LocalDiagnostics));
-    }
+    };
     // What is shipped and keyed: clang's text gains its -D/-U macros and, with debug info, the
     // directories it records (GCC's text is used as it is).
     let shipped = hybridgrid_compiler::compile_dir()
         .ok()
-        .and_then(|dir| job.ship_text(pre.stdout, &dir).ok());
+        .and_then(|dir| job.ship_text(text, &dir).ok());
     let Some(shipped) = shipped else {
         return Ok(Step::RunLocal(Served::LocalOnly {
             reason: "unexpected_text".into(),
@@ -327,6 +314,28 @@ pub async fn compile(
         outcome,
     )
     .await
+}
+
+/// Preprocesses `job` locally for the farm, returning the text; this also writes the depfile
+/// exactly as the plain compile would. Local work is bounded across the build's wrapper processes
+/// (`client.local_jobs`); the preprocessors have their own slots, so feeding the farm never waits
+/// behind a local compile. `None`: the preprocessor failed or printed something, and the local
+/// compiler must run to show it exactly.
+pub(crate) fn preprocess_for_farm(
+    cfg: &FarmConfig,
+    compiler: &Path,
+    job: &CompileJob,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    let slot = local_slots::acquire_for(local_slots::Work::Preprocess, cfg.client.local_jobs);
+    let pre = Command::new(compiler)
+        .args(job.preprocess_args())
+        .output()
+        .map_err(|source| ClientError::Spawn {
+            program: compiler.display().to_string(),
+            source,
+        })?;
+    drop(slot);
+    Ok((pre.status.success() && pre.stderr.is_empty()).then_some(pre.stdout))
 }
 
 /// The connection made before preprocessing, else a new one.

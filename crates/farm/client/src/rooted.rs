@@ -17,7 +17,7 @@ use crate::notice::notice;
 use crate::paths::{toolchain_memo_dir, write_atomic};
 use crate::stats::Served;
 use crate::step::Step;
-use crate::{local_slots, toolchain};
+use crate::toolchain;
 use hybridgrid_compiler::{CompileJob, CompilerKind, Invocation};
 use hybridgrid_core::{PROTOCOL_VERSION, TaskId, Toolchain};
 use hybridgrid_farm_protocol::config::FarmConfig;
@@ -27,7 +27,6 @@ use hybridgrid_farm_protocol::{
 use hybridgrid_transport::pb;
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 
 /// The reason counted when a DWARF 5 compile stays here because it cannot run rooted.
 const LOCAL_REASON: &str = "debug_file_checksums";
@@ -73,19 +72,10 @@ pub(crate) async fn compile(
         }
     };
     // Preprocess locally: the inputs' names, and the depfile exactly as the plain compile writes it.
-    let slot = local_slots::acquire(cfg.client.local_jobs);
-    let pre = Command::new(compiler)
-        .args(job.preprocess_args())
-        .output()
-        .map_err(|source| ClientError::Spawn {
-            program: compiler.display().to_string(),
-            source,
-        })?;
-    drop(slot);
-    if !pre.status.success() || !pre.stderr.is_empty() {
+    let Some(text) = crate::compile::preprocess_for_farm(cfg, compiler, &job)? else {
         return Ok(Step::RunLocal(Served::LocalDiagnostics));
-    }
-    let Some((inputs, manifest)) = inputs(&pre.stdout, &cwd) else {
+    };
+    let Some((inputs, manifest)) = inputs(&text, &cwd) else {
         return Ok(local(LOCAL_REASON));
     };
     let mut command = vec![toolchain.name.clone()];
