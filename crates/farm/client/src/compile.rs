@@ -452,6 +452,47 @@ enum RemoteResult {
     NeedsDiagnostics,
 }
 
+/// Sends one Compile request to the coordinator. A failed call is noticed (log only) and
+/// becomes the fallback reason: `protocol_mismatch` when the coordinator refused the request,
+/// else `coordinator_error`.
+pub(crate) async fn send_compile(
+    client: &mut Coordinator,
+    toolchain: &Toolchain,
+    spec: pb::TaskSpec,
+) -> Result<pb::CompileResponse, String> {
+    let resp = client
+        .compile(pb::CompileRequest {
+            protocol_version: PROTOCOL_VERSION,
+            toolchain: Some(toolchain.clone().into()),
+            spec: Some(spec),
+            client_id: String::new(),
+        })
+        .await;
+    match resp {
+        Ok(r) => Ok(r.into_inner()),
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            notice(
+                "coordinator",
+                &format!(
+                    "coordinator refused the request: {}; compiled locally",
+                    status.message()
+                ),
+            );
+            Err("protocol_mismatch".into())
+        }
+        Err(status) => {
+            notice(
+                "coordinator",
+                &format!(
+                    "remote compile failed: {}; compiled locally",
+                    status.message()
+                ),
+            );
+            Err("coordinator_error".into())
+        }
+    }
+}
+
 /// Ships the preprocessed text; returns the fallback reason when the farm could not compile it.
 async fn remote_compile(
     cfg: &FarmConfig,
@@ -484,37 +525,7 @@ async fn remote_compile(
         timeout_ms: cfg.client.compile_timeout.as_millis() as u64,
         ..Default::default()
     };
-    let resp = client
-        .compile(pb::CompileRequest {
-            protocol_version: PROTOCOL_VERSION,
-            toolchain: Some(toolchain.clone().into()),
-            spec: Some(spec),
-            client_id: String::new(),
-        })
-        .await;
-    let resp = match resp {
-        Ok(r) => r.into_inner(),
-        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-            notice(
-                "coordinator",
-                &format!(
-                    "coordinator refused the request: {}; compiled locally",
-                    status.message()
-                ),
-            );
-            return Err("protocol_mismatch".into());
-        }
-        Err(status) => {
-            notice(
-                "coordinator",
-                &format!(
-                    "remote compile failed: {}; compiled locally",
-                    status.message()
-                ),
-            );
-            return Err("coordinator_error".into());
-        }
-    };
+    let resp = send_compile(&mut client, toolchain, spec).await?;
     use pb::compile_response::Result as R;
     match resp.result {
         Some(R::Completed(done)) => {

@@ -19,7 +19,7 @@ use crate::stats::Served;
 use crate::step::Step;
 use crate::toolchain;
 use hybridgrid_compiler::{CompileJob, CompilerKind, Invocation};
-use hybridgrid_core::{PROTOCOL_VERSION, TaskId, Toolchain};
+use hybridgrid_core::{TaskId, Toolchain};
 use hybridgrid_farm_protocol::config::FarmConfig;
 use hybridgrid_farm_protocol::{
     OBJECT_OUTPUT, ROOTED_MANIFEST, ROOTED_PREFIX, RootedManifest, file_digest,
@@ -161,30 +161,9 @@ async fn remote(
             reason: reason.to_owned(),
         })
     };
-    let resp = client
-        .compile(pb::CompileRequest {
-            protocol_version: PROTOCOL_VERSION,
-            toolchain: Some(toolchain.clone().into()),
-            spec: Some(spec),
-            client_id: String::new(),
-        })
-        .await;
-    let resp = match resp {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
-            notice(
-                "coordinator",
-                &format!(
-                    "remote compile failed: {}; compiled locally",
-                    status.message()
-                ),
-            );
-            return fallback(if status.code() == tonic::Code::FailedPrecondition {
-                "protocol_mismatch"
-            } else {
-                "coordinator_error"
-            });
-        }
+    let resp = match crate::compile::send_compile(&mut client, toolchain, spec).await {
+        Ok(resp) => resp,
+        Err(reason) => return fallback(&reason),
     };
     use pb::compile_response::Result as R;
     match resp.result {
