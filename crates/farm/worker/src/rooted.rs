@@ -11,7 +11,7 @@
 
 use crate::sandbox::read_only_dirs;
 use crate::service::{LocalToolchain, WorkerState};
-use crate::spec::{MAX_OBJECT_BYTES, MAX_STREAM_BYTES, RequestError, validate_compile_args};
+use crate::spec::{RequestError, bounded_limits, validate_compile_args};
 use hybridgrid_core::{CancellationToken, Executor, InputFile, TaskSpec};
 use hybridgrid_executors::{NativeExecutor, ROOT_DIR, Sandbox};
 use hybridgrid_farm_protocol::config::FarmConfig;
@@ -252,10 +252,7 @@ impl Rooted {
             cwd: Some(in_root(&manifest.cwd)),
             image: None,
             timeout: spec.timeout,
-            limits: hybridgrid_core::OutputLimits {
-                max_stream_bytes: spec.limits.max_stream_bytes.min(MAX_STREAM_BYTES),
-                max_file_bytes: spec.limits.max_file_bytes.min(MAX_OBJECT_BYTES),
-            },
+            limits: bounded_limits(&spec.limits),
         })
     }
 }

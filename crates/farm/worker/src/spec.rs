@@ -83,6 +83,17 @@ pub(crate) const MAX_STREAM_BYTES: usize = 4 << 20;
 /// Largest object a worker returns (the reply must stay under the gRPC message limit).
 pub(crate) const MAX_OBJECT_BYTES: usize = 128 << 20;
 
+/// The worker's own output bounds, whatever the request asked: the whole reply must fit in one
+/// gRPC message.
+pub(crate) fn bounded_limits(
+    asked: &hybridgrid_core::OutputLimits,
+) -> hybridgrid_core::OutputLimits {
+    hybridgrid_core::OutputLimits {
+        max_stream_bytes: asked.max_stream_bytes.min(MAX_STREAM_BYTES),
+        max_file_bytes: asked.max_file_bytes.min(MAX_OBJECT_BYTES),
+    }
+}
+
 /// Checks the derived command: apart from the worker's own input, output and prefix maps, no word
 /// may name an absolute path or climb out with `..` in a value (`-f...=/path`, `-Wa,-a=/path`,
 /// `-foptimization-record-file=../../x`): code-generation flags must not make the compiler read or
@@ -207,12 +218,7 @@ pub(crate) fn compile_spec(
         cwd: Some(rel(&cmd.cwd)?),
         image: None,
         timeout: spec.timeout,
-        // The worker's own bounds, whatever the request asked: the whole reply must fit in one
-        // gRPC message.
-        limits: hybridgrid_core::OutputLimits {
-            max_stream_bytes: spec.limits.max_stream_bytes.min(MAX_STREAM_BYTES),
-            max_file_bytes: spec.limits.max_file_bytes.min(MAX_OBJECT_BYTES),
-        },
+        limits: bounded_limits(&spec.limits),
     })
 }
 
