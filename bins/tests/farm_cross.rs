@@ -245,11 +245,7 @@ fn program_through_the_farm(c: &Cross) {
         .arg(&build)
         .arg(format!("CC={}", c.gcc_name())));
     assert_eq!(code, 0, "farm cross build failed: {err}");
-    assert!(
-        err.contains(&format!("{} compiled remotely", stems.len())),
-        "summary: {err}"
-    );
-    assert!(err.contains(" 0 local fallbacks"), "summary: {err}");
+    assert_farm_served(&err, stems.len());
     assert_same_outputs(&plain, &build, &stems);
 
     let s = stats(&coord.http);

@@ -362,3 +362,29 @@ pub fn hgbuild(dir: &Path, coord_grpc: &str) -> Command {
 
 #[allow(unused_imports)]
 pub use hybridgrid_testkit::redis::RedisPrefix;
+
+/// The `hgbuild` summary's counts (from its stderr, or `--stats`): compiles run on the farm and
+/// compiles the client ran on its own cores by choice (a farm CPU was busy and a local one idle).
+/// Asserts that together they served all `n` compiles, none fell back, and at least one was
+/// remote; returns the remote count.
+#[allow(dead_code)]
+pub fn assert_farm_served(summary: &str, n: usize) -> usize {
+    let count = |label: &str| -> Option<usize> {
+        let line = summary
+            .lines()
+            .rev()
+            .find(|l| l.contains("compiled remotely"))?;
+        let at = line.find(label)?;
+        line[..at]
+            .split([' ', ','])
+            .rfind(|w| !w.is_empty())?
+            .parse()
+            .ok()
+    };
+    let remote = count(" compiled remotely").unwrap_or(0);
+    let by_choice = count(" on local cores by choice").unwrap_or(0);
+    assert_eq!(remote + by_choice, n, "summary: {summary}");
+    assert!(remote >= 1, "no compile went to the farm: {summary}");
+    assert!(summary.contains(" 0 local fallbacks"), "summary: {summary}");
+    remote
+}

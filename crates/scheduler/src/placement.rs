@@ -106,6 +106,8 @@ pub struct WorkerStats {
     pub source: DiscoverySource,
     /// Tasks it runs at once.
     pub slots: u32,
+    /// CPUs it has (its capabilities).
+    pub cpus: u32,
     /// Tasks placed on it and not yet finished.
     pub in_flight: u32,
     /// Tasks it finished successfully.
@@ -510,6 +512,7 @@ impl Registry {
                     addr: e.info.addr.clone(),
                     source: e.info.source,
                     slots: l.slots.load(Ordering::Relaxed),
+                    cpus: e.info.capabilities.cpus,
                     in_flight: l.in_flight.load(Ordering::Relaxed),
                     done: l.done.load(Ordering::Relaxed),
                     failed: l.failed.load(Ordering::Relaxed),

@@ -203,7 +203,7 @@ pub async fn compile(
                 return Ok(Step::RunLocal(served));
             }
             Ok((client, slots)) => {
-                if slots.free == 0
+                if slots.local_is_faster()
                     && let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
                 {
                     if let Some((c, mkey)) = depend {
@@ -281,9 +281,9 @@ pub async fn compile(
                 (Some(shipped), Err(e.reason.to_owned()))
             }
             Ok((client, slots)) => {
-                // The local cores are farm capacity: with no remote slot free at once, an idle
-                // local core compiles this one, overlapping the remote compiles.
-                if slots.free == 0
+                // The local cores are farm capacity: with no remote slot or CPU free at once, an
+                // idle local core compiles this one, overlapping the remote compiles.
+                if slots.local_is_faster()
                     && let Some(_choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
                 {
                     return compile_by_choice(

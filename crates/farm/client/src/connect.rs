@@ -20,6 +20,20 @@ pub(crate) struct Slots {
     pub(crate) free: u32,
     /// In all (free or running a task).
     pub(crate) total: u32,
+    /// CPUs no task holds now; with `total_cpus` 0 (an older coordinator), not known.
+    pub(crate) free_cpus: u32,
+    /// CPUs in all.
+    pub(crate) total_cpus: u32,
+}
+
+impl Slots {
+    /// Whether a compile is predicted to finish sooner on an idle local core than on the farm:
+    /// no slot is free at once, or every farm CPU already runs a task, so this one would share a
+    /// CPU with another (a worker offers more slots than CPUs to hide transfers, not to compile
+    /// faster).
+    pub(crate) fn local_is_faster(&self) -> bool {
+        self.free == 0 || (self.total_cpus > 0 && self.free_cpus == 0)
+    }
 }
 
 /// Why the coordinator could not be used; `reason` is the fallback reason counted.
@@ -103,6 +117,8 @@ pub(crate) async fn connect(cfg: &FarmConfig) -> Result<(Coordinator, Slots), Co
             Slots {
                 free: hello.free_slots,
                 total: hello.total_slots,
+                free_cpus: hello.free_cpus,
+                total_cpus: hello.total_cpus,
             },
         ))
     };

@@ -32,12 +32,15 @@ impl coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::HelloResponse>, Status> {
         self.0.security.authorize_client(&req)?;
         check_version(req.into_inner().protocol_version, "client")?;
-        let (total, free) = self.0.slot_totals();
+        let c = self.0.capacity();
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(Response::new(pb::HelloResponse {
             protocol_version: PROTOCOL_VERSION,
             coordinator_id: self.0.id().to_owned(),
-            free_slots: free.min(u64::from(u32::MAX)) as u32,
-            total_slots: total.min(u64::from(u32::MAX)) as u32,
+            free_slots: clamp(c.free_slots),
+            total_slots: clamp(c.total_slots),
+            free_cpus: clamp(c.free_cpus),
+            total_cpus: clamp(c.total_cpus),
         }))
     }
 

@@ -317,6 +317,13 @@ pub struct HelloResponse {
     pub free_slots: u32,
     #[prost(uint32, tag = "4")]
     pub total_slots: u32,
+    /// CPUs across the same workers, and how many of them no task holds now (sum over workers of
+    /// cpus - in_flight, floored at 0): a task placed when none is free shares a CPU with another,
+    /// so a client with an idle core compiles it there. 0 total: not known (an older coordinator).
+    #[prost(uint32, tag = "5")]
+    pub free_cpus: u32,
+    #[prost(uint32, tag = "6")]
+    pub total_cpus: u32,
 }
 /// Generated client implementations.
 pub mod coordinator_client {

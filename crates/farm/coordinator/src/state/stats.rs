@@ -188,17 +188,23 @@ impl CoordinatorState {
     }
 
     /// (total, free) slots on workers that are up (in the registry) and whose circuit is not open.
-    /// Cheap enough for `Hello`, which every compile sends.
     pub fn slot_totals(&self) -> (u64, u64) {
+        let c = self.capacity();
+        (c.total_slots, c.free_slots)
+    }
+
+    /// Slots and CPUs on workers that are up (in the registry) and whose circuit is not open.
+    /// Cheap enough for `Hello`, which every compile sends.
+    pub fn capacity(&self) -> Capacity {
         self.registry
             .snapshot()
             .iter()
             .filter(|w| w.circuit.state != CircuitState::Open)
-            .fold((0, 0), |(t, f), w| {
-                (
-                    t + u64::from(w.slots),
-                    f + u64::from(w.slots.saturating_sub(w.in_flight)),
-                )
+            .fold(Capacity::default(), |c, w| Capacity {
+                total_slots: c.total_slots + u64::from(w.slots),
+                free_slots: c.free_slots + u64::from(w.slots.saturating_sub(w.in_flight)),
+                total_cpus: c.total_cpus + u64::from(w.cpus),
+                free_cpus: c.free_cpus + u64::from(w.cpus.saturating_sub(w.in_flight)),
             })
     }
 
@@ -232,4 +238,17 @@ impl CoordinatorState {
             .set(down);
         self.metrics.free_slots.set(stats.free_slots as i64);
     }
+}
+
+/// The farm's capacity now, for `Hello`: slots and CPUs in all, and those no task holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// Slots in all.
+    pub total_slots: u64,
+    /// Slots no task holds.
+    pub free_slots: u64,
+    /// CPUs in all.
+    pub total_cpus: u64,
+    /// CPUs no task holds (per worker, `cpus - in_flight` floored at 0).
+    pub free_cpus: u64,
 }
