@@ -139,7 +139,11 @@ impl CoordinatorState {
             .collect();
         drop(workers);
         views.sort_by(|a, b| a.id.cmp(&b.id));
-        let (total_slots, free_slots) = self.slot_totals();
+        let Capacity {
+            total_slots,
+            free_slots,
+            ..
+        } = self.capacity();
         Stats {
             coordinator_id: self.id.clone(),
             protocol_version: PROTOCOL_VERSION,
@@ -164,7 +168,11 @@ impl CoordinatorState {
 
     /// Takes one load sample for the dashboard's chart (every [`crate::history::SAMPLE_EVERY`]).
     pub(crate) fn sample_load(&self) {
-        let (total_slots, free_slots) = self.slot_totals();
+        let Capacity {
+            total_slots,
+            free_slots,
+            ..
+        } = self.capacity();
         let in_flight: u64 = self
             .registry
             .snapshot()
@@ -185,12 +193,6 @@ impl CoordinatorState {
             queue_depth: self.metrics.queue_depth.get().max(0) as u64,
             workers_up,
         });
-    }
-
-    /// (total, free) slots on workers that are up (in the registry) and whose circuit is not open.
-    pub fn slot_totals(&self) -> (u64, u64) {
-        let c = self.capacity();
-        (c.total_slots, c.free_slots)
     }
 
     /// Slots and CPUs on workers that are up (in the registry) and whose circuit is not open.
