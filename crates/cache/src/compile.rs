@@ -332,12 +332,11 @@ impl FileMemo {
                 path: path.to_path_buf(),
                 source,
             };
-            let stamp = self.stat(path).map_err(io)?;
-            let bytes = std::fs::read(path).map_err(io)?;
+            let (mut file, stamp, bytes) = read_stamped(path).map_err(io)?;
             if !accept(&bytes) {
                 return Ok(None);
             }
-            let digest = self.remember(path, stamp, &bytes).map_err(io)?;
+            let digest = self.remember(path, &mut file, stamp, &bytes).map_err(io)?;
             out.push(FileRecord {
                 path: path.to_path_buf(),
                 digest,
@@ -355,7 +354,7 @@ impl FileMemo {
     }
 
     fn stat(&self, path: &Path) -> io::Result<Stamp> {
-        stamp(&std::fs::metadata(path)?)
+        stamp_of(&std::fs::metadata(path)?)
     }
 
     fn digest_with(&self, path: &Path, stamp: Stamp) -> io::Result<Digest> {
@@ -364,13 +363,20 @@ impl FileMemo {
         {
             return Ok(*digest);
         }
-        let bytes = std::fs::read(path)?;
-        self.remember(path, stamp, &bytes)
+        let (mut file, stamp, bytes) = read_stamped(path)?;
+        self.remember(path, &mut file, stamp, &bytes)
     }
 
-    /// Hashes `bytes`, read from `path` after it was stat'ed as `stamp`, and remembers the digest
-    /// when nothing changed meanwhile and the file is old enough for its stamp to be trusted.
-    fn remember(&self, path: &Path, stamp: Stamp, bytes: &[u8]) -> io::Result<Digest> {
+    /// Hashes `bytes`, read from `file` (opened at `path`) after it was stat'ed as `stamp`, and
+    /// remembers the digest when nothing changed meanwhile (the open file is stat'ed again) and
+    /// the file is old enough for its stamp to be trusted.
+    fn remember(
+        &self,
+        path: &Path,
+        file: &mut std::fs::File,
+        stamp: Stamp,
+        bytes: &[u8],
+    ) -> io::Result<Digest> {
         if let Some((known, digest)) = self.known.lock().get(path)
             && *known == stamp
         {
@@ -378,7 +384,7 @@ impl FileMemo {
         }
         let digest = Digest(*blake3::hash(bytes).as_bytes());
         self.hashed.fetch_add(1, Relaxed);
-        let after = self.stat(path)?;
+        let after = stamp_of(&file.metadata()?)?;
         let now_ns = time_ns(SystemTime::now());
         let window = i64::try_from(self.racy_window.as_nanos()).unwrap_or(i64::MAX);
         let settled = |t: i64| now_ns.saturating_sub(t) >= window;
@@ -400,7 +406,19 @@ fn time_ns(t: SystemTime) -> i64 {
     }
 }
 
-fn stamp(meta: &std::fs::Metadata) -> io::Result<Stamp> {
+/// Opens `path` and reads it whole, with the stamp of the open file before the read: one path
+/// lookup, and the stamp is of the very file read (a rename over `path` meanwhile cannot mix two).
+fn read_stamped(path: &Path) -> io::Result<(std::fs::File, Stamp, Vec<u8>)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let stamp = stamp_of(&file.metadata()?)?;
+    let mut bytes =
+        Vec::with_capacity(usize::try_from(stamp.size).map_or(0, |n| n.saturating_add(1)));
+    file.read_to_end(&mut bytes)?;
+    Ok((file, stamp, bytes))
+}
+
+fn stamp_of(meta: &std::fs::Metadata) -> io::Result<Stamp> {
     use std::os::unix::fs::MetadataExt;
     Ok(Stamp {
         size: meta.len(),

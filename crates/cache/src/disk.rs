@@ -7,7 +7,7 @@ use hybridgrid_core::{Cache, CacheError, CacheStats, Digest};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -42,15 +42,23 @@ pub struct DiskCacheConfig {
     /// `false`). Without it a power loss can leave a truncated entry; the checksum then catches it
     /// and the entry is dropped as a miss, so this only trades write latency for fewer lost entries.
     pub fsync: bool,
+    /// For short-lived processes sharing the directory (a compiler wrapper runs once per
+    /// compile): keep the directory's total in a counter file (`dir/.size`, updated under a
+    /// lock by every put) instead of an in-memory index, so [`DiskCache::open`] does not scan.
+    /// A put that takes the total over `max_bytes` scans once and evicts the least recently
+    /// used entries down to 90% of it (the scan also corrects the counter). Default `false`:
+    /// every open scans, for one long-lived process.
+    pub shared_size: bool,
 }
 
 impl DiskCacheConfig {
-    /// A config for `dir` bounded to `max_bytes`, without fsync.
+    /// A config for `dir` bounded to `max_bytes`, without fsync or a shared size counter.
     pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
         DiskCacheConfig {
             dir: dir.into(),
             max_bytes,
             fsync: false,
+            shared_size: false,
         }
     }
 
@@ -83,7 +91,8 @@ impl Default for DiskCacheConfig {
 /// mtime/atime and kept up to date by `get`/`put`; a `put` that takes the total over `max_bytes`
 /// evicts the least recently used entries. Each process bounds the entries it knows of (those present
 /// at open, those it wrote, those it read): processes sharing a directory can together exceed the
-/// bound by what the others wrote since they opened it.
+/// bound by what the others wrote since they opened it. With [`DiskCacheConfig::shared_size`]
+/// there is no index: every process's puts keep one counter file, and the bound holds for all.
 ///
 /// A hit on an entry of up to 128 KiB is read and verified on the calling task (from the page
 /// cache that takes microseconds, less than a hop to another thread); larger entries, puts, `clear`
@@ -97,6 +106,7 @@ struct Inner {
     dir: PathBuf,
     max_bytes: u64,
     fsync: bool,
+    shared_size: bool,
     index: Mutex<Index>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -197,16 +207,19 @@ impl DiskCache {
         File::create(&probe).map_err(|e| dir_error(&dir, e))?;
         let _ = fs::remove_file(&probe);
 
-        let mut found = scan(&dir)?;
-        found.sort_by_key(|f| f.recency);
         let mut index = Index::default();
-        for f in found {
-            index.insert(f.key, f.size);
+        if !config.shared_size {
+            let mut found = scan(&dir)?;
+            found.sort_by_key(|f| f.recency);
+            for f in found {
+                index.insert(f.key, f.size);
+            }
         }
         let inner = Inner {
             dir,
             max_bytes: config.max_bytes,
             fsync: config.fsync,
+            shared_size: config.shared_size,
             index: Mutex::new(Index::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -327,7 +340,7 @@ impl Inner {
         let size = buf.len() as u64;
         match entry::decode(key, Bytes::from(buf)) {
             Ok(payload) => {
-                {
+                if !self.shared_size {
                     let mut index = self.index.lock();
                     if !index.touch(key) {
                         // Written by another process since we opened the directory.
@@ -394,7 +407,17 @@ impl Inner {
             let _ = fs::remove_file(&tmp);
             return Err(self.io_error(&tmp, e));
         }
-        {
+        if self.shared_size {
+            if let Err(e) = fs::rename(&tmp, &path) {
+                let _ = fs::remove_file(&tmp);
+                return Err(self.io_error(&path, e));
+            }
+            if let Err(e) = self.account(key, size) {
+                // The entry is in place; only the bound's bookkeeping failed (the next scan
+                // corrects it).
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot update the cache size counter");
+            }
+        } else {
             let mut index = self.index.lock();
             if let Err(e) = fs::rename(&tmp, &path) {
                 let _ = fs::remove_file(&tmp);
@@ -427,7 +450,66 @@ impl Inner {
             next_tick: index.next_tick,
             ..Index::default()
         };
+        // The shared counter is recounted by the next put.
+        match fs::remove_file(self.dir.join(SIZE_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io_error(&self.dir.join(SIZE_FILE), e)),
+        }
         Ok(())
+    }
+
+    /// Adds a new entry of `size` bytes to the shared counter (`.size`, under its lock); when that
+    /// takes the total over the bound, or the counter is missing or unreadable, scans and evicts
+    /// the least recently used entries other than `keep` down to [`TRIM_PERCENT`] of it.
+    fn account(&self, keep: &Digest, size: u64) -> io::Result<()> {
+        let path = self.dir.join(SIZE_FILE);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        file.lock()?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        let counted = text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|t| t.saturating_add(size));
+        let total = match counted {
+            Some(t) if t <= self.max_bytes => t,
+            _ => self.trim(keep)?,
+        };
+        file.seek(io::SeekFrom::Start(0))?;
+        file.set_len(0)?;
+        file.write_all(format!("{total}\n").as_bytes())?;
+        Ok(())
+    }
+
+    /// Scans the directory and evicts the least recently used entries other than `keep` until
+    /// the total is at most [`TRIM_PERCENT`] of the bound; returns the total left.
+    fn trim(&self, keep: &Digest) -> io::Result<u64> {
+        let mut found = scan(&self.dir).map_err(io::Error::other)?;
+        let mut total: u64 = found.iter().map(|f| f.size).sum();
+        if total <= self.max_bytes {
+            return Ok(total);
+        }
+        let target = self.max_bytes / 100 * TRIM_PERCENT;
+        found.sort_by_key(|f| f.recency);
+        let mut victims = Vec::new();
+        for f in found {
+            if total <= target {
+                break;
+            }
+            if f.key != *keep {
+                total = total.saturating_sub(f.size);
+                victims.push(f.key);
+            }
+        }
+        self.remove_files(&victims);
+        Ok(total)
     }
 
     /// Deletes evicted entries' files (already out of the index).
@@ -462,6 +544,12 @@ impl Inner {
         }
     }
 }
+
+/// The counter file of [`DiskCacheConfig::shared_size`]: the total bytes of the entries, as text.
+/// A dot file at the top, never taken for an entry.
+const SIZE_FILE: &str = ".size";
+/// A put over the bound (shared counter) trims to this share of it, so the next scans are rare.
+const TRIM_PERCENT: u64 = 90;
 
 /// An entry file found by a scan.
 struct Found {

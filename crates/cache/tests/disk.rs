@@ -414,3 +414,77 @@ fn two_processes_write_one_key_safely() {
         "one entry file and no temporary files left: {files:?}"
     );
 }
+
+async fn open_shared(dir: &Path, max_bytes: u64) -> DiskCache {
+    DiskCache::open(DiskCacheConfig {
+        shared_size: true,
+        ..DiskCacheConfig::new(dir, max_bytes)
+    })
+    .await
+    .unwrap()
+}
+
+fn entry_bytes(dir: &Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .filter(|(n, _)| !n.starts_with('.'))
+        .map(|(_, s)| s)
+        .sum()
+}
+
+/// Short-lived processes (one per compile) share one bound without scanning at open: each put
+/// counts itself in `.size`, and the put that goes over the bound trims the oldest to 90% of it.
+#[tokio::test]
+async fn shared_size_counter_bounds_many_instances_without_a_scan_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entry = (HEADER_LEN + 1000) as u64;
+    let bound = entry * 5;
+    for n in 0..12u8 {
+        // A new instance per put, as a new wrapper process per compile.
+        let cache = open_shared(tmp.path(), bound).await;
+        cache.put(&key(n), value(n, 1000)).await.unwrap();
+        let on_disk = entry_bytes(tmp.path());
+        assert!(on_disk <= bound, "after put {n}: {on_disk} > {bound}");
+        let counted: u64 = fs::read_to_string(tmp.path().join(".size"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            counted, on_disk,
+            "the counter is the bytes on disk after put {n}"
+        );
+        // Older entries go first: the one just written is always there.
+        assert!(cache.get(&key(n)).await.unwrap().is_some());
+        // Backdate so the next put's entry is the most recent by mtime.
+        let path = cache.entry_path(&key(n));
+        let past = SystemTime::now() - Duration::from_secs(1000 - u64::from(n));
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(FileTimes::new().set_modified(past).set_accessed(past))
+            .unwrap();
+    }
+    let cache = open_shared(tmp.path(), bound).await;
+    assert!(cache.get(&key(11)).await.unwrap().is_some());
+    assert!(
+        cache.get(&key(0)).await.unwrap().is_none(),
+        "the oldest was evicted"
+    );
+    // A missing or damaged counter is recounted by the next put.
+    fs::write(tmp.path().join(".size"), "not a number").unwrap();
+    cache.put(&key(100), value(100, 10)).await.unwrap();
+    let counted: u64 = fs::read_to_string(tmp.path().join(".size"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(counted, entry_bytes(tmp.path()));
+    cache.clear().await.unwrap();
+    assert!(
+        !tmp.path().join(".size").exists(),
+        "clear drops the counter"
+    );
+    assert_eq!(entry_bytes(tmp.path()), 0);
+}

@@ -12,7 +12,7 @@ use crate::paths::write_atomic;
 use crate::stats;
 use crate::step::Step;
 use bytes::Bytes;
-use hybridgrid_cache::compile::{FileMemo, Manifest};
+use hybridgrid_cache::compile::{FileMemo, FileRecord, Manifest};
 use hybridgrid_cache::{DiskCache, DiskCacheConfig, entry};
 use hybridgrid_compiler::CompileJob;
 use hybridgrid_core::spec::SpecError;
@@ -31,6 +31,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// manifest: the preprocessor may have seen another version than the one hashed afterwards. File
 /// times come from the kernel's coarse clock, which lags real time by up to a tick (4-10 ms).
 const RACE_MARGIN: Duration = Duration::from_millis(20);
+/// A header of a depend-mode compile modified after (or this close before) its start makes the
+/// result uncached: the compiler may have read another version than the one hashed afterwards.
+const HEADER_MARGIN: Duration = Duration::from_millis(10);
 /// A hit refreshes an entry's mtime when older than this (recency for LRU eviction, as DiskCache).
 const TOUCH_AFTER: Duration = Duration::from_secs(60);
 /// How long a compile waits for the shared tier to connect before going on without it.
@@ -73,6 +76,9 @@ pub struct Pending {
     manifest: Option<Digest>,
     result: Option<Digest>,
     headers: Vec<PathBuf>,
+    /// The headers' records when they were already taken (depend mode), so they are not
+    /// stat'ed and hashed again for the direct-mode entry.
+    records: Option<Vec<FileRecord>>,
     started: SystemTime,
     /// Why nothing was found (`new_source_or_flags`, `headers_changed`, `time_dependent`, ...).
     reason: &'static str,
@@ -215,6 +221,7 @@ impl ClientCache {
             manifest,
             result: None,
             headers,
+            records: None,
             started,
             reason: self.direct_miss.get(),
         };
@@ -362,7 +369,12 @@ impl ClientCache {
         if let Some(d) = self.disk.borrow().as_ref() {
             return Some(d.clone());
         }
-        let config = DiskCacheConfig::new(self.dir.clone(), max_bytes(&self.cfg));
+        // Each compile is its own process: the directory's total is kept in a shared counter,
+        // so a miss does not scan the whole cache to know it.
+        let config = DiskCacheConfig {
+            shared_size: true,
+            ..DiskCacheConfig::new(self.dir.clone(), max_bytes(&self.cfg))
+        };
         match DiskCache::open(config).await {
             Ok(d) => {
                 *self.disk.borrow_mut() = Some(d.clone());
@@ -401,8 +413,12 @@ impl ClientCache {
         let (Some(mkey), Some(rkey)) = (pending.manifest, pending.result) else {
             return;
         };
-        let Ok(records) = self.memo.records(&pending.headers) else {
-            return;
+        let records = match &pending.records {
+            Some(known) => known.clone(),
+            None => match self.memo.records(&pending.headers) {
+                Ok(r) => r,
+                Err(_) => return,
+            },
         };
         let limit = time_ns(pending.started) - RACE_MARGIN.as_nanos() as i64;
         if records.iter().any(|r| r.mtime_ns >= limit) {
@@ -578,12 +594,14 @@ impl ClientCache {
                 .and_then(|p| std::fs::read(p).ok())
                 .map(|d| hybridgrid_farm_protocol::depfile_prerequisites(&d))
                 .unwrap_or_default();
-            // Each file is read once: hashed for the key and looked into for the clock.
+            // Each file is stat'ed and read once: hashed for the key, looked into for the clock,
+            // and its mtime compared with the compile's start.
+            let limit = time_ns(started) - HEADER_MARGIN.as_nanos() as i64;
             if !headers.is_empty()
-                && headers_unchanged_since(&headers, started)
                 && let Ok(Some(records)) = self
                     .memo
                     .records_accepted(&headers, |b| !hybridgrid_farm_protocol::time_dependent(b))
+                && records.iter().all(|r| r.mtime_ns < limit)
             {
                 let rkey = hybridgrid_farm_protocol::depend_result_key(
                     &mkey,
@@ -593,6 +611,7 @@ impl ClientCache {
                     manifest: Some(mkey),
                     result: Some(rkey),
                     headers,
+                    records: Some(records),
                     started,
                     reason,
                 };
@@ -663,12 +682,10 @@ pub async fn local_usage(cfg: &CacheConfig) -> Result<(u64, u64), CacheError> {
     Ok((s.entries, s.bytes_stored))
 }
 
-/// True when every file in `headers` still exists and was last modified before `since` (less a
-/// margin for coarse file-system clocks).
+/// True when every file in `headers` still exists and was last modified before `since` (less
+/// [`HEADER_MARGIN`] for coarse file-system clocks).
 fn headers_unchanged_since(headers: &[PathBuf], since: SystemTime) -> bool {
-    let limit = since
-        .checked_sub(std::time::Duration::from_millis(10))
-        .unwrap_or(since);
+    let limit = since.checked_sub(HEADER_MARGIN).unwrap_or(since);
     headers.iter().all(|h| {
         std::fs::metadata(h)
             .and_then(|m| m.modified())

@@ -338,12 +338,20 @@ pub(crate) fn preprocess_for_farm(
     Ok((pre.status.success() && pre.stderr.is_empty()).then_some(pre.stdout))
 }
 
-/// The connection made before preprocessing, else a new one.
+/// The connection made before preprocessing, else a new one. The early one's slot counts are
+/// asked again when they may have gone out of date while this text was preprocessed (see
+/// [`Slots::may_be_stale`]): the local/remote choice is made on the farm's state at placement.
 async fn connection(
     cfg: &FarmConfig,
     early: Option<(Coordinator, Slots)>,
 ) -> Result<(Coordinator, Slots), ConnectFailure> {
     match early {
+        Some((mut client, slots))
+            if slots.may_be_stale(local_slots::preprocess_slots(cfg.client.local_jobs)) =>
+        {
+            let slots = crate::connect::refresh(cfg, &mut client).await?;
+            Ok((client, slots))
+        }
         Some(connected) => Ok(connected),
         None => connect(cfg).await,
     }
@@ -600,10 +608,13 @@ async fn remote_compile(
     }
 }
 
-/// The farm's slots in all (the coordinator's `Hello`), or `None` when it cannot be asked.
-pub async fn farm_slots(cfg: &FarmConfig) -> Option<u32> {
+/// How many of a build's compiles the farm takes at once (from the coordinator's `Hello`), or
+/// `None` when it cannot be asked: two per farm CPU, one compiling and one on its way (being
+/// preprocessed, sent or returned), within the farm's slots. More would only queue on the
+/// workers, sharing their CPUs, while a local core could have taken the task.
+pub async fn farm_jobs(cfg: &FarmConfig) -> Option<u32> {
     let (_, slots) = connect(cfg).await.ok()?;
-    Some(slots.total)
+    Some(slots.jobs())
 }
 
 /// Tells the coordinator about fallbacks it could not see itself (e.g. it was unreachable), so its

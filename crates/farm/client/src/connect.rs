@@ -34,6 +34,22 @@ impl Slots {
     pub(crate) fn local_is_faster(&self) -> bool {
         self.free == 0 || (self.total_cpus > 0 && self.free_cpus == 0)
     }
+
+    /// How many compiles to give the farm at once: two per CPU (one compiling, one on its way),
+    /// within its slots; its slots when the CPUs are not known (an older coordinator).
+    pub(crate) fn jobs(&self) -> u32 {
+        if self.total_cpus == 0 {
+            return self.total;
+        }
+        self.total_cpus.saturating_mul(2).min(self.total)
+    }
+
+    /// Whether these counts, taken before preprocessing, may have gone out of date meanwhile: the
+    /// farm counts a task once it is placed, so up to `preprocessing` other wrappers of this build
+    /// may since have taken the CPUs that were free.
+    pub(crate) fn may_be_stale(&self, preprocessing: u32) -> bool {
+        self.total_cpus > 0 && self.free_cpus <= preprocessing
+    }
 }
 
 /// Why the coordinator could not be used; `reason` is the fallback reason counted.
@@ -83,44 +99,8 @@ pub(crate) async fn connect(cfg: &FarmConfig) -> Result<(Coordinator, Slots), Co
         let mut client = CoordinatorClient::with_interceptor(ch, bearer)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let hello = client
-            .hello(pb::InfoRequest {
-                protocol_version: PROTOCOL_VERSION,
-            })
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::FailedPrecondition => fail(
-                    "protocol_mismatch",
-                    format!("coordinator {addr} refused this client: {}", s.message()),
-                ),
-                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => fail(
-                    "auth_refused",
-                    format!("coordinator {addr} refused this client: {}", s.message()),
-                ),
-                _ => fail(
-                    "coordinator_unreachable",
-                    format!("coordinator {addr} unreachable: {}", s.message()),
-                ),
-            })?;
-        let hello = hello.into_inner();
-        let theirs = hello.protocol_version;
-        if theirs != PROTOCOL_VERSION {
-            return Err(fail(
-                "protocol_mismatch",
-                format!(
-                    "protocol version mismatch: coordinator {addr} speaks version {theirs}, this hgbuild speaks version {PROTOCOL_VERSION}"
-                ),
-            ));
-        }
-        Ok((
-            client,
-            Slots {
-                free: hello.free_slots,
-                total: hello.total_slots,
-                free_cpus: hello.free_cpus,
-                total_cpus: hello.total_cpus,
-            },
-        ))
+        let slots = hello(&mut client, addr).await?;
+        Ok((client, slots))
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(r) => r,
@@ -128,5 +108,105 @@ pub(crate) async fn connect(cfg: &FarmConfig) -> Result<(Coordinator, Slots), Co
             "coordinator_unreachable",
             format!("coordinator {addr} did not answer within {limit:?}"),
         )),
+    }
+}
+
+/// `Hello` on an open connection: the protocol-version check, and the farm's slots now.
+async fn hello(client: &mut Coordinator, addr: &str) -> Result<Slots, ConnectFailure> {
+    let hello = client
+        .hello(pb::InfoRequest {
+            protocol_version: PROTOCOL_VERSION,
+        })
+        .await
+        .map_err(|s| match s.code() {
+            tonic::Code::FailedPrecondition => fail(
+                "protocol_mismatch",
+                format!("coordinator {addr} refused this client: {}", s.message()),
+            ),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => fail(
+                "auth_refused",
+                format!("coordinator {addr} refused this client: {}", s.message()),
+            ),
+            _ => fail(
+                "coordinator_unreachable",
+                format!("coordinator {addr} unreachable: {}", s.message()),
+            ),
+        })?
+        .into_inner();
+    let theirs = hello.protocol_version;
+    if theirs != PROTOCOL_VERSION {
+        return Err(fail(
+            "protocol_mismatch",
+            format!(
+                "protocol version mismatch: coordinator {addr} speaks version {theirs}, this hgbuild speaks version {PROTOCOL_VERSION}"
+            ),
+        ));
+    }
+    Ok(Slots {
+        free: hello.free_slots,
+        total: hello.total_slots,
+        free_cpus: hello.free_cpus,
+        total_cpus: hello.total_cpus,
+    })
+}
+
+/// The farm's slots again on an open connection, within `client.connect_timeout`.
+pub(crate) async fn refresh(
+    cfg: &FarmConfig,
+    client: &mut Coordinator,
+) -> Result<Slots, ConnectFailure> {
+    let addr = &cfg.client.coordinator;
+    let limit = *cfg.client.connect_timeout;
+    match tokio::time::timeout(limit, hello(client, addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(fail(
+            "coordinator_unreachable",
+            format!("coordinator {addr} did not answer within {limit:?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    fn slots(free: u32, total: u32, free_cpus: u32, total_cpus: u32) -> Slots {
+        Slots {
+            free,
+            total,
+            free_cpus,
+            total_cpus,
+        }
+    }
+
+    #[test]
+    fn jobs_are_two_per_cpu_within_the_slots() {
+        assert_eq!(slots(4, 4, 1, 1).jobs(), 2);
+        assert_eq!(slots(8, 8, 8, 8).jobs(), 8);
+        assert_eq!(slots(64, 64, 16, 16).jobs(), 32);
+        // An older coordinator does not send CPUs: its slots.
+        assert_eq!(slots(4, 4, 0, 0).jobs(), 4);
+    }
+
+    #[test]
+    fn counts_may_be_stale_when_preprocessors_could_take_the_free_cpus() {
+        assert!(slots(4, 4, 1, 1).may_be_stale(1));
+        assert!(slots(4, 4, 0, 1).may_be_stale(1));
+        assert!(!slots(4, 4, 2, 2).may_be_stale(1));
+        assert!(
+            !slots(4, 4, 0, 0).may_be_stale(1),
+            "CPUs unknown: nothing to refresh"
+        );
+    }
+
+    #[test]
+    fn local_is_faster_when_no_slot_or_no_cpu_is_free() {
+        assert!(slots(0, 4, 1, 1).local_is_faster());
+        assert!(slots(3, 4, 0, 1).local_is_faster());
+        assert!(!slots(3, 4, 1, 2).local_is_faster());
+        assert!(
+            !slots(3, 4, 0, 0).local_is_faster(),
+            "an older coordinator: slots only"
+        );
     }
 }

@@ -34,9 +34,7 @@ mod toolchain;
 mod verify;
 
 pub use cache::{ClientCache, cache_dir, clear, local_usage, max_bytes};
-pub use compile::{
-    compile, farm_slots, local_command, report_fallbacks, resolve_compiler, to_json,
-};
+pub use compile::{compile, farm_jobs, local_command, report_fallbacks, resolve_compiler, to_json};
 pub use error::ClientError;
 pub use notice::{LOG_FILE_ENV, log_file};
 pub use paths::{MASQUERADE_ENV, STATS_ENV, home_dir, stats_log, write_atomic};

@@ -63,6 +63,11 @@ fn bound(n: u32) -> usize {
     }
 }
 
+/// How many wrappers of a build may preprocess at once: the preprocessing slots for `local_jobs`.
+pub fn preprocess_slots(local_jobs: u32) -> u32 {
+    u32::try_from(bound(local_jobs).max(1)).unwrap_or(u32::MAX)
+}
+
 /// The number of local CPUs this process may run on (its affinity mask under `taskset`).
 pub fn local_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
@@ -99,10 +104,32 @@ fn try_take(dir: &std::path::Path, work: Work, n: usize) -> Option<LocalSlot> {
 /// A compile slot for compiling locally *by choice*, if one of the `client.local_jobs` compile
 /// slots is free now; never waits. Fallbacks take the same slots, so all local compiles together
 /// stay within `client.local_jobs`.
+///
+/// A compile by choice is backfill: it takes what the core has left once this build's
+/// preprocessors, which feed the farm, have run. So a granted slot lowers this process's CPU
+/// priority by [`BY_CHOICE_NICE`] (inherited by the compiler it starts; the wrapper exits after
+/// it): on a core shared with them, the remote cores are kept fed and the local one still
+/// never idles.
 pub fn try_acquire_choice(local_jobs: u32) -> Option<LocalSlot> {
     let dir = slots_dir();
     std::fs::create_dir_all(&dir).ok()?;
-    try_take(&dir, Work::Compile, bound(local_jobs).max(1))
+    let slot = try_take(&dir, Work::Compile, bound(local_jobs).max(1))?;
+    lower_priority();
+    Some(slot)
+}
+
+/// How much nicer than the rest of the build a compile by choice runs: at 10 a preprocessor
+/// gets about 90% of a core it shares with one (CFS weights 1024 and 110).
+pub const BY_CHOICE_NICE: i32 = 10;
+
+/// Adds [`BY_CHOICE_NICE`] to this thread's nice value (Linux: the calling thread's, which the
+/// compiler started from it inherits). Failing to is harmless: the compile runs as it would.
+fn lower_priority() {
+    let now = rustix::process::getpriority_process(None).unwrap_or(0);
+    let nicer = now.saturating_add(BY_CHOICE_NICE).min(19);
+    if let Err(e) = rustix::process::setpriority_process(None, nicer) {
+        tracing::debug!(error = %e, "cannot lower the priority of a compile by choice");
+    }
 }
 
 /// Takes one of the `client.local_jobs` compile slots (0: one per local CPU), waiting for one
@@ -147,5 +174,21 @@ impl Drop for LocalSlot {
                 let _ = f.write_all(line.as_bytes());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_compile_by_choice_runs_nicer_than_the_build() {
+        // On a thread of its own: Linux keeps a nice value per thread.
+        std::thread::spawn(|| {
+            let before = rustix::process::getpriority_process(None).unwrap_or(0);
+            super::lower_priority();
+            let after = rustix::process::getpriority_process(None).unwrap_or(0);
+            assert_eq!(after, (before + super::BY_CHOICE_NICE).min(19));
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("the test thread panicked"));
     }
 }
