@@ -30,7 +30,7 @@ usage:
                                    (platforms: linux-arm64, linux-armv7, linux-riscv64, ...)
   hgbuild --stats                  how compiles were served (remote, cache hits per tier, fallbacks, ...)
   hgbuild --clear-cache            empty the local compile cache (cache.dir, default ~/.hybridgrid/cache)
-  hgbuild --jobs                   the parallelism on offer now (local cores + 2 per farm CPU)
+  hgbuild --jobs                   the parallelism on offer now (2 per local core and farm CPU)
   hgbuild doctor [--http H:P]      diagnose the farm from here: coordinator, workers, circuits, cache, TLS
   hgbuild --help | --version
 
@@ -272,11 +272,13 @@ fn run_local(cfg: &FarmConfig, real: &Path, args: &[OsString]) -> i32 {
 }
 
 /// The `-j` that fills the farm and the local cores (which compile by choice when every farm CPU
-/// is busy): the compiles the farm takes at once ([`client::farm_jobs`]) + local CPUs, or the
-/// local CPUs alone without a farm.
+/// is busy): two per local core and farm CPU, within the local cores + the farm's slots
+/// ([`client::farm_jobs`]); the local CPUs alone without a farm.
 fn jobs(cfg: &FarmConfig) -> u32 {
     let local = crate::local_slots::local_cpus();
-    let farm = runtime().block_on(client::farm_jobs(cfg)).unwrap_or(0);
+    let farm = runtime()
+        .block_on(client::farm_jobs(cfg, local))
+        .unwrap_or(0);
     farm.saturating_add(local)
 }
 

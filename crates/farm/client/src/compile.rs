@@ -203,7 +203,10 @@ pub async fn compile(
                 return Ok(Step::RunLocal(served));
             }
             Ok((client, slots)) => {
-                if slots.local_is_faster()
+                // Texts other wrappers are preprocessing now will take free farm CPUs that the
+                // farm does not count yet.
+                let pending = local_slots::preprocessing_now(cfg.client.local_jobs);
+                if slots.less_pending(pending).local_is_faster()
                     && let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
                 {
                     if let Some((c, mkey)) = depend {
@@ -280,12 +283,10 @@ pub async fn compile(
                 notice("coordinator", &format!("{}; compiled locally", e.message));
                 (Some(shipped), Err(e.reason.to_owned()))
             }
-            Ok((client, slots)) => {
+            Ok((mut client, slots)) => match place(cfg, &mut client, slots).await {
                 // The local cores are farm capacity: with no remote slot or CPU free at once, an
                 // idle local core compiles this one, overlapping the remote compiles.
-                if slots.local_is_faster()
-                    && let Some(_choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
-                {
+                Ok(Place::Local(_choice)) => {
                     return compile_by_choice(
                         cache.as_ref(),
                         pending,
@@ -296,11 +297,18 @@ pub async fn compile(
                     )
                     .await;
                 }
-                let text = pending.as_ref().map(|_| shipped.clone());
-                let outcome =
-                    remote_compile(cfg, client, compiler, args, &job, &toolchain, shipped).await;
-                (text, outcome)
-            }
+                Ok(Place::Remote) => {
+                    let text = pending.as_ref().map(|_| shipped.clone());
+                    let outcome =
+                        remote_compile(cfg, client, compiler, args, &job, &toolchain, shipped)
+                            .await;
+                    (text, outcome)
+                }
+                Err(e) => {
+                    notice("coordinator", &format!("{}; compiled locally", e.message));
+                    (Some(shipped), Err(e.reason.to_owned()))
+                }
+            },
         },
     };
     finish(
@@ -354,6 +362,51 @@ async fn connection(
         }
         Some(connected) => Ok(connected),
         None => connect(cfg).await,
+    }
+}
+
+/// Where a compile whose text is ready runs.
+enum Place {
+    /// On this machine, by choice, holding a local compile slot.
+    Local(local_slots::LocalSlot),
+    /// On the farm.
+    Remote,
+}
+
+/// How long a compile whose text is ready waits for a farm CPU or a local core to free up
+/// before it queues on the farm anyway.
+const PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// The first and the longest pause between two looks at the farm's CPUs and the local slots.
+const PLACE_POLL: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(5),
+    std::time::Duration::from_millis(50),
+);
+
+/// Sends the compile to the farm while one of its CPUs is free, else to an idle local core. With
+/// neither free it waits (within [`PLACE_WAIT`], asking the farm again at growing intervals) for
+/// the first to free up, rather than queueing behind a task on a busy worker CPU: a task queued
+/// there shares that CPU when it starts, and at the end of a build the tasks queued on the farm
+/// all finish late together while the local cores idle.
+async fn place(
+    cfg: &FarmConfig,
+    client: &mut Coordinator,
+    mut slots: Slots,
+) -> Result<Place, ConnectFailure> {
+    let deadline = std::time::Instant::now() + PLACE_WAIT;
+    let mut pause = PLACE_POLL.0;
+    loop {
+        if !slots.local_is_faster() {
+            return Ok(Place::Remote);
+        }
+        if let Some(slot) = local_slots::try_acquire_choice(cfg.client.local_jobs) {
+            return Ok(Place::Local(slot));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(Place::Remote);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(PLACE_POLL.1);
+        slots = crate::connect::refresh(cfg, client).await?;
     }
 }
 
@@ -608,13 +661,11 @@ async fn remote_compile(
     }
 }
 
-/// How many of a build's compiles the farm takes at once (from the coordinator's `Hello`), or
-/// `None` when it cannot be asked: two per farm CPU, one compiling and one on its way (being
-/// preprocessed, sent or returned), within the farm's slots. More would only queue on the
-/// workers, sharing their CPUs, while a local core could have taken the task.
-pub async fn farm_jobs(cfg: &FarmConfig) -> Option<u32> {
+/// How many more compiles than `local` cores a build runs at once for the farm (from the
+/// coordinator's `Hello`), or `None` when it cannot be asked: see [`Slots::jobs`].
+pub async fn farm_jobs(cfg: &FarmConfig, local: u32) -> Option<u32> {
     let (_, slots) = connect(cfg).await.ok()?;
-    Some(slots.jobs())
+    Some(slots.jobs(local))
 }
 
 /// Tells the coordinator about fallbacks it could not see itself (e.g. it was unreachable), so its

@@ -35,13 +35,28 @@ impl Slots {
         self.free == 0 || (self.total_cpus > 0 && self.free_cpus == 0)
     }
 
-    /// How many compiles to give the farm at once: two per CPU (one compiling, one on its way),
-    /// within its slots; its slots when the CPUs are not known (an older coordinator).
-    pub(crate) fn jobs(&self) -> u32 {
+    /// These counts less `n` free CPUs: those that `n` texts now being preprocessed for the farm
+    /// (by other wrappers of the build) will take.
+    pub(crate) fn less_pending(self, n: u32) -> Slots {
+        Slots {
+            free_cpus: self.free_cpus.saturating_sub(n),
+            ..self
+        }
+    }
+
+    /// How many compiles beyond `local` cores a build runs at once: in all two per local core
+    /// and farm CPU (one compiling, one ready to start: the build looks ahead, so a long compile
+    /// late in its order starts early), within `local` + the farm's slots; the farm's slots when
+    /// its CPUs are not known (an older coordinator). Compiles ready beyond what runs wait on
+    /// the client for a CPU or core to free up, not on a worker's queue.
+    pub(crate) fn jobs(&self, local: u32) -> u32 {
         if self.total_cpus == 0 {
             return self.total;
         }
-        self.total_cpus.saturating_mul(2).min(self.total)
+        self.total_cpus
+            .saturating_mul(2)
+            .saturating_add(local)
+            .min(self.total)
     }
 
     /// Whether these counts, taken before preprocessing, may have gone out of date meanwhile: the
@@ -180,12 +195,13 @@ mod tests {
     }
 
     #[test]
-    fn jobs_are_two_per_cpu_within_the_slots() {
-        assert_eq!(slots(4, 4, 1, 1).jobs(), 2);
-        assert_eq!(slots(8, 8, 8, 8).jobs(), 8);
-        assert_eq!(slots(64, 64, 16, 16).jobs(), 32);
+    fn jobs_are_two_per_core_and_cpu_within_the_slots() {
+        // One local core, one farm CPU with 4 slots: 1 + 3 = 2 x (1 + 1).
+        assert_eq!(slots(4, 4, 1, 1).jobs(1), 3);
+        assert_eq!(slots(8, 8, 8, 8).jobs(2), 8, "within the slots");
+        assert_eq!(slots(64, 64, 16, 16).jobs(8), 40);
         // An older coordinator does not send CPUs: its slots.
-        assert_eq!(slots(4, 4, 0, 0).jobs(), 4);
+        assert_eq!(slots(4, 4, 0, 0).jobs(1), 4);
     }
 
     #[test]
@@ -196,6 +212,16 @@ mod tests {
         assert!(
             !slots(4, 4, 0, 0).may_be_stale(1),
             "CPUs unknown: nothing to refresh"
+        );
+    }
+
+    #[test]
+    fn texts_being_preprocessed_take_free_cpus() {
+        assert!(slots(4, 4, 1, 1).less_pending(1).local_is_faster());
+        assert!(!slots(4, 4, 2, 2).less_pending(1).local_is_faster());
+        assert!(
+            !slots(4, 4, 0, 0).less_pending(1).local_is_faster(),
+            "CPUs unknown"
         );
     }
 
