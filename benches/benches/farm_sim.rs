@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 
 const TASK_TIME: Duration = Duration::from_millis(100);
 
+/// hg-coord's allocator (bins/hg-coord/main.rs), so the coordinator is measured as it ships. The
+/// in-process workers and client share it (one process has one allocator).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct SleepExecutor;
 
 #[async_trait::async_trait]

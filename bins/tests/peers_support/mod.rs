@@ -234,6 +234,22 @@ impl worker_server::Worker for FakeWorker {
             result: Some(result),
         }))
     }
+
+    type ExecuteStreamStream = tonic::codegen::Pin<
+        Box<
+            dyn tonic::codegen::tokio_stream::Stream<
+                    Item = Result<pb::ExecuteStreamResponse, Status>,
+                > + Send,
+        >,
+    >;
+
+    /// As a worker of an older release: no stream, so the coordinator calls `execute`.
+    async fn execute_stream(
+        &self,
+        _: Request<tonic::Streaming<pb::ExecuteStreamRequest>>,
+    ) -> Result<Response<Self::ExecuteStreamStream>, Status> {
+        Err(Status::unimplemented("fake worker: unary Execute only"))
+    }
 }
 
 /// A running fake worker.

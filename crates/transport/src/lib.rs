@@ -34,6 +34,8 @@ mod convert;
 pub mod counts;
 pub mod doctor;
 #[cfg(feature = "server")]
+pub mod execute_link;
+#[cfg(feature = "server")]
 pub mod health;
 #[cfg(feature = "server")]
 pub mod serve;

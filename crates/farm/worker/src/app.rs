@@ -62,7 +62,7 @@ async fn start_worker_with(
         tls: server_tls,
         insecure: t.insecure,
         concurrency_per_connection: w.concurrency_per_connection,
-        request_timeout: w.task_timeout.saturating_add(Duration::from_secs(30)),
+        request_timeout: w.task_timeout.saturating_add(crate::stream::REQUEST_GRACE),
         ..Default::default()
     };
     let grpc = bind("gRPC", &w.grpc_listen(t)).await?;
@@ -123,9 +123,15 @@ async fn start_worker_with(
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     let max = usize::try_from(w.max_message_bytes).unwrap_or(usize::MAX);
+    state.set_stream_limits(crate::stream::StreamLimits {
+        max_message_bytes: max,
+        calls: w.concurrency_per_connection.max(1),
+    });
+    // A message on ExecuteStream is a request or reply of up to `max` in a small envelope.
+    let wire_max = max.saturating_add(hybridgrid_transport::execute_link::ENVELOPE_BYTES);
     let svc = WorkerServer::new(WorkerService(state.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+        .max_decoding_message_size(wire_max)
+        .max_encoding_message_size(wire_max);
     let svc = crate::gate::SlotGate::new(svc, state.slot_gate());
     let health = hybridgrid_transport::health::GrpcHealth::new();
     let sandboxed = !matches!(sandbox, SandboxStatus::Unsandboxed(_));
@@ -144,6 +150,7 @@ async fn start_worker_with(
     let s = stop.clone();
     tasks.push(tokio::spawn(async move {
         s.cancelled().await;
+        st.stopping.cancel();
         st.drain.withdraw().await;
     }));
     let router = crate::sandbox::with_health(

@@ -34,6 +34,7 @@ mod rooted;
 mod sandbox;
 mod service;
 mod spec;
+mod stream;
 
 pub use app::{start_native_worker, start_worker};
 pub use drain::{SANDBOX_SERVICE, WORKER_SERVICE};

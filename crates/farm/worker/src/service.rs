@@ -51,6 +51,11 @@ pub struct WorkerState {
     pub(crate) drain: crate::drain::Drain,
     /// Runs rooted compiles (clang DWARF 5), when this worker offers them (`rooted.rs`).
     pub(crate) rooted: Option<crate::rooted::Rooted>,
+    /// Bounds of an `ExecuteStream` (`stream.rs`), from the config; defaults until set.
+    stream_limits: std::sync::OnceLock<crate::stream::StreamLimits>,
+    /// Cancelled when the worker stops: its streams take no new calls and end once the calls
+    /// running on them have answered (a graceful stop waits for them, as for unary calls).
+    pub(crate) stopping: CancellationToken,
 }
 
 impl WorkerState {
@@ -115,6 +120,8 @@ impl WorkerState {
             require_coordinator: std::sync::atomic::AtomicBool::new(false),
             drain: crate::drain::Drain::default(),
             rooted: None,
+            stream_limits: std::sync::OnceLock::new(),
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -185,6 +192,21 @@ impl WorkerState {
         let _ = self.result_cache.set(cache);
     }
 
+    /// Sets the bounds of an `ExecuteStream` (`worker.max_message_bytes`,
+    /// `worker.concurrency_per_connection`). Set once, before serving.
+    pub(crate) fn set_stream_limits(&self, limits: crate::stream::StreamLimits) {
+        let _ = self.stream_limits.set(limits);
+    }
+
+    pub(crate) fn stream_limits(&self) -> crate::stream::StreamLimits {
+        self.stream_limits.get().copied().unwrap_or_default()
+    }
+
+    /// The longest a task may run here (`worker.task_timeout`).
+    pub(crate) fn task_timeout(&self) -> Duration {
+        self.task_timeout
+    }
+
     /// Tasks running now.
     pub fn in_flight(&self) -> u32 {
         self.info.capabilities.slots - self.slots.available_permits() as u32
@@ -196,7 +218,7 @@ impl WorkerState {
 
     /// Runs one request: validation, slot, toolchain pinning, deadline, metrics and logs. `slot`
     /// is the slot the gate took before the request was decoded, if it went through one.
-    async fn execute(
+    pub(crate) async fn execute(
         &self,
         req: pb::ExecuteRequest,
         slot: Option<OwnedSemaphorePermit>,
@@ -397,6 +419,19 @@ impl worker_server::Worker for WorkerService {
             .execute(req.into_inner(), slot)
             .await
             .map(Response::new)
+    }
+
+    type ExecuteStreamStream = crate::stream::ResponseStream;
+
+    async fn execute_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::ExecuteStreamRequest>>,
+    ) -> Result<Response<Self::ExecuteStreamStream>, Status> {
+        self.0.authorize(&req)?;
+        Ok(Response::new(crate::stream::serve(
+            self.0.clone(),
+            req.into_inner(),
+        )))
     }
 }
 

@@ -200,6 +200,49 @@ pub mod execute_response {
         Failure(super::TaskFailure),
     }
 }
+/// One message on a worker's long-lived ExecuteStream (coordinator to worker). `call_id`, unique
+/// on the stream and chosen by the coordinator, correlates it with its ExecuteStreamResponse.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ExecuteStreamRequest {
+    #[prost(uint64, tag = "1")]
+    pub call_id: u64,
+    /// The call's deadline in milliseconds from when the worker reads it, as a unary call's
+    /// grpc-timeout. 0: none beyond the worker's own limits.
+    #[prost(uint64, tag = "4")]
+    pub timeout_ms: u64,
+    #[prost(oneof = "execute_stream_request::Kind", tags = "2, 3")]
+    pub kind: ::core::option::Option<execute_stream_request::Kind>,
+}
+/// Nested message and enum types in `ExecuteStreamRequest`.
+pub mod execute_stream_request {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Kind {
+        /// Run this task, as a unary Execute call with the same request would.
+        #[prost(message, tag = "2")]
+        Execute(super::ExecuteRequest),
+        /// The caller gave up on call_id (deadline, cancelled, worker lost): stop its task, as a
+        /// dropped unary call does. No answer follows.
+        #[prost(message, tag = "3")]
+        Cancel(super::CancelCall),
+    }
+}
+/// Cancels a call on an ExecuteStream (no fields: the call_id says which).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelCall {}
+/// The end of one call on an ExecuteStream (worker to coordinator): the ExecuteResponse a unary
+/// Execute would have returned, or (status_code != 0) the gRPC status it would have failed with.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ExecuteStreamResponse {
+    #[prost(uint64, tag = "1")]
+    pub call_id: u64,
+    #[prost(message, optional, tag = "2")]
+    pub response: ::core::option::Option<ExecuteResponse>,
+    /// A gRPC status code (google.rpc.Code); 0 (OK): `response` holds the answer.
+    #[prost(int32, tag = "3")]
+    pub status_code: i32,
+    #[prost(string, tag = "4")]
+    pub status_message: ::prost::alloc::string::String,
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RegisterRequest {
     #[prost(uint32, tag = "1")]
@@ -1116,6 +1159,34 @@ pub mod worker_client {
                 .insert(GrpcMethod::new("hybridgrid.v1.Worker", "Execute"));
             self.inner.unary(req, path, codec).await
         }
+        /// Execute over one long-lived stream per coordinator: many calls in flight, correlated by
+        /// call_id. Additive: against a worker without it (UNIMPLEMENTED) the coordinator calls Execute.
+        pub async fn execute_stream(
+            &mut self,
+            request: impl tonic::IntoStreamingRequest<
+                Message = super::ExecuteStreamRequest,
+            >,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::ExecuteStreamResponse>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/hybridgrid.v1.Worker/ExecuteStream",
+            );
+            let mut req = request.into_streaming_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("hybridgrid.v1.Worker", "ExecuteStream"));
+            self.inner.streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1139,6 +1210,21 @@ pub mod worker_server {
             &self,
             request: tonic::Request<super::ExecuteRequest>,
         ) -> std::result::Result<tonic::Response<super::ExecuteResponse>, tonic::Status>;
+        /// Server streaming response type for the ExecuteStream method.
+        type ExecuteStreamStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::ExecuteStreamResponse, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Execute over one long-lived stream per coordinator: many calls in flight, correlated by
+        /// call_id. Additive: against a worker without it (UNIMPLEMENTED) the coordinator calls Execute.
+        async fn execute_stream(
+            &self,
+            request: tonic::Request<tonic::Streaming<super::ExecuteStreamRequest>>,
+        ) -> std::result::Result<
+            tonic::Response<Self::ExecuteStreamStream>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct WorkerServer<T> {
@@ -1298,6 +1384,54 @@ pub mod worker_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/hybridgrid.v1.Worker/ExecuteStream" => {
+                    #[allow(non_camel_case_types)]
+                    struct ExecuteStreamSvc<T: Worker>(pub Arc<T>);
+                    impl<
+                        T: Worker,
+                    > tonic::server::StreamingService<super::ExecuteStreamRequest>
+                    for ExecuteStreamSvc<T> {
+                        type Response = super::ExecuteStreamResponse;
+                        type ResponseStream = T::ExecuteStreamStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                tonic::Streaming<super::ExecuteStreamRequest>,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Worker>::execute_stream(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ExecuteStreamSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

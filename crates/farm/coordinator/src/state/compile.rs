@@ -9,6 +9,7 @@ use hybridgrid_transport::serve::GaugeGuard;
 
 use hybridgrid_core::{Outcome, PROTOCOL_VERSION, Toolchain, WorkerId};
 use hybridgrid_scheduler::{NoPlacement, Placement, PlacementRequest};
+use hybridgrid_transport::execute_link::ExecuteLink;
 use hybridgrid_transport::pb;
 use hybridgrid_transport::{check_version, failure_kind_name};
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
-use tonic::transport::Channel;
 use tracing::warn;
 
 /// How long a request may wait for a free slot before the client is told to compile locally.
@@ -68,12 +68,12 @@ impl CoordinatorState {
         result
     }
 
-    fn channel_of(&self, id: &WorkerId) -> Option<(Channel, CancellationToken)> {
+    fn link_of(&self, id: &WorkerId) -> Option<(Arc<ExecuteLink>, CancellationToken)> {
         self.workers
             .lock()
             .get(id)
             .filter(|k| k.liveness == Liveness::Up)
-            .map(|k| (k.channel.clone(), k.lease.clone()))
+            .map(|k| (k.link.clone(), k.lease.clone()))
     }
 
     /// Runs one compile request for `caller` to completion or fallback.
@@ -193,7 +193,7 @@ impl CoordinatorState {
                     .observe(received.elapsed().as_secs_f64());
             }
             let worker = placement.worker_id().clone();
-            let Some((channel, lease)) = self.channel_of(&worker) else {
+            let Some((link, lease)) = self.link_of(&worker) else {
                 drop(placement);
                 placement_req.exclude.push(worker);
                 continue;
@@ -203,12 +203,7 @@ impl CoordinatorState {
                 .fetch_max(now.max(0) as u64, Ordering::Relaxed);
             self.history.note_in_flight(now.max(0) as u64);
             let started = Instant::now();
-            let call = hybridgrid_transport::shared::execute_shared(
-                channel,
-                request.clone(),
-                call_timeout,
-                self.max_message_bytes(),
-            );
+            let call = link.execute(request.clone(), call_timeout);
             let result = tokio::select! {
                 r = tokio::time::timeout(call_timeout, call) => r.map_err(|_| CallEnd::Timeout),
                 _ = lease.cancelled() => Err(CallEnd::Lost),

@@ -9,6 +9,7 @@ use hybridgrid_farm_protocol::config::CoordinatorConfig;
 
 use hybridgrid_core::{CircuitBreaker, WorkerId, WorkerInfo};
 use hybridgrid_scheduler::{KeyedBreaker, Registry};
+use hybridgrid_transport::execute_link::ExecuteLink;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -17,7 +18,6 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 mod compile;
 mod rooted;
@@ -52,7 +52,8 @@ enum Liveness {
 
 struct Known {
     info: WorkerInfo,
-    channel: Channel,
+    /// How tasks reach it: one long-lived `ExecuteStream`, or unary calls to an older worker.
+    link: Arc<ExecuteLink>,
     last_seen: Instant,
     liveness: Liveness,
     /// The worker's lease on its placements: cancelled when it is marked down (missed heartbeats,

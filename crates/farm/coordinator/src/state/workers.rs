@@ -6,6 +6,8 @@ use hybridgrid_transport::auth::sanitize;
 use hybridgrid_transport::tls::{Dial, Expect, Role};
 
 use hybridgrid_core::{DiscoverySource, WorkerEvent, WorkerId, WorkerInfo};
+use hybridgrid_transport::execute_link::ExecuteLink;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::Status;
 use tracing::{info, warn};
@@ -131,14 +133,16 @@ impl CoordinatorState {
             .get(&info.id)
             .filter(|k| k.liveness == Liveness::Up)
             .map(|k| k.lease.clone());
-        let keep_channel = workers
+        let keep_link = workers
             .get(&info.id)
             .filter(|k| k.info.addr == info.addr)
-            .map(|k| k.channel.clone());
+            .map(|k| k.link.clone());
+        let link = keep_link
+            .unwrap_or_else(|| Arc::new(ExecuteLink::new(channel, self.max_message_bytes())));
         workers.insert(
             info.id.clone(),
             Known {
-                channel: keep_channel.unwrap_or(channel),
+                link,
                 info: info.clone(),
                 last_seen: Instant::now(),
                 liveness: Liveness::Up,
