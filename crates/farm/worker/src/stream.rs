@@ -74,6 +74,11 @@ async fn read_calls(
             m = inbound.message() => m,
             // The worker stops: no new calls; the stream ends when the running ones have answered.
             _ = state.stopping.cancelled() => break,
+            // The coordinator reset the stream: as dropped unary calls, the tasks die.
+            _ = out.closed() => {
+                abort_all(&running);
+                return;
+            }
         };
         let m = match next {
             Ok(Some(m)) => m,
@@ -81,10 +86,8 @@ async fn read_calls(
             Ok(None) => break,
             // The stream broke (the coordinator went away): as dropped unary calls, the tasks die.
             Err(_) => {
-                for (_, task) in running.lock().drain() {
-                    task.abort();
-                }
-                break;
+                abort_all(&running);
+                return;
             }
         };
         let call_id = m.call_id;
@@ -114,6 +117,20 @@ async fn read_calls(
                 let _ = out.send(Ok(answer(call_id, Err(refused), limits)));
             }
         }
+    }
+    // No new calls; the running ones answer, unless the coordinator resets the stream first.
+    while !running.lock().is_empty() {
+        tokio::select! {
+            _ = out.closed() => abort_all(&running),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// Kills every task running on the stream.
+fn abort_all(running: &Running) {
+    for (_, task) in running.lock().drain() {
+        task.abort();
     }
 }
 
