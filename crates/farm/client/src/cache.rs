@@ -596,7 +596,7 @@ impl ClientCache {
                 .unwrap_or_default();
             // Each file is stat'ed and read once: hashed for the key, looked into for the clock,
             // and its mtime compared with the compile's start.
-            let limit = time_ns(started) - HEADER_MARGIN.as_nanos() as i64;
+            let limit = time_ns(started).saturating_sub(HEADER_MARGIN.as_nanos() as i64);
             if !headers.is_empty()
                 && let Ok(Some(records)) = self
                     .memo
