@@ -179,15 +179,7 @@ impl Open {
     /// Opens the stream on `channel` and starts its reader. UNIMPLEMENTED: the worker has none.
     async fn start(channel: Channel, max_message_bytes: usize) -> Result<Arc<Self>, Status> {
         let limit = max_message_bytes.saturating_add(ENVELOPE_BYTES);
-        let mut grpc = tonic::client::Grpc::new(channel)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
-        grpc.ready().await.map_err(|e| {
-            Status::unavailable(format!(
-                "worker connection not ready: {}",
-                crate::tls::chain(&e)
-            ))
-        })?;
+        let mut grpc = crate::shared::ready_grpc(channel, limit).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let outgoing = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
         let path = http::uri::PathAndQuery::from_static(EXECUTE_STREAM_PATH);

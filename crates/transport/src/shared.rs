@@ -44,6 +44,24 @@ where
     }
 }
 
+/// A gRPC client on a worker's `channel` for messages up to `limit` bytes, once the connection
+/// is ready (else `UNAVAILABLE`, naming the cause).
+pub(crate) async fn ready_grpc(
+    channel: Channel,
+    limit: usize,
+) -> Result<tonic::client::Grpc<Channel>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    grpc.ready().await.map_err(|e| {
+        Status::unavailable(format!(
+            "worker connection not ready: {}",
+            crate::tls::chain(&e)
+        ))
+    })?;
+    Ok(grpc)
+}
+
 /// Calls `Worker.Execute` on `channel` with a shared request, within `timeout` as the call's
 /// gRPC deadline (the worker sees it too), accepting replies up to `max_message_bytes`.
 pub async fn execute_shared(
@@ -52,15 +70,7 @@ pub async fn execute_shared(
     timeout: std::time::Duration,
     max_message_bytes: usize,
 ) -> Result<pb::ExecuteResponse, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel)
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes);
-    grpc.ready().await.map_err(|e| {
-        Status::unavailable(format!(
-            "worker connection not ready: {}",
-            crate::tls::chain(&e)
-        ))
-    })?;
+    let mut grpc = ready_grpc(channel, max_message_bytes).await?;
     let mut request = tonic::Request::new(req);
     request.set_timeout(timeout);
     let path = http::uri::PathAndQuery::from_static("/hybridgrid.v1.Worker/Execute");

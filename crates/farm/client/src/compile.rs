@@ -278,37 +278,23 @@ pub async fn compile(
             );
             (Some(shipped), Err("reads_worker_files".to_owned()))
         }
-        Ok(()) => match connection(cfg, early).await {
+        Ok(()) => match place(cfg, early).await {
+            // The local cores are farm capacity: with no remote slot or CPU free at once, an
+            // idle local core compiles this one, overlapping the remote compiles.
+            Ok((_, Place::Local(_choice))) => {
+                return compile_by_choice(cache.as_ref(), pending, compiler, args, &job, &shipped)
+                    .await;
+            }
+            Ok((client, Place::Remote)) => {
+                let text = pending.as_ref().map(|_| shipped.clone());
+                let outcome =
+                    remote_compile(cfg, client, compiler, args, &job, &toolchain, shipped).await;
+                (text, outcome)
+            }
             Err(e) => {
                 notice("coordinator", &format!("{}; compiled locally", e.message));
                 (Some(shipped), Err(e.reason.to_owned()))
             }
-            Ok((mut client, slots)) => match place(cfg, &mut client, slots).await {
-                // The local cores are farm capacity: with no remote slot or CPU free at once, an
-                // idle local core compiles this one, overlapping the remote compiles.
-                Ok(Place::Local(_choice)) => {
-                    return compile_by_choice(
-                        cache.as_ref(),
-                        pending,
-                        compiler,
-                        args,
-                        &job,
-                        &shipped,
-                    )
-                    .await;
-                }
-                Ok(Place::Remote) => {
-                    let text = pending.as_ref().map(|_| shipped.clone());
-                    let outcome =
-                        remote_compile(cfg, client, compiler, args, &job, &toolchain, shipped)
-                            .await;
-                    (text, outcome)
-                }
-                Err(e) => {
-                    notice("coordinator", &format!("{}; compiled locally", e.message));
-                    (Some(shipped), Err(e.reason.to_owned()))
-                }
-            },
         },
     };
     finish(
@@ -382,31 +368,32 @@ const PLACE_POLL: (std::time::Duration, std::time::Duration) = (
     std::time::Duration::from_millis(50),
 );
 
-/// Sends the compile to the farm while one of its CPUs is free, else to an idle local core. With
+/// Over the connection made before preprocessing (else a new one, see [`connection`]), sends
+/// the compile to the farm while one of its CPUs is free, else to an idle local core. With
 /// neither free it waits (within [`PLACE_WAIT`], asking the farm again at growing intervals) for
 /// the first to free up, rather than queueing behind a task on a busy worker CPU: a task queued
 /// there shares that CPU when it starts, and at the end of a build the tasks queued on the farm
 /// all finish late together while the local cores idle.
 async fn place(
     cfg: &FarmConfig,
-    client: &mut Coordinator,
-    mut slots: Slots,
-) -> Result<Place, ConnectFailure> {
+    early: Option<(Coordinator, Slots)>,
+) -> Result<(Coordinator, Place), ConnectFailure> {
+    let (mut client, mut slots) = connection(cfg, early).await?;
     let deadline = std::time::Instant::now() + PLACE_WAIT;
     let mut pause = PLACE_POLL.0;
     loop {
         if !slots.local_is_faster() {
-            return Ok(Place::Remote);
+            return Ok((client, Place::Remote));
         }
         if let Some(slot) = local_slots::try_acquire_choice(cfg.client.local_jobs) {
-            return Ok(Place::Local(slot));
+            return Ok((client, Place::Local(slot)));
         }
         if std::time::Instant::now() >= deadline {
-            return Ok(Place::Remote);
+            return Ok((client, Place::Remote));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(PLACE_POLL.1);
-        slots = crate::connect::refresh(cfg, client).await?;
+        slots = crate::connect::refresh(cfg, &mut client).await?;
     }
 }
 

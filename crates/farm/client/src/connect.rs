@@ -117,11 +117,24 @@ pub(crate) async fn connect(cfg: &FarmConfig) -> Result<(Coordinator, Slots), Co
         let slots = hello(&mut client, addr).await?;
         Ok((client, slots))
     };
+    within(cfg, attempt).await
+}
+
+/// `attempt` within `client.connect_timeout`: a coordinator that accepts but never answers is
+/// unreachable.
+async fn within<T>(
+    cfg: &FarmConfig,
+    attempt: impl Future<Output = Result<T, ConnectFailure>>,
+) -> Result<T, ConnectFailure> {
+    let limit = *cfg.client.connect_timeout;
     match tokio::time::timeout(limit, attempt).await {
         Ok(r) => r,
         Err(_) => Err(fail(
             "coordinator_unreachable",
-            format!("coordinator {addr} did not answer within {limit:?}"),
+            format!(
+                "coordinator {} did not answer within {limit:?}",
+                cfg.client.coordinator
+            ),
         )),
     }
 }
@@ -170,15 +183,7 @@ pub(crate) async fn refresh(
     cfg: &FarmConfig,
     client: &mut Coordinator,
 ) -> Result<Slots, ConnectFailure> {
-    let addr = &cfg.client.coordinator;
-    let limit = *cfg.client.connect_timeout;
-    match tokio::time::timeout(limit, hello(client, addr)).await {
-        Ok(r) => r,
-        Err(_) => Err(fail(
-            "coordinator_unreachable",
-            format!("coordinator {addr} did not answer within {limit:?}"),
-        )),
-    }
+    within(cfg, hello(client, &cfg.client.coordinator)).await
 }
 
 #[cfg(test)]
