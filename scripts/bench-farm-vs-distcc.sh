@@ -5,7 +5,8 @@
 #   plain    `make -j2` pinned to core 0 (`taskset -c 0`): one core, the baseline;
 #   distcc   `make -j5 CC="distcc gcc"` on core 0, DISTCC_HOSTS="localhost/1 127.0.0.2:<port>/4",
 #            `distccd` pinned to core 1 listening on 127.0.0.2;
-#   hgbuild  `hgbuild make` (it picks -j: 2 per local core and farm CPU) on core 0, `hg-coord` and one
+#   hgbuild  `hgbuild make` (it picks -j: 2 per local core and farm CPU, plus a lookahead of 12) on
+#            core 0, `hg-coord` and one
 #            `hg-worker` (4 slots, sandboxed) on core 1.
 # Each build starts from a clean build directory; the figure is the median wall time of ROUNDS
 # interleaved rounds, and every object must be byte-identical to the plain build's (cmp).

@@ -453,6 +453,8 @@ fn build_cache_events_reach_the_coordinator_stats_and_metrics() {
     let coord = Daemon::coordinator(p.dir.path(), &[]);
     let src = p.src();
     std::fs::write(src.join("u.c"), "int u(int x) { return x * 3; }\n").unwrap();
+    // As old as the other sources: a file written just before its compile is not cached.
+    backdate(&src.join("u.c"));
     let stems = vec!["t".to_owned(), "u".to_owned()];
     for round in 0..2 {
         // A clean build directory each time: the second build is all cache hits.

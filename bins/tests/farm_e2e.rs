@@ -336,10 +336,12 @@ fn without_j_the_build_uses_the_farms_slots_and_bounds_local_work() {
     wait_workers_up(&coord.http, 2);
     let (_, jobs, _) = run(hgbuild(dir, &coord.grpc).arg("--jobs"));
     let local = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Each worker offers this host's CPUs: two compiles per farm CPU and local core, plus the
+    // lookahead (12) in which the largest sources start first.
     assert_eq!(
         jobs.trim(),
-        (8 + local).to_string(),
-        "2 workers x 4 slots, plus the local cores"
+        (2 * (2 * local + local) + 12).to_string(),
+        "2 per CPU of 2 workers and per local core, plus the lookahead"
     );
     let (farm, plain) = plain_build(dir, "build", &src, &stems);
     let (code, _, err) = run(hgbuild(dir, &coord.grpc)

@@ -278,8 +278,8 @@ fn local_cores_compile_by_choice_when_the_farm_is_full_and_objects_match() {
     let (_, jobs, _) = run(hgbuild(dir, &coord.grpc).arg("--jobs"));
     assert_eq!(
         jobs.trim(),
-        (1 + local).to_string(),
-        "-j fills the farm's slot and the local cores"
+        (2 * (1 + local) + 12).to_string(),
+        "-j: two per farm slot and local core, plus the lookahead"
     );
     const FLAGS: &str = "-O2 -g -std=gnu99 -DLUA_USE_LINUX -MD";
     let build = dir.join("build");

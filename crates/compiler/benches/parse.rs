@@ -71,6 +71,56 @@ fn benches(c: &mut Criterion) {
     c.bench_function("remote_command_1MiB", |b| {
         b.iter(|| black_box(&job).remote_command(black_box(&text), worker))
     });
+    // Real text: Lua's lvm.c as the client ships it (`gcc -E -fdirectives-only`), checked as the
+    // client checks it before shipping (the worker scans it again in `remote_command`).
+    let lvm = lua_dir().join("lvm.c");
+    let lua_job = match hybridgrid_compiler::parse(&[
+        "-O2".into(),
+        "-g".into(),
+        "-DLUA_USE_LINUX".into(),
+        "-c".into(),
+        lvm.clone().into_os_string(),
+        "-o".into(),
+        "lvm.o".into(),
+    ]) {
+        hybridgrid_compiler::Invocation::Distributable(job) => job,
+        other => panic!("lvm.c compile is not distributable: {other:?}"),
+    };
+    let pre = std::process::Command::new("gcc")
+        .args(lua_job.preprocess_args())
+        .output()
+        .expect("gcc -E");
+    assert!(pre.status.success(), "gcc -E lvm.c failed");
+    c.bench_function("check_text_lua_lvm", |b| {
+        b.iter(|| black_box(&lua_job).check_text(black_box(&pre.stdout)))
+    });
+}
+
+/// The Lua 5.4 sources of the `lua-src` dev-dependency, found through `cargo metadata`.
+fn lua_dir() -> std::path::PathBuf {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata json");
+    let manifest = meta["packages"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "lua-src"))
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("lua-src in cargo metadata");
+    let dir = std::path::Path::new(manifest)
+        .parent()
+        .expect("lua-src directory")
+        .to_owned();
+    std::fs::read_dir(&dir)
+        .expect("lua-src directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lua-5.4"))
+        })
+        .expect("lua-5.4 sources")
 }
 
 criterion_group!(g, benches);

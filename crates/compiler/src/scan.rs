@@ -8,6 +8,8 @@
 //! compiler. It is conservative: anything it cannot rule out (for example a line inside a
 //! multi-line raw string) counts as a directive, which only makes the job run locally.
 
+use std::borrow::Cow;
+
 /// The 1-based line of the first directive that would read a file on the worker
 /// (`#include`, `#include_next`, `#import`, `#embed`, `#pragma GCC dependency`,
 /// `#pragma clang module`, `#pragma clang __debug`, also spelled with `%:` or `??=`) in a group
@@ -23,20 +25,21 @@
 pub(crate) fn first_file_directive(text: &[u8]) -> Option<usize> {
     // GCC and clang skip a UTF-8 byte order mark at the start of a file.
     let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
-    let replaced = replace_trigraphs(text);
+    // Readings that cannot differ are read once: without a trigraph the replaced text is the
+    // text, and without a carriage return a lone one splits nothing.
+    let replaced = has_trigraph(text).then(|| replace_trigraphs(text));
+    let lone_crs: &[bool] = if memchr::memchr(b'\r', text).is_some() {
+        &[false, true]
+    } else {
+        &[false]
+    };
     let mut first: Option<usize> = None;
-    for t in [text, replaced.as_slice()] {
-        for lone_cr in [false, true] {
-            for digit_separators in [false, true] {
-                let r = Reading {
-                    lone_cr_is_newline: lone_cr,
-                    digit_separators,
-                };
-                first = match (first, scan(t, r)) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
+    for t in [Some(text), replaced.as_deref()].into_iter().flatten() {
+        for &lone_cr in lone_crs {
+            first = match (first, scan(t, lone_cr)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
     }
     first
@@ -45,8 +48,6 @@ pub(crate) fn first_file_directive(text: &[u8]) -> Option<usize> {
 /// One way a compiler may read the text.
 #[derive(Clone, Copy)]
 struct Reading {
-    /// A lone carriage return ends a line.
-    lone_cr_is_newline: bool,
     /// `'` inside a number is a digit separator (C++14, C23: `1'000`), not a character literal.
     digit_separators: bool,
 }
@@ -70,6 +71,12 @@ fn replace_trigraphs(text: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether the text holds a trigraph (`??` and one of the nine characters).
+fn has_trigraph(text: &[u8]) -> bool {
+    memchr::memmem::find_iter(text, b"??")
+        .any(|i| text.get(i + 2).and_then(|c| trigraph(*c)).is_some())
+}
+
 fn trigraph(c: u8) -> Option<u8> {
     Some(match c {
         b'=' => b'#',
@@ -85,52 +92,144 @@ fn trigraph(c: u8) -> Option<u8> {
     })
 }
 
-/// One reading of the text: logical lines (continuations spliced), comments removed, and the
-/// conditional groups tracked so that file directives in groups the compiler certainly skips
-/// are accepted (see [`Conditionals`]).
-fn scan(text: &[u8], reading: Reading) -> Option<usize> {
-    let lone_cr_is_newline = reading.lone_cr_is_newline;
-    let mut in_comment = false;
+/// Two readings of the text, with and without digit separators, in one pass: logical lines
+/// (continuations spliced), comments removed, and the conditional groups tracked so that file
+/// directives in groups the compiler certainly skips are accepted (see [`Conditionals`]). The
+/// readings differ only on a line with a `'`: any other line is stripped of its comments once
+/// for both when their comment states agree. The first line either reading refuses, if any.
+fn scan(text: &[u8], lone_cr_is_newline: bool) -> Option<usize> {
+    let readings = [false, true].map(|digit_separators| Reading { digit_separators });
+    let mut states: [ReadState; 2] = Default::default();
     let mut line_no = 0;
-    let mut conds = Conditionals::default();
-    let mut lines = text
-        .split(|b| *b == b'\n' || (lone_cr_is_newline && *b == b'\r'))
-        .peekable();
+    let mut lines = Lines {
+        rest: Some(text),
+        lone_cr_is_newline,
+    };
     while let Some(first) = lines.next() {
         line_no += 1;
         let start_line = line_no;
         let line = logical_line(first, &mut lines, &mut line_no);
-        let Some(mut code) = strip_comments(&line, &mut in_comment, reading) else {
-            return Some(start_line);
-        };
-        // A block comment opened in a directive does not end the directive at the newline: the
-        // comment is one space and the directive goes on after it (`#/*` newline `*/include`).
-        while in_comment && directive_body(&code).is_some() {
-            let Some(next) = lines.next() else { break };
-            line_no += 1;
-            let line = logical_line(next, &mut lines, &mut line_no);
-            code.push(b' ');
-            code.extend(strip_comments(&line, &mut in_comment, reading)?);
+        if memchr::memchr(b'\'', &line).is_none() && states[0].in_comment == states[1].in_comment {
+            let mut in_comment = states[0].in_comment;
+            let code = strip_comments(&line, &mut in_comment, readings[0]);
+            for st in &mut states {
+                st.in_comment = in_comment;
+                st.take(code.clone(), start_line);
+            }
+        } else {
+            for (st, r) in states.iter_mut().zip(readings) {
+                if st.found.is_none() {
+                    let code = strip_comments(&line, &mut st.in_comment, r);
+                    st.take(code, start_line);
+                }
+            }
         }
-        if mentions_dangerous_pragma(&code) {
-            return Some(start_line);
-        }
-        if let Some((hash, body)) = directive_body(&code)
-            && !conds.directive(hash, body)
-        {
-            return Some(start_line);
+        if states.iter().all(|st| st.found.is_some()) {
+            break;
         }
     }
-    None
+    states.iter_mut().filter_map(ReadState::finish).min()
+}
+
+/// The physical lines of a text: split at `\n`, and at a lone `\r` too in a reading that takes it
+/// for a newline (as `<[u8]>::split` would, the last line included even when empty).
+struct Lines<'a> {
+    rest: Option<&'a [u8]>,
+    lone_cr_is_newline: bool,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        let end = if self.lone_cr_is_newline {
+            memchr::memchr2(b'\n', b'\r', rest)
+        } else {
+            memchr::memchr(b'\n', rest)
+        };
+        match end {
+            Some(i) => {
+                self.rest = rest.get(i + 1..);
+                Some(&rest[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+/// One reading's progress through the text.
+#[derive(Default)]
+struct ReadState {
+    in_comment: bool,
+    conds: Conditionals,
+    /// A directive whose block comment runs on past its line: the comment is one space and the
+    /// directive goes on after it (`#/*` newline `*/include`). Its first line, and its code so far.
+    pending: Option<(usize, Vec<u8>)>,
+    /// The first line this reading refuses.
+    found: Option<usize>,
+}
+
+impl ReadState {
+    /// Takes the code of the logical line starting at `start_line`, its comments stripped
+    /// (`None`: this reading cannot read the line, see [`strip_comments`]).
+    fn take(&mut self, code: Option<Cow<'_, [u8]>>, start_line: usize) {
+        if self.found.is_some() {
+            return;
+        }
+        let pending = self.pending.take();
+        let start = pending.as_ref().map_or(start_line, |(s, _)| *s);
+        let Some(code) = code else {
+            self.found = Some(start);
+            return;
+        };
+        let code = match pending {
+            Some((_, mut before)) => {
+                before.push(b' ');
+                before.extend_from_slice(&code);
+                Cow::Owned(before)
+            }
+            None => code,
+        };
+        if self.in_comment && directive_body(&code).is_some() {
+            self.pending = Some((start, code.into_owned()));
+            return;
+        }
+        self.check(start, &code);
+    }
+
+    fn check(&mut self, start: usize, code: &[u8]) {
+        if mentions_dangerous_pragma(code)
+            || directive_body(code).is_some_and(|(hash, body)| !self.conds.directive(hash, body))
+        {
+            self.found = Some(start);
+        }
+    }
+
+    /// The first line refused, once the text has ended (a directive still open is taken as it is).
+    fn finish(&mut self) -> Option<usize> {
+        if self.found.is_none()
+            && let Some((start, code)) = self.pending.take()
+        {
+            self.check(start, &code);
+        }
+        self.found
+    }
 }
 
 /// `first` with the lines it continues (backslash, optional horizontal whitespace, newline)
 /// spliced on.
 fn logical_line<'a>(
-    first: &[u8],
+    first: &'a [u8],
     lines: &mut impl Iterator<Item = &'a [u8]>,
     line_no: &mut usize,
-) -> Vec<u8> {
+) -> Cow<'a, [u8]> {
+    if continuation(first).is_none() {
+        return Cow::Borrowed(first);
+    }
     let mut line = first.to_vec();
     while let Some(cut) = continuation(&line) {
         line.truncate(cut);
@@ -138,7 +237,7 @@ fn logical_line<'a>(
         *line_no += 1;
         line.extend_from_slice(next);
     }
-    line
+    Cow::Owned(line)
 }
 
 /// Where the line's continuation backslash is, when it ends with one (followed only by
@@ -156,7 +255,15 @@ fn continuation(line: &[u8]) -> Option<usize> {
 /// The line with comments replaced by a space and string/char literal contents kept; updates
 /// the block-comment state across lines. `None` when the line opens a raw string literal
 /// (`R"x(...)x"`, C++11 and GNU C): its contents are not what this reading takes them for.
-fn strip_comments(line: &[u8], in_comment: &mut bool, reading: Reading) -> Option<Vec<u8>> {
+fn strip_comments<'a>(
+    line: &'a [u8],
+    in_comment: &mut bool,
+    reading: Reading,
+) -> Option<Cow<'a, [u8]>> {
+    // Most lines have no comment, string, character or digit separator: they are what they are.
+    if !*in_comment && memchr::memchr3(b'/', b'"', b'\'', line).is_none() {
+        return Some(Cow::Borrowed(line));
+    }
     let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let mut out = Vec::with_capacity(line.len());
     let mut i = 0;
@@ -234,7 +341,7 @@ fn strip_comments(line: &[u8], in_comment: &mut bool, reading: Reading) -> Optio
         out.push(c);
         i += 1;
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 /// The conditional groups open at a point of the text, as far as they can be known without
@@ -434,8 +541,9 @@ fn is_file_directive(name: &[u8], rest: &[u8]) -> bool {
 /// A `_Pragma` on a line that names `dependency` or `module` (`_Pragma("GCC dependency ...")`,
 /// `_Pragma("clang module import ...")`).
 fn mentions_dangerous_pragma(code: &[u8]) -> bool {
-    code.windows(7).any(|w| w == b"_Pragma")
-        && (code.windows(10).any(|w| w == b"dependency") || code.windows(6).any(|w| w == b"module"))
+    use memchr::memmem::find;
+    find(code, b"_Pragma").is_some()
+        && (find(code, b"dependency").is_some() || find(code, b"module").is_some())
 }
 
 fn trim_start(s: &[u8]) -> &[u8] {
@@ -573,6 +681,128 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(first_file_directive(text.as_bytes()), *want, "{text:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod shortcut_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One reading, line by line: the scan before the readings shared a pass (a raw string
+    /// opened in a directive's comment continuation now refuses the text; it used to end the scan
+    /// as if nothing had been found).
+    fn one_reading(text: &[u8], lone_cr_is_newline: bool, reading: Reading) -> Option<usize> {
+        let mut in_comment = false;
+        let mut line_no = 0;
+        let mut conds = Conditionals::default();
+        let mut lines = text
+            .split(|b| *b == b'\n' || (lone_cr_is_newline && *b == b'\r'))
+            .peekable();
+        while let Some(first) = lines.next() {
+            line_no += 1;
+            let start_line = line_no;
+            let line = logical_line(first, &mut lines, &mut line_no);
+            let Some(code) = strip_comments(&line, &mut in_comment, reading) else {
+                return Some(start_line);
+            };
+            let mut code = code.into_owned();
+            while in_comment && directive_body(&code).is_some() {
+                let Some(next) = lines.next() else { break };
+                line_no += 1;
+                let line = logical_line(next, &mut lines, &mut line_no);
+                let Some(more) = strip_comments(&line, &mut in_comment, reading) else {
+                    return Some(start_line);
+                };
+                code.push(b' ');
+                code.extend_from_slice(&more);
+            }
+            if mentions_dangerous_pragma(&code) {
+                return Some(start_line);
+            }
+            if let Some((hash, body)) = directive_body(&code)
+                && !conds.directive(hash, body)
+            {
+                return Some(start_line);
+            }
+        }
+        None
+    }
+
+    /// Every reading, always, each on its own: what [`first_file_directive`] computes without
+    /// its shortcuts.
+    fn every_reading(text: &[u8]) -> Option<usize> {
+        let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+        let replaced = replace_trigraphs(text);
+        let mut first: Option<usize> = None;
+        for t in [text, replaced.as_slice()] {
+            for lone_cr_is_newline in [false, true] {
+                for digit_separators in [false, true] {
+                    let r = Reading { digit_separators };
+                    first = match (first, one_reading(t, lone_cr_is_newline, r)) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+        }
+        first
+    }
+
+    const PIECES: &[&str] = &[
+        "#",
+        "include",
+        "??=",
+        "??/",
+        "??",
+        "?",
+        "\r",
+        "\n",
+        "\r\n",
+        "'",
+        "1",
+        "0x1'2",
+        "/*",
+        "*/",
+        "//",
+        "\"",
+        "R\"x(",
+        ")x\"",
+        " ",
+        "%:",
+        "if 0",
+        "if 1",
+        "else",
+        "endif",
+        "ifdef X",
+        "_Pragma(\"GCC dependency\")",
+        "\\",
+        "pragma GCC dependency",
+        "int x;",
+        "e+",
+        ".5",
+        "#/*",
+        "*/include <x>",
+        "it's",
+        "1'0",
+        "'a'",
+    ];
+
+    #[test]
+    fn a_raw_string_in_a_directive_continuation_refuses_the_text() {
+        // The raw string hides what follows from this reading: the text is refused, not passed.
+        let text = b"#/*\n*/ R\"x(\n#include \"/etc/passwd\"\n";
+        assert_eq!(first_file_directive(text), Some(1));
+    }
+
+    proptest! {
+        #[test]
+        fn shortcuts_find_what_every_reading_finds(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..60)
+        ) {
+            let text = pieces.concat();
+            prop_assert_eq!(first_file_directive(text.as_bytes()), every_reading(text.as_bytes()));
         }
     }
 }

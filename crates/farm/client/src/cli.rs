@@ -272,8 +272,8 @@ fn run_local(cfg: &FarmConfig, real: &Path, args: &[OsString]) -> i32 {
 }
 
 /// The `-j` that fills the farm and the local cores (which compile by choice when every farm CPU
-/// is busy): two per local core and farm CPU, within the local cores + the farm's slots
-/// ([`client::farm_jobs`]); the local CPUs alone without a farm.
+/// is busy): two per local core and farm CPU and a lookahead, in which the largest sources start
+/// first ([`client::farm_jobs`]); the local CPUs alone without a farm.
 fn jobs(cfg: &FarmConfig) -> u32 {
     let local = crate::local_slots::local_cpus();
     let farm = runtime()

@@ -9,10 +9,11 @@
 //! exactly as the compiler does). Every local fallback is recorded with its reason.
 
 use crate::cache::{ClientCache, Pending};
-use crate::connect::{ConnectFailure, Coordinator, Slots, connect};
+use crate::connect::{Coordinator, connect};
 use crate::error::ClientError;
 use crate::notice::notice;
 use crate::paths::{MASQUERADE_ENV, stats_log, write_atomic};
+use crate::place::{Early, Place, place};
 use crate::stats::{self, Served};
 use crate::step::Step;
 use crate::toolchain::toolchain;
@@ -186,7 +187,9 @@ pub async fn compile(
         (Some(c), Some(mkey)) if c.depend_mode(&job, args) => Some((c, mkey)),
         _ => None,
     };
+    let weight = crate::place::source_weight(&job);
     let mut early = None;
+    let mut waiter = None;
     if cache.is_none() || depend.is_some() {
         match connect(cfg).await {
             Err(e) => {
@@ -203,29 +206,29 @@ pub async fn compile(
                 return Ok(Step::RunLocal(served));
             }
             Ok((client, slots)) => {
-                // Texts other wrappers are preprocessing now will take free farm CPUs that the
-                // farm does not count yet.
-                let pending = local_slots::preprocessing_now(cfg.client.local_jobs);
-                if slots.less_pending(pending).local_is_faster()
-                    && let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
-                {
-                    if let Some((c, mkey)) = depend {
-                        let done = c
-                            .compile_depend(
-                                compiler,
-                                args,
-                                &job,
-                                mkey,
-                                started,
-                                Served::LocalByChoice,
-                            )
-                            .await;
-                        drop(choice);
-                        return done;
+                match crate::place::before_preprocessing(cfg, slots, weight).await {
+                    Early::Local(choice) => {
+                        if let Some((c, mkey)) = depend {
+                            let done = c
+                                .compile_depend(
+                                    compiler,
+                                    args,
+                                    &job,
+                                    mkey,
+                                    started,
+                                    Served::LocalByChoice,
+                                )
+                                .await;
+                            drop(choice);
+                            return done;
+                        }
+                        return run_by_choice(compiler, args, choice);
                     }
-                    return run_by_choice(compiler, args, choice);
+                    Early::Preprocess(w) => {
+                        waiter = w;
+                        early = Some((client, slots));
+                    }
                 }
-                early = Some((client, slots));
             }
         }
     }
@@ -278,7 +281,7 @@ pub async fn compile(
             );
             (Some(shipped), Err("reads_worker_files".to_owned()))
         }
-        Ok(()) => match place(cfg, early).await {
+        Ok(()) => match place(cfg, early, weight, waiter).await {
             // The local cores are farm capacity: with no remote slot or CPU free at once, an
             // idle local core compiles this one, overlapping the remote compiles.
             Ok((_, Place::Local(_choice))) => {
@@ -330,71 +333,6 @@ pub(crate) fn preprocess_for_farm(
         })?;
     drop(slot);
     Ok((pre.status.success() && pre.stderr.is_empty()).then_some(pre.stdout))
-}
-
-/// The connection made before preprocessing, else a new one. The early one's slot counts are
-/// asked again when they may have gone out of date while this text was preprocessed (see
-/// [`Slots::may_be_stale`]): the local/remote choice is made on the farm's state at placement.
-async fn connection(
-    cfg: &FarmConfig,
-    early: Option<(Coordinator, Slots)>,
-) -> Result<(Coordinator, Slots), ConnectFailure> {
-    match early {
-        Some((mut client, slots))
-            if slots.may_be_stale(local_slots::preprocess_slots(cfg.client.local_jobs)) =>
-        {
-            let slots = crate::connect::refresh(cfg, &mut client).await?;
-            Ok((client, slots))
-        }
-        Some(connected) => Ok(connected),
-        None => connect(cfg).await,
-    }
-}
-
-/// Where a compile whose text is ready runs.
-enum Place {
-    /// On this machine, by choice, holding a local compile slot.
-    Local(local_slots::LocalSlot),
-    /// On the farm.
-    Remote,
-}
-
-/// How long a compile whose text is ready waits for a farm CPU or a local core to free up
-/// before it queues on the farm anyway.
-const PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-/// The first and the longest pause between two looks at the farm's CPUs and the local slots.
-const PLACE_POLL: (std::time::Duration, std::time::Duration) = (
-    std::time::Duration::from_millis(5),
-    std::time::Duration::from_millis(50),
-);
-
-/// Over the connection made before preprocessing (else a new one, see [`connection`]), sends
-/// the compile to the farm while one of its CPUs is free, else to an idle local core. With
-/// neither free it waits (within [`PLACE_WAIT`], asking the farm again at growing intervals) for
-/// the first to free up, rather than queueing behind a task on a busy worker CPU: a task queued
-/// there shares that CPU when it starts, and at the end of a build the tasks queued on the farm
-/// all finish late together while the local cores idle.
-async fn place(
-    cfg: &FarmConfig,
-    early: Option<(Coordinator, Slots)>,
-) -> Result<(Coordinator, Place), ConnectFailure> {
-    let (mut client, mut slots) = connection(cfg, early).await?;
-    let deadline = std::time::Instant::now() + PLACE_WAIT;
-    let mut pause = PLACE_POLL.0;
-    loop {
-        if !slots.local_is_faster() {
-            return Ok((client, Place::Remote));
-        }
-        if let Some(slot) = local_slots::try_acquire_choice(cfg.client.local_jobs) {
-            return Ok((client, Place::Local(slot)));
-        }
-        if std::time::Instant::now() >= deadline {
-            return Ok((client, Place::Remote));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(PLACE_POLL.1);
-        slots = crate::connect::refresh(cfg, &mut client).await?;
-    }
 }
 
 /// Runs the original command on a local core by choice, holding `slot` (see

@@ -45,18 +45,21 @@ impl Slots {
     }
 
     /// How many compiles beyond `local` cores a build runs at once: in all two per local core
-    /// and farm CPU (one compiling, one ready to start: the build looks ahead, so a long compile
-    /// late in its order starts early), within `local` + the farm's slots; the farm's slots when
-    /// its CPUs are not known (an older coordinator). Compiles ready beyond what runs wait on
-    /// the client for a CPU or core to free up, not on a worker's queue.
+    /// and farm CPU with a slot (one compiling, one ready to start) and [`LOOKAHEAD`] more; the farm's slots
+    /// when its CPUs are not known (an older coordinator). Compiles ready beyond what runs wait
+    /// on the client for a CPU or core to free up, not on a worker's queue, and the largest
+    /// sources among them start first (`waiting.rs`): the build looks ahead, so a long compile
+    /// late in its order starts early.
     pub(crate) fn jobs(&self, local: u32) -> u32 {
         if self.total_cpus == 0 {
             return self.total;
         }
+        // A farm CPU without a slot runs nothing.
         self.total_cpus
+            .min(self.total)
             .saturating_mul(2)
             .saturating_add(local)
-            .min(self.total)
+            .saturating_add(LOOKAHEAD)
     }
 
     /// Whether these counts, taken before preprocessing, may have gone out of date meanwhile: the
@@ -66,6 +69,12 @@ impl Slots {
         self.total_cpus > 0 && self.free_cpus <= preprocessing
     }
 }
+
+/// The compiles a build starts beyond two per core, to wait for one (see [`Slots::jobs`]): the
+/// window in which a long compile that comes late in the build's order still starts early. On
+/// Lua (32 files, one local core and one farm CPU) a window of 16 compiles puts `lvm.c`, the
+/// longest, 15 files ahead of its place in the make order.
+pub(crate) const LOOKAHEAD: u32 = 12;
 
 /// Why the coordinator could not be used; `reason` is the fallback reason counted.
 #[derive(Debug)]
@@ -200,11 +209,13 @@ mod tests {
     }
 
     #[test]
-    fn jobs_are_two_per_core_and_cpu_within_the_slots() {
-        // One local core, one farm CPU with 4 slots: 1 + 3 = 2 x (1 + 1).
-        assert_eq!(slots(4, 4, 1, 1).jobs(1), 3);
-        assert_eq!(slots(8, 8, 8, 8).jobs(2), 8, "within the slots");
-        assert_eq!(slots(64, 64, 16, 16).jobs(8), 40);
+    fn jobs_are_two_per_core_and_cpu_and_the_lookahead() {
+        // One local core, one farm CPU with 4 slots: 1 + 3 + the lookahead = 2 x (1 + 1) + 12.
+        assert_eq!(slots(4, 4, 1, 1).jobs(1), 3 + super::LOOKAHEAD);
+        assert_eq!(slots(8, 8, 8, 8).jobs(2), 18 + super::LOOKAHEAD);
+        assert_eq!(slots(64, 64, 16, 16).jobs(8), 40 + super::LOOKAHEAD);
+        // One slot on a worker of 2 CPUs: one CPU's worth.
+        assert_eq!(slots(1, 1, 2, 2).jobs(2), 4 + super::LOOKAHEAD);
         // An older coordinator does not send CPUs: its slots.
         assert_eq!(slots(4, 4, 0, 0).jobs(1), 4);
     }

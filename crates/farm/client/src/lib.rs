@@ -26,12 +26,14 @@ mod error;
 pub mod local_slots;
 mod notice;
 mod paths;
+mod place;
 mod rooted;
 pub mod stats;
 mod step;
 mod target;
 mod toolchain;
 mod verify;
+mod waiting;
 
 pub use cache::{ClientCache, cache_dir, clear, local_usage, max_bytes};
 pub use compile::{compile, farm_jobs, local_command, report_fallbacks, resolve_compiler, to_json};

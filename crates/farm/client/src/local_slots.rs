@@ -86,7 +86,8 @@ pub fn local_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
 }
 
-fn slots_dir() -> PathBuf {
+/// The directory of the slot files (and of the waiting board, `waiting.rs`).
+pub(crate) fn slots_dir() -> PathBuf {
     std::env::var_os(SLOTS_DIR_ENV).map_or_else(
         || crate::paths::home_dir().join(".hybridgrid").join("slots"),
         PathBuf::from,

@@ -1,0 +1,157 @@
+//! Where a compile runs when the farm and the local cores are shared by a build's wrappers: at
+//! once on a free farm CPU or local core, else after waiting its turn on the board
+//! (`waiting.rs`: the largest sources start first). A compile that has to wait does so before it
+//! is preprocessed, so only the one that starts next (the head) has its text made ahead, and a
+//! compile that ends up on a local core by choice runs the original command, unpreprocessed.
+
+use crate::connect::{ConnectFailure, Coordinator, Slots, connect};
+use crate::local_slots;
+use crate::waiting::{Waiter, heavier_waiting};
+use hybridgrid_compiler::CompileJob;
+use hybridgrid_farm_protocol::config::FarmConfig;
+use std::sync::Arc;
+
+/// What a compile does before its text is made (see [`before_preprocessing`]).
+pub(crate) enum Early {
+    /// Runs the original command on a local core by choice, holding its slot.
+    Local(local_slots::LocalSlot),
+    /// Is preprocessed for the farm: a farm CPU is free, or this compile is the head of the
+    /// board (its place there, kept until it is placed).
+    Preprocess(Option<Arc<Waiter>>),
+}
+
+/// Before preprocessing, on the farm's counts from the connection just made: a free farm CPU
+/// means the text is made now; else a free local core takes the compile (unless a larger one is
+/// waiting for it); else the compile waits its turn on the board, unpreprocessed, and at the
+/// head takes a local core that freed up meanwhile or has its text made while it waits for one.
+pub(crate) async fn before_preprocessing(cfg: &FarmConfig, slots: Slots, weight: u64) -> Early {
+    // Texts other wrappers are preprocessing now will take free farm CPUs that the farm does
+    // not count yet.
+    let pending = local_slots::preprocessing_now(cfg.client.local_jobs);
+    if !slots.less_pending(pending).local_is_faster() {
+        return Early::Preprocess(None);
+    }
+    let dir = local_slots::slots_dir();
+    if !heavier_waiting(&dir, weight)
+        && let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
+    {
+        return Early::Local(choice);
+    }
+    let Some(waiter) = Waiter::join(&dir, weight).map(Arc::new) else {
+        return Early::Preprocess(None);
+    };
+    let turn = waiter.clone();
+    let _ = tokio::task::spawn_blocking(move || turn.wait_turn()).await;
+    match local_slots::try_acquire_choice(cfg.client.local_jobs) {
+        Some(choice) => Early::Local(choice),
+        None => Early::Preprocess(Some(waiter)),
+    }
+}
+
+/// The connection made before preprocessing, else a new one. The early one's slot counts are
+/// asked again when they may have gone out of date while this text was preprocessed (see
+/// [`Slots::may_be_stale`]): the local/remote choice is made on the farm's state at placement.
+async fn connection(
+    cfg: &FarmConfig,
+    early: Option<(Coordinator, Slots)>,
+) -> Result<(Coordinator, Slots), ConnectFailure> {
+    match early {
+        Some((mut client, slots))
+            if slots.may_be_stale(local_slots::preprocess_slots(cfg.client.local_jobs)) =>
+        {
+            let slots = crate::connect::refresh(cfg, &mut client).await?;
+            Ok((client, slots))
+        }
+        Some(connected) => Ok(connected),
+        None => connect(cfg).await,
+    }
+}
+
+/// Where a compile whose text is ready runs.
+pub(crate) enum Place {
+    /// On this machine, by choice, holding a local compile slot.
+    Local(local_slots::LocalSlot),
+    /// On the farm.
+    Remote,
+}
+
+/// How long the head of the waiting compiles (`waiting.rs`) waits for a farm CPU or a local core
+/// to free up before it queues on the farm anyway.
+const PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// The first and the longest pause between two looks at the farm's CPUs.
+const PLACE_POLL: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(5),
+    std::time::Duration::from_millis(20),
+);
+/// The pause between two looks at the local slots (a lock attempt: much cheaper than asking the
+/// farm), so that a local core that frees up is taken at once.
+const LOCAL_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The weight of a compile in the waiting order (`waiting.rs`): its source file's size.
+pub(crate) fn source_weight(job: &CompileJob) -> u64 {
+    std::fs::metadata(job.source()).map_or(0, |m| m.len())
+}
+
+/// Over the connection made before preprocessing (else a new one, see [`connection`]), sends
+/// the compile to the farm while one of its CPUs is free, else to an idle local core. With
+/// neither free, or with a heavier compile of the build waiting for one, it waits its turn on the
+/// board (`waiting.rs`: the largest sources start first); at the head it waits (within
+/// [`PLACE_WAIT`], asking the farm again at growing intervals) for the first core to free up,
+/// rather than queueing behind a task on a busy worker CPU: a task queued there shares that CPU
+/// when it starts, and at the end of a build the tasks queued on the farm all finish late
+/// together while the local cores idle.
+///
+/// `waiter` is this compile's place on the board when it waited there before preprocessing
+/// ([`before_preprocessing`]).
+pub(crate) async fn place(
+    cfg: &FarmConfig,
+    early: Option<(Coordinator, Slots)>,
+    weight: u64,
+    mut waiter: Option<Arc<Waiter>>,
+) -> Result<(Coordinator, Place), ConnectFailure> {
+    let (mut client, mut slots) = connection(cfg, early).await?;
+    let dir = local_slots::slots_dir();
+    let mut deadline = std::time::Instant::now() + PLACE_WAIT;
+    let mut pause = PLACE_POLL.0;
+    loop {
+        let head = match &waiter {
+            Some(w) => w.is_head(),
+            None => !heavier_waiting(&dir, weight),
+        };
+        if head {
+            if !slots.local_is_faster() {
+                return Ok((client, Place::Remote));
+            }
+            if let Some(slot) = local_slots::try_acquire_choice(cfg.client.local_jobs) {
+                return Ok((client, Place::Local(slot)));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok((client, Place::Remote));
+            }
+        }
+        if waiter.is_none() {
+            waiter = Waiter::join(&dir, weight).map(Arc::new);
+        }
+        match &waiter {
+            Some(w) if !w.is_head() => {
+                let w = w.clone();
+                let _ = tokio::task::spawn_blocking(move || w.wait_turn()).await;
+                // At the head now: the wait for a core starts here.
+                deadline = std::time::Instant::now() + PLACE_WAIT;
+                pause = PLACE_POLL.0;
+            }
+            _ => {
+                // At the head: the local slots are looked at often, the farm at growing intervals.
+                let ask_farm = std::time::Instant::now() + pause;
+                while std::time::Instant::now() < ask_farm {
+                    tokio::time::sleep(LOCAL_POLL).await;
+                    if let Some(slot) = local_slots::try_acquire_choice(cfg.client.local_jobs) {
+                        return Ok((client, Place::Local(slot)));
+                    }
+                }
+                pause = (pause * 2).min(PLACE_POLL.1);
+            }
+        }
+        slots = crate::connect::refresh(cfg, &mut client).await?;
+    }
+}
