@@ -114,7 +114,7 @@ fn scan(text: &[u8], lone_cr_is_newline: bool) -> Option<usize> {
             let code = strip_comments(&line, &mut in_comment, readings[0]);
             for st in &mut states {
                 st.in_comment = in_comment;
-                st.take(code.clone(), start_line);
+                st.take(code.as_deref().map(Cow::Borrowed), start_line);
             }
         } else {
             for (st, r) in states.iter_mut().zip(readings) {
@@ -263,6 +263,10 @@ fn strip_comments<'a>(
     // Most lines have no comment, string, character or digit separator: they are what they are.
     if !*in_comment && memchr::memchr3(b'/', b'"', b'\'', line).is_none() {
         return Some(Cow::Borrowed(line));
+    }
+    // A line inside a block comment that does not end it: nothing of it is code.
+    if *in_comment && memchr::memmem::find(line, b"*/").is_none() {
+        return Some(Cow::Borrowed(&[]));
     }
     let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let mut out = Vec::with_capacity(line.len());

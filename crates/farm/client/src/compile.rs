@@ -13,7 +13,7 @@ use crate::connect::{Coordinator, connect};
 use crate::error::ClientError;
 use crate::notice::notice;
 use crate::paths::{MASQUERADE_ENV, stats_log, write_atomic};
-use crate::place::{Early, Place, place};
+use crate::place::{Early, Place, Ticket, place};
 use crate::stats::{self, Served};
 use crate::step::Step;
 use crate::toolchain::toolchain;
@@ -189,7 +189,7 @@ pub async fn compile(
     };
     let weight = crate::place::source_weight(&job);
     let mut early = None;
-    let mut waiter = None;
+    let mut ticket = Ticket::None;
     if cache.is_none() || depend.is_some() {
         match connect(cfg).await {
             Err(e) => {
@@ -205,8 +205,8 @@ pub async fn compile(
                 }
                 return Ok(Step::RunLocal(served));
             }
-            Ok((client, slots)) => {
-                match crate::place::before_preprocessing(cfg, slots, weight).await {
+            Ok((mut client, slots)) => {
+                match crate::place::before_preprocessing(cfg, &mut client, slots, weight).await {
                     Early::Local(choice) => {
                         if let Some((c, mkey)) = depend {
                             let done = c
@@ -224,8 +224,8 @@ pub async fn compile(
                         }
                         return run_by_choice(compiler, args, choice);
                     }
-                    Early::Preprocess(w) => {
-                        waiter = w;
+                    Early::Preprocess(t) => {
+                        ticket = t;
                         early = Some((client, slots));
                     }
                 }
@@ -281,7 +281,7 @@ pub async fn compile(
             );
             (Some(shipped), Err("reads_worker_files".to_owned()))
         }
-        Ok(()) => match place(cfg, early, weight, waiter).await {
+        Ok(()) => match place(cfg, early, weight, ticket).await {
             // The local cores are farm capacity: with no remote slot or CPU free at once, an
             // idle local core compiles this one, overlapping the remote compiles.
             Ok((_, Place::Local(_choice))) => {

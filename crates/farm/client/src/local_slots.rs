@@ -68,19 +68,6 @@ pub fn preprocess_slots(local_jobs: u32) -> u32 {
     u32::try_from(bound(local_jobs).max(1)).unwrap_or(u32::MAX)
 }
 
-/// How many preprocessing slots other wrappers of this build hold now: texts being made for the
-/// farm, whose tasks the farm does not count until they are placed.
-pub fn preprocessing_now(local_jobs: u32) -> u32 {
-    let dir = slots_dir();
-    let held = (0..bound(local_jobs).max(1))
-        .filter(|&i| {
-            open_slot(&dir, Work::Preprocess.prefix(), i)
-                .is_some_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
-        })
-        .count();
-    u32::try_from(held).unwrap_or(u32::MAX)
-}
-
 /// The number of local CPUs this process may run on (its affinity mask under `taskset`).
 pub fn local_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))

@@ -6,7 +6,7 @@
 
 use crate::connect::{ConnectFailure, Coordinator, Slots, connect};
 use crate::local_slots;
-use crate::waiting::{Waiter, heavier_waiting};
+use crate::waiting::{Claim, Waiter, claims_now, heavier_waiting};
 use hybridgrid_compiler::CompileJob;
 use hybridgrid_farm_protocol::config::FarmConfig;
 use std::sync::Arc;
@@ -15,36 +15,57 @@ use std::sync::Arc;
 pub(crate) enum Early {
     /// Runs the original command on a local core by choice, holding its slot.
     Local(local_slots::LocalSlot),
-    /// Is preprocessed for the farm: a farm CPU is free, or this compile is the head of the
-    /// board (its place there, kept until it is placed).
-    Preprocess(Option<Arc<Waiter>>),
+    /// Is preprocessed for the farm, holding what it waited for.
+    Preprocess(Ticket),
 }
 
-/// Before preprocessing, on the farm's counts from the connection just made: a free farm CPU
-/// means the text is made now; else a free local core takes the compile (unless a larger one is
-/// waiting for it); else the compile waits its turn on the board, unpreprocessed, and at the
-/// head takes a local core that freed up meanwhile or has its text made while it waits for one.
-pub(crate) async fn before_preprocessing(cfg: &FarmConfig, slots: Slots, weight: u64) -> Early {
-    // Texts other wrappers are preprocessing now will take free farm CPUs that the farm does
-    // not count yet.
-    let pending = local_slots::preprocessing_now(cfg.client.local_jobs);
-    if !slots.less_pending(pending).local_is_faster() {
-        return Early::Preprocess(None);
-    }
+/// What a compile whose text is being made holds.
+pub(crate) enum Ticket {
+    /// Nothing: it decided alone (the board cannot be used) or waits as a compile whose text is
+    /// made first would.
+    None,
+    /// A farm CPU that the farm showed free, taken for this text (see [`Claim`]).
+    Claim(Claim),
+    /// The head of the board, with no core free: its text is made while it waits for one.
+    Head(Arc<Waiter>),
+}
+
+/// Before preprocessing, on the farm's counts from the connection just made: the compile waits
+/// its turn on the board, unpreprocessed (the largest first; `waiting.rs`), and at the head
+/// takes, in this order, a farm CPU that no other wrapper has claimed (its text is made now), a
+/// free local core (the original command runs, unpreprocessed), or else keeps its place and has
+/// its text made while it waits for one. The head decides alone, so two compiles never take the
+/// same free CPU, which the farm counts only once a task is placed.
+pub(crate) async fn before_preprocessing(
+    cfg: &FarmConfig,
+    client: &mut Coordinator,
+    slots: Slots,
+    weight: u64,
+) -> Early {
     let dir = local_slots::slots_dir();
-    if !heavier_waiting(&dir, weight)
-        && let Some(choice) = local_slots::try_acquire_choice(cfg.client.local_jobs)
-    {
-        return Early::Local(choice);
-    }
     let Some(waiter) = Waiter::join(&dir, weight).map(Arc::new) else {
-        return Early::Preprocess(None);
+        return match slots.local_is_faster() {
+            true => local_slots::try_acquire_choice(cfg.client.local_jobs)
+                .map_or(Early::Preprocess(Ticket::None), Early::Local),
+            false => Early::Preprocess(Ticket::None),
+        };
     };
-    let turn = waiter.clone();
-    let _ = tokio::task::spawn_blocking(move || turn.wait_turn()).await;
+    let mut slots = slots;
+    if !waiter.is_head() {
+        let turn = waiter.clone();
+        let _ = tokio::task::spawn_blocking(move || turn.wait_turn()).await;
+        // The counts from before the wait are out of date.
+        if let Ok(now) = crate::connect::refresh(cfg, client).await {
+            slots = now;
+        }
+    }
+    if !slots.less_pending(claims_now(&dir)).local_is_faster() {
+        // Taken before this compile leaves the board: the next head sees the CPU taken.
+        return Early::Preprocess(Claim::take(&dir).map_or(Ticket::None, Ticket::Claim));
+    }
     match local_slots::try_acquire_choice(cfg.client.local_jobs) {
         Some(choice) => Early::Local(choice),
-        None => Early::Preprocess(Some(waiter)),
+        None => Early::Preprocess(Ticket::Head(waiter)),
     }
 }
 
@@ -81,7 +102,7 @@ const PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The first and the longest pause between two looks at the farm's CPUs.
 const PLACE_POLL: (std::time::Duration, std::time::Duration) = (
     std::time::Duration::from_millis(5),
-    std::time::Duration::from_millis(20),
+    std::time::Duration::from_millis(5),
 );
 /// The pause between two looks at the local slots (a lock attempt: much cheaper than asking the
 /// farm), so that a local core that frees up is taken at once.
@@ -101,14 +122,26 @@ pub(crate) fn source_weight(job: &CompileJob) -> u64 {
 /// when it starts, and at the end of a build the tasks queued on the farm all finish late
 /// together while the local cores idle.
 ///
-/// `waiter` is this compile's place on the board when it waited there before preprocessing
-/// ([`before_preprocessing`]).
+/// `ticket` is what the compile took before it was preprocessed ([`before_preprocessing`]): a
+/// claimed farm CPU is used at once; the head of the board keeps its place.
 pub(crate) async fn place(
     cfg: &FarmConfig,
     early: Option<(Coordinator, Slots)>,
     weight: u64,
-    mut waiter: Option<Arc<Waiter>>,
+    ticket: Ticket,
 ) -> Result<(Coordinator, Place), ConnectFailure> {
+    let mut waiter = match ticket {
+        // Released as the task is sent: from then on the farm counts it.
+        Ticket::Claim(_claim) => {
+            let client = match early {
+                Some((client, _)) => client,
+                None => connect(cfg).await?.0,
+            };
+            return Ok((client, Place::Remote));
+        }
+        Ticket::Head(w) => Some(w),
+        Ticket::None => None,
+    };
     let (mut client, mut slots) = connection(cfg, early).await?;
     let dir = local_slots::slots_dir();
     let mut deadline = std::time::Instant::now() + PLACE_WAIT;
@@ -119,7 +152,7 @@ pub(crate) async fn place(
             None => !heavier_waiting(&dir, weight),
         };
         if head {
-            if !slots.local_is_faster() {
+            if !slots.less_pending(claims_now(&dir)).local_is_faster() {
                 return Ok((client, Place::Remote));
             }
             if let Some(slot) = local_slots::try_acquire_choice(cfg.client.local_jobs) {

@@ -75,6 +75,63 @@ impl Drop for Waiter {
     }
 }
 
+/// A farm CPU this wrapper has taken for its text before the farm counts it (the text is being
+/// made, the task is not placed yet): the head of the board takes one when the farm shows a CPU
+/// free that no other claim holds, and the next head sees it taken. Released when the task is
+/// sent (from then on the farm counts it) or the compile goes elsewhere.
+pub(crate) struct Claim {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Claim {
+    /// Takes a claim in `dir` (`None`: the directory cannot be used).
+    pub(crate) fn take(dir: &Path) -> Option<Claim> {
+        let pid = std::process::id();
+        let staging = dir.join(format!("join-{pid}"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&staging)
+            .ok()?;
+        file.try_lock().ok()?;
+        let path = dir.join(format!("claim-{pid:010}"));
+        std::fs::rename(&staging, &path).ok()?;
+        Some(Claim { path, _file: file })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// How many live claims (see [`Claim`]) are in `dir`; dead ones found are removed.
+pub(crate) fn claims_now(dir: &Path) -> u32 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0u32;
+    for e in entries.flatten() {
+        if !e.file_name().as_encoded_bytes().starts_with(b"claim-") {
+            continue;
+        }
+        let Ok(f) = File::open(e.path()) else {
+            continue;
+        };
+        match f.try_lock_shared() {
+            Err(std::fs::TryLockError::WouldBlock) => n = n.saturating_add(1),
+            Ok(()) => {
+                let _ = std::fs::remove_file(e.path());
+            }
+            Err(std::fs::TryLockError::Error(_)) => {}
+        }
+    }
+    n
+}
+
 /// Whether a live waiter heavier than `weight` is on the board in `dir`: a compile that could
 /// start now leaves the free core to it.
 pub(crate) fn heavier_waiting(dir: &Path, weight: u64) -> bool {
@@ -150,6 +207,20 @@ mod tests {
         let _ = std::fs::remove_file(&heavy);
         drop(f);
         assert!(waiting.join().unwrap_or(false));
+    }
+
+    #[test]
+    fn claims_count_while_held() {
+        let dir = board();
+        assert_eq!(claims_now(dir.path()), 0);
+        let c = Claim::take(dir.path()).expect("claim");
+        assert_eq!(claims_now(dir.path()), 1);
+        // Another process's claim whose process died: not counted, and removed.
+        std::fs::write(dir.path().join("claim-0000000001"), b"").expect("write");
+        assert_eq!(claims_now(dir.path()), 1);
+        assert!(!dir.path().join("claim-0000000001").exists());
+        drop(c);
+        assert_eq!(claims_now(dir.path()), 0);
     }
 
     #[test]
