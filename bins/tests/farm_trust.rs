@@ -135,11 +135,7 @@ fn workers_with_another_compiler_version_or_target_never_get_a_task() {
     }
     let s = stats(&coord.http);
     for w in s["workers"].as_array().expect("workers") {
-        let expect = if w["id"] == "good" {
-            remote as u64
-        } else {
-            0
-        };
+        let expect = if w["id"] == "good" { remote as u64 } else { 0 };
         assert_eq!(w["done"].as_u64(), Some(expect), "{w}");
     }
 }
