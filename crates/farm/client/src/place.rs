@@ -2,7 +2,7 @@
 //! once on a free farm CPU or local core, else after waiting its turn on the board
 //! (`waiting.rs`: the largest sources start first). A compile that has to wait does so before it
 //! is preprocessed, so only the one that starts next (the head) has its text made ahead, and a
-//! compile that ends up on a local core by choice runs the original command, unpreprocessed.
+//! compile that gets a local core before its text is made runs the original command.
 
 use crate::connect::{ConnectFailure, Coordinator, Slots, connect};
 use crate::local_slots;
@@ -21,8 +21,7 @@ pub(crate) enum Early {
 
 /// What a compile whose text is being made holds.
 pub(crate) enum Ticket {
-    /// Nothing: it decided alone (the board cannot be used) or waits as a compile whose text is
-    /// made first would.
+    /// Nothing: the board cannot be used, so it decided alone, on the farm's counts.
     None,
     /// A farm CPU that the farm showed free, taken for this text (see [`Claim`]).
     Claim(Claim),
@@ -44,11 +43,11 @@ pub(crate) async fn before_preprocessing(
 ) -> Early {
     let dir = local_slots::slots_dir();
     let Some(waiter) = Waiter::join(&dir, weight).map(Arc::new) else {
-        return match slots.local_is_faster() {
-            true => local_slots::try_acquire_choice(cfg.client.local_jobs)
-                .map_or(Early::Preprocess(Ticket::None), Early::Local),
-            false => Early::Preprocess(Ticket::None),
-        };
+        let choice = slots
+            .local_is_faster()
+            .then(|| local_slots::try_acquire_choice(cfg.client.local_jobs))
+            .flatten();
+        return choice.map_or(Early::Preprocess(Ticket::None), Early::Local);
     };
     let mut slots = slots;
     if !waiter.is_head() {

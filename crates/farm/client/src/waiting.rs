@@ -24,6 +24,35 @@ pub(crate) struct Waiter {
     _file: File,
 }
 
+/// Creates `dir/name` locked by this process: locked before it is visible under its name, so no
+/// other process takes it for the file of a dead one.
+fn publish_locked(dir: &Path, name: &str) -> Option<File> {
+    let staging = dir.join(format!("join-{}", std::process::id()));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&staging)
+        .ok()?;
+    file.try_lock().ok()?;
+    std::fs::rename(&staging, dir.join(name)).ok()?;
+    Some(file)
+}
+
+/// `path` opened when a live process holds its lock; a file nobody holds (its process died) is
+/// removed.
+fn held(path: &Path) -> Option<File> {
+    let f = File::open(path).ok()?;
+    match f.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => Some(f),
+        Ok(()) => {
+            let _ = std::fs::remove_file(path);
+            None
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
 /// The board file name of a waiter: names sort by weight, then by pid.
 fn board_name(weight: u64, pid: u32) -> String {
     format!("wait-{weight:020}-{pid:010}")
@@ -34,18 +63,8 @@ impl Waiter {
     /// used.
     pub(crate) fn join(dir: &Path, weight: u64) -> Option<Waiter> {
         std::fs::create_dir_all(dir).ok()?;
-        let pid = std::process::id();
-        let name = board_name(weight, pid);
-        // Locked before it is visible under its name, so no other waiter takes it for a dead one.
-        let staging = dir.join(format!("join-{pid}"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&staging)
-            .ok()?;
-        file.try_lock().ok()?;
-        std::fs::rename(&staging, dir.join(&name)).ok()?;
+        let name = board_name(weight, std::process::id());
+        let file = publish_locked(dir, &name)?;
         Some(Waiter {
             dir: dir.to_owned(),
             name,
@@ -87,18 +106,12 @@ pub(crate) struct Claim {
 impl Claim {
     /// Takes a claim in `dir` (`None`: the directory cannot be used).
     pub(crate) fn take(dir: &Path) -> Option<Claim> {
-        let pid = std::process::id();
-        let staging = dir.join(format!("join-{pid}"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&staging)
-            .ok()?;
-        file.try_lock().ok()?;
-        let path = dir.join(format!("claim-{pid:010}"));
-        std::fs::rename(&staging, &path).ok()?;
-        Some(Claim { path, _file: file })
+        let name = format!("claim-{:010}", std::process::id());
+        let file = publish_locked(dir, &name)?;
+        Some(Claim {
+            path: dir.join(name),
+            _file: file,
+        })
     }
 }
 
@@ -113,23 +126,12 @@ pub(crate) fn claims_now(dir: &Path) -> u32 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
-    let mut n = 0u32;
-    for e in entries.flatten() {
-        if !e.file_name().as_encoded_bytes().starts_with(b"claim-") {
-            continue;
-        }
-        let Ok(f) = File::open(e.path()) else {
-            continue;
-        };
-        match f.try_lock_shared() {
-            Err(std::fs::TryLockError::WouldBlock) => n = n.saturating_add(1),
-            Ok(()) => {
-                let _ = std::fs::remove_file(e.path());
-            }
-            Err(std::fs::TryLockError::Error(_)) => {}
-        }
-    }
-    n
+    let live = entries
+        .flatten()
+        .filter(|e| e.file_name().as_encoded_bytes().starts_with(b"claim-"))
+        .filter(|e| held(&e.path()).is_some())
+        .count();
+    u32::try_from(live).unwrap_or(u32::MAX)
 }
 
 /// Whether a live waiter heavier than `weight` is on the board in `dir`: a compile that could
@@ -147,19 +149,7 @@ fn ahead_of(dir: &Path, name: &str) -> Option<File> {
         .filter(|n| n.starts_with("wait-") && n.as_str() > name)
         .collect();
     heavier.sort_unstable();
-    for n in heavier {
-        let path = dir.join(&n);
-        let Ok(f) = File::open(&path) else { continue };
-        match f.try_lock_shared() {
-            Err(std::fs::TryLockError::WouldBlock) => return Some(f),
-            // Nobody holds it: its waiter died without removing it.
-            Ok(()) => {
-                let _ = std::fs::remove_file(&path);
-            }
-            Err(std::fs::TryLockError::Error(_)) => {}
-        }
-    }
-    None
+    heavier.into_iter().find_map(|n| held(&dir.join(n)))
 }
 
 #[cfg(test)]
