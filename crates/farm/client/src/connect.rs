@@ -35,8 +35,8 @@ impl Slots {
         self.free == 0 || (self.total_cpus > 0 && self.free_cpus == 0)
     }
 
-    /// These counts less `n` free CPUs: those that `n` texts now being preprocessed for the farm
-    /// (by other wrappers of the build) will take.
+    /// These counts less `n` free CPUs: those that other wrappers of the build have claimed for
+    /// the texts they are making (`waiting.rs`), which the farm does not count yet.
     pub(crate) fn less_pending(self, n: u32) -> Slots {
         Slots {
             free_cpus: self.free_cpus.saturating_sub(n),
@@ -45,11 +45,11 @@ impl Slots {
     }
 
     /// How many compiles beyond `local` cores a build runs at once: in all two per local core
-    /// and farm CPU with a slot (one compiling, one ready to start) and [`LOOKAHEAD`] more; the farm's slots
-    /// when its CPUs are not known (an older coordinator). Compiles ready beyond what runs wait
-    /// on the client for a CPU or core to free up, not on a worker's queue, and the largest
-    /// sources among them start first (`waiting.rs`): the build looks ahead, so a long compile
-    /// late in its order starts early.
+    /// and farm CPU with a slot (one compiling, one ready to start) and [`LOOKAHEAD`] more; the
+    /// farm's slots when its CPUs are not known (an older coordinator). Compiles ready beyond
+    /// what runs wait on the client for a CPU or core to free up, not on a worker's queue, and
+    /// the largest sources among them start first (`waiting.rs`): the build looks ahead, so a
+    /// long compile late in its order starts early.
     pub(crate) fn jobs(&self, local: u32) -> u32 {
         if self.total_cpus == 0 {
             return self.total;

@@ -98,11 +98,8 @@ pub(crate) enum Place {
 /// How long the head of the waiting compiles (`waiting.rs`) waits for a farm CPU or a local core
 /// to free up before it queues on the farm anyway.
 const PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-/// The first and the longest pause between two looks at the farm's CPUs.
-const PLACE_POLL: (std::time::Duration, std::time::Duration) = (
-    std::time::Duration::from_millis(5),
-    std::time::Duration::from_millis(5),
-);
+/// The pause between two looks at the farm's CPUs (a `Hello`) by the head of the board.
+const FARM_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 /// The pause between two looks at the local slots (a lock attempt: much cheaper than asking the
 /// farm), so that a local core that frees up is taken at once.
 const LOCAL_POLL: std::time::Duration = std::time::Duration::from_millis(2);
@@ -116,7 +113,7 @@ pub(crate) fn source_weight(job: &CompileJob) -> u64 {
 /// the compile to the farm while one of its CPUs is free, else to an idle local core. With
 /// neither free, or with a heavier compile of the build waiting for one, it waits its turn on the
 /// board (`waiting.rs`: the largest sources start first); at the head it waits (within
-/// [`PLACE_WAIT`], asking the farm again at growing intervals) for the first core to free up,
+/// [`PLACE_WAIT`], asking the farm every [`FARM_POLL`]) for the first core to free up,
 /// rather than queueing behind a task on a busy worker CPU: a task queued there shares that CPU
 /// when it starts, and at the end of a build the tasks queued on the farm all finish late
 /// together while the local cores idle.
@@ -144,7 +141,6 @@ pub(crate) async fn place(
     let (mut client, mut slots) = connection(cfg, early).await?;
     let dir = local_slots::slots_dir();
     let mut deadline = std::time::Instant::now() + PLACE_WAIT;
-    let mut pause = PLACE_POLL.0;
     loop {
         let head = match &waiter {
             Some(w) => w.is_head(),
@@ -170,18 +166,16 @@ pub(crate) async fn place(
                 let _ = tokio::task::spawn_blocking(move || w.wait_turn()).await;
                 // At the head now: the wait for a core starts here.
                 deadline = std::time::Instant::now() + PLACE_WAIT;
-                pause = PLACE_POLL.0;
             }
             _ => {
-                // At the head: the local slots are looked at often, the farm at growing intervals.
-                let ask_farm = std::time::Instant::now() + pause;
+                // At the head: the local slots are looked at more often than the farm.
+                let ask_farm = std::time::Instant::now() + FARM_POLL;
                 while std::time::Instant::now() < ask_farm {
                     tokio::time::sleep(LOCAL_POLL).await;
                     if let Some(slot) = local_slots::try_acquire_choice(cfg.client.local_jobs) {
                         return Ok((client, Place::Local(slot)));
                     }
                 }
-                pause = (pause * 2).min(PLACE_POLL.1);
             }
         }
         slots = crate::connect::refresh(cfg, &mut client).await?;
